@@ -1,0 +1,786 @@
+"""The capture engine: fetch cited URLs and preserve every exchange as WARC/1.1 evidence.
+
+Flow for one URL: refuse what may not be fetched; fetch hop by hop (each redirect is its own
+request/response pair); spool each body to disk while hashing it; write the records; then,
+once the bytes are fsynced, commit the capture to the catalogue together with its custody-log
+entry. Captures are committed in small groups so that a run of a thousand pages does not pay a
+thousand fsyncs, and a kill at any moment leaves only an unreferenced tail, never a catalogue
+row that points at missing bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import hashlib
+import random
+import re
+import ssl
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
+
+import httpcore
+import httpx
+
+from . import __version__, custody
+from .archive import Archive
+from .catalogue import (
+    ensure_source,
+    format_time,
+    insert,
+    last_good_capture,
+    one,
+    to_json,
+    transaction,
+    update,
+    utc_now,
+)
+from .errors import InputError
+from .urls import host_of, request_url, validate_url
+from .warcwriter import (
+    Block,
+    RecordSpec,
+    WarcWriter,
+    WrittenRecord,
+    recover_interrupted,
+    warc_fields,
+)
+from .wire import RecordingBackend, find_recording
+
+DEFAULT_USER_AGENT = f"evarchive/{__version__} (evidence archiver; +python-httpx)"
+RENAMED_TE_HEADER = b"X-Original-Transfer-Encoding"
+REVISIT_PROFILE = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+SPOOL_IN_MEMORY = 1 << 20  # bodies up to 1 MiB stay in memory; larger ones go to archive/tmp
+READ_CHUNK = 64 * 1024
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], dt.datetime]
+
+
+def _utc_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class CaptureSettings:
+    """Every knob of a capture run; the defaults are no more aggressive than a browser."""
+
+    concurrency: int = 48
+    per_host: int = 6
+    connect_timeout: float = 15.0
+    read_timeout: float = 30.0
+    total_timeout: float = 300.0
+    max_body: int = 1 << 30
+    retries: int = 3
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    max_retry_after: float = 300.0
+    max_redirects: int = 20
+    user_agent: str = DEFAULT_USER_AGENT
+    proxy: str | None = None
+    insecure: bool = False
+    ca_file: str | None = None
+    resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
+    max_warc_size: int = 1 << 30
+    commit_every: int = 64
+    commit_interval: float = 0.25
+    sleep: Sleep = field(default=asyncio.sleep, repr=False)
+    clock: Clock = field(default=_utc_clock, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        """Settings as written to warcinfo and the run row: no credentials, no callables."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("sleep", "clock", "proxy")}
+        data["proxy"] = _proxy_kind(self.proxy)
+        data["resolve"] = {k: list(v) for k, v in self.resolve.items()}
+        return data
+
+
+def _proxy_kind(proxy: str | None) -> str | None:
+    """Only the kind of proxy goes into provenance: never its address or credentials."""
+    return urlsplit(proxy).scheme.lower() if proxy else None
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class Hop:
+    """One request/response exchange of a capture."""
+
+    url: str
+    request_bytes: bytes
+    response_head: bytes
+    head_reconstructed: bool
+    status: int
+    reason: str
+    http_version: str
+    headers: httpx.Headers
+    body: IO[bytes]
+    body_length: int
+    payload_sha256: str
+    block_sha256: str
+    truncated: bool
+    server_ip: str | None
+    server_port: int | None
+    tls: dict[str, Any] | None
+    location: str | None = None
+
+
+@dataclass
+class CaptureOutcome:
+    """What happened to one URL; ``status`` is captured, revisited or failed."""
+
+    url: str
+    status: str
+    source_id: int | None = None
+    capture_id: int | None = None
+    http_status: int | None = None
+    final_url: str | None = None
+    payload_sha256: str | None = None
+    payload_size: int | None = None
+    warc_file: str | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    truncated: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CaptureFailure(Exception):
+    """A capture that ended without usable evidence; ``kind`` is the catalogue's error class."""
+
+    def __init__(self, kind: str, message: str, hops: list[Hop] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.hops = hops or []
+
+
+class RetryableStatus(Exception):
+    def __init__(self, hop: Hop) -> None:
+        super().__init__(f"HTTP {hop.status}")
+        self.hop = hop
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+def build_ssl_context(settings: CaptureSettings) -> ssl.SSLContext:
+    if settings.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=settings.ca_file)
+        if settings.ca_file is None:
+            try:
+                import certifi
+
+                ctx.load_verify_locations(certifi.where())
+            except ImportError:  # the system store alone is fine
+                pass
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _build_pool(settings: CaptureSettings, ctx: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
+    backend = RecordingBackend(settings.resolve)
+    common = dict(ssl_context=ctx, max_connections=settings.concurrency,
+                  max_keepalive_connections=settings.concurrency, keepalive_expiry=5.0,
+                  http1=True, http2=False, network_backend=backend)
+    if not settings.proxy:
+        return httpcore.AsyncConnectionPool(**common)
+    proxy = httpx.URL(settings.proxy)
+    auth = (proxy.username, proxy.password) if proxy.username else None
+    bare = proxy.copy_with(username=None, password=None)
+    proxy_url = httpcore.URL(scheme=bare.raw_scheme, host=bare.raw_host, port=bare.port,
+                             target=b"/")
+    if proxy.scheme in ("http", "https"):
+        return httpcore.AsyncHTTPProxy(proxy_url=proxy_url, proxy_auth=auth, **common)
+    if proxy.scheme in ("socks5", "socks5h"):
+        common.pop("keepalive_expiry")
+        return httpcore.AsyncSOCKSProxy(proxy_url=proxy_url.copy_with(scheme=b"socks5")
+                                        if hasattr(proxy_url, "copy_with") else proxy_url,
+                                        proxy_auth=auth, **common)
+    raise InputError(f"unsupported proxy scheme {proxy.scheme!r}: use http, https or socks5")
+
+
+def build_client(settings: CaptureSettings) -> httpx.AsyncClient:
+    """An httpx client whose transport records wire bytes (HTTP/1.1 only, no br)."""
+    ctx = build_ssl_context(settings)
+    transport = httpx.AsyncHTTPTransport(verify=ctx, http1=True, http2=False)
+    transport._pool = _build_pool(settings, ctx)  # recording backend: see wire.py
+    timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
+                            write=settings.read_timeout, pool=None)
+    headers = {
+        "User-Agent": settings.user_agent,
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        # Only what warcio and replay tools decode safely: no br, no zstd.
+        "Accept-Encoding": "gzip, deflate",
+    }
+    return httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout,
+                             follow_redirects=False, trust_env=False)
+
+
+# --------------------------------------------------------------------------- provenance
+
+def _tls_info(stream: Any) -> dict[str, Any] | None:
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return None
+    chain_pem: list[str] = []
+    inner = getattr(ssl_object, "_sslobj", None)
+    getter = getattr(inner, "get_unverified_chain", None)
+    if getter is not None:
+        for cert in getter() or []:
+            chain_pem.append(cert.public_bytes(ssl._ssl.ENCODING_PEM))  # type: ignore[attr-defined]
+    leaf_der = ssl_object.getpeercert(binary_form=True)
+    if not chain_pem and leaf_der:
+        chain_pem.append(ssl.DER_cert_to_PEM_cert(leaf_der))
+    cipher = ssl_object.cipher()
+    return {
+        "version": ssl_object.version(),
+        "cipher": cipher[0] if cipher else None,
+        "chain_pem": chain_pem,
+        "leaf_sha256": hashlib.sha256(leaf_der).hexdigest() if leaf_der else None,
+    }
+
+
+def _rename_transfer_encoding(head: bytes) -> tuple[bytes, bool]:
+    """Rename Transfer-Encoding: the body is stored de-chunked, so no reader may de-chunk again."""
+    renamed = re.sub(rb"(?im)^transfer-encoding(?=[ \t]*:)", RENAMED_TE_HEADER, head)
+    return renamed, renamed != head
+
+
+def _reconstruct_head(response: httpx.Response) -> bytes:
+    lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}".encode("latin-1")]
+    lines.extend(k + b": " + v for k, v in response.headers.raw)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+# --------------------------------------------------------------------------- fetching
+
+class Fetcher:
+    """Fetches one URL hop by hop, with retries, into spooled hops."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: CaptureSettings, tmp_dir: Path) -> None:
+        self.client = client
+        self.settings = settings
+        self.tmp_dir = tmp_dir
+
+    async def fetch_chain(self, url: str) -> list[Hop]:
+        hops: list[Hop] = []
+        seen: set[str] = set()
+        current = request_url(url)
+        while True:
+            if current in seen:
+                raise CaptureFailure("RedirectLoop", f"redirect loop back to {current}", hops)
+            if len(hops) > self.settings.max_redirects:
+                raise CaptureFailure("TooManyRedirects",
+                                     f"more than {self.settings.max_redirects} redirects", hops)
+            seen.add(current)
+            hop = await self.fetch_with_retries(current)
+            hops.append(hop)
+            if hop.location is None:
+                return hops
+            try:
+                current = request_url(urljoin(current, hop.location))
+            except InputError as exc:
+                raise CaptureFailure("RefusedRedirect", f"redirect refused: {exc.message}", hops) from None
+
+    async def fetch_with_retries(self, url: str) -> Hop:
+        attempt = 0
+        while True:
+            try:
+                hop = await self.fetch_one(url)
+                if hop.status not in RETRY_STATUSES or attempt >= self.settings.retries:
+                    return hop
+                delay = self._retry_delay(attempt, hop.headers.get("retry-after"))
+                if delay is None:
+                    return hop
+                hop.body.close()
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError,
+                    httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                if _is_certificate_error(exc) or attempt >= self.settings.retries:
+                    raise
+                delay = self._retry_delay(attempt, None)
+                assert delay is not None
+            attempt += 1
+            await self.settings.sleep(delay)
+
+    def _retry_delay(self, attempt: int, retry_after: str | None) -> float | None:
+        """Seconds to wait before the next try; None when the server asks for too long."""
+        if retry_after:
+            wanted = _parse_retry_after(retry_after, self.settings.clock())
+            if wanted is not None:
+                return None if wanted > self.settings.max_retry_after else wanted
+        backoff = self.settings.backoff_base * (2 ** attempt)
+        return min(self.settings.backoff_max, backoff * (0.5 + random.random() / 2))
+
+    async def fetch_one(self, url: str) -> Hop:
+        request = self.client.build_request("GET", url)
+        response = await self.client.send(request, stream=True)
+        try:
+            return await self._read_hop(url, response)
+        finally:
+            await response.aclose()
+
+    async def _read_hop(self, url: str, response: httpx.Response) -> Hop:
+        stream = response.extensions.get("network_stream")
+        recording = find_recording(stream)
+        head = bytes(recording.response_head) if recording else b""
+        reconstructed = not head.endswith(b"\r\n\r\n")
+        if reconstructed:
+            head = _reconstruct_head(response)
+        head, _ = _rename_transfer_encoding(head)
+        request_bytes = bytes(recording.request_bytes) if recording else b""
+        peer = stream.get_extra_info("server_addr") if stream is not None else None
+        tls = _tls_info(stream)
+        body, length, payload_hex, block_hex, truncated = await self._spool_body(response, head)
+        location = response.headers.get("location") if 300 <= response.status_code < 400 else None
+        return Hop(url=url, request_bytes=request_bytes, response_head=head,
+                   head_reconstructed=reconstructed, status=response.status_code,
+                   reason=response.reason_phrase, http_version=response.http_version,
+                   headers=response.headers, body=body, body_length=length,
+                   payload_sha256=payload_hex, block_sha256=block_hex, truncated=truncated,
+                   server_ip=None if self.settings.proxy or not peer else str(peer[0]),
+                   server_port=None if self.settings.proxy or not peer else int(peer[1]),
+                   tls=tls, location=location)
+
+    async def _spool_body(self, response: httpx.Response, head: bytes
+                          ) -> tuple[IO[bytes], int, str, str, bool]:
+        body = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=self.tmp_dir)
+        payload = hashlib.sha256()
+        block = hashlib.sha256(head)
+        length = 0
+        truncated = False
+        limit = self.settings.max_body
+        try:
+            async for chunk in response.aiter_raw(READ_CHUNK):
+                if length + len(chunk) > limit:
+                    chunk = chunk[: limit - length]
+                    truncated = True
+                body.write(chunk)
+                payload.update(chunk)
+                block.update(chunk)
+                length += len(chunk)
+                if truncated:
+                    break
+        except BaseException:
+            body.close()
+            raise
+        return body, length, payload.hexdigest(), block.hexdigest(), truncated
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _parse_retry_after(value: str, now: dt.datetime) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def classify_exception(exc: BaseException) -> tuple[str, str]:
+    """The catalogue's error class and a readable message for a failed fetch."""
+    if isinstance(exc, CaptureFailure):
+        return exc.kind, exc.message
+    if _is_certificate_error(exc):
+        return "CertificateError", f"TLS certificate not valid: {_root_message(exc)}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "TotalTimeout", "the capture took longer than the total timeout"
+    if isinstance(exc, httpx.TimeoutException):
+        return type(exc).__name__, f"{type(exc).__name__}: {_root_message(exc) or 'timed out'}"
+    if isinstance(exc, httpx.HTTPError):
+        return type(exc).__name__, _root_message(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return "OSError", str(exc)
+    return type(exc).__name__, str(exc)
+
+
+def _root_message(exc: BaseException) -> str:
+    messages = []
+    seen: BaseException | None = exc
+    while seen is not None and len(messages) < 4:
+        text = str(seen)
+        if text and text not in messages:
+            messages.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return "; ".join(messages)
+
+
+# --------------------------------------------------------------------------- WARC records
+
+@dataclass
+class PendingCapture:
+    """A capture whose records are written but not yet committed to the catalogue."""
+
+    row: dict[str, Any]
+    records: list[WrittenRecord]
+    outcome: CaptureOutcome
+    end_offset: int | None
+
+
+def _http_block(hop: Hop) -> Block:
+    return Block(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
+
+
+def _previous_response(db: Any, source_id: int) -> dict[str, Any] | None:
+    """The original response record of the last good capture, for a revisit's Refers-To."""
+    last = last_good_capture(db, source_id)
+    if not last or last["http_status"] != 200:
+        return None
+    original_id = last["refers_to_capture_id"] or last["id"]
+    original = one(db, "SELECT * FROM captures WHERE id = ?", [original_id])
+    record = one(db, "SELECT * FROM capture_records WHERE capture_id = ? AND "
+                     "record_type = 'response' ORDER BY id DESC LIMIT 1", [original_id])
+    if not original or not record:
+        return None
+    return {"capture": original, "record": record, "payload_sha256": last["payload_sha256"]}
+
+
+def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
+                      revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
+    """Request + response (or revisit) records of one exchange."""
+    response_id_headers: list[tuple[str, str]] = []
+    if hop.server_ip:
+        response_id_headers.append(("WARC-IP-Address", hop.server_ip))
+    if revisit_of is not None:
+        record = revisit_of["record"]
+        response_spec = RecordSpec(
+            "revisit", hop.url, date, Block(hop.response_head),
+            content_type="application/http; msgtype=response",
+            headers=[*response_id_headers, ("WARC-Profile", REVISIT_PROFILE),
+                     ("WARC-Refers-To", record["record_id"]),
+                     ("WARC-Refers-To-Target-URI", record["target_uri"]),
+                     ("WARC-Refers-To-Date", revisit_of["capture"]["warc_date"])],
+            payload_sha256=hop.payload_sha256)
+    else:
+        extra = [("WARC-Truncated", "length")] if hop.truncated else []
+        response_spec = RecordSpec(
+            "response", hop.url, date, _http_block(hop),
+            content_type="application/http; msgtype=response",
+            headers=[*response_id_headers, *extra], payload_sha256=hop.payload_sha256)
+    request_spec = RecordSpec(
+        "request", hop.url, date, Block(hop.request_bytes),
+        content_type="application/http; msgtype=request",
+        headers=[*response_id_headers, ("WARC-Concurrent-To", response_spec.record_id)])
+    return [writer.write(request_spec), writer.write(response_spec)]
+
+
+def _chain_of(hops: list[Hop]) -> list[dict[str, Any]]:
+    return [{"url": h.url, "status": h.status, "location": h.location} for h in hops]
+
+
+def provenance_fields(cited_url: str, hops: list[Hop], settings: CaptureSettings,
+                      started: str, ended: str, attempts_note: str | None,
+                      revisit_of: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    final = hops[-1]
+    tls = final.tls or {}
+    fields: list[tuple[str, Any]] = [
+        ("software", f"evarchive/{__version__}"),
+        ("httpx-version", httpx.__version__),
+        ("cited-url", cited_url),
+        ("request-url", hops[0].url),
+        ("final-url", final.url),
+        ("capture-started", started),
+        ("capture-ended", ended),
+        ("redirect-chain", _chain_of(hops)),
+        ("http-status", str(final.status)),
+        ("http-version", final.http_version),
+        ("server-ip", final.server_ip or ""),
+        ("server-port", str(final.server_port or "")),
+        ("payload-sha256", final.payload_sha256),
+        ("payload-size", str(final.body_length)),
+        ("truncated", "true" if final.truncated else "false"),
+        ("user-agent", settings.user_agent),
+        ("proxy", _proxy_kind(settings.proxy) or "none"),
+        ("transfer-encoding", "stored de-chunked; header renamed to "
+                              + RENAMED_TE_HEADER.decode()),
+    ]
+    if tls:
+        fields += [("tls-version", tls.get("version") or ""), ("tls-cipher", tls.get("cipher") or ""),
+                   ("tls-leaf-sha256", tls.get("leaf_sha256") or ""),
+                   ("tls-validated", "false (captured with --insecure)" if settings.insecure
+                    else "true")]
+    if any(h.head_reconstructed for h in hops):
+        fields.append(("response-head", "reconstructed from parsed headers (wire bytes unavailable)"))
+    if revisit_of:
+        fields.append(("revisit-of-capture", str(revisit_of["capture"]["id"])))
+    if attempts_note:
+        fields.append(("note", attempts_note))
+    return fields
+
+
+# --------------------------------------------------------------------------- the run
+
+class CaptureRun:
+    """Captures a list of URLs into one archive; one instance per process and run."""
+
+    def __init__(self, archive: Archive, settings: CaptureSettings,
+                 on_result: Callable[[CaptureOutcome], None] | None = None) -> None:
+        self.archive = archive
+        self.db = archive.db
+        self.settings = settings
+        self.on_result = on_result
+        self.writer = WarcWriter(archive.warcs_dir, archive.locks_dir, archive.db,
+                                 max_size=settings.max_warc_size,
+                                 warcinfo={"httpx": httpx.__version__,
+                                           "settings": settings.public()})
+        self.pending: list[PendingCapture] = []
+        self._last_commit = time.monotonic()
+        self.run_id: int | None = None
+
+    # ----------------------------------------------------------------- orchestration
+    async def run(self, urls: list[str]) -> list[CaptureOutcome]:
+        self.run_id = self._start_run_row(len(urls))
+        global_limit = asyncio.Semaphore(self.settings.concurrency)
+        host_limits: dict[str, asyncio.Semaphore] = {}
+        outcomes: list[CaptureOutcome] = []
+        async with build_client(self.settings) as client:
+            fetcher = Fetcher(client, self.settings, self.archive.tmp_dir)
+
+            async def one_url(url: str) -> None:
+                host = host_of(url)
+                limit = host_limits.setdefault(host, asyncio.Semaphore(self.settings.per_host))
+                async with global_limit, limit:
+                    outcome = await self.capture_one(fetcher, url)
+                outcomes.append(outcome)
+                if self.on_result:
+                    self.on_result(outcome)
+
+            try:
+                await asyncio.gather(*(one_url(u) for u in urls))
+            finally:
+                self.commit_pending()
+                self.writer.close()
+                self._end_run_row()
+        order = {u: i for i, u in enumerate(urls)}
+        return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+
+    async def capture_one(self, fetcher: Fetcher, url: str) -> CaptureOutcome:
+        source_id = ensure_source(self.db, url)
+        start = self.settings.clock()
+        started = format_time(start)
+        hops: list[Hop] = []
+        try:
+            async with asyncio.timeout(self.settings.total_timeout):
+                hops = await fetcher.fetch_chain(url)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                raise
+            kind, message = classify_exception(exc)
+            hops = exc.hops if isinstance(exc, CaptureFailure) else []
+            return self._record(url, source_id, started, hops, failure=(kind, message))
+        return self._record(url, source_id, started, hops, failure=None)
+
+    # ----------------------------------------------------------------- recording
+    def _record(self, url: str, source_id: int, started: str, hops: list[Hop],
+                failure: tuple[str, str] | None) -> CaptureOutcome:
+        try:
+            ended = format_time(self.settings.clock())
+            final = hops[-1] if hops else None
+            if failure is None and final is not None and final.status >= 400:
+                failure = ("HTTPStatus", f"HTTP {final.status} {final.reason}".strip())
+            revisit_of = None
+            if failure is None and final is not None and not final.truncated:
+                previous = _previous_response(self.db, source_id)
+                if previous and previous["payload_sha256"] == final.payload_sha256:
+                    revisit_of = previous
+            records: list[WrittenRecord] = []
+            if hops:
+                records = self._write_records(url, hops, started, ended, revisit_of)
+            return self._queue(url, source_id, started, ended, hops, records, failure, revisit_of)
+        finally:
+            for hop in hops:
+                hop.body.close()
+
+    def _write_records(self, url: str, hops: list[Hop], started: str, ended: str,
+                       revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
+        self.writer.begin_capture()
+        records: list[WrittenRecord] = []
+        for index, hop in enumerate(hops):
+            is_final = index == len(hops) - 1
+            records += write_hop_records(self.writer, hop, started, revisit_of if is_final else None)
+        response = records[-1]
+        final = hops[-1]
+        if final.tls and final.tls.get("chain_pem"):
+            chain = "".join(final.tls["chain_pem"]).encode("ascii")
+            records.append(self.writer.write(RecordSpec(
+                "resource", f"urn:evarchive:tls-certificate-chain:{final.tls['leaf_sha256']}",
+                started, Block(chain), content_type="application/pem-certificate-chain",
+                headers=[("WARC-Concurrent-To", response.record_id)])))
+        fields = provenance_fields(url, hops, self.settings, started, ended, None, revisit_of)
+        records.append(self.writer.write(RecordSpec(
+            "metadata", hops[0].url, started, Block(warc_fields(fields)),
+            content_type="application/warc-fields",
+            headers=[("WARC-Refers-To", response.record_id)])))
+        return records
+
+    def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[Hop],
+               records: list[WrittenRecord], failure: tuple[str, str] | None,
+               revisit_of: dict[str, Any] | None) -> CaptureOutcome:
+        final = hops[-1] if hops else None
+        tls = (final.tls if final else None) or {}
+        status = "failed" if failure else ("revisited" if revisit_of else "captured")
+        row = {
+            "source_id": source_id, "run_id": self.run_id, "url_requested": url,
+            "status": "failed" if failure else "ok",
+            "kind": None if not records else ("revisit" if revisit_of else "response"),
+            "started_at": started, "ended_at": ended, "warc_date": started if records else None,
+            "final_url": final.url if final else None,
+            "redirect_chain": to_json(_chain_of(hops)) if hops else None,
+            "http_status": final.status if final else None,
+            "server_ip": final.server_ip if final else None,
+            "server_port": final.server_port if final else None,
+            "http_version": final.http_version if final else None,
+            "tls_version": tls.get("version"), "tls_cipher": tls.get("cipher"),
+            "cert_chain_pem": to_json(tls["chain_pem"]) if tls.get("chain_pem") else None,
+            "cert_sha256": tls.get("leaf_sha256"),
+            "cert_validated": (None if self.settings.insecure else 1) if tls else None,
+            "insecure": int(self.settings.insecure), "proxy_used": int(bool(self.settings.proxy)),
+            "content_type": final.headers.get("content-type") if final else None,
+            "payload_size": final.body_length if final else None,
+            "payload_sha256": final.payload_sha256 if final else None,
+            "truncated": int(bool(final and final.truncated)),
+            "warc_file": records[0].warc_file if records else None,
+            "error_class": failure[0] if failure else None,
+            "error_message": failure[1] if failure else None,
+            "refers_to_capture_id": revisit_of["capture"]["id"] if revisit_of else None,
+        }
+        outcome = CaptureOutcome(
+            url=url, status=status, source_id=source_id, http_status=row["http_status"],
+            final_url=row["final_url"], payload_sha256=row["payload_sha256"],
+            payload_size=row["payload_size"], warc_file=row["warc_file"],
+            error_class=row["error_class"], error_message=row["error_message"],
+            truncated=bool(row["truncated"]))
+        end = (records[-1].offset + records[-1].length) if records else None
+        self.pending.append(PendingCapture(row, records, outcome, end))
+        if (len(self.pending) >= self.settings.commit_every
+                or time.monotonic() - self._last_commit >= self.settings.commit_interval):
+            self.commit_pending()
+        return outcome
+
+    def commit_pending(self) -> None:
+        """fsync the WARC, then commit the waiting captures and their custody entries at once."""
+        if not self.pending:
+            return
+        self.writer.sync()
+        batch, self.pending = self.pending, []
+        with transaction(self.db):
+            for item in batch:
+                capture_id = insert(self.db, "captures", item.row)
+                item.outcome.capture_id = capture_id
+                for record in item.records:
+                    insert(self.db, "capture_records", {"capture_id": capture_id, **record.as_row()})
+                if item.end_offset is not None and item.row["warc_file"]:
+                    self.db.execute(
+                        "UPDATE warc_files SET referenced_size = MAX(referenced_size, ?) "
+                        "WHERE name = ?", [item.end_offset, item.row["warc_file"]])
+                custody.append(self.db, "capture", item.row["url_requested"], {
+                    "capture_id": capture_id, "capture": item.row,
+                    "records": [r.as_row() for r in item.records]})
+        self._last_commit = time.monotonic()
+
+    # ----------------------------------------------------------------- run rows
+    def _start_run_row(self, count: int) -> int:
+        with transaction(self.db):
+            return insert(self.db, "runs", {
+                "command": f"capture ({count} URLs)", "started_at": utc_now(),
+                "tool_version": __version__, "settings": to_json(self.settings.public()),
+                "pid": _pid()})
+
+    def _end_run_row(self) -> None:
+        with transaction(self.db):
+            update(self.db, "runs", self.run_id, {"ended_at": utc_now()})
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+# --------------------------------------------------------------------------- public API
+
+def select_urls(archive: Archive, urls: Iterable[str] = (), from_file: Path | None = None,
+                pending: bool = False, everything: bool = False) -> list[str]:
+    """The URLs a capture command works on, validated before anything is written."""
+    chosen: list[str] = list(urls)
+    if from_file is not None:
+        try:
+            text = from_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read URL list {from_file}: {exc}") from None
+        chosen += [line.strip() for line in text.splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+    if pending:
+        chosen += [row["url"] for row in _sources_without_good_capture(archive)]
+    if everything:
+        chosen += [row["url"] for row in archive.db.query("SELECT url FROM sources ORDER BY id")]
+    refused = []
+    for url in chosen:
+        try:
+            validate_url(url)
+        except InputError as exc:
+            refused.append(exc.message)
+    if refused:
+        raise InputError("nothing was captured:\n  " + "\n  ".join(refused))
+    unique = list(dict.fromkeys(chosen))
+    return unique
+
+
+def _sources_without_good_capture(archive: Archive) -> list[dict[str, Any]]:
+    from .catalogue import sources_without_capture
+
+    return sources_without_capture(archive.db)
+
+
+def recover(archive: Archive) -> list[Any]:
+    """Seal WARC files left open by a killed run; returns what was found (for a notice)."""
+    return recover_interrupted(archive.warcs_dir, archive.db)
+
+
+def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | None = None,
+                 on_result: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
+    """Capture ``urls`` into ``archive`` (blocking); every attempt lands in the catalogue."""
+    settings = settings or CaptureSettings()
+    for url in urls:
+        validate_url(url)
+    run = CaptureRun(archive, settings, on_result)
+    return asyncio.run(run.run(list(dict.fromkeys(urls))))
+
+
+__all__ = [
+    "CaptureOutcome",
+    "CaptureRun",
+    "CaptureSettings",
+    "Fetcher",
+    "Hop",
+    "build_client",
+    "capture_urls",
+    "classify_exception",
+    "recover",
+    "select_urls",
+]

@@ -1,0 +1,277 @@
+"""The SQLite catalogue: schema, migrations and the row helpers every command shares.
+
+The catalogue is opened in WAL mode with ``synchronous=FULL``: a row that says evidence exists
+must survive a power cut once its commit returns. Writes go through ``transaction()`` (BEGIN
+IMMEDIATE), so concurrent evarchive processes serialise on the catalogue instead of failing
+half way, and a custody-log entry is committed atomically with the rows it vouches for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import CouldNotRunError
+from .urls import normalise_url, validate_url
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC string with microseconds (the catalogue's format)."""
+    return format_time(dt.datetime.now(dt.UTC))
+
+
+def format_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, so the same value always hashes the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One atomic write: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    conn = db.conn
+    if conn.in_transaction:  # nested use joins the outer transaction
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
+    """Insert one row with plain SQL (sqlite-utils' own insert would commit our transaction)."""
+    columns = ", ".join(f"[{k}]" for k in row)
+    marks = ", ".join("?" for _ in row)
+    cursor = db.execute(f"INSERT INTO [{table}] ({columns}) VALUES ({marks})", list(row.values()))
+    return int(cursor.lastrowid)
+
+
+def update(db: sqlite_utils.Database, table: str, key: int | str, values: dict[str, Any],
+           key_column: str = "id") -> None:
+    assignments = ", ".join(f"[{k}] = ?" for k in values)
+    db.execute(f"UPDATE [{table}] SET {assignments} WHERE [{key_column}] = ?",
+               [*values.values(), key])
+
+
+def one(db: sqlite_utils.Database, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
+    rows = list(db.query(sql, params))
+    return rows[0] if rows else None
+
+
+# --------------------------------------------------------------------------- migrations
+
+def _migration_1_core(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL,
+            normalised TEXT NOT NULL UNIQUE,
+            added_at TEXT NOT NULL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            tool_version TEXT NOT NULL,
+            settings TEXT,
+            pid INTEGER
+        );
+        CREATE TABLE warc_files (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            closed_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('open', 'closed', 'interrupted')),
+            size INTEGER,
+            sha256 TEXT,
+            referenced_size INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER,
+            writer_lock TEXT,
+            warcinfo_record_id TEXT,
+            warcinfo_length INTEGER
+        );
+        CREATE TABLE captures (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            run_id INTEGER REFERENCES runs(id),
+            url_requested TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            kind TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT NOT NULL,
+            warc_date TEXT,
+            final_url TEXT,
+            redirect_chain TEXT,
+            http_status INTEGER,
+            server_ip TEXT,
+            server_port INTEGER,
+            http_version TEXT,
+            tls_version TEXT,
+            tls_cipher TEXT,
+            cert_chain_pem TEXT,
+            cert_sha256 TEXT,
+            cert_validated INTEGER,
+            insecure INTEGER NOT NULL DEFAULT 0,
+            proxy_used INTEGER NOT NULL DEFAULT 0,
+            content_type TEXT,
+            payload_size INTEGER,
+            payload_sha256 TEXT,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            warc_file TEXT,
+            error_class TEXT,
+            error_message TEXT,
+            refers_to_capture_id INTEGER REFERENCES captures(id)
+        );
+        CREATE INDEX captures_source ON captures(source_id, status);
+        CREATE TABLE capture_records (
+            id INTEGER PRIMARY KEY,
+            capture_id INTEGER NOT NULL REFERENCES captures(id),
+            warc_file TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            record_id TEXT NOT NULL UNIQUE,
+            record_type TEXT NOT NULL,
+            target_uri TEXT NOT NULL,
+            block_sha256 TEXT NOT NULL,
+            payload_sha256 TEXT,
+            member_sha256 TEXT NOT NULL
+        );
+        CREATE INDEX capture_records_capture ON capture_records(capture_id);
+        CREATE INDEX capture_records_file ON capture_records(warc_file, offset);
+        CREATE TABLE custody_log (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            subject TEXT,
+            details TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            entry_hash TEXT NOT NULL,
+            signature TEXT
+        );
+        """
+    )
+
+
+Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
+
+# Each owner appends its own migration; versions are never renumbered or edited once released.
+MIGRATIONS: list[Migration] = [
+    (1, "core: sources, runs, warc files, captures, records, custody log", _migration_1_core),
+]
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring the catalogue up to the newest schema, one migration per transaction."""
+    known = max(v for v, _, _ in MIGRATIONS)
+    current = schema_version(db)
+    if current > known:
+        raise CouldNotRunError(
+            f"the catalogue has schema version {current}, newer than this evarchive knows ({known}); "
+            "upgrade evarchive")
+    for version, _name, apply in sorted(MIGRATIONS, key=lambda m: m[0]):
+        if version <= schema_version(db):
+            continue
+        with transaction(db):
+            if schema_version(db) >= version:  # another process migrated meanwhile
+                continue
+            apply(db)
+            db.execute(f"PRAGMA user_version = {version}")
+
+
+# --------------------------------------------------------------------------- sources
+
+def ensure_source(db: sqlite_utils.Database, url: str) -> int:
+    """The id of the source for this URL, created if new (the cited spelling is kept)."""
+    validate_url(url)
+    normalised = normalise_url(url)
+    row = one(db, "SELECT id FROM sources WHERE normalised = ?", [normalised])
+    if row:
+        return int(row["id"])
+    with transaction(db):
+        row = one(db, "SELECT id FROM sources WHERE normalised = ?", [normalised])
+        if row:
+            return int(row["id"])
+        return insert(db, "sources", {"url": url, "normalised": normalised, "added_at": utc_now()})
+
+
+def find_source(db: sqlite_utils.Database, url: str) -> dict[str, Any] | None:
+    try:
+        normalised = normalise_url(url)
+    except Exception:
+        return one(db, "SELECT * FROM sources WHERE url = ?", [url])
+    return one(db, "SELECT * FROM sources WHERE normalised = ?", [normalised])
+
+
+def last_good_capture(db: sqlite_utils.Database, source_id: int) -> dict[str, Any] | None:
+    return one(db, "SELECT * FROM captures WHERE source_id = ? AND status = 'ok' "
+                   "ORDER BY id DESC LIMIT 1", [source_id])
+
+
+def sources_without_capture(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    return list(db.query(
+        "SELECT * FROM sources WHERE id NOT IN "
+        "(SELECT source_id FROM captures WHERE status = 'ok') ORDER BY id"))
+
+
+def all_sources(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    return list(db.query("SELECT * FROM sources ORDER BY id"))
+
+
+def source_summaries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Each source with its capture counts and its last successful capture time."""
+    return list(db.query(
+        """
+        SELECT s.id, s.url, s.normalised, s.added_at,
+               SUM(c.status = 'ok') AS captures_ok,
+               SUM(c.status = 'failed') AS captures_failed,
+               MAX(CASE WHEN c.status = 'ok' THEN c.started_at END) AS last_capture,
+               (SELECT c2.error_class FROM captures c2 WHERE c2.source_id = s.id
+                 ORDER BY c2.id DESC LIMIT 1) AS last_error
+        FROM sources s LEFT JOIN captures c ON c.source_id = s.id
+        GROUP BY s.id ORDER BY s.id
+        """))
+
+
+def captures_of(db: sqlite_utils.Database, source_id: int) -> list[dict[str, Any]]:
+    rows = list(db.query("SELECT * FROM captures WHERE source_id = ? ORDER BY id", [source_id]))
+    for row in rows:
+        row["records"] = list(db.query(
+            "SELECT * FROM capture_records WHERE capture_id = ? ORDER BY offset", [row["id"]]))
+        for key in ("redirect_chain", "cert_chain_pem"):
+            if row.get(key):
+                row[key] = json.loads(row[key])
+    return rows

@@ -1,0 +1,284 @@
+"""The evarchive command line: parse, call the library, print. Nothing else lives here.
+
+Data goes to stdout (tables for people, ``--json`` for scripts); messages and progress go to
+stderr. Every ``EvarchiveError`` is turned into a message and an exit code in ``main()``:
+0 ok, 1 findings, 2 usage or bad input, 3 could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .archive import Archive
+from .errors import EvarchiveError, FindingsError, UsageError
+
+app = typer.Typer(
+    name="evarchive",
+    help="Capture, verify and export the web evidence cited by reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+ArchiveOpt = Annotated[Path | None, typer.Option(
+    "--archive", "-a", envvar="EVARCHIVE_ARCHIVE", metavar="DIR",
+    help="Archive directory (default ./archive; env EVARCHIVE_ARCHIVE).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron).")]
+
+
+def open_archive(path: Path | None) -> Archive:
+    return Archive.open(path)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+
+
+def print_json_lines(values: list[Any]) -> None:
+    for value in values:
+        sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"evarchive {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option("--version", callback=version_callback,
+                                               is_eager=True, help="Show the version and exit.")] = False
+         ) -> None:
+    """evarchive: preserve the web pages a report cites, prove they are intact, and show them in court.
+
+    Exit codes: 0 ok; 1 findings (failed captures, broken evidence); 2 usage or bad input;
+    3 the work could not run (another run holds the lock).
+    """
+
+
+# --------------------------------------------------------------------------- capture
+
+def _parse_resolve(values: list[str]) -> dict[str, tuple[str, int]]:
+    mapping = {}
+    for value in values:
+        try:
+            host, address, port = value.rsplit(":", 2)
+            mapping[host] = (address, int(port))
+        except ValueError:
+            raise UsageError(f"--resolve wants HOST:ADDRESS:PORT, not {value!r}") from None
+    return mapping
+
+
+def capture_settings(concurrency: int, per_host: int, timeout: float, read_timeout: float,
+                     connect_timeout: float, max_body: int, retries: int, user_agent: str | None,
+                     proxy: str | None, insecure: bool, ca_file: Path | None,
+                     resolve: list[str], warc_size: int) -> Any:
+    from .capture import DEFAULT_USER_AGENT, CaptureSettings
+
+    if concurrency < 1 or per_host < 1:
+        raise UsageError("--concurrency and --per-host must be at least 1")
+    return CaptureSettings(
+        concurrency=concurrency, per_host=per_host, total_timeout=timeout,
+        read_timeout=read_timeout, connect_timeout=connect_timeout, max_body=max_body,
+        retries=retries, user_agent=user_agent or DEFAULT_USER_AGENT, proxy=proxy,
+        insecure=insecure, ca_file=str(ca_file) if ca_file else None,
+        resolve=_parse_resolve(resolve), max_warc_size=warc_size)
+
+
+def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
+                 as_json: bool) -> list[Any]:
+    """Recover from an interrupted run, then capture with a progress bar on stderr."""
+    from .capture import capture_urls, recover
+
+    for found in recover(archive):
+        err.print(f"[yellow]notice:[/] {found.name} was left open by an interrupted run; sealed it"
+                  + (f" ({found.tail} unreferenced bytes after the last committed record)"
+                     if found.tail else ""))
+    if not urls:
+        if not quiet:
+            err.print("nothing to capture")
+        return []
+    show_bar = not quiet and err.is_terminal
+    with Progress(TextColumn("capturing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not show_bar, transient=True) as progress:
+        task = progress.add_task("capture", total=len(urls))
+
+        def on_result(outcome: Any) -> None:
+            progress.advance(task)
+            if as_json:
+                print_json(outcome.as_dict())
+                sys.stdout.flush()
+
+        return capture_urls(archive, urls, settings, on_result)
+
+
+def print_capture_summary(outcomes: list[Any], quiet: bool) -> None:
+    counts = Counter(o.status for o in outcomes)
+    failures = Counter(o.error_class for o in outcomes if o.status == "failed")
+    if not quiet:
+        table = Table(title="capture summary")
+        table.add_column("result")
+        table.add_column("count", justify="right")
+        table.add_row("captured", str(counts.get("captured", 0)))
+        table.add_row("revisited (identical payload)", str(counts.get("revisited", 0)))
+        table.add_row("failed", str(counts.get("failed", 0)))
+        for reason, count in failures.most_common():
+            table.add_row(f"  failed: {reason}", str(count))
+        err.print(table)
+    for o in outcomes:
+        if o.status == "failed":
+            err.print(f"[red]failed[/] {o.url}: {o.error_class}: {o.error_message}")
+
+
+@app.command()
+def capture(
+    urls: Annotated[list[str] | None, typer.Argument(help="URLs to capture.", show_default=False)] = None,
+    from_file: Annotated[Path | None, typer.Option("--from", help="File with one URL a line.")] = None,
+    pending: Annotated[bool, typer.Option("--pending", help="Every known source without a good capture.")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="Every known source, captured anew.")] = False,
+    concurrency: Annotated[int, typer.Option(help="Total simultaneous requests.")] = 48,
+    per_host: Annotated[int, typer.Option(help="Simultaneous requests per host (browsers use 6).")] = 6,
+    timeout: Annotated[float, typer.Option(help="Total seconds per capture, redirects included.")] = 300.0,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to connect.")] = 15.0,
+    read_timeout: Annotated[float, typer.Option(help="Seconds of silence before giving up a read.")] = 30.0,
+    max_body: Annotated[int, typer.Option(help="Bytes kept per body; longer bodies are kept up to this and "
+                                               "recorded as truncated.")] = 1 << 30,
+    retries: Annotated[int, typer.Option(help="Retries for connection errors, 5xx and 429.")] = 3,
+    user_agent: Annotated[str | None, typer.Option(help="User-Agent header (default names evarchive).")] = None,
+    proxy: Annotated[str | None, typer.Option(help="Proxy URL: http://, https:// or socks5://.")] = None,
+    insecure: Annotated[bool, typer.Option(help="Capture even when the TLS certificate is invalid "
+                                                "(recorded in the provenance).")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
+    resolve: Annotated[list[str] | None, typer.Option(
+        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+    warc_size: Annotated[int, typer.Option(help="Start a new WARC file past this size.")] = 1 << 30,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Capture URLs to WARC files and record every attempt in the catalogue.
+
+    Exit 0 when every URL was captured, 1 when any failed (the failures are in the
+    catalogue), 2 for usage errors (refused URLs: nothing is written).
+    """
+    from .capture import select_urls
+
+    if not (urls or from_file or pending or everything):
+        raise UsageError("give URLs, --from FILE, --pending or --all")
+    settings = capture_settings(concurrency, per_host, timeout, read_timeout, connect_timeout,
+                                max_body, retries, user_agent, proxy, insecure, ca_file,
+                                resolve or [], warc_size)
+    arch = open_archive(archive)
+    chosen = select_urls(arch, urls or [], from_file, pending, everything)
+    outcomes = run_captures(arch, chosen, settings, quiet, as_json)
+    if not as_json:
+        print_capture_summary(outcomes, quiet)
+    failed = sum(o.status == "failed" for o in outcomes)
+    if failed:
+        raise FindingsError(f"{failed} of {len(outcomes)} captures failed")
+
+
+# --------------------------------------------------------------------------- browsing
+
+@app.command()
+def sources(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
+    """List every source the catalogue knows, with its captures."""
+    from .catalogue import source_summaries
+
+    rows = source_summaries(open_archive(archive).db)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} sources")
+    for column in ("id", "url", "ok", "failed", "last capture", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["id"]), row["url"], str(row["captures_ok"] or 0),
+                      str(row["captures_failed"] or 0), row["last_capture"] or "-",
+                      row["last_error"] or "")
+    out.print(table)
+
+
+def source_details(arch: Archive, url: str) -> dict[str, Any]:
+    """Everything ``show`` prints about one source; other concerns add their sections here."""
+    from .catalogue import captures_of, find_source
+
+    source = find_source(arch.db, url)
+    if source is None:
+        raise UsageError(f"no source {url!r} in the catalogue")
+    return {"source": source, "captures": captures_of(arch.db, source["id"])}
+
+
+@app.command()
+def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any spelling of it).")],
+         archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what the catalogue knows about one source: every capture and its provenance."""
+    details = source_details(open_archive(archive), url)
+    if as_json:
+        print_json(details)
+        return
+    source = details["source"]
+    out.print(f"[bold]{source['url']}[/]  (source {source['id']}, normalised {source['normalised']})")
+    table = Table(title="captures")
+    for column in ("id", "started (UTC)", "result", "HTTP", "final URL", "server", "payload sha256",
+                   "WARC file"):
+        table.add_column(column, overflow="fold")
+    for cap in details["captures"]:
+        result = cap["kind"] or "-" if cap["status"] == "ok" else f"failed: {cap['error_class']}"
+        table.add_row(str(cap["id"]), cap["started_at"], result, str(cap["http_status"] or "-"),
+                      cap["final_url"] or "-",
+                      f"{cap['server_ip']}:{cap['server_port']}" if cap["server_ip"] else "-",
+                      (cap["payload_sha256"] or "-")[:16], cap["warc_file"] or "-")
+    out.print(table)
+    for extra in details:
+        if extra not in ("source", "captures") and details[extra]:
+            out.print(f"[bold]{extra}[/]")
+            for item in details[extra]:
+                out.print(f"  {item}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every error becomes a message on stderr and a documented exit code."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="evarchive")
+    except EvarchiveError as exc:
+        colour = "yellow" if exc.exit_code == 1 else "red"
+        err.print(f"[{colour}]evarchive:[/] {exc.message}")
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        err.print("evarchive: interrupted; the archive is consistent, run the command again to finish")
+        return 130
+    except KeyboardInterrupt:
+        err.print("evarchive: interrupted; the archive is consistent, run the command again to finish")
+        return 130
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,350 @@
+"""WARC/1.1 writing: gzip per record, rotation, fsync, and exact bookkeeping of every record.
+
+One ``WarcWriter`` per process owns one open file at a time, so two evarchive processes never
+share a file. A file is registered in the catalogue (status ``open``) before its first byte is
+written, and the writer holds an exclusive ``flock`` on a lock file beside it for as long as it
+writes. A later process that can take that lock knows the writer died, seals the file as
+``interrupted`` and reports any bytes past the last committed record (the unreferenced tail).
+A closed file is never opened for writing again.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import platform
+import secrets
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import sqlite_utils
+
+from . import __version__, custody
+from .catalogue import format_time, insert, one, to_json, transaction, update, utc_now
+
+DEFAULT_MAX_WARC_SIZE = 1 << 30
+GZIP_LEVEL = 6
+COPY_CHUNK = 1 << 20
+SOFTWARE = f"evarchive/{__version__}"
+
+
+def warc_digest(hex_digest: str) -> str:
+    """The ``sha256:<base32>`` form WARC headers use, from a hex digest."""
+    return "sha256:" + base64.b32encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+def new_record_id() -> str:
+    return f"<urn:uuid:{uuid.uuid4()}>"
+
+
+def warc_date(moment_iso: str) -> str:
+    """WARC-Date from the catalogue's time format (WARC 1.1 allows fractions of a second)."""
+    return moment_iso
+
+
+@dataclass
+class Block:
+    """A record block: leading bytes (e.g. an HTTP head) then an optional body file.
+
+    ``precomputed_sha256`` lets a caller that hashed the block while receiving it spare a
+    second pass over a large body.
+    """
+
+    head: bytes
+    body: IO[bytes] | None = None
+    body_length: int = 0
+    precomputed_sha256: str | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.head) + self.body_length
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.head
+        if self.body is not None:
+            self.body.seek(0)
+            remaining = self.body_length
+            while remaining > 0:
+                chunk = self.body.read(min(COPY_CHUNK, remaining))
+                if not chunk:
+                    raise OSError("body spool ended early")
+                remaining -= len(chunk)
+                yield chunk
+
+
+@dataclass
+class RecordSpec:
+    warc_type: str
+    target_uri: str
+    date: str
+    block: Block
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    payload_sha256: str | None = None  # hex; written as WARC-Payload-Digest when set
+    record_id: str = field(default_factory=new_record_id)
+
+
+@dataclass
+class WrittenRecord:
+    warc_file: str
+    offset: int
+    length: int
+    record_id: str
+    record_type: str
+    target_uri: str
+    block_sha256: str
+    payload_sha256: str | None
+    member_sha256: str
+
+    def as_row(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "warc_file", "offset", "length", "record_id", "record_type", "target_uri",
+            "block_sha256", "payload_sha256", "member_sha256")}
+
+
+def block_sha256(block: Block) -> str:
+    digest = hashlib.sha256()
+    for chunk in block.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _header_bytes(spec: RecordSpec, block_digest_hex: str) -> bytes:
+    lines = [
+        "WARC/1.1",
+        f"WARC-Type: {spec.warc_type}",
+        f"WARC-Record-ID: {spec.record_id}",
+        f"WARC-Date: {warc_date(spec.date)}",
+    ]
+    if spec.target_uri:
+        lines.append(f"WARC-Target-URI: {spec.target_uri}")
+    lines.extend(f"{name}: {value}" for name, value in spec.headers)
+    if spec.content_type:
+        lines.append(f"Content-Type: {spec.content_type}")
+    lines.append(f"WARC-Block-Digest: {warc_digest(block_digest_hex)}")
+    if spec.payload_sha256:
+        lines.append(f"WARC-Payload-Digest: {warc_digest(spec.payload_sha256)}")
+    lines.append(f"Content-Length: {spec.block.length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def warc_fields(fields: Iterable[tuple[str, Any]]) -> bytes:
+    """An ``application/warc-fields`` body: one ``name: value`` line per field."""
+    out = []
+    for name, value in fields:
+        text = value if isinstance(value, str) else to_json(value)
+        out.append(f"{name}: {text.replace(chr(13), ' ').replace(chr(10), ' ')}\r\n")
+    return "".join(out).encode("utf-8")
+
+
+class WarcWriter:
+    """Writes records to the archive's WARC files for one process."""
+
+    def __init__(self, warcs_dir: Path, locks_dir: Path, db: sqlite_utils.Database,
+                 max_size: int = DEFAULT_MAX_WARC_SIZE,
+                 warcinfo: dict[str, Any] | None = None, prefix: str = "EVA") -> None:
+        self.warcs_dir = warcs_dir
+        self.locks_dir = locks_dir
+        self.db = db
+        self.max_size = max_size
+        self.warcinfo = warcinfo or {}
+        self.prefix = prefix
+        self._file: IO[bytes] | None = None
+        self._lock_fd: int | None = None
+        self._name: str | None = None
+        self._size = 0
+        self._file_hash = hashlib.sha256()
+        self._serial = 0
+
+    # ----------------------------------------------------------------- file lifecycle
+    @property
+    def current_name(self) -> str | None:
+        return self._name
+
+    def _new_name(self) -> str:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        self._serial += 1
+        return f"{self.prefix}-{stamp}-{os.getpid()}-{secrets.token_hex(4)}-{self._serial:05d}.warc.gz"
+
+    def _open_new(self) -> None:
+        name = self._new_name()
+        lock_path = self.locks_dir / f"{name}.lock"
+        self._lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        path = self.warcs_dir / name
+        # Register first: a crash after this point leaves a row that recovery can seal.
+        with transaction(self.db):
+            insert(self.db, "warc_files", {
+                "name": name, "created_at": utc_now(), "status": "open",
+                "referenced_size": 0, "pid": os.getpid(), "writer_lock": str(lock_path)})
+        self._file = open(path, "xb")  # never overwrite an existing file
+        self._name = name
+        self._size = 0
+        self._file_hash = hashlib.sha256()
+        info = self._write_warcinfo()
+        self.sync()
+        with transaction(self.db):
+            update(self.db, "warc_files", name, {
+                "warcinfo_record_id": info.record_id, "warcinfo_length": info.length,
+                "referenced_size": info.offset + info.length}, key_column="name")
+
+    def _write_warcinfo(self) -> WrittenRecord:
+        fields = [("software", SOFTWARE), ("format", "WARC File Format 1.1"),
+                  ("conformsTo", "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/"),
+                  ("python", platform.python_version()), ("host-os", platform.platform())]
+        fields.extend(self.warcinfo.items())
+        body = warc_fields(fields)
+        spec = RecordSpec("warcinfo", "", utc_now(), Block(body),
+                          content_type="application/warc-fields",
+                          headers=[("WARC-Filename", self._name or "")])
+        return self._write(spec)
+
+    def begin_capture(self) -> str:
+        """Make sure a file is open with room; a capture's records never span two files."""
+        if self._file is not None and self._size >= self.max_size:
+            self.close()
+        if self._file is None:
+            self._open_new()
+        assert self._name is not None
+        return self._name
+
+    def close(self) -> None:
+        """Seal the current file: fsync, record size and SHA-256, never write it again."""
+        if self._file is None:
+            return
+        self.sync()
+        self._file.close()
+        name, size, digest = self._name, self._size, self._file_hash.hexdigest()
+        with transaction(self.db):
+            update(self.db, "warc_files", name, {
+                "status": "closed", "closed_at": utc_now(), "size": size, "sha256": digest},
+                key_column="name")
+            custody.append(self.db, "warc-closed", name, {"size": size, "sha256": digest})
+        self._file = None
+        self._name = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def sync(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    # ----------------------------------------------------------------- records
+    def write(self, spec: RecordSpec) -> WrittenRecord:
+        if self._file is None:
+            self.begin_capture()
+        return self._write(spec)
+
+    def _write(self, spec: RecordSpec) -> WrittenRecord:
+        assert self._file is not None and self._name is not None
+        block_hex = spec.block.precomputed_sha256 or block_sha256(spec.block)
+        header = _header_bytes(spec, block_hex)
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        member_hash = hashlib.sha256()
+        offset = self._size
+        length = 0
+
+        def emit(data: bytes) -> None:
+            nonlocal length
+            if data:
+                self._file.write(data)  # type: ignore[union-attr]
+                member_hash.update(data)
+                self._file_hash.update(data)
+                length += len(data)
+
+        emit(compressor.compress(header))
+        for chunk in spec.block.chunks():
+            emit(compressor.compress(chunk))
+        emit(compressor.compress(b"\r\n\r\n"))
+        emit(compressor.flush())
+        self._size += length
+        return WrittenRecord(self._name, offset, length, spec.record_id, spec.warc_type,
+                             spec.target_uri, block_hex, spec.payload_sha256,
+                             member_hash.hexdigest())
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+
+# --------------------------------------------------------------------------- recovery
+
+@dataclass
+class InterruptedFile:
+    name: str
+    size: int
+    referenced_size: int
+
+    @property
+    def tail(self) -> int:
+        return max(0, self.size - self.referenced_size)
+
+
+def _writer_is_dead(lock_path: str | None) -> bool:
+    if not lock_path or not os.path.exists(lock_path):
+        return True
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing releases the lock if we took it
+    return True
+
+
+def _file_sha256(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(COPY_CHUNK * 4):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def recover_interrupted(warcs_dir: Path, db: sqlite_utils.Database) -> list[InterruptedFile]:
+    """Seal files left open by a dead writer and report their unreferenced tails.
+
+    Nothing is truncated or deleted: the tail stays on disk (evidence is append-only) and is
+    recorded as the known tail of an interrupted run, so verification can tell it apart from
+    tampering.
+    """
+    found = []
+    for row in list(db.query("SELECT * FROM warc_files WHERE status = 'open'")):
+        if not _writer_is_dead(row["writer_lock"]):
+            continue
+        path = warcs_dir / row["name"]
+        size, digest = _file_sha256(path) if path.exists() else (0, None)
+        with transaction(db):
+            current = one(db, "SELECT status FROM warc_files WHERE id = ?", [row["id"]])
+            if not current or current["status"] != "open":
+                continue
+            update(db, "warc_files", row["id"], {
+                "status": "interrupted", "closed_at": utc_now(), "size": size, "sha256": digest})
+            custody.append(db, "warc-interrupted", row["name"], {
+                "size": size, "sha256": digest, "referenced_size": row["referenced_size"]})
+        found.append(InterruptedFile(row["name"], size, row["referenced_size"]))
+    return found
+
+
+__all__ = [
+    "Block",
+    "InterruptedFile",
+    "RecordSpec",
+    "WarcWriter",
+    "WrittenRecord",
+    "format_time",
+    "recover_interrupted",
+    "warc_digest",
+    "warc_fields",
+]
