@@ -51,6 +51,7 @@ from .warcwriter import (
     recover_interrupted,
     warc_fields,
 )
+from .tlsinfo import tls_info, validate_by_handshake
 from .wire import RecordingBackend, find_recording
 
 DEFAULT_USER_AGENT = f"evarchive/{__version__} (evidence archiver; +python-httpx)"
@@ -230,28 +231,6 @@ def build_client(settings: CaptureSettings) -> httpx.AsyncClient:
 
 # --------------------------------------------------------------------------- provenance
 
-def _tls_info(stream: Any) -> dict[str, Any] | None:
-    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-    if ssl_object is None:
-        return None
-    chain_pem: list[str] = []
-    inner = getattr(ssl_object, "_sslobj", None)
-    getter = getattr(inner, "get_unverified_chain", None)
-    if getter is not None:
-        for cert in getter() or []:
-            chain_pem.append(cert.public_bytes(ssl._ssl.ENCODING_PEM))  # type: ignore[attr-defined]
-    leaf_der = ssl_object.getpeercert(binary_form=True)
-    if not chain_pem and leaf_der:
-        chain_pem.append(ssl.DER_cert_to_PEM_cert(leaf_der))
-    cipher = ssl_object.cipher()
-    return {
-        "version": ssl_object.version(),
-        "cipher": cipher[0] if cipher else None,
-        "chain_pem": chain_pem,
-        "leaf_sha256": hashlib.sha256(leaf_der).hexdigest() if leaf_der else None,
-    }
-
-
 def _rename_transfer_encoding(head: bytes) -> tuple[bytes, bool]:
     """Rename Transfer-Encoding: the body is stored de-chunked, so no reader may de-chunk again."""
     renamed = re.sub(rb"(?im)^transfer-encoding(?=[ \t]*:)", RENAMED_TE_HEADER, head)
@@ -341,7 +320,9 @@ class Fetcher:
         head, _ = _rename_transfer_encoding(head)
         request_bytes = bytes(recording.request_bytes) if recording else b""
         peer = stream.get_extra_info("server_addr") if stream is not None else None
-        tls = _tls_info(stream)
+        tls = tls_info(stream)
+        if tls is not None:
+            await self._add_validation(tls, url, peer)
         body, length, payload_hex, block_hex, truncated = await self._spool_body(response, head)
         location = response.headers.get("location") if 300 <= response.status_code < 400 else None
         return Hop(url=url, request_bytes=request_bytes, response_head=head,
@@ -352,6 +333,19 @@ class Fetcher:
                    server_ip=None if self.settings.proxy or not peer else str(peer[0]),
                    server_port=None if self.settings.proxy or not peer else int(peer[1]),
                    tls=tls, location=location)
+
+    async def _add_validation(self, tls: dict[str, Any], url: str, peer: Any) -> None:
+        if not self.settings.insecure:
+            tls["validated"], tls["validation"] = True, "validated during the TLS handshake"
+            return
+        if not peer or self.settings.proxy:
+            tls["validated"], tls["validation"] = False, "not validated (captured with --insecure)"
+            return
+        ok, why = await validate_by_handshake(str(peer[0]), int(peer[1]), urlsplit(url).hostname or "",
+                                              self.settings.ca_file, tls.get("leaf_sha256"),
+                                              self.settings.connect_timeout)
+        tls["validated"] = ok
+        tls["validation"] = f"captured with --insecure; {why}"
 
     async def _spool_body(self, response: httpx.Response, head: bytes
                           ) -> tuple[IO[bytes], int, str, str, bool]:
@@ -522,8 +516,7 @@ def provenance_fields(cited_url: str, hops: list[Hop], settings: CaptureSettings
     if tls:
         fields += [("tls-version", tls.get("version") or ""), ("tls-cipher", tls.get("cipher") or ""),
                    ("tls-leaf-sha256", tls.get("leaf_sha256") or ""),
-                   ("tls-validated", "false (captured with --insecure)" if settings.insecure
-                    else "true")]
+                   ("tls-validated", tls.get("validation") or "")]
     if any(h.head_reconstructed for h in hops):
         fields.append(("response-head", "reconstructed from parsed headers (wire bytes unavailable)"))
     if revisit_of:
@@ -658,7 +651,7 @@ class CaptureRun:
             "tls_version": tls.get("version"), "tls_cipher": tls.get("cipher"),
             "cert_chain_pem": to_json(tls["chain_pem"]) if tls.get("chain_pem") else None,
             "cert_sha256": tls.get("leaf_sha256"),
-            "cert_validated": (None if self.settings.insecure else 1) if tls else None,
+            "cert_validated": int(tls["validated"]) if tls else None,
             "insecure": int(self.settings.insecure), "proxy_used": int(bool(self.settings.proxy)),
             "content_type": final.headers.get("content-type") if final else None,
             "payload_size": final.body_length if final else None,

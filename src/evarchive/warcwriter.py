@@ -169,7 +169,7 @@ class WarcWriter:
         return self._name
 
     def _new_name(self) -> str:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
         self._serial += 1
         return f"{self.prefix}-{stamp}-{os.getpid()}-{secrets.token_hex(4)}-{self._serial:05d}.warc.gz"
 
