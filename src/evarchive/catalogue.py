@@ -182,11 +182,84 @@ def _migration_1_core(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_4_checks(db: sqlite_utils.Database) -> None:
+    """Live re-checks (issue 5): one row per check of a source, never updated."""
+    db.executescript(
+        """
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            run_id INTEGER REFERENCES runs(id),
+            checked_at TEXT NOT NULL,
+            ended_at TEXT NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN
+                ('ok', 'drifted', 'moved', 'gone', 'soft-404', 'blocked', 'unreachable')),
+            detail TEXT,
+            reason TEXT NOT NULL,
+            method TEXT,
+            http_status INTEGER,
+            final_url TEXT,
+            redirect_chain TEXT,
+            server_ip TEXT,
+            content_type TEXT,
+            payload_size INTEGER,
+            payload_sha256 TEXT,
+            text_sha256 TEXT,
+            similarity REAL,
+            baseline_capture_id INTEGER REFERENCES captures(id),
+            probe_url TEXT,
+            probe_status INTEGER,
+            elapsed_ms REAL,
+            strikes INTEGER NOT NULL DEFAULT 0,
+            first_failure_at TEXT,
+            confirmed INTEGER NOT NULL DEFAULT 0,
+            counted INTEGER NOT NULL DEFAULT 1,
+            change TEXT,
+            newly_failed INTEGER NOT NULL DEFAULT 0,
+            warc_file TEXT,
+            error_message TEXT
+        );
+        CREATE INDEX checks_source ON checks(source_id, id);
+        CREATE INDEX checks_run ON checks(run_id);
+        CREATE TABLE check_records (
+            id INTEGER PRIMARY KEY,
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            warc_file TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            record_id TEXT NOT NULL UNIQUE,
+            record_type TEXT NOT NULL,
+            target_uri TEXT NOT NULL,
+            block_sha256 TEXT NOT NULL,
+            payload_sha256 TEXT,
+            member_sha256 TEXT NOT NULL,
+            role TEXT
+        );
+        CREATE INDEX check_records_check ON check_records(check_id);
+        CREATE TABLE check_recaptures (
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            capture_id INTEGER NOT NULL REFERENCES captures(id),
+            PRIMARY KEY (check_id, capture_id)
+        );
+        CREATE TABLE check_baselines (
+            capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
+            extractor_version INTEGER NOT NULL,
+            text_sha256 TEXT NOT NULL,
+            title TEXT,
+            h1 TEXT,
+            paragraphs TEXT NOT NULL
+        );
+        """
+    )
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
 MIGRATIONS: list[Migration] = [
     (1, "core: sources, runs, warc files, captures, records, custody log", _migration_1_core),
+    (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
+     _migration_4_checks),
 ]
 
 
