@@ -253,11 +253,61 @@ def _migration_4_checks(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_3_integrity(db: sqlite_utils.Database) -> None:
+    """Issue 4: verification runs, RFC 3161 tokens, custody signing keys (public part only)."""
+    db.executescript(
+        """
+        CREATE TABLE verification_runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            mode TEXT NOT NULL CHECK (mode IN ('fast', 'deep')),
+            scope TEXT NOT NULL,
+            result TEXT CHECK (result IN ('intact', 'problems')),
+            problems INTEGER,
+            notes INTEGER,
+            files INTEGER,
+            bytes INTEGER,
+            records INTEGER,
+            log_seq INTEGER,
+            log_head TEXT,
+            summary TEXT
+        );
+        CREATE TABLE timestamps (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            tsa_url TEXT NOT NULL,
+            covers_seq INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            hash_alg TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            token BLOB NOT NULL,
+            token_sha256 TEXT NOT NULL,
+            gen_time TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            policy TEXT,
+            tsa_subject TEXT,
+            tsa_chain_pem TEXT NOT NULL,
+            library_versions TEXT NOT NULL
+        );
+        CREATE TABLE signing_keys (
+            key_id TEXT PRIMARY KEY,
+            algorithm TEXT NOT NULL DEFAULT 'ed25519',
+            public_key_pem TEXT NOT NULL,
+            private_key_path TEXT,
+            created_at TEXT NOT NULL,
+            retired_at TEXT
+        );
+        """
+    )
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
 MIGRATIONS: list[Migration] = [
     (1, "core: sources, runs, warc files, captures, records, custody log", _migration_1_core),
+    (3, "integrity: verification runs, timestamps, signing keys", _migration_3_integrity),
     (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
      _migration_4_checks),
 ]
@@ -299,6 +349,15 @@ def ensure_source(db: sqlite_utils.Database, url: str) -> int:
         if row:
             return int(row["id"])
         return insert(db, "sources", {"url": url, "normalised": normalised, "added_at": utc_now()})
+
+
+def ensure_sources(db: sqlite_utils.Database, urls: list[str]) -> dict[str, int]:
+    """Source ids for many URLs at once, in one transaction (one fsync, not one per URL)."""
+    ids: dict[str, int] = {}
+    with transaction(db):
+        for url in urls:
+            ids[url] = ensure_source(db, url)
+    return ids
 
 
 def find_source(db: sqlite_utils.Database, url: str) -> dict[str, Any] | None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from . import signing
 from .catalogue import insert, one, to_json, transaction, utc_now
 
 GENESIS_HASH = "0" * 64
@@ -44,6 +47,85 @@ def append(db: sqlite_utils.Database, event: str, subject: str | None,
         digest = entry_hash(seq, at, event, subject, details_json, prev)
         row = {"seq": seq, "at": at, "event": event, "subject": subject,
                "details": details_json, "prev_hash": prev, "entry_hash": digest,
-               "signature": None}
+               "signature": _sign(db, digest)}
         insert(db, "custody_log", row)
     return row
+
+
+# --------------------------------------------------------------------------- signing
+# When a key has been introduced (a ``keys-generate`` entry and a ``signing_keys`` row),
+# every later entry must carry its signature; verify reports unsigned ones. The private key
+# is read from EVARCHIVE_SIGNING_KEY or the archive's keys/ directory, never the catalogue.
+
+_KEY_CACHE: dict[str, tuple[float, Any]] = {}
+
+
+def catalogue_path(db: sqlite_utils.Database) -> Path | None:
+    for _seq, name, file in db.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            return Path(file)
+    return None
+
+
+def active_key(db: sqlite_utils.Database) -> dict[str, Any] | None:
+    """The signing_keys row in force (the newest not retired), if the table exists."""
+    if not db["signing_keys"].exists():
+        return None
+    return one(db, "SELECT * FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, "
+                   "rowid DESC LIMIT 1")
+
+
+def private_key_path(db: sqlite_utils.Database, key_row: dict[str, Any]) -> Path | None:
+    env = os.environ.get(signing.ENV_SIGNING_KEY)
+    if env:
+        return Path(env)
+    if key_row.get("private_key_path"):
+        return Path(key_row["private_key_path"])
+    cat = catalogue_path(db)
+    return signing.default_private_path(cat.parent / "keys") if cat else None
+
+
+def load_active_private(db: sqlite_utils.Database) -> Any:
+    """The private key for the active key id, or None when unavailable (entry stays unsigned)."""
+    key_row = active_key(db)
+    if key_row is None:
+        return None
+    path = private_key_path(db, key_row)
+    if path is None or not path.exists():
+        return None
+    cache_key = f"{path}:{key_row['key_id']}"
+    mtime = path.stat().st_mtime
+    cached = _KEY_CACHE.get(cache_key)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    key = signing.load_private(path)
+    if signing.key_id(key.public_key()) != key_row["key_id"]:
+        key = None  # a different key sits at that path: never sign with it
+    _KEY_CACHE[cache_key] = (mtime, key)
+    return key
+
+
+def _sign(db: sqlite_utils.Database, digest: str) -> str | None:
+    key = load_active_private(db)
+    return signing.sign_hash(key, digest) if key is not None else None
+
+
+def entries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    return list(db.query("SELECT * FROM custody_log ORDER BY seq"))
+
+
+def sign_pending(db: sqlite_utils.Database, key: Any) -> int:
+    """Sign the entries after the key's introduction that are still unsigned (key was away)."""
+    kid = signing.key_id(key.public_key())
+    intro = one(db, "SELECT seq FROM custody_log WHERE event = 'keys-generate' AND subject = ? "
+                    "ORDER BY seq LIMIT 1", [kid])
+    if intro is None:
+        return 0
+    count = 0
+    with transaction(db):
+        for row in list(db.query("SELECT seq, entry_hash FROM custody_log WHERE seq >= ? AND "
+                                 "signature IS NULL ORDER BY seq", [intro["seq"]])):
+            db.execute("UPDATE custody_log SET signature = ? WHERE seq = ?",
+                       [signing.sign_hash(key, row["entry_hash"]), row["seq"]])
+            count += 1
+    return count
