@@ -182,6 +182,70 @@ def _migration_1_core(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_2_reports(db: sqlite_utils.Database) -> None:
+    """Reports, their versions, claims and the citations linking claims to sources (issue 3).
+
+    A version is identified by the SHA-256 of the report file; a report groups the versions
+    imported under one title (or from one path). Claims and citations belong to one version and
+    are never edited: a changed report is a new version, and the old one stays as it was.
+    """
+    db.executescript(
+        """
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            path TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reports_title ON reports(title);
+        CREATE INDEX reports_path ON reports(path);
+        CREATE TABLE report_versions (
+            id INTEGER PRIMARY KEY,
+            report_id INTEGER NOT NULL REFERENCES reports(id),
+            version INTEGER NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            path TEXT NOT NULL,
+            format TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            imported_at TEXT NOT NULL,
+            claims INTEGER NOT NULL,
+            citations INTEGER NOT NULL,
+            sources INTEGER NOT NULL,
+            UNIQUE (report_id, version)
+        );
+        CREATE TABLE claims (
+            id INTEGER PRIMARY KEY,
+            version_id INTEGER NOT NULL REFERENCES report_versions(id),
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            scope TEXT NOT NULL CHECK (scope IN ('paragraph', 'sentence')),
+            paragraph INTEGER NOT NULL,
+            page INTEGER,
+            line INTEGER,
+            offset INTEGER NOT NULL
+        );
+        CREATE INDEX claims_version ON claims(version_id, ordinal);
+        CREATE TABLE citations (
+            id INTEGER PRIMARY KEY,
+            claim_id INTEGER NOT NULL REFERENCES claims(id),
+            version_id INTEGER NOT NULL REFERENCES report_versions(id),
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            ordinal INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            via TEXT NOT NULL,
+            paragraph INTEGER NOT NULL,
+            page INTEGER,
+            offset INTEGER NOT NULL,
+            note TEXT
+        );
+        CREATE INDEX citations_claim ON citations(claim_id);
+        CREATE INDEX citations_source ON citations(source_id);
+        CREATE INDEX citations_version ON citations(version_id);
+        """
+    )
+
+
 def _migration_4_checks(db: sqlite_utils.Database) -> None:
     """Live re-checks (issue 5): one row per check of a source, never updated."""
     db.executescript(
@@ -307,6 +371,7 @@ Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 # Each owner appends its own migration; versions are never renumbered or edited once released.
 MIGRATIONS: list[Migration] = [
     (1, "core: sources, runs, warc files, captures, records, custody log", _migration_1_core),
+    (2, "reports: reports, versions, claims, citations", _migration_2_reports),
     (3, "integrity: verification runs, timestamps, signing keys", _migration_3_integrity),
     (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
      _migration_4_checks),

@@ -1,0 +1,369 @@
+"""Find cited URLs in report text and link each citation to the claim it supports.
+
+The readers in ``reports.py`` turn every format into the same shape, a :class:`Document`: body
+blocks (paragraphs) with their text, hyperlinks (visible-text span + target) and footnote markers,
+plus the footnote/endnote texts. Everything here works on that shape only, so plain text,
+Markdown, HTML, docx and PDF reports follow one set of rules:
+
+- a block or line that holds nothing but citations supports the text segment before it (several
+  such lines can follow one paragraph);
+- a bare URL at the end of a paragraph supports the whole paragraph;
+- a URL, hyperlink or footnote marker inside a paragraph supports the sentence it stands in.
+
+URLs are kept exactly as cited (percent-escapes, non-ASCII characters and all); only punctuation
+that belongs to the surrounding prose is trimmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+# A URL starts at http(s):// not glued to a preceding letter or digit, and runs until white space
+# or a character that cannot appear raw in a cited URL and commonly delimits one in prose:
+# ASCII double quote, angle brackets, backtick, typographic quotes, zero-width characters.
+_URL_RE = re.compile(
+    r"(?<![0-9A-Za-z])https?://[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
+    r"\u2039\u203a\u200b\u200c\u200d\u2060\ufeff]+",
+    re.IGNORECASE,
+)
+# Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
+_TRAILING = set(".,;:!?'*\u2026")
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+_HOST_RE = re.compile(r"(?i)^https?://[^/?#]*[0-9a-z\u00a0-\uffff][^/?#]*")
+
+
+@dataclass(frozen=True)
+class UrlSpan:
+    """A URL found in text: the exact characters cited and where they stand."""
+
+    url: str
+    start: int
+    end: int
+
+
+def trim_url(candidate: str) -> str:
+    """Drop trailing prose punctuation: ``.html,`` -> ``.html``, ``115071).`` -> ``115071``.
+
+    A closing bracket stays when it balances an opening one inside the URL (Wikipedia-style
+    ``Foo_(bar)``), and goes when it closes a parenthesis the URL stands in.
+    """
+    url = candidate
+    while url:
+        last = url[-1]
+        if last in _TRAILING:
+            url = url[:-1]
+        elif last in _PAIRS and url.count(_PAIRS[last]) < url.count(last):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+def find_urls(text: str) -> list[UrlSpan]:
+    """Every http(s) URL in ``text`` with its span, in order of appearance."""
+    found = []
+    for match in _URL_RE.finditer(text):
+        url = trim_url(match.group(0))
+        if _HOST_RE.match(url):
+            found.append(UrlSpan(url, match.start(), match.start() + len(url)))
+    return found
+
+
+def is_web_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host (hyperlink targets can be anything)."""
+    return bool(_HOST_RE.match(url.strip()))
+
+
+# --------------------------------------------------------------------------- document model
+
+@dataclass
+class Link:
+    """A hyperlink: its target, and the span of its visible text in the block's text."""
+
+    url: str
+    start: int
+    end: int
+
+
+@dataclass
+class NoteRef:
+    """A footnote or endnote marker at ``offset`` in a block's text."""
+
+    key: str
+    offset: int
+
+
+@dataclass
+class Block:
+    """One paragraph-like unit of a report (a paragraph, list item, heading, table cell)."""
+
+    text: str
+    page: int | None = None
+    line: int | None = None
+    links: list[Link] = field(default_factory=list)
+    note_refs: list[NoteRef] = field(default_factory=list)
+    paragraph: int = 0  # 1-based position among the body blocks; set by Document
+
+
+@dataclass
+class Note:
+    """A footnote or endnote: ``kind`` is 'footnote' or 'endnote', ``label`` as printed."""
+
+    kind: str
+    label: str
+    text: str
+    links: list[Link] = field(default_factory=list)
+    page: int | None = None
+
+
+@dataclass
+class Document:
+    format: str
+    blocks: list[Block]
+    notes: dict[str, Note] = field(default_factory=dict)
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        self.blocks = [b for b in self.blocks if b.text.strip() or b.links or b.note_refs]
+        for number, block in enumerate(self.blocks, start=1):
+            block.paragraph = number
+
+
+# --------------------------------------------------------------------------- claims
+
+@dataclass
+class Citation:
+    """One place a report cites a URL: ``url`` verbatim, ``via`` how it was cited."""
+
+    url: str
+    via: str  # 'line' | 'inline' | 'link' | 'footnote' | 'endnote'
+    paragraph: int
+    offset: int
+    page: int | None = None
+    note: str | None = None  # the footnote/endnote label, for citations made through one
+
+
+@dataclass
+class Claim:
+    """A statement in the report and the citations that support it."""
+
+    text: str
+    paragraph: int
+    offset: int
+    scope: str  # 'paragraph' or 'sentence'
+    page: int | None = None
+    line: int | None = None
+    citations: list[Citation] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Cite:
+    """A citation found inside a block, before it is assigned to a claim."""
+
+    url: str
+    start: int
+    end: int
+    via: str
+    note: str | None = None
+
+
+def _dedupe_links(bare: list[UrlSpan], links: list[Link]) -> list[_Cite]:
+    """Bare URLs and hyperlinks of one text, without counting a linked URL twice.
+
+    When a hyperlink's visible text is itself a URL, the visible URL is the citation (it is what a
+    reader of the printed report sees) and the link target is not counted again.
+    """
+    cites = [_Cite(u.url, u.start, u.end, "inline") for u in bare]
+    for link in links:
+        if not is_web_url(link.url):
+            continue  # mailto:, relative and internal links cite nothing we can capture
+        if any(u.start < link.end and link.start < u.end for u in bare):
+            continue
+        cites.append(_Cite(link.url.strip(), link.start, link.end, "link"))
+    cites.sort(key=lambda c: (c.start, c.end))
+    return cites
+
+
+def note_citations(note: Note) -> list[_Cite]:
+    return _dedupe_links(find_urls(note.text), note.links)
+
+
+def block_citations(block: Block, notes: dict[str, Note]) -> list[_Cite]:
+    cites = _dedupe_links(find_urls(block.text), block.links)
+    for ref in block.note_refs:
+        note = notes.get(ref.key)
+        if note is None:
+            continue
+        for c in note_citations(note):
+            cites.append(_Cite(c.url, ref.offset, ref.offset, note.kind, note.label))
+    cites.sort(key=lambda c: (c.start, c.end))
+    return cites
+
+
+# A line that, apart from its URLs, says only "Source:", "See", "Link" and the like is a citation
+# line, not a claim.
+_LABEL_WORDS = {"see", "cf", "source", "sources", "via", "link", "links", "url", "ref", "refs",
+                "reference", "references", "available", "at", "online", "also", "and", "here"}
+_WORD_RE = re.compile(r"\w+")
+
+
+def _is_citation_line(text: str, start: int, end: int, cites: list[_Cite]) -> bool:
+    inside = [c for c in cites if start <= c.start and c.end <= end and c.end > c.start]
+    if not inside:
+        return False
+    rest, pos = [], start
+    for c in inside:
+        rest.append(text[pos:c.start])
+        pos = max(pos, c.end)
+    rest.append(text[pos:end])
+    words = _WORD_RE.findall(" ".join(rest))
+    if not words:
+        return True
+    return len(words) <= 3 and all(w.lower() in _LABEL_WORDS for w in words)
+
+
+@dataclass
+class _Segment:
+    start: int
+    end: int
+    citation_only: bool
+
+
+def _segments(text: str, cites: list[_Cite]) -> list[_Segment]:
+    """Split a block into runs of prose lines and lines that hold only citations."""
+    segments: list[_Segment] = []
+    pos = 0
+    for line in text.split("\n"):
+        start, end = pos, pos + len(line)
+        pos = end + 1
+        if not line.strip():
+            continue
+        cite_only = _is_citation_line(text, start, end, cites)
+        if segments and not cite_only and not segments[-1].citation_only:
+            segments[-1].end = end  # a hard-wrapped paragraph continues
+        else:
+            segments.append(_Segment(start, end, cite_only))
+    return segments
+
+
+# --------------------------------------------------------------------------- sentences
+
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*\s+")
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "nos", "art", "arts", "vs", "etc",
+                  "e.g", "i.e", "eg", "ie", "inc", "ltd", "jr", "sr", "gen", "col", "lt", "sgt",
+                  "rep", "sen", "gov", "p", "pp", "vol", "cf", "fig", "para", "ch", "sec", "approx",
+                  "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+                  "dec", "u.s", "u.k", "u.n", "op", "cit", "ibid", "al"}
+_OPENERS = "\"'\u201c\u2018\u00ab([\u2013\u2014-"
+
+
+def _starts_sentence(text: str, pos: int) -> bool:
+    while pos < len(text) and text[pos] in _OPENERS:
+        pos += 1
+    return pos < len(text) and (text[pos].isupper() or text[pos].isdigit())
+
+
+def sentence_starts(text: str, start: int, end: int, urls: list[_Cite]) -> list[int]:
+    """Offsets where sentences begin in ``text[start:end]`` (the first is ``start``)."""
+    starts = [start]
+    for match in _SENTENCE_END.finditer(text, start, end):
+        dot = match.start()
+        if any(u.start <= dot < u.end for u in urls):
+            continue  # a full stop inside a URL
+        word = re.search(r"([\w.]+)$", text[start:dot])
+        token = word.group(1).lower() if word else ""
+        if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+            continue  # "Art. 3", "e.g. the", initials such as "A. Lukashenko"
+        if match.end() < end and _starts_sentence(text, match.end()):
+            starts.append(match.end())
+    return starts
+
+
+def _sentence_at(starts: list[int], end: int, pos: int) -> tuple[int, int]:
+    begin = max(s for s in starts if s <= pos) if pos >= starts[0] else starts[0]
+    later = [s for s in starts if s > begin]
+    return begin, later[0] if later else end
+
+
+def _is_trailing(text: str, cite: _Cite, seg: _Segment, cites: list[_Cite]) -> bool:
+    """True when only punctuation and other bare URLs follow ``cite`` to the segment's end."""
+    pos = cite.end
+    for other in cites:
+        if other.start >= pos and other.end <= seg.end and other.via == "inline":
+            if _WORD_RE.search(text[pos:other.start]):
+                return False
+            pos = other.end
+    return not _WORD_RE.search(text[pos:seg.end])
+
+
+# --------------------------------------------------------------------------- segmentation
+
+class _Claims:
+    """Claims in document order, one per distinct (paragraph, offset, text)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[int, int, str], Claim] = {}
+
+    def get(self, block: Block, start: int, end: int, scope: str) -> Claim:
+        raw = block.text[start:end]
+        lead = len(raw) - len(raw.lstrip())
+        text = raw.strip()
+        key = (block.paragraph, start + lead, text)
+        claim = self.by_key.get(key)
+        if claim is None:
+            line = None
+            if block.line is not None:
+                line = block.line + block.text.count("\n", 0, start + lead)
+            claim = Claim(text, block.paragraph, start + lead, scope, block.page, line)
+            self.by_key[key] = claim
+        return claim
+
+
+def _cite_record(block: Block, cite: _Cite, via: str) -> Citation:
+    return Citation(cite.url, via, block.paragraph, cite.start, block.page, cite.note)
+
+
+def segment(document: Document) -> list[Claim]:
+    """Every claim of the document that cites at least one URL, with its citations."""
+    claims = _Claims()
+    previous: tuple[Block, _Segment] | None = None
+    for block in document.blocks:
+        cites = block_citations(block, document.notes)
+        if not cites:
+            if block.text.strip():
+                previous = (block, _Segment(0, len(block.text), False))
+            continue
+        starts_cache: dict[int, list[int]] = {}
+        for seg in _segments(block.text, cites):
+            inside = [c for c in cites if seg.start <= c.start <= seg.end]
+            if seg.citation_only:
+                owner_block, owner_seg = previous or (block, seg)
+                claim = claims.get(owner_block, owner_seg.start, owner_seg.end, "paragraph")
+                claim.citations.extend(
+                    _cite_record(block, c, "line" if c.via == "inline" else c.via) for c in inside)
+                continue
+            previous = (block, seg)
+            for cite in inside:
+                if cite.via == "inline" and _is_trailing(block.text, cite, seg, cites):
+                    claim = claims.get(block, seg.start, seg.end, "paragraph")
+                else:
+                    starts = starts_cache.setdefault(
+                        seg.start, sentence_starts(block.text, seg.start, seg.end, cites))
+                    begin, finish = _sentence_at(starts, seg.end, cite.start)
+                    whole = begin == seg.start and finish == seg.end
+                    claim = claims.get(block, begin, finish, "paragraph" if whole else "sentence")
+                claim.citations.append(_cite_record(block, cite, cite.via))
+    return list(claims.by_key.values())
+
+
+def iter_citations(claims: list[Claim]) -> Iterator[tuple[Claim, Citation]]:
+    for claim in claims:
+        for citation in claim.citations:
+            yield claim, citation

@@ -1,0 +1,889 @@
+"""Reports: read them (txt, Markdown, HTML, docx, PDF), import their claims, version and browse them.
+
+Reading turns every format into an :class:`extract.Document` (blocks with hyperlinks and footnote
+markers, plus the notes); ``extract.segment`` then finds the claims and their citations. A bad
+input is refused with an :class:`InputError` before the catalogue is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .extract import Block, Document, Link, Note, NoteRef, find_urls
+
+# A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
+# it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
+MAX_TEXT_BYTES = 32 * 1024 * 1024
+MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+SNIFF_BYTES = 64 * 1024
+
+FORMATS = ("txt", "md", "html", "docx", "pdf")
+_EXTENSIONS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".mdown": "md",
+               ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx", ".pdf": "pdf"}
+
+
+# --------------------------------------------------------------------------- files and formats
+
+@dataclass
+class ReportFile:
+    """A report file read from disk: its bytes' SHA-256 and the parsed document."""
+
+    path: Path
+    sha256: str
+    size: int
+    format: str
+    data: bytes
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def sniff_format(path: Path, head: bytes) -> str:
+    """The report's format: magic bytes win over the file name, which wins over content guesses."""
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    by_name = _EXTENSIONS.get(path.suffix.lower())
+    if head.startswith(b"PK\x03\x04"):
+        if by_name in (None, "docx"):
+            return "docx"
+        raise InputError(f"{path}: this is a zip archive, not a {by_name} report")
+    if by_name:
+        return by_name
+    start = head.lstrip()[:200].lower()
+    if start.startswith((b"<!doctype html", b"<html")) or b"<html" in start:
+        return "html"
+    return "txt"
+
+
+def read_report_file(path: Path | str, max_bytes: int | None = None) -> ReportFile:
+    """Open, size-check and hash a report; refuses unreadable and oversized files."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise InputError(f"{path}: no such report file" if not path.exists()
+                             else f"{path}: not a regular file")
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+        size = path.stat().st_size
+    except PermissionError:
+        raise InputError(f"{path}: cannot read the report (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the report ({exc.strerror})") from None
+    fmt = sniff_format(path, head)
+    limit = max_bytes or (MAX_PACKAGE_BYTES if fmt in ("docx", "pdf") else MAX_TEXT_BYTES)
+    if size > limit:
+        raise InputError(f"{path}: {size / 2**20:.1f} MiB is too large for a {fmt} report "
+                         f"(limit {limit / 2**20:.0f} MiB); is this really a report?")
+    if size == 0:
+        raise InputError(f"{path}: the report is empty")
+    data = path.read_bytes()
+    return ReportFile(path, hashlib.sha256(data).hexdigest(), len(data), fmt, data)
+
+
+def parse_report(report: ReportFile) -> Document:
+    """The document inside a report file, whatever its format."""
+    reader = _READERS[report.format]
+    document = reader(report.data, report.path)
+    if not any(b.text.strip() for b in document.blocks):
+        raise InputError(f"{report.path}: the report has no text")
+    return document
+
+
+# --------------------------------------------------------------------------- plain text
+
+def decode_text(data: bytes, path: Path) -> str:
+    """Text from bytes: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252.
+
+    Anything with NUL bytes or many control characters is refused as binary: a picture or an
+    archive must not be "imported" as a report of mojibake.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return _check_text(data.decode("utf-16"), path)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not readable as UTF-16 text") from None
+    if b"\x00" in data[:SNIFF_BYTES]:
+        raise InputError(f"{path}: this is a binary file, not a text report")
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return _check_text(data.decode(encoding), path)
+        except UnicodeDecodeError:
+            continue
+    raise InputError(f"{path}: this is a binary file, not a text report")
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _check_text(text: str, path: Path) -> str:
+    sample = text[:SNIFF_BYTES]
+    if sample and len(_CONTROL_RE.findall(sample)) > max(2, len(sample) // 200):
+        raise InputError(f"{path}: this is a binary file, not a text report")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def text_blocks(text: str, first_line: int = 1) -> list[Block]:
+    """Paragraphs of plain text: runs of lines between blank lines.
+
+    A text with no blank line at all has one paragraph a line (exports from some editors).
+    """
+    lines = text.split("\n")
+    one_per_line = not any(not line.strip() for line in lines[:-1])
+    blocks: list[Block] = []
+    current: list[str] = []
+    start = first_line
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            _flush_lines(blocks, current, start)
+            current = []
+            continue
+        if not current:
+            start = number
+        current.append(line.rstrip())
+        if one_per_line:
+            _flush_lines(blocks, current, start)
+            current = []
+    _flush_lines(blocks, current, start)
+    return blocks
+
+
+def _flush_lines(blocks: list[Block], lines: list[str], start: int) -> None:
+    if lines:
+        blocks.append(Block("\n".join(lines), line=start))
+
+
+def read_text(data: bytes, path: Path) -> Document:
+    text = decode_text(data, path)
+    return Document("txt", text_blocks(text), title=None)
+
+
+# --------------------------------------------------------------------------- Markdown
+
+_FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^([^\]\s]+)\]:[ \t]?(.*)$")
+_FOOTNOTE_REF = re.compile(r"\[\^([^\]\s]+)\]")
+
+
+def _split_markdown_footnotes(text: str) -> tuple[str, dict[str, str]]:
+    """Pull ``[^label]: text`` definitions (with indented continuation lines) out of the source.
+
+    Their lines are blanked rather than removed so that line numbers still match the file.
+    """
+    lines = text.split("\n")
+    notes: dict[str, str] = {}
+    label: str | None = None
+    for i, line in enumerate(lines):
+        match = _FOOTNOTE_DEF.match(line)
+        if match:
+            label = match.group(1)
+            notes[label] = match.group(2)
+            lines[i] = ""
+        elif label is not None and line.startswith(("    ", "\t")) and line.strip():
+            notes[label] += "\n" + line.strip()
+            lines[i] = ""
+        elif line.strip():
+            label = None
+    return "\n".join(lines), notes
+
+
+@dataclass
+class _Builder:
+    """Accumulates one block's text with its links and note markers."""
+
+    parts: list[str]
+    links: list[Link]
+    refs: list[NoteRef]
+
+    @classmethod
+    def new(cls) -> "_Builder":
+        return cls([], [], [])
+
+    @property
+    def length(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def add(self, text: str) -> None:
+        if text:
+            self.parts.append(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _markdown_inline(children: Iterable[Any], notes: dict[str, str]) -> _Builder:
+    out = _Builder.new()
+    open_links: list[tuple[str, int]] = []
+    for token in children:
+        if token.type in ("text", "code_inline"):
+            _add_with_note_refs(out, token.content, notes)
+        elif token.type in ("softbreak", "hardbreak"):
+            out.add("\n")
+        elif token.type == "link_open":
+            open_links.append((str(token.attrs.get("href", "")), out.length))
+        elif token.type == "link_close" and open_links:
+            href, start = open_links.pop()
+            out.links.append(Link(href, start, out.length))
+        elif token.type == "image":
+            out.add(token.content)
+    return out
+
+
+def _add_with_note_refs(out: _Builder, text: str, notes: dict[str, str]) -> None:
+    pos = 0
+    for match in _FOOTNOTE_REF.finditer(text):
+        if match.group(1) not in notes:
+            continue
+        out.add(text[pos:match.start()])
+        out.refs.append(NoteRef(f"md:{match.group(1)}", out.length))
+        pos = match.end()
+    out.add(text[pos:])
+
+
+def read_markdown(data: bytes, path: Path) -> Document:
+    from markdown_it import MarkdownIt
+
+    source, definitions = _split_markdown_footnotes(decode_text(data, path))
+    md = MarkdownIt("commonmark").enable("table")
+    md.normalizeLink = lambda url: url  # keep the URL as cited: no re-escaping
+    md.validateLink = lambda url: True
+    tokens = md.parse(source)
+    blocks: list[Block] = []
+    title = None
+    for i, token in enumerate(tokens):
+        if token.type != "inline":
+            continue
+        built = _markdown_inline(token.children or [], definitions)
+        line = token.map[0] + 1 if token.map else None
+        blocks.append(Block(built.text(), line=line, links=built.links, note_refs=built.refs))
+        if title is None and i > 0 and tokens[i - 1].type == "heading_open":
+            title = built.text().strip() or None
+    notes = {}
+    for label, text in definitions.items():
+        built = _markdown_inline(md.parseInline(text)[0].children or [], {})
+        notes[f"md:{label}"] = Note("footnote", label, built.text(), built.links)
+    return Document("md", blocks, notes, title)
+
+
+# --------------------------------------------------------------------------- HTML
+
+_BLOCK_TAGS = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "td",
+               "th", "dt", "dd", "figcaption", "caption", "section", "article", "aside", "header",
+               "footer", "nav", "main", "tr", "table", "ul", "ol", "dl", "form", "hr", "address",
+               "details", "summary", "body", "figure", "center", "fieldset", "tbody", "thead"}
+_SKIP_TAGS = {"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"}
+_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+_MARKER_TEXT = re.compile(r"^[\[(]?\s*(\d{1,4}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})\s*[\])]?$",
+                          re.IGNORECASE)
+
+
+class _HtmlWalker:
+    """Turns an lxml HTML tree into blocks; note-reference anchors become markers."""
+
+    def __init__(self, note_targets: dict[Any, str], base: str | None) -> None:
+        self.note_targets = note_targets  # anchor element -> note key
+        self.base = base
+        self.blocks: list[Block] = []
+        self.current = _Builder.new()
+
+    def flush(self) -> None:
+        text = self.current.text().rstrip()
+        if text.strip() or self.current.refs:
+            for link in self.current.links:
+                link.end = min(link.end, len(text))
+            self.blocks.append(Block(text, links=self.current.links, note_refs=self.current.refs))
+        self.current = _Builder.new()
+
+    def add_text(self, text: str | None, pre: bool) -> None:
+        if not text:
+            return
+        if not pre:
+            text = _HTML_SPACE.sub(" ", text)
+            if not self.current.parts or self.current.parts[-1].endswith((" ", "\n")):
+                text = text.lstrip(" ")
+        self.current.add(text)
+
+    def walk(self, element: Any, pre: bool = False) -> None:
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if tag in _SKIP_TAGS:
+            self.add_text(element.tail, pre)
+            return
+        if element in self.note_targets:
+            self.current.refs.append(NoteRef(self.note_targets[element], self.current.length))
+            self.add_text(element.tail, pre)
+            return
+        is_block = tag in _BLOCK_TAGS
+        if is_block:
+            self.flush()
+        if tag == "br":
+            self.current.add("\n")
+        start = self.current.length
+        self.add_text(element.text, pre or tag == "pre")
+        for child in element:
+            self.walk(child, pre or tag == "pre")
+        href = element.get("href") if tag == "a" else None
+        if href and not href.startswith("#"):
+            self.current.links.append(Link(self._absolute(href), start, self.current.length))
+        if is_block:
+            self.flush()
+        self.add_text(element.tail, pre)
+
+    def _absolute(self, href: str) -> str:
+        href = href.strip()
+        if self.base and not re.match(r"(?i)^[a-z][a-z0-9+.-]*:", href):
+            from urllib.parse import urljoin
+            return urljoin(self.base, href)
+        return href
+
+
+def _html_note_targets(root: Any) -> tuple[dict[Any, str], dict[str, Any]]:
+    """Footnote markers (short in-page links pointing forward) and the elements they point to.
+
+    A reference like ``<sup><a href="#fn3">3</a></sup>`` points to ``<li id="fn3">``; Word's HTML
+    export points ``#_ftn3`` at an ``<a name="_ftn3">`` inside the note's paragraph. Back-links
+    from a note to its marker point backwards and are ignored.
+    """
+    order = {el: i for i, el in enumerate(root.iter())}
+    anchors: dict[str, Any] = {}
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        for attr in ("id", "name"):
+            if el.get(attr):
+                anchors.setdefault(el.get(attr), el)
+    markers: dict[Any, str] = {}
+    notes: dict[str, Any] = {}
+    for a in root.iter("a"):
+        href = a.get("href") or ""
+        target = anchors.get(href[1:]) if href.startswith("#") else None
+        if target is None or order[target] < order[a]:
+            continue
+        if not _MARKER_TEXT.match(a.text_content().strip()):
+            continue
+        holder = _note_holder(target)
+        if holder.tag in ("body", "html") or any(up is holder for up in a.iterancestors()):
+            continue  # not a note: the "target" holds the marker itself
+        key = f"html:{href[1:]}"
+        markers[a] = key
+        notes[key] = holder
+    return markers, notes
+
+
+def _note_holder(target: Any) -> Any:
+    """The block element holding a note: the target itself or its nearest block ancestor."""
+    node = target
+    while node is not None and node.tag not in _BLOCK_TAGS:
+        node = node.getparent()
+    return node if node is not None else target
+
+
+def read_html(data: bytes, path: Path) -> Document:
+    import lxml.html
+    from lxml import etree
+
+    try:
+        root = lxml.html.document_fromstring(data)
+    except (etree.ParserError, ValueError) as exc:
+        raise InputError(f"{path}: not readable as HTML ({exc})") from None
+    title_el = root.find(".//title")
+    base_el = root.find(".//base[@href]")
+    markers, note_holders = _html_note_targets(root)
+    notes = _html_notes(note_holders, markers)
+    for holder in set(note_holders.values()):
+        holder.drop_tree() if holder.getparent() is not None else None
+    walker = _HtmlWalker(markers, base_el.get("href") if base_el is not None else None)
+    body = root.find("body")
+    walker.walk(body if body is not None else root)
+    walker.flush()
+    title = title_el.text_content().strip() if title_el is not None else None
+    return Document("html", walker.blocks, notes, title or None)
+
+
+def _html_notes(holders: dict[str, Any], markers: dict[Any, str]) -> dict[str, Note]:
+    notes = {}
+    for key, holder in holders.items():
+        walker = _HtmlWalker({}, None)
+        walker.walk(holder)
+        walker.flush()
+        text, links = _join_blocks(walker.blocks)
+        kind = "endnote" if re.search(r"(?i)edn|endnote", key) else "footnote"
+        label = next((m.text_content().strip().strip("[]()") for m, k in markers.items()
+                      if k == key), key)
+        notes[key] = Note(kind, label, text, links)
+    return notes
+
+
+def _join_blocks(blocks: list[Block]) -> tuple[str, list[Link]]:
+    text, links = "", []
+    for block in blocks:
+        if text:
+            text += "\n"
+        links.extend(Link(l.url, l.start + len(text), l.end + len(text)) for l in block.links)
+        text += block.text
+    return text, links
+
+
+# --------------------------------------------------------------------------- docx
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_RT_FOOTNOTES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/footnotes"
+_RT_ENDNOTES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/endnotes"
+_DOCX_SKIP = {_W + "rPr", _W + "pPr", _W + "del", _W + "moveFrom", _W + "delText", _W + "p",
+              _W + "sectPr", _W + "proofErr", _W + "bookmarkStart", _W + "bookmarkEnd"}
+_DOCX_CHARS = {_W + "tab": "\t", _W + "br": "\n", _W + "cr": "\n", _W + "noBreakHyphen": "-"}
+_NOTE_REFS = {_W + "footnoteReference": "fn", _W + "endnoteReference": "en"}
+
+
+def hyperlink_field_target(instr: str) -> str | None:
+    """The URL of a ``HYPERLINK "url" \\o "tip"`` field code (None for in-document bookmarks)."""
+    match = re.match(r"\s*HYPERLINK\s+(.*)$", instr, re.DOTALL)
+    if not match:
+        return None
+    tokens = re.findall(r'\\[a-zA-Z]\s+"[^"]*"|\\[a-zA-Z]|"[^"]*"|\S+', match.group(1))
+    for token in tokens:
+        if token.startswith("\\"):
+            if token.startswith("\\l"):
+                return None  # \l "bookmark": a link inside the document
+            continue
+        return token.strip('"')
+    return None
+
+
+class _DocxParagraph:
+    """Text of one w:p with its hyperlinks (relationship or field code) and note references."""
+
+    def __init__(self, rels: dict[str, str]) -> None:
+        self.rels = rels
+        self.out = _Builder.new()
+        self.fields: list[dict[str, Any]] = []
+
+    def walk(self, element: Any) -> None:
+        tag = element.tag
+        if tag == _W + "t":
+            if not any(f["start"] is None for f in self.fields):
+                self.out.add(element.text or "")
+        elif tag in _DOCX_CHARS:
+            self.out.add(_DOCX_CHARS[tag])
+        elif tag in _NOTE_REFS:
+            self.out.refs.append(NoteRef(f"{_NOTE_REFS[tag]}:{element.get(_W + 'id')}",
+                                         self.out.length))
+        elif tag == _W + "fldChar":
+            self._field_char(element.get(_W + "fldCharType"))
+        elif tag == _W + "instrText" and self.fields:
+            self.fields[-1]["instr"] += element.text or ""
+        elif tag == _W + "hyperlink":
+            self._hyperlink(element)
+        elif tag == _W + "fldSimple":
+            start = self.out.length
+            self._children(element)
+            target = hyperlink_field_target(element.get(_W + "instr") or "")
+            if target:
+                self.out.links.append(Link(target, start, self.out.length))
+        elif tag not in _DOCX_SKIP:
+            self._children(element)
+
+    def _children(self, element: Any) -> None:
+        for child in element:
+            self.walk(child)
+
+    def _hyperlink(self, element: Any) -> None:
+        start = self.out.length
+        self._children(element)
+        target = self.rels.get(element.get(_R + "id") or "")
+        if target:
+            anchor = element.get(_W + "anchor")
+            url = f"{target}#{anchor}" if anchor and "#" not in target else target
+            self.out.links.append(Link(url, start, self.out.length))
+
+    def _field_char(self, kind: str | None) -> None:
+        # Complex fields: begin, instruction text, separate, visible result, end.
+        if kind == "begin":
+            self.fields.append({"instr": "", "start": None})
+        elif kind == "separate" and self.fields:
+            self.fields[-1]["start"] = self.out.length
+        elif kind == "end" and self.fields:
+            field = self.fields.pop()
+            target = hyperlink_field_target(field["instr"])
+            if target and field["start"] is not None:
+                self.out.links.append(Link(target, field["start"], self.out.length))
+
+
+def _external_rels(part: Any) -> dict[str, str]:
+    return {rid: rel.target_ref for rid, rel in part.rels.items() if rel.is_external}
+
+
+def _docx_paragraphs(root: Any, rels: dict[str, str]) -> list[_Builder]:
+    built = []
+    for paragraph in root.iter(_W + "p"):
+        walker = _DocxParagraph(rels)
+        for child in paragraph:
+            walker.walk(child)
+        built.append(walker.out)
+    return built
+
+
+def _docx_notes(document_part: Any) -> dict[str, Note]:
+    from lxml import etree
+
+    notes: dict[str, Note] = {}
+    for reltype, prefix, kind in ((_RT_FOOTNOTES, "fn", "footnote"), (_RT_ENDNOTES, "en", "endnote")):
+        part = next((r.target_part for r in document_part.rels.values()
+                     if r.reltype == reltype and not r.is_external), None)
+        if part is None:
+            continue
+        root = etree.fromstring(part.blob)
+        rels = _external_rels(part)
+        for number, element in enumerate(root.iter(_W + kind), start=1):
+            if element.get(_W + "type") in ("separator", "continuationSeparator", "continuationNotice"):
+                continue
+            blocks = [Block(b.text(), links=b.links) for b in _docx_paragraphs(element, rels)]
+            text, links = _join_blocks(blocks)
+            note_id = element.get(_W + "id")
+            notes[f"{prefix}:{note_id}"] = Note(kind, note_id or str(number), text.strip(), links)
+    return notes
+
+
+def read_docx(data: bytes, path: Path) -> Document:
+    try:
+        import docx
+    except ImportError:
+        raise InputError("reading .docx reports needs python-docx: pip install 'evarchive[docx]'") from None
+    import io
+
+    try:
+        package = docx.Document(io.BytesIO(data))
+        rels = _external_rels(package.part)
+        paragraphs = _docx_paragraphs(package.element.body, rels)
+        notes = _docx_notes(package.part)
+        title = package.core_properties.title or None
+    except Exception as exc:  # any failure inside the package means the file is malformed
+        raise InputError(f"{path}: not a readable .docx file (malformed, encrypted or not Word): "
+                         f"{type(exc).__name__}: {exc}") from None
+    _number_notes(paragraphs, notes)
+    blocks = [Block(b.text(), links=b.links, note_refs=b.refs) for b in paragraphs]
+    return Document("docx", blocks, notes, title)
+
+
+def _number_notes(paragraphs: list[_Builder], notes: dict[str, Note]) -> None:
+    """Label notes as Word prints them: footnotes and endnotes each numbered in order of reference."""
+    counters = {"fn": 0, "en": 0}
+    for paragraph in paragraphs:
+        for ref in paragraph.refs:
+            note = notes.get(ref.key)
+            prefix = ref.key.split(":")[0]
+            if note is not None and not note.label.startswith("#"):
+                counters[prefix] += 1
+                note.label = f"#{counters[prefix]}"
+    for note in notes.values():
+        note.label = note.label.lstrip("#")
+
+
+# --------------------------------------------------------------------------- PDF
+
+@dataclass
+class _Frag:
+    text: str
+    x: float
+    y: float
+    size: float
+
+
+@dataclass
+class _PdfLine:
+    page: int
+    y: float
+    size: float
+    x: float
+    text: str = ""
+    refs: list[tuple[str, int]] | None = None
+    spans: list[tuple[_Frag, int, int]] | None = None
+
+
+_PAGE_NUMBER = re.compile(r"(?i)^\s*(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?\s*$")
+_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,4})[\].)]?\s+")
+
+
+def _pdf_fragments(page: Any) -> list[_Frag]:
+    """Text pieces with their position and effective font size, in content order."""
+    frags: list[_Frag] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], _font: Any, size: float) -> None:
+        if not text or not text.strip("\n"):
+            return
+        x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+        y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+        scale = ((tm[2] * cm[0] + tm[3] * cm[2]) ** 2 + (tm[2] * cm[1] + tm[3] * cm[3]) ** 2) ** 0.5
+        frags.append(_Frag(text.replace("\n", " "), x, y, size * (scale or 1.0)))
+
+    page.extract_text(visitor_text=visit)
+    return frags
+
+
+def _is_superscript(frag: _Frag, line: _PdfLine) -> bool:
+    raised = frag.y - line.y
+    return (frag.size < 0.85 * line.size and 0.1 * line.size < raised <= 0.8 * line.size
+            and bool(_MARKER_TEXT.match(frag.text.strip())))
+
+
+def _pdf_lines(frags: list[_Frag], page_number: int) -> list[_PdfLine]:
+    """Group pieces into lines by baseline; superscript markers join the line they mark."""
+    lines: list[_PdfLine] = []
+    for frag in frags:
+        line = lines[-1] if lines else None
+        if line is not None and (abs(frag.y - line.y) <= 0.45 * max(line.size, frag.size)
+                                 or _is_superscript(frag, line)):
+            if frag.size > line.size and not _MARKER_TEXT.match(frag.text.strip()):
+                line.size, line.y = frag.size, frag.y
+            line.spans.append((frag, 0, 0))
+            continue
+        lines.append(_PdfLine(page_number, frag.y, frag.size, frag.x, refs=[], spans=[(frag, 0, 0)]))
+    for line in lines:
+        _assemble_line(line)
+    return [l for l in lines if l.text.strip() or l.refs]
+
+
+def _assemble_line(line: _PdfLine) -> None:
+    text, spans, refs = "", [], []
+    for frag, _, _ in line.spans or []:
+        if _is_superscript(frag, line):
+            refs.append((frag.text.strip().strip("[]()"), len(text.rstrip())))
+            continue
+        piece = frag.text
+        if not text or text.endswith(" "):
+            piece = piece.lstrip(" ")
+        spans.append((frag, len(text), len(text) + len(piece)))
+        text += piece
+    line.text, line.spans, line.refs = text.rstrip(), spans, refs
+
+
+def _body_size(lines: list[_PdfLine]) -> float:
+    weight: dict[float, int] = {}
+    for line in lines:
+        key = round(line.size * 2) / 2
+        weight[key] = weight.get(key, 0) + len(line.text)
+    return max(weight, key=lambda k: weight[k]) if weight else 10.0
+
+
+def _split_footnote_area(lines: list[_PdfLine], body: float) -> tuple[list[_PdfLine], list[_PdfLine]]:
+    """Lines at the foot of a page in a smaller type, starting with a note number, are notes."""
+    lines = [l for l in lines if not _PAGE_NUMBER.match(l.text) or l.refs]
+    cut = len(lines)
+    while cut > 0 and lines[cut - 1].size < 0.92 * body:
+        cut -= 1
+    foot = lines[cut:]
+    while foot and not _note_label(foot[0]):
+        foot = foot[1:]
+        cut += 1
+    return lines[:cut], foot
+
+
+def _note_label(line: _PdfLine) -> str | None:
+    if line.refs and line.refs[0][1] == 0:
+        return line.refs[0][0]
+    match = _NOTE_START.match(line.text)
+    return match.group(1) if match else None
+
+
+def _continues_url(previous: str, following: str, long_line: bool) -> bool:
+    """True when a line break cut a URL in two (PDF text has no other way to say so)."""
+    last = previous.rsplit(None, 1)[-1] if previous.strip() else ""
+    first = following.split(None, 1)[0] if following.strip() else ""
+    if not last or not first or not long_line or last[-1] in ".,;:!?)":
+        return False
+    if not (re.search(r"(?i)https?://\S*$", last)):
+        return False
+    if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:":
+        return False
+    return bool(re.fullmatch(r"[\w\-._~%!$&'()*+=@/?#\[\]]+", first)) and bool(
+        re.search(r"[/\-_=&?%#.0-9]", first))
+
+
+@dataclass
+class _PdfBlock:
+    page: int
+    text: str
+    refs: list[tuple[str, int]]
+    spans: list[tuple[_Frag, int, int]]
+    links: list[Link]
+
+
+def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
+    block = _PdfBlock(page, "", [], [], [])
+    longest = max((len(l.text) for l in lines), default=0)
+    previous: _PdfLine | None = None
+    for line in lines:
+        if previous is not None:
+            glue = _continues_url(block.text, line.text, len(previous.text) >= 0.8 * longest)
+            block.text += "" if glue else "\n"
+        base = len(block.text)
+        block.text += line.text
+        block.refs.extend((label, base + offset) for label, offset in line.refs or [])
+        block.spans.extend((f, base + s, base + e) for f, s, e in line.spans or [])
+        previous = line
+    return block
+
+
+def _paragraphs(lines: list[_PdfLine], page: int) -> list[_PdfBlock]:
+    """Body lines of one page grouped into paragraphs by spacing, type size and short last lines."""
+    groups: list[list[_PdfLine]] = []
+    longest = max((len(l.text) for l in lines), default=0)
+    for line in lines:
+        if groups:
+            prev = groups[-1][-1]
+            gap = prev.y - line.y
+            same = (0 < gap <= 1.5 * max(prev.size, line.size)
+                    and abs(prev.size - line.size) <= 0.15 * prev.size
+                    and not (len(prev.text) < 0.6 * longest and prev.text.rstrip()[-1:] in ".:!?"))
+            if same:
+                groups[-1].append(line)
+                continue
+        groups.append([line])
+    return [_join_lines(g, page) for g in groups]
+
+
+def _pdf_links(page: Any) -> list[tuple[str, tuple[float, float, float, float]]]:
+    found = []
+    for annot in page.get("/Annots") or []:
+        try:
+            annot = annot.get_object()
+            action = annot.get("/A")
+            action = action.get_object() if action is not None else None
+            if annot.get("/Subtype") != "/Link" or action is None or action.get("/S") != "/URI":
+                continue
+            x1, y1, x2, y2 = (float(v) for v in annot["/Rect"])
+            uri = action["/URI"]
+            uri = uri.decode("latin-1") if isinstance(uri, bytes) else str(uri)
+            found.append((uri, (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # a broken annotation is not a citation
+    return found
+
+
+def _attach_links(blocks: list[_PdfBlock], links: list[tuple[str, tuple[float, float, float, float]]]) -> None:
+    for url, (x1, y1, x2, y2) in links:
+        for block in blocks:
+            inside = [(s, e) for f, s, e in block.spans
+                      if y1 - 3 <= f.y <= y2 + 3 and x1 - 2 <= f.x < x2]
+            if inside:
+                block.links.append(Link(url, min(s for s, _ in inside), max(e for _, e in inside)))
+                break
+
+
+def _open_pdf(data: bytes, path: Path) -> Any:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import DependencyError, PdfReadError
+    except ImportError:
+        raise InputError("reading PDF reports needs pypdf: pip install 'evarchive[pdf]'") from None
+    import io
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise InputError(f"{path}: the PDF is encrypted and needs a password; "
+                             "save an unprotected copy and import that")
+        _ = len(reader.pages)
+    except DependencyError as exc:
+        raise InputError(f"{path}: the PDF is encrypted in a way that needs an extra package "
+                         f"({exc})") from None
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise InputError(f"{path}: not a readable PDF ({type(exc).__name__}: {exc})") from None
+    return reader
+
+
+def read_pdf(data: bytes, path: Path) -> Document:
+    reader = _open_pdf(data, path)
+    pages: list[list[_PdfLine]] = []
+    for number, page in enumerate(reader.pages, start=1):
+        try:
+            pages.append(_pdf_lines(_pdf_fragments(page), number))
+        except Exception as exc:  # pypdf raises many kinds on damaged content streams
+            raise InputError(f"{path}: page {number} of the PDF cannot be read "
+                             f"({type(exc).__name__}: {exc})") from None
+    body_size = _body_size([l for p in pages for l in p])
+    blocks: list[_PdfBlock] = []
+    notes: dict[str, Note] = {}
+    for number, (page, lines) in enumerate(zip(reader.pages, pages), start=1):
+        body, foot = _split_footnote_area(lines, body_size)
+        page_blocks = _paragraphs(body, number)
+        note_blocks = _pdf_notes(foot, number)
+        _attach_links(page_blocks + [b for _, b in note_blocks], _pdf_links(page))
+        blocks.extend(page_blocks)
+        for label, block in note_blocks:
+            notes[f"pdf:{number}:{label}"] = Note("footnote", label, block.text, block.links, number)
+    title = None
+    try:
+        title = (reader.metadata or {}).get("/Title") or None
+    except Exception:
+        title = None
+    return Document("pdf", [_pdf_block(b, notes) for b in blocks], notes,
+                    str(title) if title else None)
+
+
+def _pdf_notes(lines: list[_PdfLine], page: int) -> list[tuple[str, _PdfBlock]]:
+    groups: list[tuple[str, list[_PdfLine]]] = []
+    for line in lines:
+        label = _note_label(line)
+        if label is not None:
+            if line.refs and line.refs[0][1] == 0:
+                line.refs = line.refs[1:]
+            else:
+                cut = _NOTE_START.match(line.text).end()  # type: ignore[union-attr]
+                line.text = line.text[cut:]
+                line.spans = [(f, max(0, s - cut), max(0, e - cut)) for f, s, e in line.spans or []]
+            groups.append((label, [line]))
+        elif groups:
+            groups[-1][1].append(line)
+    return [(label, _join_lines(g, page)) for label, g in groups]
+
+
+def _pdf_block(block: _PdfBlock, notes: dict[str, Note]) -> Block:
+    refs = []
+    for label, offset in block.refs:
+        key = _find_note(notes, block.page, label)
+        if key:
+            refs.append(NoteRef(key, offset))
+    return Block(block.text, page=block.page, links=block.links, note_refs=refs)
+
+
+def _find_note(notes: dict[str, Note], page: int, label: str) -> str | None:
+    """The note a marker on ``page`` refers to: same page first, then the nearest later page."""
+    if f"pdf:{page}:{label}" in notes:
+        return f"pdf:{page}:{label}"
+    later = [n.page for k, n in notes.items() if n.label == label and (n.page or 0) > page]
+    return f"pdf:{min(later)}:{label}" if later else None
+
+
+# --------------------------------------------------------------------------- readers table
+
+Reader = Callable[[bytes, Path], Document]
+_READERS: dict[str, Reader] = {
+    "txt": read_text,
+    "md": read_markdown,
+    "html": read_html,
+    "docx": read_docx,
+    "pdf": read_pdf,
+}
+
+
+def urls_in_document(document: Document) -> list[str]:
+    """Every URL a document mentions (bare or linked), for quick checks and messages."""
+    found = []
+    for block in document.blocks:
+        found.extend(u.url for u in find_urls(block.text))
+        found.extend(l.url for l in block.links)
+    for note in document.notes.values():
+        found.extend(u.url for u in find_urls(note.text))
+        found.extend(l.url for l in note.links)
+    return found
