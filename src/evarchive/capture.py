@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 
-from . import __version__, custody
+from . import __version__, client, custody
 from .archive import Archive
 from .catalogue import (
     ensure_source,
+    ensure_sources,
     format_time,
     insert,
     last_good_capture,
@@ -52,7 +52,7 @@ from .warcwriter import (
     warc_fields,
 )
 from .tlsinfo import tls_info, validate_by_handshake
-from .wire import RecordingBackend, find_recording
+from .wire import find_recording
 
 DEFAULT_USER_AGENT = f"evarchive/{__version__} (evidence archiver; +python-httpx)"
 RENAMED_TE_HEADER = b"X-Original-Transfer-Encoding"
@@ -172,61 +172,12 @@ class RetryableStatus(Exception):
 
 # --------------------------------------------------------------------------- HTTP client
 
-def build_ssl_context(settings: CaptureSettings) -> ssl.SSLContext:
-    if settings.insecure:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx = ssl.create_default_context(cafile=settings.ca_file)
-        if settings.ca_file is None:
-            try:
-                import certifi
-
-                ctx.load_verify_locations(certifi.where())
-            except ImportError:  # the system store alone is fine
-                pass
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
-
-
-def _build_pool(settings: CaptureSettings, ctx: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
-    backend = RecordingBackend(settings.resolve)
-    common = dict(ssl_context=ctx, max_connections=settings.concurrency,
-                  max_keepalive_connections=settings.concurrency, keepalive_expiry=5.0,
-                  http1=True, http2=False, network_backend=backend)
-    if not settings.proxy:
-        return httpcore.AsyncConnectionPool(**common)
-    proxy = httpx.URL(settings.proxy)
-    auth = (proxy.username, proxy.password) if proxy.username else None
-    bare = proxy.copy_with(username=None, password=None)
-    proxy_url = httpcore.URL(scheme=bare.raw_scheme, host=bare.raw_host, port=bare.port,
-                             target=b"/")
-    if proxy.scheme in ("http", "https"):
-        return httpcore.AsyncHTTPProxy(proxy_url=proxy_url, proxy_auth=auth, **common)
-    if proxy.scheme in ("socks5", "socks5h"):
-        common.pop("keepalive_expiry")
-        return httpcore.AsyncSOCKSProxy(proxy_url=proxy_url.copy_with(scheme=b"socks5")
-                                        if hasattr(proxy_url, "copy_with") else proxy_url,
-                                        proxy_auth=auth, **common)
-    raise InputError(f"unsupported proxy scheme {proxy.scheme!r}: use http, https or socks5")
-
-
 def build_client(settings: CaptureSettings) -> httpx.AsyncClient:
-    """An httpx client whose transport records wire bytes (HTTP/1.1 only, no br)."""
-    ctx = build_ssl_context(settings)
-    transport = httpx.AsyncHTTPTransport(verify=ctx, http1=True, http2=False)
-    transport._pool = _build_pool(settings, ctx)  # recording backend: see wire.py
-    timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
-                            write=settings.read_timeout, pool=None)
-    headers = {
-        "User-Agent": settings.user_agent,
-        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        # Only what warcio and replay tools decode safely: no br, no zstd.
-        "Accept-Encoding": "gzip, deflate",
-    }
-    return httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout,
-                             follow_redirects=False, trust_env=False)
+    return client.build_client(client.ClientSettings(
+        user_agent=settings.user_agent, per_host=settings.per_host,
+        connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+        proxy=settings.proxy, insecure=settings.insecure, ca_file=settings.ca_file,
+        resolve=settings.resolve))
 
 
 # --------------------------------------------------------------------------- provenance
@@ -544,10 +495,12 @@ class CaptureRun:
         self.pending: list[PendingCapture] = []
         self._last_commit = time.monotonic()
         self.run_id: int | None = None
+        self.source_ids: dict[str, int] = {}
 
     # ----------------------------------------------------------------- orchestration
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
         self.run_id = self._start_run_row(len(urls))
+        self.source_ids = ensure_sources(self.db, urls)
         global_limit = asyncio.Semaphore(self.settings.concurrency)
         host_limits: dict[str, asyncio.Semaphore] = {}
         outcomes: list[CaptureOutcome] = []
@@ -573,7 +526,7 @@ class CaptureRun:
         return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 
     async def capture_one(self, fetcher: Fetcher, url: str) -> CaptureOutcome:
-        source_id = ensure_source(self.db, url)
+        source_id = self.source_ids.get(url) or ensure_source(self.db, url)
         start = self.settings.clock()
         started = format_time(start)
         hops: list[Hop] = []
@@ -681,6 +634,7 @@ class CaptureRun:
             return
         self.writer.sync()
         batch, self.pending = self.pending, []
+        entries = []
         with transaction(self.db):
             for item in batch:
                 capture_id = insert(self.db, "captures", item.row)
@@ -691,9 +645,10 @@ class CaptureRun:
                     self.db.execute(
                         "UPDATE warc_files SET referenced_size = MAX(referenced_size, ?) "
                         "WHERE name = ?", [item.end_offset, item.row["warc_file"]])
-                custody.append(self.db, "capture", item.row["url_requested"], {
+                entries.append(("capture", item.row["url_requested"], {
                     "capture_id": capture_id, "capture": item.row,
-                    "records": [r.as_row() for r in item.records]})
+                    "records": [r.as_row() for r in item.records]}))
+            custody.append_many(self.db, entries)
         self._last_commit = time.monotonic()
 
     # ----------------------------------------------------------------- run rows

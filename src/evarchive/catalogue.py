@@ -418,11 +418,14 @@ def ensure_source(db: sqlite_utils.Database, url: str) -> int:
 
 def ensure_sources(db: sqlite_utils.Database, urls: list[str]) -> dict[str, int]:
     """Source ids for many URLs at once, in one transaction (one fsync, not one per URL)."""
-    ids: dict[str, int] = {}
+    normalised = {url: normalise_url(url) for url in urls}
     with transaction(db):
-        for url in urls:
-            ids[url] = ensure_source(db, url)
-    return ids
+        known = {row["normalised"]: row["id"] for row in db.query("SELECT id, normalised FROM sources")}
+        now = utc_now()
+        for url, norm in normalised.items():
+            if norm not in known:
+                known[norm] = insert(db, "sources", {"url": url, "normalised": norm, "added_at": now})
+    return {url: int(known[norm]) for url, norm in normalised.items()}
 
 
 def find_source(db: sqlite_utils.Database, url: str) -> dict[str, Any] | None:

@@ -38,18 +38,30 @@ def head(db: sqlite_utils.Database) -> dict[str, Any] | None:
 def append(db: sqlite_utils.Database, event: str, subject: str | None,
            details: dict[str, Any]) -> dict[str, Any]:
     """Append one entry; joins the caller's transaction so rows and entry commit together."""
+    return append_many(db, [(event, subject, details)])[0]
+
+
+def append_many(db: sqlite_utils.Database,
+                items: list[tuple[str, str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Append entries in order, reading the head and the key once (a capture batch commits at once)."""
+    rows = []
     with transaction(db):
         last = head(db)
-        seq = (last["seq"] + 1) if last else 1
+        seq = last["seq"] if last else 0
         prev = last["entry_hash"] if last else GENESIS_HASH
-        at = utc_now()
-        details_json = to_json(details)
-        digest = entry_hash(seq, at, event, subject, details_json, prev)
-        row = {"seq": seq, "at": at, "event": event, "subject": subject,
-               "details": details_json, "prev_hash": prev, "entry_hash": digest,
-               "signature": _sign(db, digest)}
-        insert(db, "custody_log", row)
-    return row
+        key = load_active_private(db)
+        for event, subject, details in items:
+            seq += 1
+            at = utc_now()
+            details_json = to_json(details)
+            digest = entry_hash(seq, at, event, subject, details_json, prev)
+            row = {"seq": seq, "at": at, "event": event, "subject": subject,
+                   "details": details_json, "prev_hash": prev, "entry_hash": digest,
+                   "signature": signing.sign_hash(key, digest) if key is not None else None}
+            insert(db, "custody_log", row)
+            rows.append(row)
+            prev = digest
+    return rows
 
 
 # --------------------------------------------------------------------------- signing
@@ -129,3 +141,89 @@ def sign_pending(db: sqlite_utils.Database, key: Any) -> int:
                        [signing.sign_hash(key, row["entry_hash"]), row["seq"]])
             count += 1
     return count
+
+
+# --------------------------------------------------------------------------- verification
+# What each event vouches for: a list of (table, key column, key value, expected columns).
+# The capture engine puts the whole capture row and its record rows in the entry; the WARC
+# writer puts a closed file's size and SHA-256. verify compares those with the rows as they
+# are now, so an edit made with sqlite3 after the fact is found and named to the column.
+
+
+def vouched(entry: dict[str, Any]) -> list[tuple[str, str, Any, dict[str, Any]]]:
+    try:
+        details = json.loads(entry["details"])
+    except (TypeError, ValueError):
+        return []
+    event = entry["event"]
+    out: list[tuple[str, str, Any, dict[str, Any]]] = []
+    if event == "capture" and isinstance(details.get("capture"), dict):
+        out.append(("captures", "id", details.get("capture_id"), details["capture"]))
+        for record in details.get("records") or []:
+            out.append(("capture_records", "record_id", record.get("record_id"), record))
+    elif event in ("warc-closed", "warc-interrupted"):
+        expected = {k: details[k] for k in ("size", "sha256", "referenced_size") if k in details}
+        expected["status"] = "closed" if event == "warc-closed" else "interrupted"
+        out.append(("warc_files", "name", entry["subject"], expected))
+    elif event == "timestamp" and "timestamp_id" in details:
+        out.append(("timestamps", "id", details["timestamp_id"],
+                    {k: details[k] for k in ("covers_seq", "digest", "token_sha256", "tsa_url")
+                     if k in details}))
+    elif event == "keys-generate":
+        out.append(("signing_keys", "key_id", entry["subject"],
+                    {"public_key_pem": details.get("public_key_pem")}))
+    return out
+
+
+def check_chain(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """(seq, kind, message) for every break in the chain. Kinds: edited, deleted, reordered.
+
+    Each entry is checked on its own (does its hash still match its fields?) and against its
+    neighbour (does it name the previous entry's hash?), so the report points at the entry
+    that was changed rather than at everything after it.
+    """
+    issues: list[tuple[int, str, str]] = []
+    by_hash = {r["entry_hash"]: r for r in rows}
+    prev_hash, prev_seq = GENESIS_HASH, 0
+    for row in rows:
+        seq = row["seq"]
+        recomputed = _recompute(row, seq)
+        if recomputed != row["entry_hash"]:
+            moved = _original_seq(row, len(rows) + 2)
+            if moved is not None and moved != seq:
+                issues.append((seq, "reordered", f"log entry {seq} ({row['event']} {row['subject']}) "
+                               f"was entry {moved}: the log was reordered"))
+            else:
+                issues.append((seq, "edited", f"log entry {seq} ({row['event']} {row['subject']}) "
+                               "was edited: its hash no longer matches its contents"))
+        if seq != prev_seq + 1:
+            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
+            issues.append((prev_seq + 1, "deleted", f"log entries {missing} are missing (deleted)"))
+        elif row["prev_hash"] != prev_hash and recomputed == row["entry_hash"]:
+            origin = by_hash.get(row["prev_hash"])
+            if origin is not None:
+                issues.append((seq, "reordered", f"log entry {seq} follows entry {origin['seq']}, "
+                               f"not entry {prev_seq}: the log was reordered"))
+            else:
+                issues.append((seq, "deleted", f"the entry before log entry {seq} is not the one it "
+                               "was chained to (an entry was deleted or replaced)"))
+        prev_hash, prev_seq = row["entry_hash"], seq
+    return issues
+
+
+def _recompute(row: dict[str, Any], seq: int) -> str | None:
+    try:
+        return entry_hash(seq, row["at"], row["event"], row["subject"], row["details"],
+                          row["prev_hash"])
+    except (TypeError, ValueError):
+        return None
+
+
+def _original_seq(row: dict[str, Any], limit: int) -> int | None:
+    """The seq this entry was written with, if its hash matches some other seq."""
+    if limit > 5000:  # only for small logs; large ones just say "edited"
+        return None
+    for candidate in range(1, limit):
+        if _recompute(row, candidate) == row["entry_hash"]:
+            return candidate
+    return None

@@ -9,6 +9,7 @@ Three forms of a URL matter:
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -77,6 +78,7 @@ def validate_url(url: str) -> str:
     return url
 
 
+@functools.lru_cache(maxsize=65536)
 def request_url(url: str) -> str:
     """The form sent on the wire: IDNA host, non-ASCII percent-encoded, fragment dropped."""
     parts = parse_url(url)

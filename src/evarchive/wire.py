@@ -17,6 +17,7 @@ import typing
 
 import httpcore
 from httpcore._backends.auto import AutoBackend
+from httpcore._utils import is_socket_readable
 
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 256 * 1024  # a response head larger than this is not plausible; stop copying
@@ -34,6 +35,7 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         self._head_complete = False
         self._reading = False
         self._scan_from = 0
+        self._info_cache: dict[str, typing.Any] = {}
 
     def _new_exchange(self) -> None:
         self.request_bytes = bytearray()
@@ -87,7 +89,14 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         return RecordingStream(tls, self.connect_host, self.connect_port)
 
     def get_extra_info(self, info: str) -> typing.Any:
-        return self._inner.get_extra_info(info)
+        # anyio rebuilds a dict of attributes on every lookup, and httpcore asks "is_readable"
+        # of every pooled connection for every request: cache what cannot change.
+        if info == "is_readable":
+            sock = self.get_extra_info("socket")
+            return sock is not None and is_socket_readable(sock)
+        if info not in self._info_cache:
+            self._info_cache[info] = self._inner.get_extra_info(info)
+        return self._info_cache[info]
 
 
 class RecordingBackend(httpcore.AsyncNetworkBackend):

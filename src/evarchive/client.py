@@ -1,0 +1,112 @@
+"""The HTTP client every network command shares (capture, check): httpx over a recording wire.
+
+- HTTP/1.1 only, and no ``br``/``zstd`` content codings: what WARC readers and replay tools
+  decode safely.
+- One connection pool per origin. The pool size *is* the per-host limit (browsers open up to 6
+  connections per host), and small pools keep httpcore's request-to-connection matching cheap
+  when a run spans many hosts.
+- ``resolve`` points a host at another address (like curl's ``--resolve``) without touching the
+  system's hosts file; TLS still validates the original name.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+import httpcore
+import httpx
+
+from .errors import InputError
+from .wire import RecordingBackend
+
+ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+@dataclass
+class ClientSettings:
+    user_agent: str
+    per_host: int = 6
+    connect_timeout: float = 15.0
+    read_timeout: float = 30.0
+    proxy: str | None = None
+    insecure: bool = False
+    ca_file: str | None = None
+    resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def build_ssl_context(insecure: bool, ca_file: str | None) -> ssl.SSLContext:
+    if insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=ca_file)
+        if ca_file is None:
+            try:
+                import certifi
+
+                ctx.load_verify_locations(certifi.where())
+            except ImportError:  # the system store alone will do
+                pass
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _proxy_pool(proxy: str, common: dict) -> httpcore.AsyncConnectionPool:
+    url = httpx.URL(proxy)
+    auth = (url.username, url.password) if url.username else None
+    scheme = url.scheme.lower()
+    if scheme in ("socks5", "socks5h"):
+        # The proxy resolves host names (socks5h behaviour): no DNS query leaves this machine.
+        target = httpcore.URL(scheme=b"socks5", host=url.raw_host, port=url.port, target=b"/")
+        common = {k: v for k, v in common.items() if k != "keepalive_expiry"}
+        return httpcore.AsyncSOCKSProxy(proxy_url=target, proxy_auth=auth, **common)
+    if scheme in ("http", "https"):
+        target = httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=b"/")
+        return httpcore.AsyncHTTPProxy(proxy_url=target, proxy_auth=auth, **common)
+    raise InputError(f"unsupported proxy scheme {scheme!r}: use http://, https:// or socks5://")
+
+
+class PerOriginTransport(httpx.AsyncBaseTransport):
+    """Routes each request to the connection pool of its origin (scheme, host, port)."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._ssl = build_ssl_context(settings.insecure, settings.ca_file)
+        self._backend = RecordingBackend(settings.resolve)
+        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
+        if settings.proxy:  # validate early: a bad proxy is a usage error, not 1000 failures
+            self._new_pool()
+
+    def _new_pool(self) -> httpx.AsyncHTTPTransport:
+        common = {"ssl_context": self._ssl, "max_connections": self._settings.per_host,
+                  "max_keepalive_connections": self._settings.per_host, "keepalive_expiry": 5.0,
+                  "http1": True, "http2": False, "network_backend": self._backend}
+        transport = httpx.AsyncHTTPTransport(verify=self._ssl, http1=True, http2=False)
+        # httpx has no hook for a network backend; the pool is the documented httpcore object.
+        transport._pool = (_proxy_pool(self._settings.proxy, common) if self._settings.proxy
+                           else httpcore.AsyncConnectionPool(**common))
+        return transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.url.raw_scheme, request.url.raw_host, request.url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = self._new_pool()
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+
+
+def build_client(settings: ClientSettings) -> httpx.AsyncClient:
+    """An httpx client whose transport records wire bytes; redirects are followed by the caller."""
+    timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
+                            write=settings.read_timeout, pool=None)
+    headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+    return httpx.AsyncClient(transport=PerOriginTransport(settings), headers=headers,
+                             timeout=timeout, follow_redirects=False, trust_env=False)
