@@ -221,7 +221,10 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
     source = find_source(arch.db, url)
     if source is None:
         raise UsageError(f"no source {url!r} in the catalogue")
-    return {"source": source, "captures": captures_of(arch.db, source["id"])}
+    from .reports import claims_citing
+
+    return {"source": source, "captures": captures_of(arch.db, source["id"]),
+            "claims": claims_citing(arch.db, source["id"])}
 
 
 @app.command()
@@ -245,11 +248,213 @@ def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any 
                       f"{cap['server_ip']}:{cap['server_port']}" if cap["server_ip"] else "-",
                       (cap["payload_sha256"] or "-")[:16], cap["warc_file"] or "-")
     out.print(table)
+    if details.get("claims"):
+        print_citing_claims(details["claims"])
     for extra in details:
-        if extra not in ("source", "captures") and details[extra]:
+        if extra not in ("source", "captures", "claims") and details[extra]:
             out.print(f"[bold]{extra}[/]")
             for item in details[extra]:
                 out.print(f"  {item}")
+
+
+# --------------------------------------------------------------------------- reports and claims
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _where(row: dict[str, Any]) -> str:
+    """A claim's position for people: page and paragraph, and the line in text files."""
+    where = f"p.{row['page']} \u00b6{row['paragraph']}" if row.get("page") else f"\u00b6{row['paragraph']}"
+    return f"{where} (line {row['line']})" if row.get("line") else where
+
+
+def print_citing_claims(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="claims citing this source", show_lines=True)
+    for column in ("report", "version", "where", "claim", "cited as"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cited = row["cited_as"] + (f" (note {row['note']})" if row.get("note") else "")
+        table.add_row(f"{row['report_id']}: {row['report']}", str(row["version"]), _where(row),
+                      _short(row["text"], 300), cited)
+    out.print(table)
+
+
+def print_import_result(result: Any, quiet: bool) -> None:
+    if result.status == "unchanged":
+        err.print(f"unchanged: this file is already imported as {result.title!r} version {result.version}")
+    for skipped in result.skipped_urls:
+        err.print(f"[yellow]skipped[/] {skipped['url']}: {skipped['reason']}")
+    if quiet:
+        return
+    table = Table(title=f"report {result.report_id}: {result.title}")
+    table.add_column("")
+    table.add_column("", justify="right")
+    for label, value in (("version", result.version), ("status", result.status),
+                         ("claims", result.claims), ("citations", result.citations),
+                         ("distinct sources", result.sources),
+                         ("sources already archived", result.sources_archived),
+                         ("sources new to the catalogue", result.sources_new)):
+        table.add_row(label, str(value))
+    out.print(table)
+    if result.changes is not None:
+        print_changes(result.changes, result.previous_version)
+
+
+_CHANGE_LABELS = (("claims_added", "claim added"), ("claims_removed", "claim removed"),
+                  ("claims_edited", "claim edited"), ("citations_added", "citation added"),
+                  ("citations_removed", "citation removed"), ("citations_edited", "citation edited"))
+
+
+def print_changes(changes: dict[str, list[dict[str, Any]]], previous: int | None, limit: int = 50) -> None:
+    counts = ", ".join(f"{len(changes[key])} {label}{'s' if len(changes[key]) != 1 else ''}"
+                       for key, label in _CHANGE_LABELS)
+    out.print(f"changes since version {previous}: {counts}")
+    for key, label in _CHANGE_LABELS:
+        for item in changes[key][:limit]:
+            out.print(f"  {label}: {_describe_change(key, item)}")
+        if len(changes[key]) > limit:
+            out.print(f"  ... and {len(changes[key]) - limit} more {label}s (--json lists all)")
+
+
+def _describe_change(key: str, item: dict[str, Any]) -> str:
+    if key == "claims_edited":
+        return f"{_where(item['new'])}: {_short(item['old']['text'], 80)!r} -> {_short(item['new']['text'], 80)!r}"
+    if key.startswith("claims"):
+        return f"{_where(item)}: {_short(item['text'], 120)!r}"
+    if key == "citations_edited":
+        return f"{_where(item['claim'])}: {item['old_url']} -> {item['url']}"
+    return f"{_where(item['claim'])}: {item['url']}"
+
+
+@app.command("import")
+def import_cmd(
+    report: Annotated[Path, typer.Argument(help="Report file: .txt, .md, .html, .docx or .pdf.")],
+    title: Annotated[str | None, typer.Option(help="Report title; versions of one report share it "
+                                                   "(default: the file's own title or name).")] = None,
+    max_size: Annotated[int | None, typer.Option(help="Refuse files larger than this many MiB "
+                                                      "(default 32 for text, 256 for docx/PDF).")] = None,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import a report: every claim with the URLs it cites. A changed file becomes a new version.
+
+    Exit 2 for a file that cannot be used (binary, empty, no URLs, encrypted PDF, too large):
+    the catalogue is then untouched.
+    """
+    from .reports import import_report
+
+    result = import_report(open_archive(archive).db, report, title,
+                           max_size * 2**20 if max_size else None)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        print_import_result(result, quiet)
+
+
+@app.command("reports")
+def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
+    """List imported reports with their latest version and how many claims are preserved."""
+    from .reports import list_reports
+
+    rows = list_reports(open_archive(archive).db)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} reports")
+    for column in ("id", "title", "version", "format", "imported (UTC)", "claims", "preserved",
+                   "citations", "sources", "archived"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["id"]), row["title"], f"{row['version']} of {row['versions']}",
+                      row["format"], row["imported_at"], str(row["claims"]),
+                      str(row["claims_preserved"]), str(row["citations"]), str(row["sources"]),
+                      str(row["sources_archived"]))
+    out.print(table)
+
+
+def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, show_lines=True)
+    for column in ("report", "where", "claim", "sources", "preserved"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + s["url"] for s in row["sources"])
+        table.add_row(str(row["report_id"]), _where(row), _short(row["text"], 300), sources,
+                      "[green]yes[/]" if row["preserved"] else "[red]NO[/]")
+    return table
+
+
+@app.command("claims")
+def claims_cmd(
+    report: Annotated[str | None, typer.Option("--report", "-r", help="Report id, title or path.")] = None,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List claims (latest version of each report) with their sources and whether each is preserved."""
+    from .reports import report_claims
+
+    rows = report_claims(open_archive(archive).db, report)
+    if as_json:
+        print_json(rows)
+        return
+    preserved = sum(r["preserved"] for r in rows)
+    out.print(claims_table(rows, f"{len(rows)} claims, {preserved} preserved"))
+
+
+@app.command("archive")
+def archive_cmd(
+    report: Annotated[Path, typer.Argument(help="Report file: .txt, .md, .html, .docx or .pdf.")],
+    title: Annotated[str | None, typer.Option(help="Report title (groups versions).")] = None,
+    concurrency: Annotated[int, typer.Option(help="Total simultaneous requests.")] = 48,
+    per_host: Annotated[int, typer.Option(help="Simultaneous requests per host (browsers use 6).")] = 6,
+    timeout: Annotated[float, typer.Option(help="Total seconds per capture, redirects included.")] = 300.0,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to connect.")] = 15.0,
+    read_timeout: Annotated[float, typer.Option(help="Seconds of silence before giving up a read.")] = 30.0,
+    max_body: Annotated[int, typer.Option(help="Bytes kept per body (longer ones are recorded as "
+                                               "truncated).")] = 1 << 30,
+    retries: Annotated[int, typer.Option(help="Retries for connection errors, 5xx and 429.")] = 3,
+    user_agent: Annotated[str | None, typer.Option(help="User-Agent header (default names evarchive).")] = None,
+    proxy: Annotated[str | None, typer.Option(help="Proxy URL: http://, https:// or socks5://.")] = None,
+    insecure: Annotated[bool, typer.Option(help="Capture even when the TLS certificate is invalid.")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
+    resolve: Annotated[list[str] | None, typer.Option(
+        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+    warc_size: Annotated[int, typer.Option(help="Start a new WARC file past this size.")] = 1 << 30,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The main job: import a report, capture every source not yet preserved, report per claim.
+
+    Exit 0 when every claim has at least one preserved source, 1 when any claim has none.
+    """
+    from .reports import claims_of_version, import_report, sources_to_capture
+
+    settings = capture_settings(concurrency, per_host, timeout, read_timeout, connect_timeout,
+                                max_body, retries, user_agent, proxy, insecure, ca_file,
+                                resolve or [], warc_size)
+    arch = open_archive(archive)
+    result = import_report(arch.db, report, title)
+    if not as_json and not quiet:
+        err.print(f"imported {result.title!r} version {result.version} ({result.status}): "
+                  f"{result.claims} claims, {result.citations} citations, {result.sources} sources")
+    outcomes = run_captures(arch, sources_to_capture(arch.db, result.version_id), settings, quiet, False)
+    if not as_json and outcomes:
+        print_capture_summary(outcomes, quiet)
+    claims = [{"report_id": result.report_id, **c} for c in claims_of_version(arch.db, result.version_id)]
+    lost = [c for c in claims if not c["preserved"]]
+    if as_json:
+        print_json({"import": result.as_dict(), "captures": [o.as_dict() for o in outcomes],
+                    "claims": claims, "preserved": len(claims) - len(lost), "unpreserved": len(lost)})
+    elif not quiet:
+        out.print(claims_table(claims, f"{result.title}: {len(claims) - len(lost)} of {len(claims)} "
+                                       "claims preserved"))
+    if lost:
+        for claim in lost if quiet else []:
+            err.print(f"[red]not preserved[/] {_where(claim)}: {_short(claim['text'], 100)}")
+        raise FindingsError(f"{len(lost)} of {len(claims)} claims have no preserved source")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .extract import Block, Document, Link, Note, NoteRef, find_urls
+from .errors import EvarchiveError, InputError, UsageError
+from .extract import Block, Claim, Document, Link, Note, NoteRef, find_urls, segment
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
 # it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
@@ -887,3 +887,389 @@ def urls_in_document(document: Document) -> list[str]:
         found.extend(u.url for u in find_urls(note.text))
         found.extend(l.url for l in note.links)
     return found
+
+
+# --------------------------------------------------------------------------- import
+
+@dataclass
+class ImportResult:
+    """What one import did; ``status`` is 'new' (first version), 'updated' or 'unchanged'."""
+
+    status: str
+    report_id: int
+    title: str
+    version: int
+    version_id: int
+    sha256: str
+    path: str
+    format: str
+    claims: int
+    citations: int
+    sources: int
+    sources_archived: int
+    sources_new: int
+    skipped_urls: list[dict[str, str]]
+    changes: dict[str, list[dict[str, Any]]] | None = None
+    previous_version: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _find_version(db: Any, sha256: str) -> dict[str, Any] | None:
+    from .catalogue import one
+
+    return one(db, "SELECT v.*, r.title FROM report_versions v JOIN reports r ON r.id = v.report_id "
+                   "WHERE v.sha256 = ?", [sha256])
+
+
+def _unchanged(db: Any, found: dict[str, Any]) -> ImportResult:
+    stats = _source_stats(db, found["id"])
+    return ImportResult("unchanged", found["report_id"], found["title"], found["version"],
+                        found["id"], found["sha256"], found["path"], found["format"],
+                        found["claims"], found["citations"], found["sources"],
+                        stats["archived"], 0, [])
+
+
+def _source_stats(db: Any, version_id: int) -> dict[str, int]:
+    from .catalogue import one
+
+    row = one(db, """
+        SELECT COUNT(DISTINCT c.source_id) AS sources,
+               COUNT(DISTINCT CASE WHEN EXISTS (SELECT 1 FROM captures k WHERE k.source_id = c.source_id
+                                                AND k.status = 'ok') THEN c.source_id END) AS archived
+        FROM citations c WHERE c.version_id = ?""", [version_id])
+    return {"sources": int(row["sources"] or 0), "archived": int(row["archived"] or 0)} if row else \
+        {"sources": 0, "archived": 0}
+
+
+def _check_urls(claims: list[Claim]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Normalised form of every citable URL, and the URLs that cannot be captured (skipped)."""
+    from .urls import normalise_url
+
+    normalised: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for claim in claims:
+        for citation in claim.citations:
+            url = citation.url
+            if url in normalised or url in skipped:
+                continue
+            try:
+                normalised[url] = normalise_url(url)
+            except EvarchiveError as exc:
+                skipped[url] = exc.message
+    return normalised, [{"url": u, "reason": r} for u, r in skipped.items()]
+
+
+def _report_row(db: Any, title: str | None, path: str) -> dict[str, Any] | None:
+    from .catalogue import one
+
+    if title:
+        return one(db, "SELECT * FROM reports WHERE title = ? ORDER BY id LIMIT 1", [title])
+    return one(db, "SELECT * FROM reports WHERE path = ? ORDER BY id LIMIT 1", [path])
+
+
+def _ensure_sources(db: Any, normalised: dict[str, str]) -> tuple[dict[str, int], int]:
+    """Source ids by normalised URL, creating the missing ones; returns how many were new."""
+    from .catalogue import insert, utc_now
+
+    wanted = list(dict.fromkeys(normalised.values()))  # first-cited order: ids follow the report
+    ids: dict[str, int] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in db.execute(f"SELECT id, normalised FROM sources WHERE normalised IN ({marks})", chunk):
+            ids[row[1]] = int(row[0])
+    first_spelling = {}
+    for url, norm in normalised.items():
+        first_spelling.setdefault(norm, url)  # the URL as first cited in this report
+    now = utc_now()
+    new = 0
+    for norm in wanted:
+        if norm not in ids:
+            ids[norm] = insert(db, "sources", {"url": first_spelling[norm], "normalised": norm,
+                                               "added_at": now})
+            new += 1
+    return ids, new
+
+
+def _claims_digest(claims: list[Claim], normalised: dict[str, str]) -> str:
+    """One hash over every claim and its citations, for the custody log entry."""
+    from .catalogue import to_json
+
+    body = [[c.sha256, c.paragraph, c.offset,
+             [[x.url, x.via, x.paragraph, x.offset] for x in c.citations if x.url in normalised]]
+            for c in claims]
+    return hashlib.sha256(to_json(body).encode("utf-8")).hexdigest()
+
+
+def import_report(db: Any, path: Path | str, title: str | None = None,
+                  max_bytes: int | None = None) -> ImportResult:
+    """Import a report file: one transaction, nothing written when anything is wrong.
+
+    The same file (same SHA-256) imported again changes nothing. A changed file under the same
+    title (or, without a title, from the same path) becomes the report's next version, and the
+    result carries what changed since the previous one.
+    """
+    report_file = read_report_file(path, max_bytes)
+    found = _find_version(db, report_file.sha256)
+    if found:
+        return _unchanged(db, found)
+    document = parse_report(report_file)
+    claims = segment(document)
+    normalised, skipped = _check_urls(claims)
+    if not normalised:
+        why = f" ({len(skipped)} URLs cannot be captured)" if skipped else ""
+        raise InputError(f"{report_file.path}: the report cites no http(s) URLs{why}")
+    claims = _drop_uncitable(claims, normalised)
+    return _store(db, report_file, document, claims, normalised, skipped, title)
+
+
+def _drop_uncitable(claims: list[Claim], normalised: dict[str, str]) -> list[Claim]:
+    kept = []
+    for claim in claims:
+        claim.citations = [c for c in claim.citations if c.url in normalised]
+        if claim.citations:
+            kept.append(claim)
+    return kept
+
+
+def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Claim],
+           normalised: dict[str, str], skipped: list[dict[str, str]], title: str | None) -> ImportResult:
+    from . import custody
+    from .catalogue import insert, transaction, utc_now
+
+    path = str(report_file.path.resolve())
+    with transaction(db):
+        found = _find_version(db, report_file.sha256)  # another process may have just imported it
+        if found:
+            return _unchanged(db, found)
+        report = _report_row(db, title, path)
+        if report is None:
+            name = title or document.title or report_file.path.stem
+            report = {"id": insert(db, "reports", {"title": name, "path": path, "created_at": utc_now()}),
+                      "title": name}
+        previous = _latest_version(db, report["id"])
+        source_ids, new_sources = _ensure_sources(db, normalised)
+        citations = sum(len(c.citations) for c in claims)
+        distinct = len({normalised[x.url] for c in claims for x in c.citations})
+        version = (previous["version"] + 1) if previous else 1
+        version_id = insert(db, "report_versions", {
+            "report_id": report["id"], "version": version, "sha256": report_file.sha256,
+            "path": path, "format": report_file.format, "size": report_file.size,
+            "imported_at": utc_now(), "claims": len(claims), "citations": citations,
+            "sources": distinct})
+        _insert_claims(db, version_id, claims, normalised, source_ids)
+        custody.append(db, "report-imported", f"report {report['id']} version {version}", {
+            "report_id": report["id"], "title": report["title"], "version": version,
+            "sha256": report_file.sha256, "path": path, "format": report_file.format,
+            "size": report_file.size, "claims": len(claims), "citations": citations,
+            "sources": distinct, "claims_sha256": _claims_digest(claims, normalised)})
+        stats = _source_stats(db, version_id)
+        changes = diff_versions(db, previous["id"], version_id) if previous else None
+    return ImportResult("updated" if previous else "new", report["id"], report["title"], version,
+                        version_id, report_file.sha256, path, report_file.format, len(claims),
+                        citations, distinct, stats["archived"], new_sources, skipped, changes,
+                        previous["version"] if previous else None)
+
+
+def _latest_version(db: Any, report_id: int) -> dict[str, Any] | None:
+    from .catalogue import one
+
+    return one(db, "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version DESC LIMIT 1",
+               [report_id])
+
+
+def _insert_claims(db: Any, version_id: int, claims: list[Claim], normalised: dict[str, str],
+                   source_ids: dict[str, int]) -> None:
+    cursor = db.conn.cursor()
+    rows = []
+    for ordinal, claim in enumerate(claims, start=1):
+        cursor.execute(
+            "INSERT INTO claims (version_id, ordinal, text, sha256, scope, paragraph, page, line, offset)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (version_id, ordinal, claim.text, claim.sha256, claim.scope, claim.paragraph, claim.page,
+             claim.line, claim.offset))
+        claim_id = cursor.lastrowid
+        for number, c in enumerate(claim.citations, start=1):
+            rows.append((claim_id, version_id, source_ids[normalised[c.url]], number, c.url, c.via,
+                         c.paragraph, c.page, c.offset, c.note))
+    cursor.executemany(
+        "INSERT INTO citations (claim_id, version_id, source_id, ordinal, url, via, paragraph, page,"
+        " offset, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+# --------------------------------------------------------------------------- versions and diffs
+
+def _version_claims(db: Any, version_id: int) -> list[dict[str, Any]]:
+    claims = {row["id"]: {**row, "citations": []} for row in db.query(
+        "SELECT id, ordinal, text, sha256, paragraph, page, line FROM claims WHERE version_id = ? "
+        "ORDER BY ordinal", [version_id])}
+    for row in db.query(
+            "SELECT c.claim_id, c.url, s.normalised FROM citations c JOIN sources s ON s.id = c.source_id "
+            "WHERE c.version_id = ? ORDER BY c.claim_id, c.ordinal", [version_id]):
+        claims[row["claim_id"]]["citations"].append((row["normalised"], row["url"]))
+    return list(claims.values())
+
+
+def _similar(a: str, b: str) -> float:
+    import difflib
+
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.real_quick_ratio() < 0.5 or matcher.quick_ratio() < 0.5:
+        return 0.0
+    return matcher.ratio()
+
+
+def _pair_claims(old: list[dict[str, Any]], new: list[dict[str, Any]]
+                 ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Align two versions' claims: pairs (same or edited), removed and added claims."""
+    import difflib
+
+    matcher = difflib.SequenceMatcher(None, [c["sha256"] for c in old], [c["sha256"] for c in new],
+                                      autojunk=False)
+    pairs, removed, added = [], [], []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            pairs.extend(zip(old[i1:i2], new[j1:j2]))
+            continue
+        left, right = list(old[i1:i2]), list(new[j1:j2])
+        for o in list(left):
+            # An edited claim is a changed claim text that is still mostly the same sentence.
+            best = max(right[:50], key=lambda n: _similar(o["text"], n["text"]), default=None)
+            if best is not None and _similar(o["text"], best["text"]) >= 0.6:
+                pairs.append((o, best))
+                left.remove(o)
+                right.remove(best)
+        removed.extend(left)
+        added.extend(right)
+    return pairs, removed, added
+
+
+def _claim_summary(claim: dict[str, Any]) -> dict[str, Any]:
+    return {"paragraph": claim["paragraph"], "page": claim["page"], "text": claim["text"]}
+
+
+def diff_versions(db: Any, old_version_id: int, new_version_id: int) -> dict[str, list[dict[str, Any]]]:
+    """What changed between two versions: claims and citations added, removed and edited."""
+    old, new = _version_claims(db, old_version_id), _version_claims(db, new_version_id)
+    pairs, removed, added = _pair_claims(old, new)
+    changes: dict[str, list[dict[str, Any]]] = {
+        "claims_added": [_claim_summary(c) for c in added],
+        "claims_removed": [_claim_summary(c) for c in removed],
+        "claims_edited": [{"old": _claim_summary(o), "new": _claim_summary(n)}
+                          for o, n in pairs if o["sha256"] != n["sha256"]],
+        "citations_added": [], "citations_removed": [], "citations_edited": []}
+    for claim in added:
+        changes["citations_added"].extend({"claim": _claim_summary(claim), "url": u} for _, u in claim["citations"])
+    for claim in removed:
+        changes["citations_removed"].extend({"claim": _claim_summary(claim), "url": u} for _, u in claim["citations"])
+    for o, n in pairs:
+        _diff_citations(o, n, changes)
+    return changes
+
+
+def _diff_citations(old: dict[str, Any], new: dict[str, Any], changes: dict[str, list[dict[str, Any]]]) -> None:
+    """Citations of one claim matched by normalised URL; a new spelling of the same URL is an edit."""
+    remaining = list(old["citations"])
+    claim = _claim_summary(new)
+    for norm, url in new["citations"]:
+        match = next((c for c in remaining if c == (norm, url)), None) or \
+            next((c for c in remaining if c[0] == norm), None)
+        if match is None:
+            changes["citations_added"].append({"claim": claim, "url": url})
+            continue
+        remaining.remove(match)
+        if match[1] != url:
+            changes["citations_edited"].append({"claim": claim, "old_url": match[1], "url": url})
+    changes["citations_removed"].extend({"claim": claim, "url": url} for _, url in remaining)
+
+
+# --------------------------------------------------------------------------- browsing
+
+def list_reports(db: Any) -> list[dict[str, Any]]:
+    """Every report with its latest version, and how many of its claims are preserved."""
+    rows = list(db.query("""
+        SELECT r.id, r.title, r.path, v.id AS version_id, v.version, v.sha256, v.format,
+               v.imported_at, v.claims, v.citations, v.sources,
+               (SELECT COUNT(*) FROM report_versions x WHERE x.report_id = r.id) AS versions
+        FROM reports r JOIN report_versions v ON v.report_id = r.id
+        WHERE v.version = (SELECT MAX(version) FROM report_versions x WHERE x.report_id = r.id)
+        ORDER BY r.id"""))
+    for row in rows:
+        claims = claims_of_version(db, row["version_id"])
+        row["claims_preserved"] = sum(c["preserved"] for c in claims)
+        row["sources_archived"] = _source_stats(db, row["version_id"])["archived"]
+    return rows
+
+
+def find_report(db: Any, ref: str) -> dict[str, Any]:
+    """A report by id, title or path (the latest version's path or any version's)."""
+    from .catalogue import one
+
+    row = None
+    if ref.isdigit():
+        row = one(db, "SELECT * FROM reports WHERE id = ?", [int(ref)])
+    row = row or one(db, "SELECT * FROM reports WHERE title = ? ORDER BY id LIMIT 1", [ref])
+    if row is None:
+        resolved = str(Path(ref).resolve())
+        row = one(db, "SELECT r.* FROM reports r JOIN report_versions v ON v.report_id = r.id "
+                      "WHERE v.path = ? OR r.path = ? ORDER BY v.id DESC LIMIT 1", [resolved, resolved])
+    if row is None:
+        raise UsageError(f"no report {ref!r} in the catalogue (see `evarchive reports`)")
+    return row
+
+
+def claims_of_version(db: Any, version_id: int) -> list[dict[str, Any]]:
+    """Claims of one version, each with its cited sources and whether each has an intact capture."""
+    claims = {row["id"]: {**row, "sources": [], "preserved": False} for row in db.query(
+        "SELECT id, ordinal, text, sha256, scope, paragraph, page, line, offset FROM claims "
+        "WHERE version_id = ? ORDER BY ordinal", [version_id])}
+    for row in db.query("""
+            SELECT c.claim_id, c.url, c.via, c.note, c.source_id,
+                   (SELECT k.id FROM captures k WHERE k.source_id = c.source_id AND k.status = 'ok'
+                     ORDER BY k.id DESC LIMIT 1) AS capture_id
+            FROM citations c WHERE c.version_id = ? ORDER BY c.claim_id, c.ordinal""", [version_id]):
+        claim = claims[row["claim_id"]]
+        preserved = row["capture_id"] is not None
+        claim["sources"].append({"url": row["url"], "source_id": row["source_id"], "via": row["via"],
+                                 "note": row["note"], "capture_id": row["capture_id"],
+                                 "preserved": preserved})
+        claim["preserved"] = claim["preserved"] or preserved
+    return list(claims.values())
+
+
+def report_claims(db: Any, ref: str | None = None) -> list[dict[str, Any]]:
+    """Claims of the latest version of one report (or of every report), with report fields."""
+    reports = [find_report(db, ref)] if ref else list(db.query("SELECT * FROM reports ORDER BY id"))
+    out = []
+    for report in reports:
+        latest = _latest_version(db, report["id"])
+        if latest is None:
+            continue
+        for claim in claims_of_version(db, latest["id"]):
+            out.append({"report_id": report["id"], "report": report["title"],
+                        "version": latest["version"], **claim})
+    return out
+
+
+def claims_citing(db: Any, source_id: int) -> list[dict[str, Any]]:
+    """Claims (latest version of each report) that cite a source, for ``evarchive show``."""
+    return list(db.query("""
+        SELECT r.id AS report_id, r.title AS report, v.version, k.id AS claim_id, k.paragraph, k.page,
+               k.line, k.text, c.url AS cited_as, c.via, c.note
+        FROM citations c JOIN claims k ON k.id = c.claim_id
+        JOIN report_versions v ON v.id = c.version_id JOIN reports r ON r.id = v.report_id
+        WHERE c.source_id = ?
+          AND v.version = (SELECT MAX(version) FROM report_versions x WHERE x.report_id = r.id)
+        ORDER BY r.id, k.ordinal""", [source_id]))
+
+
+def sources_to_capture(db: Any, version_id: int) -> list[str]:
+    """URLs (as first cited) of the version's sources that have no intact capture yet."""
+    return [row["url"] for row in db.query("""
+        SELECT s.url FROM sources s WHERE s.id IN (SELECT source_id FROM citations WHERE version_id = ?)
+          AND NOT EXISTS (SELECT 1 FROM captures k WHERE k.source_id = s.id AND k.status = 'ok')
+        ORDER BY s.id""", [version_id])]
