@@ -18,12 +18,13 @@ again, without any network, on every `evarchive verify`:
 from __future__ import annotations
 
 import hashlib
-import secrets
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
 import platform
-from typing import Iterable, Sequence
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -244,7 +245,7 @@ def _gen_time(tst: rfc3161.TSTInfo) -> datetime:
     raw = str(tst["genTime"])
     # GeneralizedTime in DER: YYYYMMDDHHMMSS[.fff]Z
     base, _, frac = raw.rstrip("Z").partition(".")
-    when = datetime.strptime(base, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    when = datetime.strptime(base, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     if frac:
         when = when.replace(microsecond=int((frac + "000000")[:6]))
     return when
@@ -478,3 +479,85 @@ def verify_token(
         chain=chain,
         anchored=bool(chain),
     )
+
+
+# ---------------------------------------------------------------- archive level
+
+ENV_TSA = "EVARCHIVE_TSA"
+ENV_TSA_ROOTS = "EVARCHIVE_TSA_ROOTS"
+
+
+def configured_tsas(archive: Any, given: Sequence[str]) -> list[str]:
+    """--tsa options, else EVARCHIVE_TSA (space or comma separated), else keys/tsa-urls.txt."""
+    import os
+
+    if given:
+        return list(given)
+    env = os.environ.get(ENV_TSA, "")
+    if env.strip():
+        return [u for u in env.replace(",", " ").split() if u]
+    listing = archive.path / "keys" / "tsa-urls.txt"
+    if listing.exists():
+        return [ln.strip() for ln in listing.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return []
+
+
+def configured_roots(archive: Any, given: Any = None) -> list[x509.Certificate] | None:
+    """--tsa-roots PEM, else EVARCHIVE_TSA_ROOTS, else keys/tsa-roots.pem; None when none."""
+    import os
+    from pathlib import Path
+
+    path = Path(given) if given else (Path(os.environ[ENV_TSA_ROOTS]) if os.environ.get(ENV_TSA_ROOTS) else None)
+    if path is None:
+        default = archive.path / "keys" / "tsa-roots.pem"
+        path = default if default.exists() else None
+    if path is None:
+        return None
+    try:
+        return load_pem_certificates(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        from .errors import InputError
+
+        raise InputError(f"cannot read TSA roots from {path}: {exc}") from None
+
+
+def stamp_archive(archive: Any, tsa_urls: Sequence[str], roots: Sequence[x509.Certificate] | None,
+                  timeout: float = 30.0) -> dict[str, Any]:
+    """Timestamp the custody-log head: the token then covers every entry (and so every
+    capture, file hash and row they vouch for) up to it. Stores the token and logs it."""
+    from . import __version__, custody
+    from .catalogue import insert, to_json, transaction, utc_now
+    from .errors import CouldNotRunError, UsageError
+
+    db = archive.db
+    head = custody.head(db)
+    if head is None:
+        raise UsageError("the custody log is empty: nothing to timestamp yet")
+    digest = bytes.fromhex(head["entry_hash"])
+    try:
+        result = request_timestamp(tsa_urls, digest, roots=roots, timeout=timeout,
+                                   user_agent=f"evarchive/{__version__}")
+    except TimestampError as exc:
+        raise CouldNotRunError(str(exc)) from None
+    chain = result.info.chain or result.info.certificates
+    row = {
+        "created_at": utc_now(), "tsa_url": result.tsa_url, "covers_seq": head["seq"],
+        "digest": head["entry_hash"], "hash_alg": "sha256", "nonce": str(result.request.nonce),
+        "token": result.token, "token_sha256": hashlib.sha256(result.token).hexdigest(),
+        "gen_time": result.info.gen_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "serial": str(result.info.serial), "policy": result.info.policy,
+        "tsa_subject": result.info.signer_subject, "tsa_chain_pem": to_json(certs_to_pem(chain)),
+        "library_versions": to_json(library_versions()),
+    }
+    with transaction(db):
+        row["id"] = insert(db, "timestamps", row)
+        custody.append(db, "timestamp", result.tsa_url, {
+            "timestamp_id": row["id"], "covers_seq": head["seq"], "digest": head["entry_hash"],
+            "token_sha256": row["token_sha256"], "tsa_url": result.tsa_url,
+            "gen_time": row["gen_time"], "serial": row["serial"],
+            "anchored": result.info.anchored,
+            "tried_before": [{"tsa": u, "error": e} for u, e in result.failures]})
+    out = {k: v for k, v in row.items() if k != "token"}
+    out["anchored"] = result.info.anchored
+    out["failures"] = result.failures
+    return out
