@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import gzip
+import hashlib
 import re
 import unicodedata
 import zlib
@@ -255,6 +256,10 @@ def similarity(a: PageText | str, b: PageText | str) -> float:
     """
     wa = tokens(a.text if isinstance(a, PageText) else a)
     wb = tokens(b.text if isinstance(b, PageText) else b)
+    return _jaccard_tokens(wa, wb)
+
+
+def _jaccard_tokens(wa: list[str], wb: list[str]) -> float:
     if wa == wb:
         return 1.0
     sa, sb = shingles(wa), shingles(wb)
@@ -263,11 +268,49 @@ def similarity(a: PageText | str, b: PageText | str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
+@dataclass(frozen=True)
+class Volatility:
+    """How a page compares with its capture once the words that change on
+    every request (counters, nonces, "3 minutes ago") are set aside."""
+
+    similarity: float  # of the stable words only
+    volatile_share: float  # share of the live page's words that change per request
+    stable_digest: str  # fingerprint of the live page's stable words
+
+
+def stable_similarity(old: PageText, live: PageText, live_again: PageText) -> Volatility:
+    """Compare ``old`` with ``live`` ignoring every word that differs between
+    two fetches of the live page made seconds apart.
+
+    Why: a visitor counter or a nonce in the article area changes on each
+    request; that is not an edit of what was cited. A change is "explained"
+    only when every word it touches on the live side is one of those volatile
+    words; anything else still counts.
+    """
+    a, b, c = tokens(old.text), tokens(live.text), tokens(live_again.text)
+    stable = set()
+    for i, _j, n in difflib.SequenceMatcher(a=b, b=c, autojunk=False).get_matching_blocks():
+        stable.update(range(i, i + n))
+    volatile = set(range(len(b))) - stable
+    kept_a: list[str] = []
+    kept_b: list[str] = []
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    for op, i1, i2, j1, j2 in ops:
+        span = range(j1, j2)
+        explained = op != "equal" and (
+            all(j in volatile for j in span) if j2 > j1 else (j1 in volatile or j1 - 1 in volatile))
+        if not explained:
+            kept_a.extend(a[i1:i2])
+            kept_b.extend(b[j1:j2])
+    digest = hashlib.sha256(" ".join(b[j] for j in range(len(b)) if j not in volatile)
+                            .encode()).hexdigest()
+    share = len(volatile) / len(b) if b else 0.0
+    return Volatility(_jaccard_tokens(kept_a, kept_b), share, digest)
+
+
 def text_digest(page: PageText) -> str:
     """A stable fingerprint of the normalised main text (for "changed since
     the last check?" without keeping every version's text)."""
-    import hashlib
-
     return hashlib.sha256(" ".join(tokens(page.text)).encode()).hexdigest()
 
 
@@ -318,7 +361,7 @@ def render_diff(old: PageText, new: PageText) -> str:
     lines: list[str] = []
     for change in changes(old, new):
         if change.kind == "replace" and len(change.old) == len(change.new):
-            for o, n in zip(change.old, change.new):
+            for o, n in zip(change.old, change.new, strict=True):
                 lines.append("~ " + word_diff(o, n))
             continue
         lines.extend("- " + p for p in change.old)

@@ -1,0 +1,1460 @@
+"""Live re-checks of cited sources: verdicts, N-strike confirmation, evidence, rot.
+
+A nightly cron job re-checks every source and asks one question per source:
+is what was cited still there? The answer is a *verdict*:
+
+- ``ok``          same page; main text unchanged (boilerplate may differ)
+- ``drifted``     the main text differs from the last capture beyond a threshold
+- ``moved``       a permanent redirect to what is still the same article
+- ``gone``        404/410, or a redirect to the home page or a generic page
+- ``soft-404``    a 200 that really says "not found"
+- ``blocked``     401/403/429/451, captcha, consent or login wall (says nothing
+                  about whether the page exists, so it neither counts as a
+                  failure nor resets one)
+- ``unreachable`` DNS, refused, timeout, TLS, reset, server error (which one is
+                  recorded as the verdict's ``detail``)
+
+A failing verdict (gone, soft-404, unreachable) is only *confirmed* after N
+consecutive failing checks spread over a minimum interval: a site that is down
+for a night, or a flaky network, must not make a source "dead".
+
+Every check is a catalogue row, and what the server answered for a failing or
+changed source (the 404 page, the redirect, the soft-404 page and the random-path
+probe it was compared with) is written to the archive's WARC files, because
+"this page was removed on date X" is itself evidence. Earlier captures are
+never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from . import __version__, custody, textdiff
+from .archive import Archive
+from .capture import (
+    CaptureFailure,
+    CaptureRun,
+    CaptureSettings,
+    Fetcher,
+    build_client,
+    classify_exception,
+    write_hop_records,
+)
+from .capture import Hop as CaptureHop
+from .catalogue import format_time, insert, one, to_json, transaction, update, utc_now
+from .errors import ArchiveLockedError
+from .textdiff import PageText
+from .urls import host_of, request_url
+from .warcwriter import Block, RecordSpec, WarcWriter, WrittenRecord, warc_fields
+
+VERDICTS = ("ok", "drifted", "moved", "gone", "soft-404", "blocked", "unreachable")
+FAILING = frozenset({"gone", "soft-404", "unreachable"})
+NEUTRAL = frozenset({"blocked"})  # no information: neither a strike nor a reset
+
+# ------------------------------------------------------------------ settings
+
+DEFAULT_STRIKES = 3
+# Three nightly runs are 48 h apart first to last; 36 h leaves room for cron
+# jitter and a late run while still refusing three checks within one evening.
+DEFAULT_MIN_INTERVAL = dt.timedelta(hours=36)
+# Main-text similarity below which a page has drifted. One changed word in a
+# 300-word article scores about 0.99; a rewritten sentence about 0.95.
+DEFAULT_DRIFT_THRESHOLD = 0.97
+# A soft-404 page often repeats the requested path, so it is "the same page as
+# the random-path probe" at a lower similarity than an unchanged article.
+PROBE_SAME_THRESHOLD = 0.85
+# Below this many words the main text is too short to be an article: a wall,
+# an error page or an empty shell.
+SHORT_PAGE_WORDS = 150
+
+
+@dataclass(frozen=True)
+class StrikeRule:
+    """When a run of failing checks becomes a confirmed dead source."""
+
+    strikes: int = DEFAULT_STRIKES
+    min_interval: dt.timedelta = DEFAULT_MIN_INTERVAL
+
+
+# ---------------------------------------------------------------- observations
+
+@dataclass
+class Hop:
+    """One request/response exchange of a check (redirects make several)."""
+
+    url: str
+    method: str
+    status: int
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    location: str | None = None
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+@dataclass
+class Observation:
+    """What the live web answered for one URL: every hop, the final body
+    (as the server encoded it), or the network failure."""
+
+    url: str
+    hops: list[Hop] = field(default_factory=list)
+    body: bytes = b""
+    truncated: bool = False
+    error_kind: str | None = None  # dns|refused|timeout|tls|reset|network|protocol|redirect-loop
+    error_message: str | None = None
+    elapsed_ms: float | None = None
+    payload_sha256: str | None = None
+    server_ip: str | None = None
+    method: str = "GET"  # GET, HEAD, or HEAD>GET when HEAD was refused or inconclusive
+    head_note: str | None = None
+    raw_hops: list[Any] = field(default_factory=list, repr=False)  # capture hops, for evidence
+    extra_raw_hops: list[Any] = field(default_factory=list, repr=False)  # the HEAD exchange
+    _page: PageText | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> Hop | None:
+        return self.hops[-1] if self.hops else None
+
+    @property
+    def status(self) -> int | None:
+        return self.final.status if self.final else None
+
+    @property
+    def final_url(self) -> str | None:
+        return self.final.url if self.final else None
+
+    @property
+    def redirected(self) -> bool:
+        return len(self.hops) > 1
+
+    @property
+    def permanent(self) -> bool:
+        """Any hop of the chain is a permanent redirect (301/308)."""
+        return any(h.status in (301, 308) for h in self.hops[:-1])
+
+    @property
+    def content_type(self) -> str | None:
+        return self.final.header("content-type") if self.final else None
+
+    @property
+    def is_html(self) -> bool:
+        ctype = (self.content_type or "").lower()
+        return not ctype or "html" in ctype
+
+    def page(self) -> PageText:
+        """Main text of the final body (parsed once, on demand: most checks of
+        unchanged pages never need it)."""
+        if self._page is None:
+            final = self.final
+            text = textdiff.decode_body(
+                self.body, self.content_type,
+                final.header("content-encoding") if final else None)
+            self._page = textdiff.extract(text) if self.is_html else PageText()
+        return self._page
+
+    def raw_text(self, limit: int = 65536) -> str:
+        """Lower-cased decoded start of the body, for marker searches that
+        must see what boilerplate removal throws away (a cookie wall *is*
+        boilerplate)."""
+        final = self.final
+        return textdiff.decode_body(
+            self.body[:limit] if not _is_compressed(final) else self.body, self.content_type,
+            final.header("content-encoding") if final else None)[:limit].lower()
+
+
+def _is_compressed(hop: Hop | None) -> bool:
+    return bool(hop and (hop.header("content-encoding") or "").strip().lower() not in ("", "identity"))
+
+
+class Baseline:
+    """The last good capture a check compares with. Its main text is loaded
+    only when a comparison needs it (an unchanged page is recognised by its
+    payload digest alone)."""
+
+    def __init__(self, capture_id: int, payload_sha256: str | None, content_type: str | None,
+                 page: PageText | None = None,
+                 loader: Callable[[], PageText | None] | None = None) -> None:
+        self.capture_id = capture_id
+        self.payload_sha256 = payload_sha256
+        self.content_type = content_type
+        self._page = page
+        self._loader = loader
+
+    @property
+    def page(self) -> PageText | None:
+        if self._page is None and self._loader is not None:
+            self._page, self._loader = self._loader(), None
+        return self._page
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    detail: str  # machine-readable sub-kind, e.g. "404", "home-redirect", "dns", "captcha"
+    reason: str  # one human sentence: the evidence for the verdict
+    similarity: float | None = None
+
+    def __post_init__(self) -> None:
+        assert self.verdict in VERDICTS, self.verdict
+
+
+# ------------------------------------------------------------------ markers
+
+# "Not found" in the languages of the sites human-rights reports cite most.
+# Matched in the title and first heading, or in the whole main text of a short page.
+_NOT_FOUND_PHRASES = (
+    # en
+    "page not found", "not found", "page cannot be found", "page can't be found",
+    "page could not be found", "page couldn't be found", "page does not exist",
+    "page doesn't exist", "page no longer exists", "no longer available",
+    "content is no longer available", "this page has been removed", "nothing was found",
+    "we couldn't find", "we could not find", "can't find the page", "cannot find the page",
+    "error 404", "404 error",
+    # fr
+    "page introuvable", "page non trouvée", "page inexistante", "cette page n'existe pas",
+    "cette page n'existe plus", "erreur 404",
+    # de
+    "seite nicht gefunden", "seite wurde nicht gefunden", "seite existiert nicht",
+    "nicht gefunden", "fehler 404",
+    # es / pt / it / ca
+    "página no encontrada", "pagina no encontrada", "no se encontró la página",
+    "la página no existe", "página não encontrada", "pagina não encontrada",
+    "página não existe", "pagina non trovata", "la pagina non esiste", "error 404",
+    "pàgina no trobada",
+    # nl / pl / cs / tr / id / vi / sw
+    "pagina niet gevonden", "niet gevonden", "nie znaleziono strony", "strona nie istnieje",
+    "stránka nenalezena", "stránka nebyla nalezena", "sayfa bulunamadı",
+    "halaman tidak ditemukan", "không tìm thấy trang", "ukurasa haupatikani",
+    # ru / uk / be / sr
+    "страница не найдена", "страница не существует", "сторінку не знайдено",
+    "сторінка не знайдена", "старонка не знойдзена", "страница није пронађена",
+    # ar / fa / ur / he
+    "الصفحة غير موجودة", "الصفحة المطلوبة غير موجودة", "لم يتم العثور على الصفحة",
+    "صفحه مورد نظر یافت نشد", "صفحه یافت نشد", "صفحہ نہیں ملا", "הדף לא נמצא",
+    # hi / bn / my / th / am
+    "पृष्ठ नहीं मिला", "पेज नहीं मिला", "পৃষ্ঠা পাওয়া যায়নি", "ไม่พบหน้า", "ገጹ አልተገኘም",
+    # zh / ja / ko
+    "页面不存在", "找不到页面", "页面未找到", "找不到網頁", "頁面不存在", "找不到该页面",
+    "ページが見つかりません", "お探しのページは見つかりません", "페이지를 찾을 수 없습니다",
+)
+_NOT_FOUND_RE = re.compile("|".join(re.escape(p) for p in _NOT_FOUND_PHRASES))
+_TITLE_404_RE = re.compile(r"(?<![\w.])404(?![\w.])")
+
+_CAPTCHA_MARKERS = re.compile(
+    r"g-recaptcha|recaptcha/api|h-captcha|hcaptcha\.com|cf-challenge|challenge-platform|"
+    r"cf_chl_|cf-turnstile|captcha-delivery\.com|px-captcha|ddos-guard|"
+    r"are you a robot|are you a human|verify you are human|verify that you are human|"
+    r"checking your browser|just a moment\.\.\.|attention required! \| cloudflare|"
+    r"unusual traffic from your computer|<title>[^<]*captcha"
+)
+_CONSENT_MARKERS = re.compile(
+    r"before you continue|we value your privacy|cookie consent|consent to cookies|"
+    r"accept all cookies|accept cookies to continue|manage your cookie|your privacy choices|"
+    r"avant de continuer|bevor sie fortfahren|antes de continuar|prima di continuare|"
+    r"consentmanager|onetrust-consent|didomi|quantcast choice|"
+    r"<title>[^<]*(?:consent|cookies)"
+)
+_LOGIN_MARKERS = re.compile(
+    r"log in to continue|login to continue|sign in to continue|please log in|please sign in|"
+    r"you must be logged in|you need to log in|log in to read|sign in to read|"
+    r"subscribe to continue reading|subscribers only|members only|"
+    r"connectez-vous|anmelden, um|inicia sesión para|iniciar sessão|войдите|"
+    r"<title>[^<]*(?:log ?in|sign ?in)\b"
+)
+_PASSWORD_FIELD = re.compile(r"<input[^>]+type\s*=\s*[\"']?password", re.I)
+
+_LOGIN_PATH = re.compile(
+    r"(?:^|/)(?:login|log-in|logon|signin|sign-in|sign_in|auth|authenticate|sso|"
+    r"session/new|users/sign_in|account/login|accounts/login|oauth2?|cas/login|"
+    r"wp-login\.php|paywall|subscribe)(?:[/.?]|$)", re.I)
+_LOGIN_HOST = re.compile(r"^(?:login|signin|accounts?|auth|sso|id|secure)\.", re.I)
+_CONSENT_PATH = re.compile(r"(?:^|/)(?:consent|cookie-?consent|cookies?-?wall|privacy-?gate|"
+                           r"gdpr|collectconsent)(?:[/.?]|$)", re.I)
+_CONSENT_HOST = re.compile(r"^(?:consent|guce|cmp|privacy)\.", re.I)
+_CAPTCHA_PATH = re.compile(r"(?:^|/)(?:captcha|challenge|cdn-cgi/challenge-platform|"
+                           r"sorry/index|are-you-human|bot-check)(?:[/.?]|$)", re.I)
+_HOME_PATH = re.compile(r"^/?(?:(?:index|default|home|start|accueil|inicio)(?:\.\w{2,5})?|"
+                        r"[a-z]{2}(?:[-_][a-z]{2})?/?)?$", re.I)
+_ERROR_PATH = re.compile(r"(?:^|[/_.-])(?:404|410|not-?found|notfound|page-?not-?found|"
+                         r"error|errors|missing|gone|removed)(?:[/_.-]|$)", re.I)
+
+BLOCKED_STATUSES = {
+    401: ("auth", "the server asks for credentials (401)"),
+    402: ("paywall", "the server asks for payment (402)"),
+    403: ("forbidden", "the server refuses access (403)"),
+    407: ("proxy-auth", "the proxy asks for credentials (407)"),
+    429: ("rate-limited", "the server rate-limits us (429)"),
+    451: ("legal", "unavailable for legal reasons (451)"),
+    999: ("forbidden", "the server refuses automated access (999)"),
+}
+GONE_STATUSES = {404: "not found (404)", 410: "gone (410)"}
+
+
+# ------------------------------------------------------------------ classify
+
+def classify(obs: Observation, baseline: Baseline | None = None,
+             probe: Observation | None = None,
+             drift_threshold: float = DEFAULT_DRIFT_THRESHOLD) -> Verdict:
+    """The verdict for one observation, with the evidence in its reason.
+
+    ``probe`` is the answer to a random path on the same site: a site that
+    answers 200 to nonsense serves soft 404s, and a source whose page looks
+    like that answer is one.
+    """
+    if obs.error_kind:
+        return _unreachable(obs)
+    status = obs.status or 0
+    final_url = obs.final_url or obs.url
+    if status in GONE_STATUSES:
+        where = f" at {final_url}" if obs.redirected else ""
+        return Verdict("gone", str(status), GONE_STATUSES[status] + where)
+    same_bytes = bool(baseline and baseline.payload_sha256
+                      and baseline.payload_sha256 == obs.payload_sha256)
+    # A page byte-identical to its capture is the page that was cited.
+    wall = None if same_bytes and not obs.redirected else _wall(obs)
+    if wall:
+        return wall
+    if status in BLOCKED_STATUSES:
+        detail, text = BLOCKED_STATUSES[status]
+        return Verdict("blocked", detail, text)
+    if status >= 500:
+        return Verdict("unreachable", "server-error", f"server error ({status})")
+    if status >= 400:
+        return Verdict("unreachable", "client-error", f"the server rejects the request ({status})")
+    if not 200 <= status < 300:
+        return Verdict("unreachable", "protocol", f"unexpected status {status}")
+    return _classify_ok_status(obs, baseline, probe, drift_threshold)
+
+
+def _unreachable(obs: Observation) -> Verdict:
+    kind = obs.error_kind or "network"
+    labels = {
+        "dns": "the host name does not resolve (DNS)",
+        "refused": "connection refused",
+        "timeout": "timed out",
+        "tls": "TLS handshake or certificate failure",
+        "reset": "connection reset by the server",
+        "network": "network error",
+        "protocol": "the server's answer broke HTTP",
+        "redirect-loop": "redirect loop or too many redirects",
+    }
+    text = labels.get(kind, kind)
+    if obs.error_message:
+        text = f"{text}: {obs.error_message}"
+    return Verdict("unreachable", kind, text)
+
+
+def _wall(obs: Observation) -> Verdict | None:
+    """Captcha, consent and login walls, by where a redirect led or by what
+    the page says. A wall hides the page; it is not evidence it is gone."""
+    if obs.redirected:
+        parts = urlsplit(obs.final_url or "")
+        where = f"redirected to {obs.final_url}"
+        if _CAPTCHA_PATH.search(parts.path):
+            return Verdict("blocked", "captcha", f"captcha: {where}")
+        if _CONSENT_HOST.match(parts.hostname or "") or _CONSENT_PATH.search(parts.path):
+            return Verdict("blocked", "consent", f"consent wall: {where}")
+        if _LOGIN_HOST.match(parts.hostname or "") or _LOGIN_PATH.search(parts.path):
+            return Verdict("blocked", "login", f"login wall: {where}")
+    if not obs.body or not obs.is_html:
+        return None
+    raw = obs.raw_text()
+    challenge_status = obs.status in (403, 429, 503)
+    # Markers first (a regex over the raw page is cheap); parsing the page to
+    # see whether it is short only happens when one is found.
+    if (m := _CAPTCHA_MARKERS.search(raw)) and (challenge_status or _short(obs)):
+        return Verdict("blocked", "captcha", f"captcha or bot challenge ({_shown(m)!r})")
+    if (m := _CONSENT_MARKERS.search(raw)) and _short(obs):
+        return Verdict("blocked", "consent", f"consent wall ({_shown(m)!r})")
+    m = _LOGIN_MARKERS.search(raw)
+    if (m or _PASSWORD_FIELD.search(raw)) and _short(obs):
+        shown = _shown(m) if m else "password field"
+        return Verdict("blocked", "login", f"login wall ({shown!r})")
+    return None
+
+
+def _short(obs: Observation) -> bool:
+    return obs.page().words < SHORT_PAGE_WORDS
+
+
+def _shown(match: re.Match[str]) -> str:
+    return match.group(0).replace("<title>", "")[:60]
+
+
+def _classify_ok_status(obs: Observation, baseline: Baseline | None,
+                        probe: Observation | None, threshold: float) -> Verdict:
+    same_bytes = bool(baseline and baseline.payload_sha256
+                      and baseline.payload_sha256 == obs.payload_sha256)
+    generic = None if same_bytes else _generic_target(obs, probe, baseline, threshold)
+    if generic:
+        return generic
+    soft = _soft_404(obs, probe, baseline, same_bytes)
+    if soft:
+        return soft
+    return _compare(obs, baseline, same_bytes, threshold)
+
+
+def _generic_target(obs: Observation, probe: Observation | None, baseline: Baseline | None,
+                    threshold: float) -> Verdict | None:
+    """A redirect to the site's home page, an error page, a parent section,
+    or wherever nonsense paths are sent too: the article is gone."""
+    if not obs.redirected:
+        return None
+    src, dst = urlsplit(obs.url), urlsplit(obs.final_url or "")
+    if _same_resource(obs.url, obs.final_url or ""):
+        return None
+    # The same article at a new address is "moved", even under a generic path.
+    if baseline and baseline.page and obs.is_html and \
+            textdiff.similarity(baseline.page, obs.page()) >= threshold:
+        return None
+    to = f"redirected to {obs.final_url}"
+    if _HOME_PATH.match(dst.path) and not _HOME_PATH.match(src.path):
+        return Verdict("gone", "home-redirect", f"{to}, the site's home page")
+    if _ERROR_PATH.search(dst.path) and not _ERROR_PATH.search(src.path):
+        return Verdict("gone", "error-redirect", f"{to}, an error page")
+    if probe and probe.redirected and probe.final_url and \
+            _same_resource(probe.final_url, obs.final_url or "") and \
+            (probe.status or 0) < 400:
+        return Verdict("gone", "generic-redirect",
+                       f"{to}, where the site also sends a nonexistent path ({probe.url})")
+    if _is_ancestor(dst.path, src.path) and dst.netloc.lower() == src.netloc.lower():
+        return Verdict("gone", "generic-redirect", f"{to}, a section page above the article")
+    return None
+
+
+def _soft_404(obs: Observation, probe: Observation | None, baseline: Baseline | None,
+              same_bytes: bool) -> Verdict | None:
+    """A 200 that is a "not found" page: its title or short text says so in one
+    of many languages, or it is the page the site serves for any random path."""
+    if not obs.is_html:
+        return None
+    if same_bytes:
+        # Byte-identical to the capture: only a 404 title would make it soft
+        # (the capture itself may have preserved a page that was already gone).
+        title = _title_of_raw(obs.raw_text(8192))
+        if title and (_NOT_FOUND_RE.search(title) or _TITLE_404_RE.search(title)):
+            return Verdict("soft-404", "phrase", f"200, but the title says {title[:80]!r}")
+        return None
+    page = obs.page()
+    for label, text in (("title", page.title), ("heading", page.h1)):
+        low = text.casefold()
+        if _NOT_FOUND_RE.search(low) or _TITLE_404_RE.search(low):
+            return Verdict("soft-404", "phrase", f"200, but the {label} says {text[:80]!r}")
+    if page.words < SHORT_PAGE_WORDS and (m := _NOT_FOUND_RE.search(page.text.casefold())):
+        return Verdict("soft-404", "phrase", f"200, but the page says {m.group(0)!r}")
+    if probe and probe.status and 200 <= probe.status < 300 and not probe.error_kind:
+        if probe.payload_sha256 and probe.payload_sha256 == obs.payload_sha256:
+            return Verdict("soft-404", "probe",
+                           f"200, byte-identical to the answer for a nonexistent path ({probe.url})")
+        if probe.is_html:
+            sim = textdiff.similarity(page, probe.page())
+            like_baseline = baseline and baseline.page and \
+                textdiff.similarity(page, baseline.page) > sim
+            if sim >= PROBE_SAME_THRESHOLD and not like_baseline:
+                return Verdict("soft-404", "probe",
+                               f"200, but the same page as for a nonexistent path "
+                               f"({probe.url}, similarity {sim:.2f})", round(sim, 4))
+    return None
+
+
+def _compare(obs: Observation, baseline: Baseline | None, same_bytes: bool,
+             threshold: float) -> Verdict:
+    """Live page against the last capture: ok, moved or drifted."""
+    moved = obs.redirected and obs.permanent and not _same_resource(obs.url, obs.final_url or "")
+    where = f" to {obs.final_url}" if moved else ""
+    if same_bytes:
+        return Verdict("moved", "permanent-redirect", f"permanent redirect{where}; same bytes", 1.0) \
+            if moved else Verdict("ok", "same-bytes", "identical to the last capture", 1.0)
+    if baseline is None:
+        if moved:
+            return Verdict("moved", "permanent-redirect",
+                           f"permanent redirect{where} (no capture to compare with)")
+        return Verdict("ok", "no-capture", "answers 200 (no capture to compare with)")
+    sim = _similarity(obs, baseline)
+    shown = f"similarity {sim:.2f}" if sim is not None else "content differs"
+    if sim is not None and sim >= threshold:
+        if moved:
+            return Verdict("moved", "permanent-redirect",
+                           f"permanent redirect{where}; same article ({shown})", sim)
+        return Verdict("ok", "same-text", f"main text unchanged ({shown})", sim)
+    via = f" after a redirect to {obs.final_url}" if obs.redirected else ""
+    return Verdict("drifted", "text" if sim is not None else "bytes",
+                   f"main text changed since the last capture{via} ({shown})", sim)
+
+
+def _similarity(obs: Observation, baseline: Baseline) -> float | None:
+    """Main-text similarity; None for non-HTML content (no text to compare:
+    any byte difference is drift)."""
+    if baseline.page is None or not obs.is_html:
+        return None
+    return round(textdiff.similarity(baseline.page, obs.page()), 4)
+
+
+def _title_of_raw(raw: str) -> str:
+    m = re.search(r"<title[^>]*>(.*?)</title", raw, re.S)
+    return re.sub(r"\s+", " ", m.group(1)).strip() if m else ""
+
+
+def _same_resource(a: str, b: str) -> bool:
+    """Two URLs name the same resource when they differ only in scheme, a
+    leading www., the default port or a trailing slash."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (_bare_host(pa.hostname), pa.path.rstrip("/") or "/", pa.query) == \
+        (_bare_host(pb.hostname), pb.path.rstrip("/") or "/", pb.query)
+
+
+def _bare_host(host: str | None) -> str:
+    host = (host or "").lower()
+    return host[4:] if host.startswith("www.") else host
+
+
+def _is_ancestor(parent: str, child: str) -> bool:
+    p = [s for s in parent.split("/") if s]
+    c = [s for s in child.split("/") if s]
+    return len(p) < len(c) and c[:len(p)] == p
+
+
+# ------------------------------------------------------------------ strikes
+
+@dataclass(frozen=True)
+class StrikeState:
+    """A source's failure streak after a check."""
+
+    strikes: int = 0
+    first_failure_at: dt.datetime | None = None
+    confirmed: bool = False
+
+
+def next_strikes(prev: StrikeState, verdict: str, at: dt.datetime, rule: StrikeRule,
+                 counted: bool = True) -> StrikeState:
+    """Apply one check to the streak. A success resets it; ``blocked`` (and a
+    check the run did not count, e.g. the whole network was down) leaves it
+    as it was; a failure adds a strike, and the streak is confirmed once it
+    has N strikes spread over at least the minimum interval."""
+    if not counted or verdict in NEUTRAL:
+        return prev
+    if verdict not in FAILING:
+        return StrikeState()
+    first = prev.first_failure_at or at
+    strikes = prev.strikes + 1
+    confirmed = prev.confirmed or (strikes >= rule.strikes and at - first >= rule.min_interval)
+    return StrikeState(strikes, first, confirmed)
+
+
+def describe_strikes(state: StrikeState, rule: StrikeRule, at: dt.datetime) -> str:
+    if state.confirmed:
+        return f"confirmed after {state.strikes} failing checks"
+    if not state.strikes:
+        return ""
+    left = max(0, rule.strikes - state.strikes)
+    wait = rule.min_interval - (at - state.first_failure_at) if state.first_failure_at else rule.min_interval
+    parts = [f"strike {state.strikes} of {rule.strikes}"]
+    if left == 0 and wait > dt.timedelta(0):
+        parts.append(f"confirmable in {_human_delta(wait)}")
+    return ", ".join(parts)
+
+
+def _human_delta(delta: dt.timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours >= 1 else f"{delta.total_seconds() / 60:.0f} min"
+
+
+def parse_interval(text: str) -> dt.timedelta:
+    """``36h``, ``2d``, ``90m``, ``3600s`` or plain seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not m:
+        raise ValueError(f"not an interval: {text!r} (use e.g. 36h, 2d, 90m)")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return dt.timedelta(seconds=float(m.group(1)) * unit)
+
+
+def state_change(prev: dict[str, Any] | None, verdict: str, confirmed: bool,
+                 text_sha256: str | None) -> tuple[str | None, bool]:
+    """(change label or None, newly failed?) compared with the previous check.
+
+    Newly failed, the finding a cron job mails about (exit 1), is a source
+    that just became confirmed dead, or whose main text just drifted (first
+    time, or drifted further since the last check).
+    """
+    if prev is None:
+        if confirmed:
+            return "confirmed-dead", True
+        if verdict == "drifted":
+            return "drifted", True
+        return (None if verdict == "ok" else verdict), False
+    was_confirmed = bool(prev.get("confirmed"))
+    if confirmed and not was_confirmed:
+        return "confirmed-dead", True
+    if verdict == "drifted":
+        if prev.get("verdict") != "drifted":
+            return "drifted", True
+        if text_sha256 and prev.get("text_sha256") and text_sha256 != prev["text_sha256"]:
+            return "drifted-further", True
+        return None, False
+    if was_confirmed and not confirmed:
+        return "revived", False
+    if verdict != prev.get("verdict"):
+        return ("recovered" if verdict == "ok" and prev.get("verdict") in FAILING else verdict), False
+    return None, False
+
+
+# ====================================================================== engine
+#
+# Everything below talks to the network, the catalogue and the WARC files.
+# The HTTP machinery is the capture engine's (same client, recording wire
+# layer, retries, Retry-After, backoff, per-host limits), so a check sees the
+# web exactly as a capture does and its evidence records are written the same
+# way.
+
+CHECK_MAX_BODY = 16 << 20  # enough for any article; larger bodies are not compared
+CHECK_TOTAL_TIMEOUT = 120.0
+CHECK_MAX_RETRY_AFTER = 120.0  # a server asking us to wait longer is "blocked" tonight
+PROBE_PREFIX = "evarchive-probe-"
+LOCK_NAME = "check.lock"
+HEAD_MODES = ("auto", "always", "never")
+EVIDENCE_MODES = ("changes", "all")
+NETWORK_DOWN_KINDS = frozenset({"dns", "network", "refused", "timeout"})
+
+
+def _check_capture_settings() -> CaptureSettings:
+    return CaptureSettings(max_body=CHECK_MAX_BODY, total_timeout=CHECK_TOTAL_TIMEOUT,
+                           max_retry_after=CHECK_MAX_RETRY_AFTER)
+
+
+@dataclass
+class CheckSettings:
+    """Every knob of a check run. ``network`` holds the HTTP side (limits,
+    timeouts, retries, resolve, CA file, proxy, and the injectable clock and
+    sleep that tests replace)."""
+
+    network: CaptureSettings = field(default_factory=_check_capture_settings)
+    rule: StrikeRule = field(default_factory=StrikeRule)
+    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    head: str = "auto"  # auto: HEAD first for non-HTML sources; always; never
+    probe: bool = True  # request a random path per site to recognise soft 404s
+    second_look: bool = True  # re-fetch a drifted page to set volatile words aside
+    evidence: str = "changes"  # WARC evidence for every non-ok verdict, or "all"
+    recapture: bool = False
+    recapture_network: CaptureSettings | None = None  # default: capture defaults + resolve etc.
+    offline_guard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.head not in HEAD_MODES:
+            raise ValueError(f"head must be one of {HEAD_MODES}")
+        if self.evidence not in EVIDENCE_MODES:
+            raise ValueError(f"evidence must be one of {EVIDENCE_MODES}")
+        if not 0.0 < self.drift_threshold <= 1.0:
+            raise ValueError("drift threshold must be in (0, 1]")
+        if self.rule.strikes < 1:
+            raise ValueError("strikes must be at least 1")
+
+    def clock(self) -> dt.datetime:
+        return self.network.clock()
+
+    def public(self) -> dict[str, Any]:
+        return {"network": self.network.public(), "strikes": self.rule.strikes,
+                "min_interval_s": self.rule.min_interval.total_seconds(),
+                "drift_threshold": self.drift_threshold, "head": self.head, "probe": self.probe,
+                "second_look": self.second_look, "evidence": self.evidence,
+                "recapture": self.recapture, "offline_guard": self.offline_guard}
+
+
+@dataclass
+class CheckResult:
+    """One source's check, as printed (table or ``--json``) and stored."""
+
+    url: str
+    source_id: int
+    verdict: str
+    detail: str
+    reason: str
+    checked_at: str
+    similarity: float | None = None
+    http_status: int | None = None
+    final_url: str | None = None
+    method: str | None = None
+    strikes: int = 0
+    confirmed: bool = False
+    first_failure_at: str | None = None
+    change: str | None = None
+    newly_failed: bool = False
+    counted: bool = True
+    elapsed_ms: float | None = None
+    check_id: int | None = None
+    evidence_warc: str | None = None
+    baseline_capture_id: int | None = None
+    recapture_id: int | None = None
+    strike_note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass
+class CheckReport:
+    run_id: int
+    results: list[CheckResult]
+    offline: bool = False
+    recaptured: list[Any] = field(default_factory=list)
+
+    @property
+    def newly_failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.newly_failed]
+
+    @property
+    def changed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.change]
+
+
+@dataclass
+class _Pending:
+    row: dict[str, Any]
+    records: list[tuple[str, WrittenRecord]]
+    result: CheckResult
+    prev_state: StrikeState
+    prev_row: dict[str, Any] | None
+    host: str
+    baseline_cache: dict[str, Any] | None = None
+
+
+class CheckLock:
+    """One check run per archive at a time: an exclusive flock on
+    ``locks/check.lock``, released by the kernel if the process dies, so a
+    stale lock can never block the next night's run."""
+
+    def __init__(self, locks_dir: Path) -> None:
+        self.path = locks_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self, clock: Callable[[], dt.datetime]) -> None:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ArchiveLockedError(
+                f"another evarchive check is already running on this archive ({holder}); "
+                "this run did nothing") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {format_time(clock())}".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> CheckLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _MethodFetcher(Fetcher):
+    """The capture engine's fetcher, with the request method chosen (HEAD)."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: CaptureSettings, tmp_dir: Path,
+                 method: str = "GET") -> None:
+        super().__init__(client, settings, tmp_dir)
+        self.method = method
+
+    async def fetch_one(self, url: str) -> CaptureHop:
+        request = self.client.build_request(self.method, url)
+        response = await self.client.send(request, stream=True)
+        try:
+            return await self._read_hop(url, response)
+        finally:
+            await response.aclose()
+
+
+def error_kind(exc: BaseException) -> str:
+    """Which kind of unreachable: dns, refused, timeout, tls, reset, network,
+    protocol or redirect-loop (walks the exception's causes, which is where
+    httpx keeps the socket error)."""
+    if isinstance(exc, CaptureFailure):
+        if exc.kind in ("RedirectLoop", "TooManyRedirects"):
+            return "redirect-loop"
+        return "protocol"
+    for inner in _causes(exc):
+        if isinstance(inner, socket.gaierror):
+            return "dns"
+        if isinstance(inner, ConnectionRefusedError):
+            return "refused"
+        if isinstance(inner, ssl.SSLError) or isinstance(inner, ssl.CertificateError):
+            return "tls"
+        if isinstance(inner, (TimeoutError, asyncio.TimeoutError, httpx.TimeoutException)):
+            return "timeout"
+        if isinstance(inner, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return "reset"
+    text = " ".join(str(e) for e in _causes(exc)).lower()
+    for needle, kind in (("name or service not known", "dns"), ("nodename nor servname", "dns"),
+                         ("name resolution", "dns"), ("getaddrinfo", "dns"),
+                         ("connection refused", "refused"), ("certificate", "tls"),
+                         ("ssl", "tls"), ("timed out", "timeout"), ("reset by peer", "reset"),
+                         ("disconnected without sending", "reset"),
+                         ("network is unreachable", "network"), ("no route to host", "network")):
+        if needle in text:
+            return kind
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "protocol"
+    return "network"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and contexts, and members of exception groups."""
+    out: list[BaseException] = []
+    todo = [exc]
+    while todo and len(out) < 32:
+        item = todo.pop(0)
+        if item in out:
+            continue
+        out.append(item)
+        if isinstance(item, BaseExceptionGroup):
+            todo.extend(item.exceptions)
+        for nxt in (item.__cause__, item.__context__):
+            if nxt is not None:
+                todo.append(nxt)
+    return out
+
+
+def _probe_url(url: str) -> str:
+    """A path that cannot exist, next to the source (sites route by section
+    and by extension, so /news/a.html is probed with /news/<random>.html)."""
+    parts = urlsplit(url)
+    directory, _, leaf = parts.path.rpartition("/")
+    ext = ""
+    if "." in leaf and len(leaf.rsplit(".", 1)[1]) <= 5:
+        ext = "." + leaf.rsplit(".", 1)[1]
+    path = f"{directory}/{PROBE_PREFIX}{secrets.token_hex(8)}{ext}"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _probe_key(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url)
+    directory = parts.path.rpartition("/")[0]
+    leaf = parts.path.rpartition("/")[2]
+    ext = leaf.rsplit(".", 1)[1] if "." in leaf else ""
+    return parts.scheme, parts.netloc.lower(), f"{directory}/*.{ext}"
+
+
+def _htmlish(content_type: str | None) -> bool:
+    return not content_type or "html" in content_type.lower()
+
+
+class CheckRun:
+    """Checks a list of sources against the live web; one instance per run."""
+
+    def __init__(self, archive: Archive, settings: CheckSettings,
+                 on_result: Callable[[CheckResult], None] | None = None) -> None:
+        self.archive = archive
+        self.db = archive.db
+        self.settings = settings
+        self.on_result = on_result
+        self.writer = WarcWriter(archive.warcs_dir, archive.locks_dir, archive.db,
+                                 max_size=settings.network.max_warc_size,
+                                 warcinfo={"purpose": "evarchive check: live answers kept as "
+                                                      "evidence of link rot and drift",
+                                           "httpx": httpx.__version__,
+                                           "settings": settings.public()},
+                                 prefix="EVA-CHECK")
+        self.pending: list[_Pending] = []
+        self.run_id = 0
+        self.offline_batches = 0
+        self._last_commit = time.monotonic()
+        self._probes: dict[tuple[str, str, str], asyncio.Future[Observation]] = {}
+        self._open_hops: list[CaptureHop] = []
+        self._baselines: dict[int, dict[str, Any]] = {}
+        self._last_checks: dict[int, dict[str, Any]] = {}
+        self._cache_rows: list[dict[str, Any]] = []  # baseline texts to cache at next commit
+
+    # ------------------------------------------------------------ orchestration
+    async def run(self, sources: list[dict[str, Any]]) -> CheckReport:
+        self.run_id = self._start_run_row(len(sources))
+        self._preload([s["id"] for s in sources])
+        net = self.settings.network
+        total = asyncio.Semaphore(net.concurrency)
+        per_host: dict[str, asyncio.Semaphore] = {}
+        results: list[CheckResult] = []
+        try:
+            async with build_client(net) as client:
+                self.get = _MethodFetcher(client, net, self.archive.tmp_dir, "GET")
+                self.head = _MethodFetcher(client, net, self.archive.tmp_dir, "HEAD")
+
+                async def one(source: dict[str, Any]) -> None:
+                    host = _host_key(source["url"])
+                    limit = per_host.setdefault(host, asyncio.Semaphore(net.per_host))
+                    async with total, limit:
+                        result = await self.check_one(source, host)
+                    results.append(result)
+
+                await asyncio.gather(*(one(s) for s in sources))
+            self.commit_pending()
+        finally:
+            self._close_hops()
+            self.writer.close()
+        report = CheckReport(self.run_id, _in_order(results, sources),
+                             offline=self.offline_batches > 0)
+        if self.settings.recapture:
+            report.recaptured = await self._recapture(report)
+        self._end_run_row(report)
+        return report
+
+    def _preload(self, source_ids: list[int]) -> None:
+        """Last good capture and last check of every source, in two queries."""
+        wanted = set(source_ids)
+        for row in self.db.query(
+                "SELECT c.* FROM captures c JOIN (SELECT source_id, MAX(id) AS id FROM captures "
+                "WHERE status = 'ok' GROUP BY source_id) m ON c.id = m.id"):
+            if row["source_id"] in wanted:
+                self._baselines[row["source_id"]] = row
+        for row in self.db.query(
+                "SELECT k.* FROM checks k JOIN (SELECT source_id, MAX(id) AS id FROM checks "
+                "GROUP BY source_id) m ON k.id = m.id"):
+            if row["source_id"] in wanted:
+                self._last_checks[row["source_id"]] = row
+
+    # ------------------------------------------------------------ one source
+    async def check_one(self, source: dict[str, Any], host: str) -> CheckResult:
+        started = self.settings.clock()
+        t0 = time.monotonic()
+        url = source["url"]
+        capture_row = self._baselines.get(source["id"])
+        baseline = self._baseline(capture_row) if capture_row else None
+        obs = await self._observe(url, capture_row)
+        probe: Observation | None = None
+        verdict = self._head_verdict(obs, capture_row) or classify(
+            obs, baseline, None, self.settings.drift_threshold)
+        if self._wants_probe(obs, verdict):
+            probe = await self._probe(obs)
+            verdict = classify(obs, baseline, probe, self.settings.drift_threshold)
+        stable_digest = None
+        if verdict.verdict == "drifted" and verdict.detail == "text" and self.settings.second_look:
+            verdict, stable_digest = await self._second_look(obs, baseline, verdict)
+        elapsed = (time.monotonic() - t0) * 1000
+        return self._finish(source, host, started, obs, probe, baseline, verdict, elapsed,
+                            stable_digest)
+
+    async def _observe(self, url: str, capture_row: dict[str, Any] | None) -> Observation:
+        mode = self.settings.head
+        head_first = mode == "always" or (
+            mode == "auto" and capture_row is not None and not _htmlish(capture_row["content_type"]))
+        if not head_first:
+            obs = await self._fetch(self.get, url)
+            obs.method = "GET"
+            return obs
+        first = await self._fetch(self.head, url)
+        first.method = "HEAD"
+        if self._head_conclusive(first, capture_row):
+            return first
+        obs = await self._fetch(self.get, url)
+        obs.method = "HEAD>GET"
+        obs.head_note = _head_note(first)
+        obs.extra_raw_hops = first.raw_hops
+        return obs
+
+    @staticmethod
+    def _head_conclusive(obs: Observation, capture_row: dict[str, Any] | None) -> bool:
+        """A HEAD answer settles a check only for a non-HTML source whose type
+        and length match its capture; anything else (405, 404 from a server
+        that mishandles HEAD, HTML that needs its text compared) goes to GET."""
+        final = obs.final
+        if obs.error_kind or final is None or not 200 <= final.status < 300:
+            return False
+        if _htmlish(final.header("content-type")) or capture_row is None:
+            return False
+        length = final.header("content-length")
+        return length is not None and length.strip() == str(capture_row["payload_size"])
+
+    @staticmethod
+    def _head_verdict(obs: Observation, capture_row: dict[str, Any] | None) -> Verdict | None:
+        if obs.method != "HEAD":
+            return None
+        assert capture_row is not None
+        moved = obs.redirected and obs.permanent and not _same_resource(obs.url, obs.final_url or "")
+        if moved:
+            return Verdict("moved", "permanent-redirect",
+                           f"permanent redirect to {obs.final_url}; HEAD: same type and length")
+        return Verdict("ok", "head", f"HEAD: same type and length as the last capture "
+                                     f"({capture_row['payload_size']} bytes)")
+
+    async def _fetch(self, fetcher: _MethodFetcher, url: str) -> Observation:
+        """One URL, hop by hop, through the capture engine's fetcher; failures
+        become an observation with an error kind, never an exception."""
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.network.total_timeout):
+                hops = await fetcher.fetch_chain(url)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
+            hops = exc.hops if isinstance(exc, CaptureFailure) else []
+            self._open_hops.extend(hops)
+            _, message = classify_exception(exc)
+            obs = _observation(url, hops)
+            obs.error_kind, obs.error_message = error_kind(exc), message
+            obs.elapsed_ms = (time.monotonic() - start) * 1000
+            return obs
+        self._open_hops.extend(hops)
+        obs = _observation(url, hops)
+        obs.elapsed_ms = (time.monotonic() - start) * 1000
+        return obs
+
+    def _wants_probe(self, obs: Observation, verdict: Verdict) -> bool:
+        """Ask the site for a random path only when the answer could change
+        the verdict: a page that differs from its capture, has none, or sits
+        behind a redirect that may be the site's catch-all."""
+        if not self.settings.probe or obs.error_kind or not obs.is_html:
+            return False
+        if not 200 <= (obs.status or 0) < 300:
+            return False
+        if verdict.verdict == "drifted" or verdict.detail == "no-capture":
+            return True
+        return verdict.verdict == "moved" and verdict.similarity is None
+
+    async def _probe(self, obs: Observation) -> Observation:
+        """The site's answer for a path that cannot exist, once per site
+        section and run (shared by every source in it)."""
+        key = _probe_key(obs.url)
+        future = self._probes.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._probes[key] = future
+            try:
+                probe = await self._fetch(self.get, _probe_url(request_url(obs.url)))
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+            future.set_result(probe)
+        return await asyncio.shield(future)
+
+    async def _second_look(self, obs: Observation, baseline: Baseline | None,
+                           verdict: Verdict) -> tuple[Verdict, str | None]:
+        """Fetch a drifted page again: words that differ between two fetches
+        seconds apart (counters, nonces) are not an edit of the cited text."""
+        again = await self._fetch(self.get, obs.url)
+        if again.error_kind or again.status != obs.status or not again.is_html \
+                or baseline is None or baseline.page is None:
+            return verdict, None
+        vol = textdiff.stable_similarity(baseline.page, obs.page(), again.page())
+        if vol.volatile_share == 0:
+            return verdict, vol.stable_digest
+        sim = round(vol.similarity, 4)
+        words = f"{vol.volatile_share:.0%} of its words change on every request"
+        if vol.volatile_share <= 0.5 and sim >= self.settings.drift_threshold:
+            return Verdict("ok", "volatile", f"main text unchanged apart from parts that change "
+                                             f"on every request ({words}; similarity of the rest "
+                                             f"{sim:.2f})", sim), vol.stable_digest
+        return Verdict("drifted", "text", f"{verdict.reason}; {words}, similarity of the rest "
+                                          f"{sim:.2f}", min(sim, verdict.similarity or sim)), \
+            vol.stable_digest
+
+    # ------------------------------------------------------------ baselines
+    def _baseline(self, capture_row: dict[str, Any]) -> Baseline:
+        return Baseline(capture_row["id"], capture_row["payload_sha256"],
+                        capture_row["content_type"],
+                        loader=lambda: self._load_baseline_page(capture_row))
+
+    def _load_baseline_page(self, capture_row: dict[str, Any]) -> PageText | None:
+        """The capture's main text: from the cache table, else from its
+        response record in the WARC (read only, never modified)."""
+        if not _htmlish(capture_row["content_type"]):
+            return None
+        cached = one(self.db, "SELECT * FROM check_baselines WHERE capture_id = ? AND "
+                              "extractor_version = ?",
+                     [capture_row["id"], textdiff.EXTRACTOR_VERSION])
+        if cached:
+            return PageText(cached["title"] or "", cached["h1"] or "",
+                            tuple(json.loads(cached["paragraphs"])))
+        body = read_capture_payload(self.archive, capture_row)
+        if body is None:
+            return None
+        page = textdiff.extract(textdiff.decode_body(body, capture_row["content_type"]))
+        self._cache_rows.append({
+            "capture_id": capture_row["id"], "extractor_version": textdiff.EXTRACTOR_VERSION,
+            "text_sha256": textdiff.text_digest(page), "title": page.title, "h1": page.h1,
+            "paragraphs": to_json(list(page.paragraphs))})
+        return page
+
+    # ------------------------------------------------------------ recording
+    def _finish(self, source: dict[str, Any], host: str, started: dt.datetime,
+                obs: Observation, probe: Observation | None, baseline: Baseline | None,
+                verdict: Verdict, elapsed: float, stable_digest: str | None) -> CheckResult:
+        prev_row = self._last_checks.get(source["id"])
+        prev = _state_of(prev_row)
+        state = next_strikes(prev, verdict.verdict, started, self.settings.rule)
+        text_sha = stable_digest or (textdiff.text_digest(obs.page())
+                                     if obs._page is not None else None)
+        change, newly = state_change(prev_row, verdict.verdict, state.confirmed, text_sha)
+        checked_at = format_time(started)
+        result = CheckResult(
+            url=source["url"], source_id=source["id"], verdict=verdict.verdict,
+            detail=verdict.detail, reason=_with_head_note(verdict.reason, obs),
+            checked_at=checked_at, similarity=verdict.similarity, http_status=obs.status,
+            final_url=obs.final_url, method=obs.method, strikes=state.strikes,
+            confirmed=state.confirmed,
+            first_failure_at=format_time(state.first_failure_at) if state.first_failure_at else None,
+            change=change, newly_failed=newly, elapsed_ms=round(elapsed, 1),
+            baseline_capture_id=baseline.capture_id if baseline else None,
+            strike_note=describe_strikes(state, self.settings.rule, started))
+        records = self._write_evidence(source, obs, probe, verdict, result)
+        result.evidence_warc = records[0][1].warc_file if records else None
+        row = _check_row(result, obs, probe, text_sha, self.run_id, self.settings.clock())
+        self.pending.append(_Pending(row, records, result, prev, prev_row, host))
+        if len(self.pending) >= self.settings.network.commit_every or \
+                time.monotonic() - self._last_commit >= max(1.0, self.settings.network.commit_interval):
+            self.commit_pending()
+        return result
+
+    def _write_evidence(self, source: dict[str, Any], obs: Observation, probe: Observation | None,
+                        verdict: Verdict, result: CheckResult) -> list[tuple[str, WrittenRecord]]:
+        """What the server answered, as WARC records: every exchange of the
+        check (HEAD and GET), the random-path probe when the verdict rests on
+        it, and a metadata record stating the verdict and its evidence."""
+        if verdict.verdict == "ok" and self.settings.evidence != "all":
+            return []
+        date = result.checked_at
+        self.writer.begin_capture()
+        out: list[tuple[str, WrittenRecord]] = []
+        for hop in obs.extra_raw_hops:
+            out += [("head", r) for r in write_hop_records(self.writer, hop, date, None)]
+        for hop in obs.raw_hops:
+            out += [("answer", r) for r in write_hop_records(self.writer, hop, date, None)]
+        if probe is not None and verdict.detail in ("probe", "generic-redirect"):
+            for hop in probe.raw_hops:
+                out += [("probe", r) for r in write_hop_records(self.writer, hop, date, None)]
+        answer = [r for role, r in out if role == "answer" and r.record_type == "response"]
+        headers = [("WARC-Refers-To", answer[-1].record_id)] if answer else []
+        body = warc_fields(_metadata_fields(result, obs, probe, source))
+        out.append(("verdict", self.writer.write(RecordSpec(
+            "metadata", request_url(source["url"]), date, Block(body),
+            content_type="application/warc-fields", headers=headers))))
+        return out
+
+    def commit_pending(self) -> None:
+        """fsync the evidence, then commit the waiting checks, their records
+        and one custody entry in a single transaction: a run killed at any
+        point leaves whole checks or none, never half of one."""
+        if not self.pending and not self._cache_rows:
+            return
+        self.writer.sync()
+        batch, self.pending = self.pending, []
+        cache, self._cache_rows = self._cache_rows, []
+        if self.settings.offline_guard and _looks_offline(batch):
+            self.offline_batches += 1
+            for item in batch:
+                _uncount(item)
+        with transaction(self.db):
+            digests = [self._insert_check(item) for item in batch]
+            for row in cache:
+                self.db.execute("INSERT OR IGNORE INTO check_baselines (capture_id, "
+                                "extractor_version, text_sha256, title, h1, paragraphs) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", list(row.values()))
+            if digests:
+                custody.append(self.db, "check", f"run:{self.run_id}",
+                               {"run_id": self.run_id, "checks": digests})
+        for item in batch:
+            self._last_checks[item.result.source_id] = item.row
+            if self.on_result:
+                self.on_result(item.result)
+        self._last_commit = time.monotonic()
+
+    def _insert_check(self, item: _Pending) -> dict[str, Any]:
+        check_id = insert(self.db, "checks", item.row)
+        item.result.check_id = check_id
+        for role, record in item.records:
+            insert(self.db, "check_records", {"check_id": check_id, "role": role,
+                                              **record.as_row()})
+        if item.records:
+            last = item.records[-1][1]
+            self.db.execute("UPDATE warc_files SET referenced_size = MAX(referenced_size, ?) "
+                            "WHERE name = ?", [last.offset + last.length, last.warc_file])
+        return {"check_id": check_id, "source_id": item.row["source_id"],
+                "verdict": item.row["verdict"], "confirmed": item.row["confirmed"],
+                "row_sha256": hashlib.sha256(to_json(item.row).encode()).hexdigest(),
+                "records": [r.member_sha256 for _, r in item.records]}
+
+    def _close_hops(self) -> None:
+        for hop in self._open_hops:
+            hop.body.close()
+        self._open_hops.clear()
+
+    # ------------------------------------------------------------ recapture
+    async def _recapture(self, report: CheckReport) -> list[Any]:
+        """Capture anew every source that drifted or moved, so the archive
+        holds every version; the earlier captures stay exactly as they were."""
+        todo = [r for r in report.results if r.verdict in ("drifted", "moved") and r.counted]
+        if not todo:
+            return []
+        net = self.settings.recapture_network or CaptureSettings(
+            resolve=self.settings.network.resolve, ca_file=self.settings.network.ca_file,
+            proxy=self.settings.network.proxy, user_agent=self.settings.network.user_agent,
+            insecure=self.settings.network.insecure, sleep=self.settings.network.sleep,
+            clock=self.settings.network.clock)
+        outcomes = await CaptureRun(self.archive, net).run([r.url for r in todo])
+        by_url = {o.url: o for o in outcomes}
+        with transaction(self.db):
+            for result in todo:
+                outcome = by_url.get(result.url)
+                if outcome is None or outcome.capture_id is None or result.check_id is None:
+                    continue
+                result.recapture_id = outcome.capture_id
+                insert(self.db, "check_recaptures", {"check_id": result.check_id,
+                                                     "capture_id": outcome.capture_id})
+                custody.append(self.db, "check-recapture", result.url, {
+                    "check_id": result.check_id, "capture_id": outcome.capture_id,
+                    "capture_status": outcome.status})
+        return outcomes
+
+    # ------------------------------------------------------------ run rows
+    def _start_run_row(self, count: int) -> int:
+        with transaction(self.db):
+            return insert(self.db, "runs", {
+                "command": f"check ({count} sources)", "started_at": utc_now(),
+                "tool_version": __version__, "settings": to_json(self.settings.public()),
+                "pid": os.getpid()})
+
+    def _end_run_row(self, report: CheckReport) -> None:
+        counts: dict[str, int] = {}
+        for r in report.results:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        with transaction(self.db):
+            update(self.db, "runs", self.run_id, {"ended_at": utc_now()})
+            custody.append(self.db, "check-run", f"run:{self.run_id}", {
+                "run_id": self.run_id, "verdicts": counts, "offline": report.offline,
+                "newly_failed": len(report.newly_failed),
+                "recaptured": len(report.recaptured)})
+
+
+# ------------------------------------------------------------------ helpers
+
+def _host_key(url: str) -> str:
+    try:
+        return host_of(url)
+    except Exception:  # noqa: BLE001 - an unusable URL still gets a (failing) check
+        return urlsplit(url).netloc.lower()
+
+
+def _in_order(results: list[CheckResult], sources: list[dict[str, Any]]) -> list[CheckResult]:
+    order = {s["id"]: i for i, s in enumerate(sources)}
+    return sorted(results, key=lambda r: order.get(r.source_id, 0))
+
+
+def _observation(url: str, hops: list[CaptureHop]) -> Observation:
+    """The classifier's view of capture hops: statuses, headers, final body."""
+    obs = Observation(url=request_url(url))
+    for hop in hops:
+        headers = [(k, v) for k, v in hop.headers.multi_items()]
+        obs.hops.append(Hop(hop.url, "GET", hop.status, hop.reason, headers, hop.location))
+    if hops:
+        final = hops[-1]
+        final.body.seek(0)
+        obs.body = final.body.read(CHECK_MAX_BODY)
+        obs.truncated = final.truncated
+        obs.payload_sha256 = final.payload_sha256
+        obs.server_ip = final.server_ip
+    obs.raw_hops = hops
+    return obs
+
+
+def _head_note(head: Observation) -> str:
+    if head.error_kind:
+        return f"HEAD failed ({head.error_kind}); checked with GET"
+    status = head.status
+    if status in (405, 501):
+        return f"HEAD refused ({status}); checked with GET"
+    if status and not 200 <= status < 400:
+        return f"HEAD answered {status}; confirmed with GET"
+    return "HEAD inconclusive; checked with GET"
+
+
+def _with_head_note(reason: str, obs: Observation) -> str:
+    note = obs.head_note
+    return f"{reason} ({note})" if note else reason
+
+
+def _state_of(row: dict[str, Any] | None) -> StrikeState:
+    if not row:
+        return StrikeState()
+    first = row.get("first_failure_at")
+    return StrikeState(int(row.get("strikes") or 0), _parse_time(first) if first else None,
+                       bool(row.get("confirmed")))
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _check_row(result: CheckResult, obs: Observation, probe: Observation | None,
+               text_sha: str | None, run_id: int, ended: dt.datetime) -> dict[str, Any]:
+    chain = [{"url": h.url, "status": h.status, "location": h.location} for h in obs.hops]
+    return {
+        "source_id": result.source_id, "run_id": run_id, "checked_at": result.checked_at,
+        "ended_at": format_time(ended), "verdict": result.verdict, "detail": result.detail,
+        "reason": result.reason, "method": result.method, "http_status": obs.status,
+        "final_url": obs.final_url, "redirect_chain": to_json(chain) if chain else None,
+        "server_ip": obs.server_ip, "content_type": obs.content_type,
+        "payload_size": len(obs.body) if obs.hops and obs.method != "HEAD" else None,
+        "payload_sha256": obs.payload_sha256 if obs.method != "HEAD" else None,
+        "text_sha256": text_sha, "similarity": result.similarity,
+        "baseline_capture_id": result.baseline_capture_id,
+        "probe_url": probe.url if probe else None, "probe_status": probe.status if probe else None,
+        "elapsed_ms": result.elapsed_ms, "strikes": result.strikes,
+        "first_failure_at": result.first_failure_at, "confirmed": int(result.confirmed),
+        "counted": int(result.counted), "change": result.change,
+        "newly_failed": int(result.newly_failed), "warc_file": result.evidence_warc,
+        "error_message": obs.error_message,
+    }
+
+
+def _metadata_fields(result: CheckResult, obs: Observation, probe: Observation | None,
+                     source: dict[str, Any]) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = [
+        ("software", f"evarchive/{__version__}"), ("event", "live check"),
+        ("cited-url", source["url"]), ("checked-at", result.checked_at),
+        ("verdict", result.verdict), ("detail", result.detail), ("reason", result.reason),
+        ("method", result.method or ""),
+        ("redirect-chain", [{"url": h.url, "status": h.status, "location": h.location}
+                            for h in obs.hops]),
+    ]
+    if obs.status is not None:
+        fields.append(("http-status", str(obs.status)))
+    if obs.final_url:
+        fields.append(("final-url", obs.final_url))
+    if obs.server_ip:
+        fields.append(("server-ip", obs.server_ip))
+    if obs.error_kind:
+        fields += [("error-kind", obs.error_kind), ("error-message", obs.error_message or "")]
+    if result.similarity is not None:
+        fields.append(("similarity-to-last-capture", f"{result.similarity:.4f}"))
+    if result.baseline_capture_id:
+        fields.append(("compared-with-capture", str(result.baseline_capture_id)))
+    if probe is not None:
+        fields += [("probe-url", probe.url), ("probe-status", str(probe.status or ""))]
+    fields += [("strikes", str(result.strikes)), ("confirmed", str(result.confirmed).lower())]
+    return fields
+
+
+def _looks_offline(batch: list[_Pending]) -> bool:
+    """Every check of a sizeable batch over several hosts failed at the network
+    level: the machine running the check is offline, not the web. Such checks
+    are kept but do not count as strikes."""
+    if len(batch) < 8 or len({item.host for item in batch}) < 3:
+        return False
+    return all(item.row["verdict"] == "unreachable" and item.row["detail"] in NETWORK_DOWN_KINDS
+               for item in batch)
+
+
+def _uncount(item: _Pending) -> None:
+    prev = item.prev_state
+    item.result.counted = False
+    item.result.strikes, item.result.confirmed = prev.strikes, prev.confirmed
+    item.result.first_failure_at = format_time(prev.first_failure_at) if prev.first_failure_at else None
+    item.result.change, item.result.newly_failed = None, False
+    item.result.strike_note = "not counted: no host answered (is this machine offline?)"
+    item.row.update({"strikes": prev.strikes, "confirmed": int(prev.confirmed),
+                     "first_failure_at": item.result.first_failure_at, "counted": 0,
+                     "change": None, "newly_failed": 0})
+
+
+def read_capture_payload(archive: Archive, capture_row: dict[str, Any]) -> bytes | None:
+    """The decoded payload of a capture's final response record (following a
+    revisit to the original), read from the WARC without modifying it."""
+    capture_id = capture_row["refers_to_capture_id"] or capture_row["id"]
+    record = one(archive.db, "SELECT * FROM capture_records WHERE capture_id = ? AND "
+                             "record_type = 'response' ORDER BY id DESC LIMIT 1", [capture_id])
+    if record is None:
+        return None
+    return read_response_payload(archive, record)
+
+
+def read_response_payload(archive: Archive, record: dict[str, Any]) -> bytes | None:
+    from warcio.archiveiterator import ArchiveIterator
+
+    path = archive.warcs_dir / record["warc_file"]
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(record["offset"])
+            member = fh.read(record["length"])
+    except OSError:
+        return None
+    for warc_record in ArchiveIterator(io.BytesIO(member)):
+        if warc_record.rec_type == "response":
+            return warc_record.content_stream().read()
+    return None
+
+
+# ------------------------------------------------------------------ public API
+
+def select_sources(archive: Archive, urls: list[str] | None = None,
+                   report: str | None = None) -> list[dict[str, Any]]:
+    """The sources a check works on: the given URLs (added as sources when
+    new), the sources a report cites, or every source."""
+    from .catalogue import ensure_source, find_source
+
+    db = archive.db
+    if urls:
+        chosen = []
+        for url in urls:
+            row = find_source(db, url)
+            if row is None:
+                row = one(db, "SELECT * FROM sources WHERE id = ?", [ensure_source(db, url)])
+            chosen.append(row)
+        return list({r["id"]: r for r in chosen}.values())
+    if report is not None:
+        return report_sources(archive, report)
+    return list(db.query("SELECT * FROM sources ORDER BY id"))
+
+
+def report_sources(archive: Archive, report: str) -> list[dict[str, Any]]:
+    """Sources cited by the latest version of a report (by id, title or path)."""
+    from .reports import find_report
+
+    db = archive.db
+    found = find_report(db, report)
+    return list(db.query(
+        "SELECT DISTINCT s.* FROM sources s JOIN citations c ON c.source_id = s.id "
+        "WHERE c.version_id = (SELECT id FROM report_versions WHERE report_id = ? "
+        "ORDER BY version DESC LIMIT 1) ORDER BY s.id", [found["id"]]))
+
+
+def check_sources(archive: Archive, sources: list[dict[str, Any]],
+                  settings: CheckSettings | None = None,
+                  on_result: Callable[[CheckResult], None] | None = None) -> CheckReport:
+    """Check ``sources`` against the live web (blocking). Holds the archive's
+    check lock for the whole run; a second run meanwhile raises
+    ``ArchiveLockedError`` (exit 3) before doing anything."""
+    from .warcwriter import recover_interrupted
+
+    settings = settings or CheckSettings()
+    with CheckLock(archive.locks_dir) as lock:
+        lock.acquire(settings.clock)
+        recover_interrupted(archive.warcs_dir, archive.db)
+        return asyncio.run(CheckRun(archive, settings, on_result).run(sources))
