@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -626,6 +625,14 @@ def timestamp(
                   f"stamped by {row['tsa_subject']} at {row['gen_time']} via {row['tsa_url']}")
 
 
+def _is_a(exc: BaseException, name: str) -> bool:
+    """Typer may bring its own copy of click; recognise its exceptions by class name."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
+INTERRUPTED = "evarchive: interrupted; the archive is consistent, run the command again to finish"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every error becomes a message on stderr and a documented exit code."""
     try:
@@ -634,17 +641,19 @@ def main(argv: list[str] | None = None) -> int:
         colour = "yellow" if exc.exit_code == 1 else "red"
         err.print(f"[{colour}]evarchive:[/] {exc.message}")
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return 2
-    except click.exceptions.Abort:
-        err.print("evarchive: interrupted; the archive is consistent, run the command again to finish")
-        return 130
     except KeyboardInterrupt:
-        err.print("evarchive: interrupted; the archive is consistent, run the command again to finish")
+        err.print(INTERRUPTED)
         return 130
+    except Exception as exc:
+        if _is_a(exc, "Exit"):
+            return int(getattr(exc, "exit_code", 0) or 0)
+        if _is_a(exc, "Abort"):
+            err.print(INTERRUPTED)
+            return 130
+        if _is_a(exc, "ClickException"):
+            exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+            return 2
+        raise
     return 0
 
 

@@ -1,0 +1,393 @@
+"""Capture against the shared local server; every WARC is read back with warcio and checked."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from evarchive.archive import Archive
+from evarchive.capture import CaptureSettings, capture_urls
+from evarchive.catalogue import captures_of, find_source
+from evarchive.errors import InputError
+from evarchive.warcwriter import warc_digest
+
+
+class FakeSleep:
+    """Injectable sleep: records what the capture engine asked to wait, waits for nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Archive:
+    arch = Archive.open(tmp_path / "archive")
+    yield arch
+    arch.close()
+
+
+@pytest.fixture
+def sleeper() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
+def settings(local_server: Any, sleeper: FakeSleep) -> CaptureSettings:
+    return CaptureSettings(ca_file=local_server.ca_pem_path, sleep=sleeper, retries=2,
+                           read_timeout=5, connect_timeout=5, total_timeout=20)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every record of a WARC file, read by warcio, with digests checked."""
+    records = []
+    data = path.read_bytes()
+    with open(path, "rb") as fh:
+        iterator = ArchiveIterator(fh, check_digests="raise")
+        for record in iterator:
+            headers = dict(record.rec_headers.headers)
+            record.content_stream().read()  # reading to the end makes warcio check the digests
+            offset, length = iterator.get_record_offset(), iterator.get_record_length()
+            # The whole block as stored (HTTP head included), from the gzip member itself.
+            raw = gzip.decompress(data[offset: offset + length]).partition(b"\r\n\r\n")[2][:-4]
+            records.append({"type": record.rec_type, "headers": headers, "raw": raw,
+                            "offset": offset, "length": length})
+    return records
+
+
+def warcs(archive: Archive) -> list[Path]:
+    return sorted(archive.warcs_dir.glob("*.warc.gz"))
+
+
+def all_records(archive: Archive) -> list[dict[str, Any]]:
+    return [r for path in warcs(archive) for r in read_records(path)]
+
+
+def warcio_check(archive: Archive) -> None:
+    for path in warcs(archive):
+        result = subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v", str(path)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "digest pass" in result.stdout
+
+
+def by_type(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] == kind]
+
+
+# --------------------------------------------------------------------------- faithful bytes
+
+@pytest.mark.parametrize("path", ["/plain", "/gzip", "/chunked", "/chunked-gzip"])
+def test_payload_digest_matches_bytes_served(archive, settings, local_server, path):
+    url = local_server.url(path)
+    [outcome] = capture_urls(archive, [url], settings)
+    assert outcome.status == "captured"
+    served = local_server.last_exchange(path)
+    assert outcome.payload_sha256 == served.body_sha256
+    records = all_records(archive)
+    assert records[0]["type"] == "warcinfo"
+    [response] = by_type(records, "response")
+    assert response["headers"]["WARC-Payload-Digest"] == warc_digest(served.body_sha256)
+    # The stored body is what the server sent as entity: gzip stays gzip, chunking is removed.
+    head, _, body = response["raw"].partition(b"\r\n\r\n")
+    assert hashlib.sha256(body).hexdigest() == served.body_sha256
+    if "gzip" in path:
+        assert body[:2] == b"\x1f\x8b"
+        assert b"content-encoding: gzip" in head.lower()
+    if "chunked" in path:
+        assert b"\r\nTransfer-Encoding:" not in head
+        assert b"X-Original-Transfer-Encoding: chunked" in head
+    warcio_check(archive)
+
+
+def test_request_record_holds_bytes_sent(archive, settings, local_server):
+    url = local_server.url("/plain")
+    capture_urls(archive, [url], settings)
+    [request] = by_type(all_records(archive), "request")
+    assert request["raw"] == local_server.last_exchange("/plain").raw_request
+    assert b"User-Agent: evarchive/" in request["raw"]
+    assert b"br" not in request["raw"].split(b"Accept-Encoding:")[1].split(b"\r\n")[0]
+
+
+def test_records_share_date_and_link_together(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.url("/plain")], settings)
+    records = all_records(archive)[1:]
+    dates = {r["headers"]["WARC-Date"] for r in records}
+    assert len(dates) == 1
+    response = by_type(records, "response")[0]["headers"]
+    request = by_type(records, "request")[0]["headers"]
+    metadata = by_type(records, "metadata")[0]
+    assert request["WARC-Concurrent-To"] == response["WARC-Record-ID"]
+    assert response["WARC-IP-Address"] == "127.0.0.1"
+    assert metadata["headers"]["WARC-Refers-To"] == response["WARC-Record-ID"]
+    assert metadata["headers"]["Content-Type"] == "application/warc-fields"
+    assert b"software: evarchive/" in metadata["raw"]
+    assert f"payload-sha256: {outcome.payload_sha256}".encode() in metadata["raw"]
+
+
+def test_catalogue_row_points_at_each_record(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.url("/plain")], settings)
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["status"] == "ok" and capture["server_ip"] == "127.0.0.1"
+    assert capture["http_version"] == "HTTP/1.1"
+    assert capture["started_at"].endswith("Z") and capture["ended_at"] >= capture["started_at"]
+    path = archive.warcs_dir / capture["warc_file"]
+    data = path.read_bytes()
+    on_disk = {r["headers"]["WARC-Record-ID"]: r for r in read_records(path)}
+    for row in capture["records"]:
+        member = data[row["offset"]: row["offset"] + row["length"]]
+        assert hashlib.sha256(member).hexdigest() == row["member_sha256"]
+        block = gzip.decompress(member).partition(b"\r\n\r\n")[2][:-4]
+        assert hashlib.sha256(block).hexdigest() == row["block_sha256"]
+        assert on_disk[row["record_id"]]["offset"] == row["offset"]
+
+
+def test_duplicate_and_non_utf8_headers_kept_verbatim(archive, settings, local_server):
+    capture_urls(archive, [local_server.url("/dup-headers")], settings)
+    [response] = by_type(all_records(archive), "response")
+    served = local_server.last_exchange("/dup-headers").response_head
+    head = response["raw"].partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    assert head == served
+    assert head.count(b"Set-Cookie") >= 2
+    warcio_check(archive)
+
+
+# --------------------------------------------------------------------------- redirects
+
+def test_each_redirect_hop_is_its_own_pair(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.url("/redirect/3")], settings)
+    assert outcome.status == "captured" and outcome.final_url.endswith("/plain")
+    records = all_records(archive)
+    assert len(by_type(records, "request")) == 4 and len(by_type(records, "response")) == 4
+    [capture] = captures_of(archive.db, outcome.source_id)
+    chain = capture["redirect_chain"]
+    assert [hop["status"] for hop in chain] == [302, 302, 302, 200]
+    warcio_check(archive)
+
+
+def test_redirect_loop_is_a_recorded_failure(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.url("/loop/a")], settings)
+    assert outcome.status == "failed" and outcome.error_class == "RedirectLoop"
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["status"] == "failed" and "loop" in capture["error_message"]
+
+
+def test_too_many_redirects(archive, settings, local_server):
+    settings.max_redirects = 2
+    [outcome] = capture_urls(archive, [local_server.url("/redirect/5")], settings)
+    assert outcome.error_class == "TooManyRedirects"
+
+
+# --------------------------------------------------------------------------- status and retries
+
+@pytest.mark.parametrize("code", [404, 410])
+def test_client_errors_fail_but_keep_the_answer(archive, settings, local_server, code):
+    [outcome] = capture_urls(archive, [local_server.url(f"/status/{code}")], settings)
+    assert outcome.status == "failed" and outcome.http_status == code
+    assert outcome.error_class == "HTTPStatus"
+    assert len(by_type(all_records(archive), "response")) == 1  # the 404 page is evidence too
+
+
+def test_500_then_200_is_retried(archive, settings, local_server, sleeper):
+    [outcome] = capture_urls(archive, [local_server.url("/flaky/a?fail=1&code=500")], settings)
+    assert outcome.status == "captured" and outcome.http_status == 200
+    assert len(sleeper.calls) == 1
+
+
+def test_429_honours_retry_after(archive, settings, local_server, sleeper):
+    [outcome] = capture_urls(archive, [local_server.url("/ratelimit/b?retry_after=7&times=1")],
+                             settings)
+    assert outcome.status == "captured"
+    assert sleeper.calls == [7.0]
+
+
+def test_retries_give_up(archive, settings, local_server, sleeper):
+    [outcome] = capture_urls(archive, [local_server.url("/flaky/c?fail=10&code=503")], settings)
+    assert outcome.status == "failed" and outcome.http_status == 503
+    assert len(sleeper.calls) == settings.retries
+
+
+def test_connection_refused_is_recorded(archive, settings, sleeper):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    [outcome] = capture_urls(archive, [f"http://127.0.0.1:{port}/"], settings)
+    assert outcome.status == "failed" and outcome.error_class == "ConnectError"
+    assert len(sleeper.calls) == settings.retries
+
+
+def test_slow_response_times_out(archive, settings, local_server):
+    settings.read_timeout = 0.3
+    settings.retries = 0
+    [outcome] = capture_urls(archive, [local_server.url("/slow?delay=3")], settings)
+    assert outcome.status == "failed" and outcome.error_class == "ReadTimeout"
+
+
+def test_hanging_response_hits_total_timeout(archive, settings, local_server):
+    settings.total_timeout = 0.5
+    settings.retries = 0
+    [outcome] = capture_urls(archive, [local_server.url("/hang")], settings)
+    assert outcome.status == "failed"
+    assert outcome.error_class in ("TotalTimeout", "ReadTimeout")
+
+
+# --------------------------------------------------------------------------- bodies
+
+def test_max_body_truncates_and_says_so(archive, settings, local_server):
+    settings.max_body = 10_000
+    [outcome] = capture_urls(archive, [local_server.url("/large?size=50000")], settings)
+    assert outcome.status == "captured" and outcome.truncated and outcome.payload_size == 10_000
+    [response] = by_type(all_records(archive), "response")
+    assert response["headers"]["WARC-Truncated"] == "length"
+    warcio_check(archive)
+
+
+def test_large_streamed_body(archive, settings, local_server):
+    import localserver
+
+    size = 5_000_000
+    [outcome] = capture_urls(archive, [local_server.url(f"/large?size={size}&chunked=1")], settings)
+    assert outcome.payload_size == size
+    assert outcome.payload_sha256 == localserver.large_body_sha256(size)
+    warcio_check(archive)
+
+
+# --------------------------------------------------------------------------- revisits
+
+def test_identical_payload_becomes_revisit(archive, settings, local_server):
+    url = local_server.url("/plain")
+    [first] = capture_urls(archive, [url], settings)
+    [second] = capture_urls(archive, [url], settings)
+    assert first.status == "captured" and second.status == "revisited"
+    records = all_records(archive)
+    [revisit] = by_type(records, "revisit")
+    [response] = by_type(records, "response")
+    assert revisit["headers"]["WARC-Profile"].endswith("/revisit/identical-payload-digest")
+    assert revisit["headers"]["WARC-Refers-To"] == response["headers"]["WARC-Record-ID"]
+    assert revisit["headers"]["WARC-Refers-To-Target-URI"] == url
+    assert revisit["headers"]["WARC-Refers-To-Date"] == response["headers"]["WARC-Date"]
+    assert revisit["headers"]["WARC-Payload-Digest"] == response["headers"]["WARC-Payload-Digest"]
+    caps = captures_of(archive.db, second.source_id)
+    assert [c["kind"] for c in caps] == ["response", "revisit"]
+    warcio_check(archive)
+
+
+def test_changed_payload_is_a_new_response(archive, settings, local_server):
+    url = local_server.url("/mutating")
+    capture_urls(archive, [url], settings)
+    capture_urls(archive, [url], settings)
+    assert len(by_type(all_records(archive), "response")) == 2
+
+
+# --------------------------------------------------------------------------- TLS
+
+def test_https_records_certificate_chain(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.https_url("/plain")], settings)
+    assert outcome.status == "captured"
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["tls_version"].startswith("TLS") and capture["tls_cipher"]
+    assert capture["cert_validated"] == 1
+    assert len(capture["cert_chain_pem"]) >= 2  # leaf and the test CA
+    records = all_records(archive)
+    [cert] = by_type(records, "resource")
+    assert cert["headers"]["WARC-Target-URI"].startswith("urn:evarchive:tls-certificate-chain:")
+    assert capture["cert_sha256"] in cert["headers"]["WARC-Target-URI"]
+    assert cert["headers"]["Content-Type"] == "application/pem-certificate-chain"
+    assert b"-----BEGIN CERTIFICATE-----" in cert["raw"]
+    response = by_type(records, "response")[0]["headers"]
+    assert cert["headers"]["WARC-Concurrent-To"] == response["WARC-Record-ID"]
+    warcio_check(archive)
+
+
+def test_resolve_maps_a_cited_host_to_the_local_server(archive, settings, local_server):
+    url = "https://www.lrt.lt/naujienos/pasaulyje/2"
+    local_server.set_route(url, body="<p>look-alike</p>")
+    settings.resolve = {"www.lrt.lt": ("127.0.0.1", local_server.https_port)}
+    [outcome] = capture_urls(archive, [url], settings)
+    assert outcome.status == "captured"
+    assert local_server.last_exchange().sni == "www.lrt.lt"
+
+
+def test_untrusted_certificate_is_a_finding(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.untrusted_https_url("/plain")], settings)
+    assert outcome.status == "failed" and outcome.error_class == "CertificateError"
+    assert warcs(archive) == [] or by_type(all_records(archive), "response") == []
+
+
+def test_insecure_captures_and_says_so(archive, settings, local_server):
+    settings.insecure = True
+    [outcome] = capture_urls(archive, [local_server.untrusted_https_url("/plain")], settings)
+    assert outcome.status == "captured"
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["insecure"] == 1 and capture["cert_validated"] == 0
+    [metadata] = by_type(all_records(archive), "metadata")
+    assert b"tls-validated: captured with --insecure; certificate not valid" in metadata["raw"]
+
+
+# --------------------------------------------------------------------------- URLs
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "data:text/html,hi", "javascript:alert(1)",
+                                 "ftp://example.org/x", "http://", "not a url", "http://exa mple/"])
+def test_refused_urls_write_nothing(archive, settings, url):
+    with pytest.raises(InputError):
+        capture_urls(archive, [url], settings)
+    assert warcs(archive) == []
+    assert archive.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == 0
+
+
+def test_non_ascii_path_is_encoded_but_cited_form_kept(archive, settings, local_server):
+    cited = local_server.url("/unicode/naujienos–pasaulyje/ä?q=ž")
+    local_server.set_route("/unicode/naujienos%E2%80%93pasaulyje/%C3%A4", body="ok")
+    [outcome] = capture_urls(archive, [cited], settings)
+    assert outcome.status == "captured", outcome.error_message
+    assert local_server.last_exchange().target == "/unicode/naujienos%E2%80%93pasaulyje/%C3%A4?q=%C5%BE"
+    assert find_source(archive.db, cited)["url"] == cited
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def run_cli(*args: str, archive: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evarchive.cli", *args, "--archive", str(archive)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_capture_json_and_exit_codes(tmp_path, local_server):
+    ok = run_cli("capture", "--json", "--ca-file", local_server.ca_pem_path,
+                 local_server.url("/plain"), archive=tmp_path / "a")
+    assert ok.returncode == 0, ok.stderr
+    [line] = ok.stdout.splitlines()
+    assert json.loads(line)["status"] == "captured"
+    bad = run_cli("capture", "--json", "--retries", "0", local_server.url("/status/404"),
+                  archive=tmp_path / "a")
+    assert bad.returncode == 1
+    refused = run_cli("capture", "file:///etc/passwd", archive=tmp_path / "a")
+    assert refused.returncode == 2 and "only http and https" in refused.stderr
+    usage = run_cli("capture", "--concurrency", "zero", archive=tmp_path / "a")
+    assert usage.returncode == 2
+    shown = run_cli("show", "--json", local_server.url("/plain"), archive=tmp_path / "a")
+    assert json.loads(shown.stdout)["captures"][0]["status"] == "ok"
+    listed = run_cli("sources", "--json", archive=tmp_path / "a")
+    assert len(json.loads(listed.stdout)) == 2
+
+
+def test_cli_pending_captures_only_what_is_missing(tmp_path, local_server):
+    arch = tmp_path / "a"
+    run_cli("capture", "--retries", "0", local_server.url("/plain"), local_server.url("/status/500"),
+            archive=arch)
+    local_server.set_route("/status/500", body="fixed now")
+    again = run_cli("capture", "--pending", "--json", archive=arch)
+    assert again.returncode == 0, again.stderr
+    urls = [json.loads(line)["url"] for line in again.stdout.splitlines()]
+    assert urls == [local_server.url("/status/500")]
