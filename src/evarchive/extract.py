@@ -226,7 +226,9 @@ def _is_citation_line(text: str, start: int, end: int, cites: list[_Cite]) -> bo
     words = _WORD_RE.findall(" ".join(rest))
     if not words:
         return True
-    return len(words) <= 3 and all(w.lower() in _LABEL_WORDS for w in words)
+    # "[12] https://..." and "Source: https://..." are reference lines, not statements.
+    return len(words) <= 3 and all(w.lower() in _LABEL_WORDS or (w.isdigit() and len(w) <= 3)
+                                   for w in words)
 
 
 @dataclass
@@ -283,7 +285,14 @@ def sentence_starts(text: str, start: int, end: int, urls: list[_Cite]) -> list[
             continue  # "Art. 3", "e.g. the", initials such as "A. Lukashenko"
         if match.end() < end and _starts_sentence(text, match.end()):
             starts.append(match.end())
-    return starts
+    # A bare URL standing between two sentences ("... fantasies. https://x The next ...") ends the
+    # sentence before it: the next sentence starts after the URL.
+    for url in urls:
+        after = re.match(r"\s+", text[url.end:end])
+        before = text[start:url.start].rstrip()
+        if url.via == "inline" and after and before[-1:] in ".!?\u2026" and _starts_sentence(text, url.end + after.end()):
+            starts.append(url.end + after.end())
+    return sorted(set(starts))
 
 
 def _sentence_at(starts: list[int], end: int, pos: int) -> tuple[int, int]:
