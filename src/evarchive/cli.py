@@ -625,6 +625,234 @@ def timestamp(
                   f"stamped by {row['tsa_subject']} at {row['gen_time']} via {row['tsa_url']}")
 
 
+# --------------------------------------------------------------------------- check, diff, rot (issue 5)
+
+VERDICT_COLOURS = {"ok": "green", "drifted": "yellow", "moved": "cyan", "gone": "red",
+                   "soft-404": "red", "blocked": "magenta", "unreachable": "red"}
+
+
+def check_settings(concurrency: int, per_host: int, timeout: float, connect_timeout: float,
+                   read_timeout: float, retries: int, user_agent: str | None, proxy: str | None,
+                   insecure: bool, ca_file: Path | None, resolve: list[str], strikes: int,
+                   min_interval: str, drift_threshold: float, head: str, probe: bool,
+                   evidence: str, recapture: bool) -> Any:
+    from dataclasses import replace
+
+    from .capture import DEFAULT_USER_AGENT
+    from .linkcheck import CheckSettings, StrikeRule, _check_capture_settings, parse_interval
+
+    if concurrency < 1 or per_host < 1:
+        raise UsageError("--concurrency and --per-host must be at least 1")
+    if strikes < 1:
+        raise UsageError("--strikes must be at least 1")
+    try:
+        interval = parse_interval(min_interval)
+    except ValueError as exc:
+        raise UsageError(f"--min-interval: {exc}") from None
+    network = replace(
+        _check_capture_settings(), concurrency=concurrency, per_host=per_host,
+        total_timeout=timeout, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        retries=retries, user_agent=user_agent or DEFAULT_USER_AGENT, proxy=proxy,
+        insecure=insecure, ca_file=str(ca_file) if ca_file else None,
+        resolve=_parse_resolve(resolve))
+    try:
+        return CheckSettings(network=network, rule=StrikeRule(strikes, interval),
+                             drift_threshold=drift_threshold, head=head, probe=probe,
+                             evidence=evidence, recapture=recapture)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_line(r: Any) -> str:
+    colour = VERDICT_COLOURS.get(r.verdict, "white")
+    sim = f" similarity {r.similarity:.2f}" if r.similarity is not None and r.verdict != "ok" else ""
+    state = f" [{r.strike_note}]" if r.strike_note else ""
+    label = (r.change or r.verdict).upper()
+    return f"[{colour}]{label}[/] {r.url}{sim}: {r.reason}{state}"
+
+
+def print_check_table(results: list[Any]) -> None:
+    table = Table(title=f"{len(results)} sources checked", title_justify="left")
+    for column in ("verdict", "url", "HTTP", "similarity", "strikes", "change", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        colour = VERDICT_COLOURS.get(r.verdict, "white")
+        verdict = r.verdict + (" (confirmed)" if r.confirmed else "")
+        table.add_row(f"[{colour}]{verdict}[/]", r.url, str(r.http_status or "-"),
+                      f"{r.similarity:.2f}" if r.similarity is not None else "-",
+                      str(r.strikes) if r.strikes else "", r.change or "", r.reason)
+    out.print(table)
+
+
+@app.command()
+def check(
+    urls: Annotated[list[str] | None, typer.Argument(help="URLs to check (default: every source).",
+                                                     show_default=False)] = None,
+    report: Annotated[str | None, typer.Option("--report", help="Only the sources a report cites "
+                                                                "(id, title or path).")] = None,
+    recapture: Annotated[bool, typer.Option("--recapture", help="Capture anew every source that "
+                                                                "drifted or moved.")] = False,
+    strikes: Annotated[int, typer.Option(help="Failing checks in a row before a source is "
+                                              "confirmed dead.")] = 3,
+    min_interval: Annotated[str, typer.Option(help="Those failing checks must span at least this "
+                                                   "long (e.g. 36h, 2d).")] = "36h",
+    drift_threshold: Annotated[float, typer.Option(help="Main-text similarity below which a page "
+                                                        "has drifted (0-1).")] = 0.97,
+    head: Annotated[str, typer.Option(help="HEAD first: auto (non-HTML sources), always, never.")] = "auto",
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Ask each site for a random path "
+                                                                   "to recognise soft 404s.")] = True,
+    evidence: Annotated[str, typer.Option(help="Write server answers to WARC for: changes "
+                                               "(every verdict but ok) or all.")] = "changes",
+    concurrency: Annotated[int, typer.Option(help="Total simultaneous requests.")] = 48,
+    per_host: Annotated[int, typer.Option(help="Simultaneous requests per host (browsers use 6).")] = 6,
+    timeout: Annotated[float, typer.Option(help="Total seconds per source, retries included.")] = 120.0,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to connect.")] = 15.0,
+    read_timeout: Annotated[float, typer.Option(help="Seconds of silence before giving up a read.")] = 30.0,
+    retries: Annotated[int, typer.Option(help="Retries for connection errors, 5xx and 429.")] = 3,
+    user_agent: Annotated[str | None, typer.Option(help="User-Agent header.")] = None,
+    proxy: Annotated[str | None, typer.Option(help="Proxy URL: http://, https:// or socks5://.")] = None,
+    insecure: Annotated[bool, typer.Option(help="Check even when the TLS certificate is invalid.")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
+    resolve: Annotated[list[str] | None, typer.Option(
+        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only changes of state "
+                                                              "(for cron).")] = False,
+) -> None:
+    """Re-check the live web: ok, drifted, moved, gone, soft-404, blocked or unreachable.
+
+    A failing source is confirmed dead only after --strikes failing checks in a row spanning
+    --min-interval. Every check is kept in the catalogue; what the server answered for anything
+    but ok is written to WARC as evidence. Exit 0 when nothing newly failed, 1 when a source
+    was newly confirmed dead or drifted, 2 usage, 3 the check could not run (another check
+    holds the lock, or no host answered at all).
+    """
+    from .errors import CouldNotRunError
+    from .linkcheck import check_sources, select_sources
+
+    if urls and report:
+        raise UsageError("give URLs or --report, not both")
+    settings = check_settings(concurrency, per_host, timeout, connect_timeout, read_timeout,
+                              retries, user_agent, proxy, insecure, ca_file, resolve or [],
+                              strikes, min_interval, drift_threshold, head, probe, evidence,
+                              recapture)
+    arch = open_archive(archive)
+    chosen = select_sources(arch, urls or None, report)
+    if not chosen:
+        if not quiet:
+            err.print("nothing to check: the catalogue has no sources")
+        return
+    show_bar = not quiet and not as_json and err.is_terminal
+    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not show_bar, transient=True) as progress:
+        task = progress.add_task("check", total=len(chosen))
+
+        def on_result(result: Any) -> None:
+            progress.advance(task)
+            if as_json and (result.change or not quiet):
+                print_json(result.as_dict())
+                sys.stdout.flush()
+
+        report_ = check_sources(arch, chosen, settings, on_result)
+    if not as_json:
+        if quiet:
+            for r in report_.changed:
+                out.print(_check_line(r))
+        else:
+            print_check_table(report_.results)
+            counts = Counter(r.verdict for r in report_.results)
+            err.print("summary: " + ", ".join(f"{v} {n}" for v, n in counts.most_common()))
+            for r in report_.changed:
+                err.print(_check_line(r))
+            for outcome in report_.recaptured:
+                err.print(f"recaptured {outcome.url}: {outcome.status}")
+    if report_.offline:
+        raise CouldNotRunError("no host answered at all: this machine seems to be offline; the "
+                               "checks were kept but not counted as strikes")
+    newly = report_.newly_failed
+    if newly:
+        raise FindingsError(f"{len(newly)} source(s) newly confirmed dead or drifted")
+
+
+@app.command()
+def diff(
+    url: Annotated[str, typer.Argument(help="A source URL as cited (or any spelling of it).")],
+    live: Annotated[bool, typer.Option("--live", help="Compare the last capture with the page as it "
+                                                      "is now (fetched, not stored).")] = False,
+    unified: Annotated[bool, typer.Option("--unified", help="Print a unified diff of paragraphs.")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
+    resolve: Annotated[list[str] | None, typer.Option(
+        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what changed in a source's main text since it was captured.
+
+    By default compares the capture the latest check used with the live answer that check kept
+    as evidence; --live fetches the page now instead. Boilerplate (menus, footers, banners) is
+    left out; changed words are shown as [-old-]{+new+}.
+    """
+    from dataclasses import replace
+
+    from .linkcheck import _check_capture_settings, diff_source
+
+    network = replace(_check_capture_settings(), ca_file=str(ca_file) if ca_file else None,
+                      resolve=_parse_resolve(resolve or []))
+    result = diff_source(open_archive(archive), url, live=live, network=network)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    err.print(f"old: {result.old_label}\nnew: {result.new_label}\n"
+              f"main-text similarity: {result.similarity:.2f}")
+    text = result.unified() if unified else result.render()
+    out.print(text or "(main text unchanged)", markup=False)
+
+
+@app.command()
+def rot(
+    report: Annotated[str | None, typer.Option("--report", help="Only the claims of this report "
+                                                                "(id, title or path).")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Also list claims whose sources are "
+                                                           "all live.")] = False,
+    archive: ArchiveOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Which claims have lost their live source, since when, and whether each source still has
+    an intact archived copy (the morning read after a nightly `evarchive check`).
+
+    Exit 1 when a claim's lost source has no intact archived copy.
+    """
+    from .linkcheck import rot_view
+
+    rows = rot_view(open_archive(archive), report, everything)
+    if as_json:
+        print_json_lines(rows)
+    elif rows:
+        table = Table(title=f"{len(rows)} claim(s) with a source not live", title_justify="left")
+        for column in ("claim", "status", "source", "live", "since", "archived copy"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            claim = (f"{row['report']} {_where(row)}: {_short(row['text'] or '', 80)}"
+                     if row["claim_id"] else "-")
+            for i, s in enumerate(row["sources"]):
+                copy = s["archived"]
+                shown = ("[red]none[/]" if copy is None else
+                         f"capture {copy['capture_id']} of {copy['captured_at'][:10]}"
+                         + ("" if copy["intact"] else " [red]NOT INTACT[/]"))
+                live = s["live"] + (f" ({s['detail']})" if s["live"] != "live" and s["detail"] else "")
+                table.add_row(claim if i == 0 else "", row["status"] if i == 0 else "", s["url"],
+                              live, (s["since"] or "")[:16], shown)
+        out.print(table)
+    elif not quiet:
+        err.print("every checked source is live" if not everything else "nothing to show")
+    unpreserved = [r for r in rows if r["unpreserved"]]
+    if unpreserved:
+        raise FindingsError(f"{len(unpreserved)} claim(s) lost a live source that has no intact "
+                            "archived copy")
+
+
 def _is_a(exc: BaseException, name: str) -> bool:
     """Typer may bring its own copy of click; recognise its exceptions by class name."""
     return any(cls.__name__ == name for cls in type(exc).__mro__)
