@@ -184,11 +184,12 @@ def check_chain(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
     """
     issues: list[tuple[int, str, str]] = []
     by_hash = {r["entry_hash"]: r for r in rows}
-    prev_hash, prev_seq = GENESIS_HASH, 0
+    prev_hash, prev_seq, prev_bad = GENESIS_HASH, 0, False
     for row in rows:
         seq = row["seq"]
         recomputed = _recompute(row, seq)
-        if recomputed != row["entry_hash"]:
+        bad = recomputed != row["entry_hash"]
+        if bad:
             moved = _original_seq(row, len(rows) + 2)
             if moved is not None and moved != seq:
                 issues.append((seq, "reordered", f"log entry {seq} ({row['event']} {row['subject']}) "
@@ -199,7 +200,8 @@ def check_chain(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
         if seq != prev_seq + 1:
             missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
             issues.append((prev_seq + 1, "deleted", f"log entries {missing} are missing (deleted)"))
-        elif row["prev_hash"] != prev_hash and recomputed == row["entry_hash"]:
+        elif row["prev_hash"] != prev_hash and not bad and not prev_bad:
+            # (a flagged predecessor already explains a broken link: name it once)
             origin = by_hash.get(row["prev_hash"])
             if origin is not None:
                 issues.append((seq, "reordered", f"log entry {seq} follows entry {origin['seq']}, "
@@ -207,7 +209,7 @@ def check_chain(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
             else:
                 issues.append((seq, "deleted", f"the entry before log entry {seq} is not the one it "
                                "was chained to (an entry was deleted or replaced)"))
-        prev_hash, prev_seq = row["entry_hash"], seq
+        prev_hash, prev_seq, prev_bad = row["entry_hash"], seq, bad
     return issues
 
 

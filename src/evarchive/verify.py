@@ -360,6 +360,23 @@ def scan_file(path: Path, name: str, known_offsets: Iterable[int] = ()) -> FileS
     return scan
 
 
+def scan_span(path: Path, name: str, offset: int, length: int) -> FileScan:
+    """Parse the bytes at one catalogued position on their own.
+
+    Used after damage made the streaming pass lose step (a corrupt gzip header
+    can swallow the start of the next member): every catalogued record still
+    gets checked at the place the catalogue says it is.
+    """
+    scan = FileScan(name, size=offset + length)
+    walker = _MemberWalker(scan, [])
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(length)
+    walker.feed(memoryview(data), offset)
+    walker.close(offset + len(data))
+    return scan
+
+
 def member_hashes(path: Path, spans: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str | None]:
     """SHA-256 of the exact bytes at each (offset, length); None past the end."""
     out: dict[tuple[int, int], str | None] = {}
@@ -532,6 +549,7 @@ class Verifier:
             if r["warc_file"] in self.files or self.source_ids is None:
                 self.records_by_file.setdefault(r["warc_file"], []).append(r)
         self.records_by_id = {r["record_id"]: r for r in records}
+        self.records_at = {(r["warc_file"], r["offset"]): r for r in records}
 
     # -- run
     def run(self) -> VerifyResult:
@@ -617,8 +635,22 @@ class Verifier:
                      file=name)
             self.localise(row, path, scan, recs)
         if self.deep:
+            self.rescan_lost(path, scan, recs)
             self.result.records += len(scan.members)
             self.check_members(row, scan, recs)
+
+    def rescan_lost(self, path: Path, scan: FileScan, recs: list[dict[str, Any]]) -> None:
+        """Re-parse catalogued records the stream pass did not land on (after damage)."""
+        if not scan.damaged:
+            return
+        found = {m.offset for m in scan.members} | {s for s, _e, _w in scan.damaged}
+        for rec in recs:
+            if rec["offset"] in found or rec["offset"] + rec["length"] > scan.size:
+                continue
+            extra = scan_span(path, scan.name, rec["offset"], rec["length"])
+            scan.members.extend(m for m in extra.members if m.offset == rec["offset"])
+            scan.damaged.extend(d for d in extra.damaged if d[0] == rec["offset"])
+        scan.members.sort(key=lambda m: m.offset)
 
     def size_changed(self, row: dict[str, Any], scan: FileScan, recs: list[dict[str, Any]]) -> None:
         name, size, expected = row["name"], scan.size, row["size"]
@@ -660,6 +692,10 @@ class Verifier:
         by_offset = {m.offset: m for m in scan.members}
         rec_at = {r["offset"]: r for r in recs}
         for start, end, why in scan.damaged:
+            if row["status"] == "interrupted" and start >= row["referenced_size"]:
+                self.note("interrupted-tail", f"{name} at offset {start}: the interrupted run's last, "
+                          f"uncommitted record is incomplete ({why})", file=name, offset=start)
+                continue
             rec = rec_at.get(start)
             where = self._capture_where(rec) if rec else {"file": name, "offset": start}
             self.add("record-corrupt", f"{name} at offset {start}: {why} (bytes {start}..{end} unreadable)", **where)
@@ -790,6 +826,11 @@ class Verifier:
                 if not self.in_scope(table, key):
                     continue
                 current = tables[table].get(key)
+                if current is None and table == "capture_records":
+                    # record_id itself edited: find the row by where it says the record is
+                    current = self.records_at.get((expected.get("warc_file"), expected.get("offset")))
+                    if current is not None:
+                        seen[table].add(current["record_id"])
                 where = self.row_where(table, key, current, expected)
                 if current is None:
                     self.add("catalogue-deleted", f"{table} row {key} vouched for by log entry {entry['seq']} "
