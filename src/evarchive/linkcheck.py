@@ -1458,3 +1458,234 @@ def check_sources(archive: Archive, sources: list[dict[str, Any]],
         lock.acquire(settings.clock)
         recover_interrupted(archive.warcs_dir, archive.db)
         return asyncio.run(CheckRun(archive, settings, on_result).run(sources))
+
+
+# ------------------------------------------------------------------ diff
+
+@dataclass
+class DiffResult:
+    url: str
+    source_id: int
+    old_label: str
+    new_label: str
+    old: PageText
+    new: PageText
+    similarity: float
+    stored: bool  # the new side is evidence in the archive (False: fetched live, not kept)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "source_id": self.source_id, "old": self.old_label,
+                "new": self.new_label, "similarity": round(self.similarity, 4),
+                "stored": self.stored,
+                "changes": [{"kind": c.kind, "old": list(c.old), "new": list(c.new)}
+                            for c in textdiff.changes(self.old, self.new)]}
+
+    def render(self) -> str:
+        return textdiff.render_diff(self.old, self.new)
+
+    def unified(self) -> str:
+        return textdiff.unified(self.old, self.new, self.old_label, self.new_label)
+
+
+def diff_source(archive: Archive, url: str, live: bool = False,
+                network: CaptureSettings | None = None) -> DiffResult:
+    """What changed in a source's main text: by default between the capture
+    the latest check compared with and the answer that check kept as
+    evidence; with ``live``, between the last capture and the page now."""
+    from .catalogue import find_source, last_good_capture
+    from .errors import UsageError
+
+    db = archive.db
+    source = find_source(db, url)
+    if source is None:
+        raise UsageError(f"no source {url!r} in the catalogue")
+    evidence = None if live else one(db, """
+        SELECT k.id AS check_id, k.checked_at, k.verdict, k.baseline_capture_id, k.content_type,
+               r.warc_file, r.offset, r.length
+        FROM checks k JOIN check_records r ON r.check_id = k.id
+        WHERE k.source_id = ? AND r.role = 'answer' AND r.record_type = 'response'
+          AND k.baseline_capture_id IS NOT NULL
+        ORDER BY k.id DESC, r.id DESC LIMIT 1""", [source["id"]])
+    if evidence:
+        capture = one(db, "SELECT * FROM captures WHERE id = ?", [evidence["baseline_capture_id"]])
+    else:
+        capture = last_good_capture(db, source["id"])
+    if capture is None:
+        raise UsageError(f"{url} has no capture to compare with: capture it first")
+    old = _capture_page(archive, capture)
+    if evidence:
+        body = read_response_payload(archive, evidence) or b""
+        new = textdiff.extract(textdiff.decode_body(body, evidence["content_type"]))
+        new_label = (f"live answer of check {evidence['check_id']} at {evidence['checked_at']} "
+                     f"({evidence['verdict']}; {evidence['warc_file']})")
+        stored = True
+    else:
+        new = asyncio.run(_fetch_page(source["url"], network or _check_capture_settings(),
+                                      archive.tmp_dir))
+        new_label, stored = f"live now ({utc_now()}; fetched for this diff, not stored)", False
+    old_label = f"capture {capture['id']} of {capture['started_at']}"
+    return DiffResult(source["url"], source["id"], old_label, new_label, old, new,
+                      textdiff.similarity(old, new), stored)
+
+
+def _capture_page(archive: Archive, capture: dict[str, Any]) -> PageText:
+    body = read_capture_payload(archive, capture)
+    if body is None:
+        from .errors import FindingsError
+
+        raise FindingsError(f"capture {capture['id']}: its response record cannot be read")
+    return textdiff.extract(textdiff.decode_body(body, capture["content_type"]))
+
+
+async def _fetch_page(url: str, network: CaptureSettings, tmp_dir: Path) -> PageText:
+    from .errors import FindingsError
+
+    async with build_client(network) as client:
+        fetcher = _MethodFetcher(client, network, tmp_dir)
+        try:
+            hops = await fetcher.fetch_chain(url)
+        except Exception as exc:  # noqa: BLE001 - reported as a finding
+            raise FindingsError(f"{url}: {classify_exception(exc)[1]}") from None
+        try:
+            obs = _observation(url, hops)
+            return obs.page()
+        finally:
+            for hop in hops:
+                hop.body.close()
+
+
+# ------------------------------------------------------------------ rot
+
+LIVE_STATES = ("live", "changed", "failing", "dead", "blocked", "unchecked")
+
+
+def source_states(archive: Archive, source_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
+    """Per source: its live state from the latest check (and since when), and
+    whether its latest good capture is intact on disk."""
+    from .verify import member_hashes
+
+    db = archive.db
+    rows = {r["id"]: r for r in db.query("SELECT * FROM sources ORDER BY id")
+            if source_ids is None or r["id"] in source_ids}
+    latest = {r["source_id"]: r for r in db.query(
+        "SELECT k.* FROM checks k JOIN (SELECT source_id, MAX(id) AS id FROM checks "
+        "GROUP BY source_id) m ON k.id = m.id")}
+    captures = {r["source_id"]: r for r in db.query(
+        "SELECT c.* FROM captures c JOIN (SELECT source_id, MAX(id) AS id FROM captures "
+        "WHERE status = 'ok' GROUP BY source_id) m ON c.id = m.id")}
+    out: dict[int, dict[str, Any]] = {}
+    for source_id, source in rows.items():
+        check = latest.get(source_id)
+        state, since = _live_state(db, check)
+        capture = captures.get(source_id)
+        out[source_id] = {
+            "source_id": source_id, "url": source["url"], "live": state, "since": since,
+            "verdict": check["verdict"] if check else None,
+            "detail": check["detail"] if check else None,
+            "reason": check["reason"] if check else None,
+            "strikes": check["strikes"] if check else 0,
+            "last_checked": check["checked_at"] if check else None,
+            "archived": _archived_copy(archive, capture, member_hashes)}
+    return out
+
+
+def _live_state(db: Any, check: dict[str, Any] | None) -> tuple[str, str | None]:
+    if check is None:
+        return "unchecked", None
+    verdict = check["verdict"]
+    if verdict in FAILING:
+        return ("dead" if check["confirmed"] else "failing"), check["first_failure_at"]
+    if verdict == "blocked":
+        return "blocked", _streak_start(db, check, ("blocked",))
+    if verdict == "drifted":
+        return "changed", _streak_start(db, check, ("drifted",))
+    return "live", None
+
+
+def _streak_start(db: Any, check: dict[str, Any], verdicts: tuple[str, ...]) -> str | None:
+    marks = ", ".join("?" for _ in verdicts)
+    row = one(db, f"SELECT MIN(checked_at) AS since FROM checks WHERE source_id = ? AND id > "
+                  f"(SELECT COALESCE(MAX(id), 0) FROM checks WHERE source_id = ? AND "
+                  f"verdict NOT IN ({marks}))",
+              [check["source_id"], check["source_id"], *verdicts])
+    return row["since"] if row else None
+
+
+def _archived_copy(archive: Archive, capture: dict[str, Any] | None,
+                   member_hashes: Callable[..., dict[tuple[int, int], str | None]]
+                   ) -> dict[str, Any] | None:
+    """The latest good capture and whether every one of its records still has
+    the bytes the catalogue vouches for (a revisit also needs its original)."""
+    if capture is None:
+        return None
+    ids = [capture["id"]] + ([capture["refers_to_capture_id"]] if capture["refers_to_capture_id"] else [])
+    marks = ", ".join("?" for _ in ids)
+    records = list(archive.db.query(
+        f"SELECT * FROM capture_records WHERE capture_id IN ({marks})", ids))
+    intact = bool(records)
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_file.setdefault(record["warc_file"], []).append(record)
+    for name, recs in by_file.items():
+        path = archive.warcs_dir / name
+        if not path.exists():
+            intact = False
+            continue
+        hashes = member_hashes(path, [(r["offset"], r["length"]) for r in recs])
+        intact = intact and all(hashes.get((r["offset"], r["length"])) == r["member_sha256"]
+                                for r in recs)
+    return {"capture_id": capture["id"], "captured_at": capture["started_at"],
+            "warc_file": capture["warc_file"], "intact": intact}
+
+
+def rot_view(archive: Archive, report: str | None = None,
+             everything: bool = False) -> list[dict[str, Any]]:
+    """The morning view: every claim that has lost (or is losing) a live
+    source, since when, and whether each source still has an intact archived
+    copy. Without imported reports, one row per source."""
+    db = archive.db
+    claims: list[dict[str, Any]] = []
+    if report is not None or (one(db, "SELECT 1 AS x FROM citations LIMIT 1") is not None):
+        from .reports import report_claims
+
+        claims = report_claims(db, report)
+    if not claims:
+        if report is not None:
+            return []
+        states = source_states(archive)
+        rows = [{"claim_id": None, "report": None, "text": None, "status": _claim_status([s]),
+                 "sources": [s]} for s in states.values()]
+    else:
+        ids = sorted({s["source_id"] for c in claims for s in c["sources"]})
+        states = source_states(archive, ids)
+        rows = []
+        for claim in claims:
+            srcs = [states[s["source_id"]] for s in claim["sources"] if s["source_id"] in states]
+            rows.append({"claim_id": claim["id"], "report": claim["report"],
+                         "report_id": claim["report_id"], "version": claim["version"],
+                         "paragraph": claim["paragraph"], "page": claim["page"],
+                         "line": claim["line"], "text": claim["text"],
+                         "status": _claim_status(srcs), "sources": srcs})
+    if not everything:
+        rows = [r for r in rows if r["status"] not in ("live", "unchecked")]
+    for row in rows:
+        row["lost_since"] = min((s["since"] for s in row["sources"]
+                                 if s["live"] in ("dead", "changed", "failing") and s["since"]),
+                                default=None)
+        row["unpreserved"] = [s["url"] for s in row["sources"]
+                              if s["live"] in ("dead", "changed", "failing")
+                              and not (s["archived"] and s["archived"]["intact"])]
+    return rows
+
+
+def _claim_status(sources: list[dict[str, Any]]) -> str:
+    """live: some source still says it; lost: every source is dead or changed;
+    at-risk: none live, some only failing, blocked or unchecked."""
+    states = {s["live"] for s in sources}
+    if not sources or states == {"unchecked"}:
+        return "unchecked"
+    if "live" in states:
+        return "live" if states <= {"live", "unchecked"} else "partly-lost"
+    if states <= {"dead", "changed"}:
+        return "lost"
+    return "at-risk"
