@@ -31,7 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ArchiveOpt = Annotated[Path | None, typer.Option(
     "--archive", "-a", envvar="EVARCHIVE_ARCHIVE", metavar="DIR",
