@@ -1,0 +1,83 @@
+"""Shared pytest fixtures for evarchive.
+
+Local server (see tests/localserver.py):
+
+* ``local_ca``          session ``trustme.CA`` trusted by the servers below
+* ``local_server``      session ``LocalServer`` on 127.0.0.1
+* ``multi_host_server`` session ``LocalServer`` on 127.0.0.1-127.0.0.9
+* ``local_ssl_context`` session client ``ssl.SSLContext`` trusting ``local_ca``
+
+Any test that uses ``local_server`` or ``multi_host_server`` (directly or via
+another fixture) gets it reset first (dynamic routes, counters, latency, log)
+and fails at teardown if a server-side handler crashed during the test.
+
+Add new fixtures below the local-server section, grouped by concern.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+# localserver.py is also run as a script by benchmarks, so it is a plain
+# module next to this file rather than part of a package.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from localserver import DEFAULT_HOST, EXTRA_HOSTS, LocalServer  # noqa: E402
+
+# --------------------------------------------------------------------------
+# Local server
+# --------------------------------------------------------------------------
+
+_SERVER_FIXTURES = ("local_server", "multi_host_server")
+
+
+@pytest.fixture(scope="session")
+def local_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def local_ssl_context(local_ca: trustme.CA) -> ssl.SSLContext:
+    # Verifies chain and hostname, and trusts local_ca only (not the system store).
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    local_ca.configure_trust(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def local_server(local_ca: trustme.CA) -> Iterator[LocalServer]:
+    with LocalServer(ca=local_ca) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def multi_host_server(local_ca: trustme.CA) -> Iterator[LocalServer]:
+    server = LocalServer((DEFAULT_HOST, *EXTRA_HOSTS), ca=local_ca)
+    try:
+        server.start()
+    except OSError as exc:  # e.g. macOS only routes 127.0.0.1 by default
+        pytest.skip(f"cannot listen on {EXTRA_HOSTS[0]}..{EXTRA_HOSTS[-1]}: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_local_servers(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Only touches servers the test asked for, so tests without a server
+    # never start one.
+    servers = [request.getfixturevalue(n) for n in _SERVER_FIXTURES if n in request.fixturenames]
+    for server in servers:
+        server.reset()
+    yield
+    for server in servers:
+        server.raise_errors()
