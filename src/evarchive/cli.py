@@ -306,15 +306,19 @@ _CHANGE_LABELS = (("claims_added", "claim added"), ("claims_removed", "claim rem
                   ("citations_removed", "citation removed"), ("citations_edited", "citation edited"))
 
 
+def _count(n: int, label: str) -> str:
+    noun, verb = label.split(" ")
+    return f"{n} {noun}{'' if n == 1 else 's'} {verb}"
+
+
 def print_changes(changes: dict[str, list[dict[str, Any]]], previous: int | None, limit: int = 50) -> None:
-    counts = ", ".join(f"{len(changes[key])} {label}{'s' if len(changes[key]) != 1 else ''}"
-                       for key, label in _CHANGE_LABELS)
+    counts = ", ".join(_count(len(changes[key]), label) for key, label in _CHANGE_LABELS)
     out.print(f"changes since version {previous}: {counts}")
     for key, label in _CHANGE_LABELS:
         for item in changes[key][:limit]:
             out.print(f"  {label}: {_describe_change(key, item)}")
         if len(changes[key]) > limit:
-            out.print(f"  ... and {len(changes[key]) - limit} more {label}s (--json lists all)")
+            out.print(f"  ... and {_count(len(changes[key]) - limit, label)} more (--json lists all)")
 
 
 def _describe_change(key: str, item: dict[str, Any]) -> str:

@@ -1149,7 +1149,8 @@ def _pair_claims(old: list[dict[str, Any]], new: list[dict[str, Any]]
 
 
 def _claim_summary(claim: dict[str, Any]) -> dict[str, Any]:
-    return {"paragraph": claim["paragraph"], "page": claim["page"], "text": claim["text"]}
+    return {"paragraph": claim["paragraph"], "page": claim["page"], "line": claim["line"],
+            "text": claim["text"]}
 
 
 def diff_versions(db: Any, old_version_id: int, new_version_id: int) -> dict[str, list[dict[str, Any]]]:

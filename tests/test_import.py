@@ -1,0 +1,489 @@
+"""Reading reports in every format, importing them, versions, bad input, and the browsing commands.
+
+Real files (docx and PDF are generated here with python-docx and pypdf), a real SQLite catalogue,
+and the real CLI entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evarchive import cli
+from evarchive.archive import Archive
+from evarchive.errors import InputError
+from evarchive.extract import segment
+from evarchive.reports import import_report, parse_report, read_report_file
+
+DATA = Path(__file__).parent / "data"
+SEED = DATA / "seed_report.txt"
+
+
+def claims_of(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(claim text with white space collapsed, [(url, via)]) for a report file."""
+    claims = segment(parse_report(read_report_file(path)))
+    return [(" ".join(c.text.split()), [(x.url, x.via) for x in c.citations]) for c in claims]
+
+
+def run(*args: str) -> int:
+    return cli.main([str(a) for a in args])
+
+
+def snapshot(archive_dir: Path) -> dict[str, Any]:
+    """Row counts of every table and the custody log head: equal snapshots, untouched catalogue."""
+    archive = Archive.open(archive_dir)
+    try:
+        counts = {t: archive.db.execute(f"SELECT COUNT(*) FROM [{t}]").fetchone()[0]
+                  for t in archive.db.table_names()}
+        head = archive.db.execute("SELECT MAX(seq), MAX(entry_hash) FROM custody_log").fetchone()
+        return {"counts": counts, "head": head}
+    finally:
+        archive.close()
+
+
+# --------------------------------------------------------------------------- document makers
+
+def make_docx(path: Path) -> Path:
+    """A Word report with a bare URL, a hyperlink, a field-code link, a table, a footnote and an endnote."""
+    import docx
+    from docx.opc.constants import CONTENT_TYPE as CT
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    document = docx.Document()
+    document.core_properties.title = "Word report"
+    document.add_heading("Findings", level=1)
+    document.add_paragraph("A bare claim cites https://example.org/docx-bare.")
+
+    p = document.add_paragraph("Officials confirmed the figures. The ministry ")
+    rid = p.part.relate_to("https://example.org/docx-statement", RT.HYPERLINK, is_external=True)
+    link = OxmlElement("w:hyperlink")
+    link.set(qn("r:id"), rid)
+    run_el = OxmlElement("w:r")
+    text = OxmlElement("w:t")
+    text.text = "said so"
+    run_el.append(text)
+    link.append(run_el)
+    p._p.append(link)
+    p.add_run(" in a statement.")
+
+    p = document.add_paragraph("Expulsions rose sharply.")
+    _note_reference(p, "footnoteReference", "1")
+    p.add_run(" Nobody appealed.")
+    _note_reference(p, "endnoteReference", "1")
+
+    p = document.add_paragraph("The field-coded source is ")
+    for kind, content in (("begin", None), ("instr", ' HYPERLINK "https://example.org/docx-field" \\o "tip" '),
+                          ("separate", None), ("text", "this page"), ("end", None)):
+        r = p.add_run()
+        if kind == "instr":
+            instr = OxmlElement("w:instrText")
+            instr.text = content
+            r._r.append(instr)
+        elif kind == "text":
+            r.text = content
+        else:
+            char = OxmlElement("w:fldChar")
+            char.set(qn("w:fldCharType"), kind)
+            r._r.append(char)
+    p.add_run(".")
+
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "A table cell claim."
+    table.cell(0, 1).text = "https://example.org/docx-cell"
+
+    document.add_paragraph("Own-line claim.")
+    document.add_paragraph("https://example.org/docx-own-line")
+
+    for reltype, name, ctype, tag in ((RT.FOOTNOTES, "footnotes", CT.WML_FOOTNOTES, "footnote"),
+                                      (RT.ENDNOTES, "endnotes", CT.WML_ENDNOTES, "endnote")):
+        part = Part(PackURI(f"/word/{name}.xml"), ctype, b"", document.part.package)
+        note_rid = part.relate_to(f"https://example.org/docx-{tag}-link", RT.HYPERLINK, is_external=True)
+        part._blob = _notes_xml(tag, note_rid)
+        document.part.relate_to(part, reltype)
+    document.save(str(path))
+    return path
+
+
+def _note_reference(paragraph: Any, tag: str, note_id: str) -> None:
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    r = paragraph.add_run()
+    ref = OxmlElement(f"w:{tag}")
+    ref.set(qn("w:id"), note_id)
+    r._r.append(ref)
+
+
+def _notes_xml(tag: str, rid: str) -> bytes:
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    r = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            f'<w:{tag}s xmlns:w="{w}" xmlns:r="{r}">'
+            f'<w:{tag} w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:{tag}>'
+            f'<w:{tag} w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p></w:{tag}>'
+            f'<w:{tag} w:id="1"><w:p><w:r><w:t xml:space="preserve">See https://example.org/docx-{tag}-bare and </w:t></w:r>'
+            f'<w:hyperlink r:id="{rid}"><w:r><w:t>the report</w:t></w:r></w:hyperlink></w:p></w:{tag}>'
+            f'</w:{tag}s>').encode("utf-8")
+
+
+def _pdf_escape(text: str) -> bytes:
+    return text.encode("cp1252").replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+
+
+def make_pdf(path: Path, pages: list[list[tuple[float, float, float, str]]],
+             links: list[tuple[int, tuple[float, float, float, float], str]] = (),
+             user_password: str | None = None) -> Path:
+    """A PDF with Helvetica text pieces ``(x, y, size, text)`` per page and URI link annotations."""
+    from pypdf import PdfWriter
+    from pypdf.annotations import Link as LinkAnnotation
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = writer._add_object(DictionaryObject({
+        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+        NameObject("/BaseFont"): NameObject("/Helvetica"), NameObject("/Encoding"): NameObject("/WinAnsiEncoding")}))
+    for items in pages:
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Resources")] = DictionaryObject({
+            NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+        stream = DecodedStreamObject()
+        stream.set_data(b"".join(b"BT /F1 %.1f Tf 1 0 0 1 %.1f %.1f Tm (%s) Tj ET\n" % (size, x, y, _pdf_escape(text))
+                                 for x, y, size, text in items))
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    for page_index, rect, url in links:
+        writer.add_annotation(page_number=page_index, annotation=LinkAnnotation(rect=rect, url=url))
+    if user_password is not None:
+        writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm="AES-128")
+    writer.write(str(path))
+    return path
+
+
+PDF_PAGES = [
+    [
+        (72, 740, 16, "PDF report"),
+        (72, 700, 11, "In 2024, 224 people were expelled from the country."),
+        (330, 704, 7, "1"),
+        (336, 700, 11, " The ministry"),
+        (72, 686, 11, "confirmed the figure "),
+        (180, 686, 11, "in a statement."),
+        (72, 650, 11, "Officials cited https://example.org/reports/2024/a-very-long-path-name-"),
+        (72, 636, 11, "that-wraps/onto-the-next-line.html as their source."),
+        (72, 600, 11, "Another claim stands here."),
+        (72, 570, 11, "https://example.org/pdf-own-line"),
+        (72, 93, 6, "1"),
+        (78, 90, 8, "https://example.org/pdf-footnote-one"),
+    ],
+    [
+        (72, 700, 11, "Second page claim with a note."),
+        (240, 704, 7, "2"),
+        (72, 90, 8, "2 See https://example.org/pdf-footnote-two."),
+        (300, 40, 8, "2"),
+    ],
+]
+PDF_LINKS = [(0, (175, 683, 260, 697), "https://example.org/pdf-statement")]
+
+
+HTML_REPORT = """<!DOCTYPE html>
+<html><head><title>HTML report</title><script>var u = "https://evil.example/script";</script></head>
+<body>
+<h1>Findings</h1>
+<p>First claim is here. The ministry <a href="https://example.org/html-statement">said so</a> in writing.</p>
+<p>Second claim with a note.<sup><a href="#fn1" id="ref1">1</a></sup> Unrelated sentence.</p>
+<p>Third claim.<br>https://example.org/html-br-line<br>
+   <a href="https://example.org/html-linked-line">https://example.org/html-linked-line</a></p>
+<p><a href="/relative">relative</a> and <a href="mailto:x@example.org">mail</a> only.</p>
+<ol class="footnotes"><li id="fn1">See <a href="https://example.org/html-fn-one">Delfi</a>. <a href="#ref1">&#8617;</a></li></ol>
+</body></html>
+"""
+
+MARKDOWN_REPORT = """# Markdown report
+
+The ministry [said so](https://example.org/md-statement) in writing. Another sentence.
+
+A claim with a footnote.[^1] And more text.
+
+Own-line claim paragraph.
+
+<https://example.org/md-autolink>
+
+https://example.org/md-bare%20space
+
+[^1]: See [Delfi](https://example.org/md-note) and https://example.org/md-note-2.
+"""
+
+
+# --------------------------------------------------------------------------- readers
+
+def test_docx_body_links_fields_tables_footnotes_and_endnotes(tmp_path: Path) -> None:
+    path = make_docx(tmp_path / "report.docx")
+    document = parse_report(read_report_file(path))
+    assert document.format == "docx" and document.title == "Word report"
+    assert claims_of(path) == [
+        ("A bare claim cites https://example.org/docx-bare.", [("https://example.org/docx-bare", "inline")]),
+        ("The ministry said so in a statement.", [("https://example.org/docx-statement", "link")]),
+        ("Expulsions rose sharply.", [("https://example.org/docx-footnote-bare", "footnote"),
+                                      ("https://example.org/docx-footnote-link", "footnote")]),
+        ("Nobody appealed.", [("https://example.org/docx-endnote-bare", "endnote"),
+                              ("https://example.org/docx-endnote-link", "endnote")]),
+        ("The field-coded source is this page.", [("https://example.org/docx-field", "link")]),
+        ("A table cell claim.", [("https://example.org/docx-cell", "line")]),
+        ("Own-line claim.", [("https://example.org/docx-own-line", "line")]),
+    ]
+
+
+def test_pdf_footnotes_link_annotations_and_wrapped_urls(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "report.pdf", PDF_PAGES, PDF_LINKS)
+    claims = segment(parse_report(read_report_file(path)))
+    found = [(" ".join(c.text.split()), c.page, [(x.url, x.via, x.note) for x in c.citations]) for c in claims]
+    assert found == [
+        ("In 2024, 224 people were expelled from the country.", 1,
+         [("https://example.org/pdf-footnote-one", "footnote", "1")]),
+        ("The ministry confirmed the figure in a statement.", 1,
+         [("https://example.org/pdf-statement", "link", None)]),
+        ("Officials cited https://example.org/reports/2024/a-very-long-path-name-that-wraps/onto-the-next-line.html"
+         " as their source.", 1,
+         [("https://example.org/reports/2024/a-very-long-path-name-that-wraps/onto-the-next-line.html", "inline", None)]),
+        ("Another claim stands here.", 1, [("https://example.org/pdf-own-line", "line", None)]),
+        ("Second page claim with a note.", 2, [("https://example.org/pdf-footnote-two", "footnote", "2")]),
+    ]
+
+
+def test_pdf_with_an_owner_password_only_is_readable(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "owner.pdf", PDF_PAGES, PDF_LINKS, user_password="")
+    assert len(claims_of(path)) == 5
+
+
+def test_html_links_footnotes_line_breaks_and_no_scripts(tmp_path: Path) -> None:
+    path = tmp_path / "report.html"
+    path.write_text(HTML_REPORT, encoding="utf-8")
+    document = parse_report(read_report_file(path))
+    assert document.title == "HTML report"
+    assert claims_of(path) == [
+        ("The ministry said so in writing.", [("https://example.org/html-statement", "link")]),
+        ("Second claim with a note.", [("https://example.org/html-fn-one", "footnote")]),
+        ("Third claim.", [("https://example.org/html-br-line", "line"),
+                          ("https://example.org/html-linked-line", "line")]),
+    ]
+
+
+def test_markdown_links_footnotes_autolinks_and_escapes_kept(tmp_path: Path) -> None:
+    path = tmp_path / "report.md"
+    path.write_text(MARKDOWN_REPORT, encoding="utf-8")
+    document = parse_report(read_report_file(path))
+    assert document.title == "Markdown report"
+    assert claims_of(path) == [
+        ("The ministry said so in writing.", [("https://example.org/md-statement", "link")]),
+        ("A claim with a footnote.", [("https://example.org/md-note", "footnote"),
+                                      ("https://example.org/md-note-2", "footnote")]),
+        ("Own-line claim paragraph.", [("https://example.org/md-autolink", "line"),
+                                       ("https://example.org/md-bare%20space", "line")]),
+    ]
+
+
+def test_text_encodings(tmp_path: Path) -> None:
+    body = "Čia teiginys \u2013 claim.\n\nhttps://example.org/\u010dia\n"
+    for encoding, prefix in (("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16", b"")):
+        path = tmp_path / f"r-{encoding}-{len(prefix)}.txt"
+        path.write_bytes(prefix + body.encode(encoding))
+        assert claims_of(path) == [("Čia teiginys \u2013 claim.", [("https://example.org/\u010dia", "line")])]
+    legacy = tmp_path / "cp1252.txt"
+    legacy.write_bytes("Caf\u00e9 claim \u2013 here.\r\n\r\nhttps://example.org/x\r\n".encode("cp1252"))
+    assert claims_of(legacy) == [("Caf\u00e9 claim \u2013 here.", [("https://example.org/x", "line")])]
+
+
+# --------------------------------------------------------------------------- import
+
+def test_import_seed(tmp_path: Path) -> None:
+    archive = Archive.open(tmp_path / "archive")
+    result = import_report(archive.db, SEED)
+    assert (result.status, result.version, result.claims, result.citations, result.sources,
+            result.sources_new, result.sources_archived) == ("new", 1, 24, 31, 30, 30, 0)
+    db = archive.db
+    assert db.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == 30
+    assert db.execute("SELECT COUNT(*) FROM citations").fetchone()[0] == 31
+    row = db.execute("SELECT c.text, c.paragraph, c.line FROM claims c JOIN citations x ON x.claim_id = c.id "
+                     "WHERE x.url = 'https://spring96.org/ru/news/115071'").fetchone()
+    assert row[0].startswith("In Belarus, all those who participated") and row[2] == 249
+    cited = db.execute("SELECT url FROM citations WHERE url LIKE '%zerkalo.io/life/57715%'").fetchone()[0]
+    assert cited == "https://news.zerkalo.io/life/57715.html"
+    entry = db.execute("SELECT details FROM custody_log WHERE event = 'report-imported'").fetchone()
+    details = json.loads(entry[0])
+    assert details["sha256"] == result.sha256 and details["citations"] == 31
+
+
+def test_same_file_twice_changes_nothing(tmp_path: Path) -> None:
+    archive_dir = tmp_path / "archive"
+    assert run("import", SEED, "--archive", archive_dir) == 0
+    before = snapshot(archive_dir)
+    copy = tmp_path / "elsewhere.txt"
+    shutil.copy(SEED, copy)
+    assert run("import", SEED, "--archive", archive_dir) == 0
+    assert run("import", copy, "--archive", archive_dir, "--title", "another title") == 0
+    assert snapshot(archive_dir) == before
+
+
+def edited_seed(path: Path) -> Path:
+    text = SEED.read_text(encoding="utf-8")
+    text = text.replace("As of April 1, 2024,\u00a062,884", "As of April 1, 2024,\u00a062,885")
+    text = text.replace("https://nashaniva.com/ru/338903\n", "")
+    text = text.replace("https://devby.io/news/migratsiya-biznesa", "HTTPS://DEVBY.IO/news/migratsiya-biznesa")
+    text += "\n\nA new closing claim.\n\nhttps://example.org/new-source\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_changed_version_keeps_the_old_and_reports_the_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive_dir = tmp_path / "archive"
+    report = tmp_path / "report.txt"
+    shutil.copy(SEED, report)
+    assert run("import", report, "--archive", archive_dir) == 0
+    edited_seed(report)
+    capsys.readouterr()
+    assert run("import", report, "--archive", archive_dir, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["status"], result["version"], result["previous_version"]) == ("updated", 2, 1)
+    changes = result["changes"]
+    assert [c["new"]["text"][:27] for c in changes["claims_edited"]] == ["As of April 1, 2024,\u00a062,885"]
+    assert [c["text"] for c in changes["claims_added"]] == ["A new closing claim."]
+    assert changes["claims_removed"] == []
+    assert [c["url"] for c in changes["citations_added"]] == ["https://example.org/new-source"]
+    assert [c["url"] for c in changes["citations_removed"]] == ["https://nashaniva.com/ru/338903"]
+    assert [(c["old_url"], c["url"]) for c in changes["citations_edited"]] == [
+        ("https://devby.io/news/migratsiya-biznesa", "HTTPS://DEVBY.IO/news/migratsiya-biznesa")]
+    archive = Archive.open(archive_dir)
+    versions = archive.db.execute("SELECT version, claims, citations FROM report_versions ORDER BY version").fetchall()
+    assert versions == [(1, 24, 31), (2, 25, 31)]
+    assert archive.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 1
+    assert run("reports", "--archive", archive_dir, "--json") == 0
+
+
+def test_title_groups_versions_from_different_paths(tmp_path: Path) -> None:
+    archive_dir = tmp_path / "archive"
+    assert run("import", SEED, "--archive", archive_dir, "--title", "Our House 2024") == 0
+    other = edited_seed(tmp_path / "renamed.txt")
+    assert run("import", other, "--archive", archive_dir, "--title", "Our House 2024") == 0
+    archive = Archive.open(archive_dir)
+    rows = archive.db.execute("SELECT r.title, v.version FROM report_versions v JOIN reports r ON r.id = v.report_id "
+                              "ORDER BY v.id").fetchall()
+    assert rows == [("Our House 2024", 1), ("Our House 2024", 2)]
+
+
+def test_human_output_of_a_changed_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive_dir = tmp_path / "archive"
+    report = tmp_path / "report.txt"
+    shutil.copy(SEED, report)
+    run("import", report, "--archive", archive_dir)
+    edited_seed(report)
+    capsys.readouterr()
+    assert run("import", report, "--archive", archive_dir) == 0
+    printed = capsys.readouterr().out
+    assert ("changes since version 1: 1 claim added, 0 claims removed, 1 claim edited, 1 citation added, "
+            "1 citation removed, 1 citation edited") in " ".join(printed.split())
+    assert "https://nashaniva.com/ru/338903" in printed
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    cases: dict[str, tuple[Path, str]] = {}
+
+    def add(name: str, data: bytes, expect: str) -> None:
+        path = tmp_path / name
+        path.write_bytes(data)
+        cases[name] = (path, expect)
+
+    add("picture.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "binary")
+    add("noise.txt", bytes(range(1, 32)) * 100, "binary")
+    add("empty.txt", b"", "empty")
+    add("blank.md", b"   \n\n\t\n", "no text")
+    add("nourls.txt", b"A report with claims but no links at all.\n\nSecond paragraph.\n", "no http")
+    add("refused.txt", b"Only refused schemes: ftp://example.org/x and mailto:a@example.org\n", "no http")
+    add("broken.docx", b"PK\x03\x04 this is not really a zip archive", "not a readable .docx")
+    with zipfile.ZipFile(tmp_path / "nodocument.docx", "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+    cases["nodocument.docx"] = (tmp_path / "nodocument.docx", "not a readable .docx")
+    add("fake.pdf", b"%PDF-1.7\n garbage without objects", "PDF")
+    add("zip.txt", b"PK\x03\x04" + b"\x00" * 100, "zip archive")
+    cases["encrypted.pdf"] = (make_pdf(tmp_path / "encrypted.pdf", PDF_PAGES, PDF_LINKS, user_password="secret"),
+                              "needs a password")
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as fh:
+        fh.truncate(100 * 1024 * 1024)  # sparse: costs no disk and no time
+    cases["huge.txt"] = (huge, "too large")
+    cases["directory"] = (tmp_path, "not a regular file")
+    cases["missing.txt"] = (tmp_path / "missing.txt", "no such report")
+    return cases
+
+
+def test_bad_input_gets_a_message_exit_2_and_leaves_the_catalogue_untouched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive_dir = tmp_path / "archive"
+    assert run("import", SEED, "--archive", archive_dir) == 0
+    before = snapshot(archive_dir)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name, (path, expect) in _bad_inputs(inputs).items():
+        capsys.readouterr()
+        assert run("import", path, "--archive", archive_dir) == 2, name
+        message = " ".join(capsys.readouterr().err.split())
+        assert expect in message, (name, message)
+        assert snapshot(archive_dir) == before, name
+
+
+def test_library_raises_input_error(tmp_path: Path) -> None:
+    archive = Archive.open(tmp_path / "archive")
+    path = tmp_path / "empty.txt"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(InputError):
+        import_report(archive.db, path)
+
+
+# --------------------------------------------------------------------------- browsing
+
+def test_reports_claims_and_show_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive_dir = tmp_path / "archive"
+    assert run("import", SEED, "--archive", archive_dir, "--title", "seed") == 0
+    docx_path = make_docx(tmp_path / "word.docx")
+    assert run("import", docx_path, "--archive", archive_dir) == 0
+    capsys.readouterr()
+
+    assert run("reports", "--archive", archive_dir, "--json") == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [(r["title"], r["claims"], r["citations"], r["sources"], r["claims_preserved"]) for r in reports] == [
+        ("seed", 24, 31, 30, 0), ("Word report", 7, 9, 9, 0)]
+
+    assert run("claims", "--report", "seed", "--archive", archive_dir, "--json") == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert len(claims) == 24 and sum(len(c["sources"]) for c in claims) == 31
+    assert all(not s["preserved"] for c in claims for s in c["sources"])
+
+    assert run("claims", "--archive", archive_dir, "--json") == 0
+    assert len(json.loads(capsys.readouterr().out)) == 31
+
+    assert run("show", "https://nashaniva.com/ru/338903", "--archive", archive_dir, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(c["report"], c["paragraph"]) for c in shown["claims"]] == [("seed", 76)]
+    assert shown["claims"][0]["text"].startswith("The absence of any proofs of territorial claims")
+
+    assert run("claims", "--report", "no such report", "--archive", archive_dir) == 2
+
+
+def test_tables_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    archive_dir = tmp_path / "archive"
+    assert run("import", SEED, "--archive", archive_dir) == 0
+    assert "sources new to the catalogue" in capsys.readouterr().out
+    for command in (["reports"], ["claims"], ["show", "https://spring96.org/ru/news/115071"]):
+        assert run(*command, "--archive", archive_dir) == 0
+        printed = capsys.readouterr().out
+        assert "seed_report" in printed or "24 claims" in printed or "In Belarus" in printed
