@@ -834,21 +834,20 @@ def rot(
     if as_json:
         print_json_lines(rows)
     elif rows:
-        table = Table(title=f"{len(rows)} claim(s) with a source not live", title_justify="left")
-        for column in ("claim", "status", "source", "live", "since", "archived copy"):
-            table.add_column(column, overflow="fold")
+        # A plain list rather than a table: it is read in a morning mail, at any width.
         for row in rows:
-            claim = (f"{row['report']} {_where(row)}: {_short(row['text'] or '', 80)}"
-                     if row["claim_id"] else "-")
-            for i, s in enumerate(row["sources"]):
+            since = f" since {row['lost_since'][:16].replace('T', ' ')}" if row["lost_since"] else ""
+            head = (f"{row['report']} {_where(row)}: {_short(row['text'] or '', 160)}"
+                    if row["claim_id"] else "(source not cited by any imported report)")
+            out.print(f"[bold]{row['status'].upper()}[/]{since}  {head}")
+            for s in row["sources"]:
                 copy = s["archived"]
-                shown = ("[red]none[/]" if copy is None else
-                         f"capture {copy['capture_id']} of {copy['captured_at'][:10]}"
-                         + ("" if copy["intact"] else " [red]NOT INTACT[/]"))
+                kept = ("[red]no archived copy[/]" if copy is None else
+                        f"archived: capture {copy['capture_id']} of {copy['captured_at'][:10]}, "
+                        + ("intact" if copy["intact"] else "[red]NOT INTACT[/]"))
                 live = s["live"] + (f" ({s['detail']})" if s["live"] != "live" and s["detail"] else "")
-                table.add_row(claim if i == 0 else "", row["status"] if i == 0 else "", s["url"],
-                              live, (s["since"] or "")[:16], shown)
-        out.print(table)
+                when = f" since {s['since'][:16].replace('T', ' ')}" if s["since"] else ""
+                out.print(f"    {s['url']}  {live}{when}; {kept}", markup=True)
     elif not quiet:
         err.print("every checked source is live" if not everything else "nothing to show")
     unpreserved = [r for r in rows if r["unpreserved"]]
