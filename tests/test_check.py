@@ -1,0 +1,640 @@
+"""`evarchive check`, `diff` and `rot` against the shared local server.
+
+Real server, real SQLite, real WARC files read back with warcio. No mocks and
+no sleeps: retries wait through an injected sleep that returns at once, and
+the N-strike rule runs on an injected clock moved by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localserver import LocalServer, article_page
+from warcio.archiveiterator import ArchiveIterator
+
+from evarchive import linkcheck
+from evarchive.archive import Archive
+from evarchive.capture import CaptureSettings, capture_urls
+from evarchive.cli import main
+from evarchive.errors import ArchiveLockedError
+from evarchive.linkcheck import (
+    Baseline,
+    CheckLock,
+    CheckSettings,
+    Hop,
+    Observation,
+    StrikeRule,
+    StrikeState,
+    check_sources,
+    classify,
+    next_strikes,
+    select_sources,
+)
+from evarchive.textdiff import PageText
+
+T0 = dt.datetime(2030, 1, 1, 2, 0, tzinfo=dt.UTC)  # a nightly cron run at 02:00
+
+
+class FakeClock:
+    def __init__(self, start: dt.datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+class NoSleep:
+    """Records the waits the engine asked for, and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sleeper() -> NoSleep:
+    return NoSleep()
+
+
+@pytest.fixture
+def arch(tmp_path: Path) -> Iterator[Archive]:
+    archive = Archive.open(tmp_path / "archive")
+    yield archive
+    archive.close()
+
+
+def network(server: LocalServer, clock: FakeClock, sleeper: NoSleep, **kw: Any) -> CaptureSettings:
+    base: dict[str, Any] = dict(sleep=sleeper, clock=clock, read_timeout=2.0, connect_timeout=2.0,
+                                total_timeout=10.0, retries=2, max_body=1 << 24,
+                                ca_file=server.ca_pem_path, commit_interval=0.0)
+    base.update(kw)
+    return CaptureSettings(**base)
+
+
+def settings(server: LocalServer, clock: FakeClock, sleeper: NoSleep, net: dict[str, Any] | None = None,
+             **kw: Any) -> CheckSettings:
+    return CheckSettings(network=network(server, clock, sleeper, **(net or {})), **kw)
+
+
+def capture(arch: Archive, server: LocalServer, sleeper: NoSleep, *urls: str) -> None:
+    outcomes = capture_urls(arch, list(urls), CaptureSettings(sleep=sleeper, ca_file=server.ca_pem_path))
+    assert all(o.status != "failed" for o in outcomes), outcomes
+
+
+def run_check(arch: Archive, urls: list[str], cfg: CheckSettings) -> dict[str, linkcheck.CheckResult]:
+    report = check_sources(arch, select_sources(arch, urls), cfg)
+    return {r.url: r for r in report.results}
+
+
+def warc_records(arch: Archive, rows: list[dict[str, Any]]) -> list[Any]:
+    """Read records back with warcio at the offsets the catalogue gives, checking the bytes."""
+    out = []
+    for row in rows:
+        with open(arch.warcs_dir / row["warc_file"], "rb") as fh:
+            fh.seek(row["offset"])
+            member = fh.read(row["length"])
+        assert hashlib.sha256(member).hexdigest() == row["member_sha256"]
+        for record in ArchiveIterator(io.BytesIO(member)):
+            out.append((record.rec_type, record.rec_headers.get_header("WARC-Target-URI"),
+                        record.http_headers.get_statuscode() if record.http_headers else None,
+                        record.content_stream().read()))
+    return out
+
+
+def evidence_of(arch: Archive, check_id: int) -> list[Any]:
+    rows = list(arch.db.query("SELECT * FROM check_records WHERE check_id = ? ORDER BY id", [check_id]))
+    return warc_records(arch, rows)
+
+
+# ------------------------------------------------------------------ every verdict, live
+
+def test_unchanged_page_is_ok_and_keeps_only_a_row(local_server: LocalServer, arch: Archive,
+                                                   clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/article/alpha")
+    capture(arch, local_server, sleeper, url)  # the footer changes on every request
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.detail, result.similarity) == ("ok", "same-text", 1.0)
+    assert result.change is None and not result.newly_failed
+    row = arch.db.execute("SELECT verdict, http_status, final_url, checked_at, elapsed_ms "
+                          "FROM checks").fetchone()
+    assert row[:4] == ("ok", 200, url, "2030-01-01T02:00:00.000000Z") and row[4] > 0
+    assert arch.db.execute("SELECT COUNT(*) FROM check_records").fetchone()[0] == 0
+
+
+def test_edited_article_drifts_with_evidence_and_diff(local_server: LocalServer, arch: Archive,
+                                                      clock: FakeClock, sleeper: NoSleep,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    url = local_server.url("/article/beta")
+    capture(arch, local_server, sleeper, url)
+    local_server.set_route("/article/beta", body=article_page("beta", True, 1))
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert result.verdict == "drifted" and result.change == "drifted" and result.newly_failed
+    assert result.similarity is not None and 0.3 < result.similarity < 0.97
+    kinds = [(k, status) for k, _u, status, _b in evidence_of(arch, result.check_id)]
+    assert ("response", "200") in kinds and kinds[-1][0] == "metadata"
+    meta = evidence_of(arch, result.check_id)[-1][3].decode()
+    assert "verdict: drifted" in meta and "similarity-to-last-capture: " in meta
+
+    assert main(["diff", url, "--archive", str(arch.path)]) == 0
+    shown = capsys.readouterr().out
+    assert "{+Correction: an earlier version of this article misstated the figures.+}" in shown \
+        or "+ Correction: an earlier version" in shown
+    assert main(["diff", url, "--archive", str(arch.path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["stored"] and data["similarity"] == pytest.approx(result.similarity, abs=1e-3)
+
+
+def test_page_changing_on_every_request_is_not_drift(local_server: LocalServer, arch: Archive,
+                                                     clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/mutating")  # visitor counter and nonce inside <main>
+    capture(arch, local_server, sleeper, url)
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.detail) == ("ok", "volatile"), result.reason
+    assert "change on every request" in result.reason
+
+
+def test_without_second_look_a_mutating_page_drifts(local_server: LocalServer, arch: Archive,
+                                                    clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/mutating")
+    capture(arch, local_server, sleeper, url)
+    result = run_check(arch, [url], settings(local_server, clock, sleeper, second_look=False))[url]
+    assert result.verdict == "drifted"
+
+
+def test_redirect_to_home_is_gone_with_the_redirect_as_evidence(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/redirect-home")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.detail) == ("gone", "home-redirect")
+    records = evidence_of(arch, result.check_id)
+    statuses = [(k, status) for k, _u, status, _b in records if k == "response"]
+    assert statuses == [("response", "301"), ("response", "200")]
+
+
+def test_permanent_redirect_to_the_same_article_is_moved(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/article/gamma")
+    capture(arch, local_server, sleeper, url)
+    local_server.set_route("/article/gamma", status=301, location="/stories/2030/gamma")
+    local_server.set_route("/stories/2030/gamma", body=article_page("gamma", False, 9))
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.final_url) == ("moved", local_server.url("/stories/2030/gamma"))
+    assert result.similarity == 1.0
+
+
+def test_redirect_to_a_different_page_is_drift_not_move(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/article/delta")
+    capture(arch, local_server, sleeper, url)
+    local_server.set_route("/article/delta", status=301, location="/article/epsilon")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert result.verdict == "drifted" and "after a redirect" in result.reason
+
+
+def test_soft_404_by_phrase(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                            sleeper: NoSleep) -> None:
+    url = local_server.url("/soft404-site/reports/2029/witness")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.http_status) == ("soft-404", 200)
+
+
+def test_soft_404_by_random_path_probe(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                                       sleeper: NoSleep) -> None:
+    # A site that answers every path with the same 200 landing page, and says
+    # nothing like "not found": only the probe can tell.
+    url = local_server.url("/article/zeta")
+    capture(arch, local_server, sleeper, url)
+    landing = "<html><head><title>Our stories</title></head><body><main><h1>Welcome</h1>" \
+              "<p>Browse our latest stories in the menu above.</p></main></body></html>"
+    local_server.set_route("/article/zeta", body=landing)
+    original_probe_url = linkcheck._probe_url
+    probe_path = "/article/evarchive-probe-fixed"
+    local_server.set_route(probe_path, body=landing)
+    linkcheck._probe_url = lambda u: local_server.url(probe_path)  # type: ignore[assignment]
+    try:
+        result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    finally:
+        linkcheck._probe_url = original_probe_url  # type: ignore[assignment]
+    assert (result.verdict, result.detail) == ("soft-404", "probe"), result.reason
+    roles = [r["role"] for r in arch.db.query("SELECT role FROM check_records")]
+    assert "probe" in roles  # the site's answer to nonsense is kept as evidence too
+
+
+@pytest.mark.parametrize("path, verdict, detail", [
+    ("/status/404", "gone", "404"),
+    ("/status/410", "gone", "410"),
+    ("/status/401", "blocked", "auth"),
+    ("/status/403", "blocked", "forbidden"),
+    ("/status/451", "blocked", "legal"),
+    ("/login-wall", "blocked", "login"),
+    ("/captcha", "blocked", "captcha"),
+    ("/consent", "blocked", "consent"),
+    ("/status/500", "unreachable", "server-error"),
+    ("/loop/a", "unreachable", "redirect-loop"),
+])
+def test_status_and_wall_verdicts(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                                  sleeper: NoSleep, path: str, verdict: str, detail: str) -> None:
+    url = local_server.url(path)
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.detail) == (verdict, detail), result.reason
+    # Every non-ok verdict keeps what the server said, ending with the verdict record.
+    records = evidence_of(arch, result.check_id)
+    assert records[-1][0] == "metadata" and f"verdict: {verdict}".encode() in records[-1][3]
+
+
+def test_429_then_200_is_ok_after_honouring_retry_after(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/ratelimit/night?times=1&retry_after=7")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert result.verdict == "ok"
+    assert 7.0 in sleeper.waits
+
+
+def test_429_asking_too_long_a_wait_is_blocked_not_gone(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/ratelimit/greedy?times=9&retry_after=86400")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.detail, result.strikes) == ("blocked", "rate-limited", 0)
+
+
+def test_head_405_falls_back_to_get(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                                    sleeper: NoSleep) -> None:
+    url = local_server.url("/nohead")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper, head="always"))[url]
+    assert (result.verdict, result.method) == ("ok", "HEAD>GET")
+    assert "HEAD refused (405)" in result.reason
+    methods = [e.method for e in local_server.exchanges("/nohead")]
+    assert methods == ["HEAD", "GET"]
+
+
+def test_head_settles_an_unchanged_binary_source(local_server: LocalServer, arch: Archive,
+                                                 clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/large?size=300000")
+    capture(arch, local_server, sleeper, url)
+    local_server.clear_log()
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert (result.verdict, result.method, result.detail) == ("ok", "HEAD", "head")
+    assert [e.method for e in local_server.exchanges("/large")] == ["HEAD"]
+
+
+def test_unreachable_kinds(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                           sleeper: NoSleep) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    urls = {
+        "refused": f"http://127.0.0.1:{closed}/report",
+        "dns": "http://no-such-host.invalid/report",
+        "tls": local_server.untrusted_https_url("/plain"),
+        "timeout": local_server.url("/slow?delay=30"),
+    }
+    cfg = settings(local_server, clock, sleeper, net={"read_timeout": 0.3, "retries": 0})
+    results = run_check(arch, list(urls.values()), cfg)
+    for kind, url in urls.items():
+        assert (results[url].verdict, results[url].detail) == ("unreachable", kind), results[url].reason
+    # An unreachable host still leaves evidence: the verdict record says when and why.
+    meta = evidence_of(arch, results[urls["dns"]].check_id)
+    assert [m[0] for m in meta] == ["metadata"] and b"error-kind: dns" in meta[0][3]
+
+
+def test_hanging_host_times_out(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                                sleeper: NoSleep) -> None:
+    url = local_server.url("/hang")
+    cfg = settings(local_server, clock, sleeper, net={"read_timeout": 0.3, "retries": 0})
+    assert run_check(arch, [url], cfg)[url].detail == "timeout"
+
+
+# ------------------------------------------------------------------ N strikes
+
+def test_n_strike_rule_across_runs_with_a_fake_clock(local_server: LocalServer, arch: Archive,
+                                                     clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/article/eta")
+    capture(arch, local_server, sleeper, url)
+    local_server.set_route("/article/eta", status=404, body="<h1>Not here</h1>")
+    cfg = settings(local_server, clock, sleeper)  # defaults: 3 strikes over >= 36 h
+    seen = []
+    for hours in (0, 1, 2, 24, 48):  # two extra checks the same night must not hurry it
+        clock.now = T0 + dt.timedelta(hours=hours)
+        r = run_check(arch, [url], cfg)[url]
+        seen.append((r.verdict, r.strikes, r.confirmed, r.change, r.newly_failed))
+    assert seen == [
+        ("gone", 1, False, "gone", False),
+        ("gone", 2, False, None, False),
+        ("gone", 3, False, None, False),  # 3 strikes, but only 2 h apart
+        ("gone", 4, False, None, False),  # 24 h: still short of 36 h
+        ("gone", 5, True, "confirmed-dead", True),
+    ]
+    clock.advance(hours=24)
+    r = run_check(arch, [url], cfg)[url]
+    assert (r.confirmed, r.change, r.newly_failed) == (True, None, False)  # told once only
+    # A single success resets everything.
+    local_server.remove_route("/article/eta")
+    clock.advance(hours=24)
+    r = run_check(arch, [url], cfg)[url]
+    assert (r.verdict, r.strikes, r.confirmed, r.change) == ("ok", 0, False, "revived")
+    local_server.set_route("/article/eta", status=410)
+    clock.advance(hours=24)
+    assert run_check(arch, [url], cfg)[url].strikes == 1
+
+
+def test_strike_settings_and_blocked_is_neutral() -> None:
+    rule = StrikeRule(strikes=2, min_interval=dt.timedelta(hours=1))
+    s = next_strikes(StrikeState(), "unreachable", T0, rule)
+    s = next_strikes(s, "blocked", T0 + dt.timedelta(minutes=30), rule)  # neither strike nor reset
+    assert (s.strikes, s.confirmed) == (1, False)
+    s = next_strikes(s, "soft-404", T0 + dt.timedelta(minutes=59), rule)
+    assert (s.strikes, s.confirmed) == (2, False)
+    s = next_strikes(s, "gone", T0 + dt.timedelta(minutes=61), rule)
+    assert s.confirmed and s.first_failure_at == T0
+    assert next_strikes(s, "drifted", T0, rule) == StrikeState()  # alive, even if changed
+    assert next_strikes(s, "gone", T0, rule, counted=False) == s
+
+
+def test_offline_machine_does_not_strike(arch: Archive, clock: FakeClock, sleeper: NoSleep,
+                                         local_server: LocalServer) -> None:
+    # Ten sources on five hosts, none answering: the machine is offline, not the web.
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    urls = [f"http://127.0.0.{h}:{p}/r{h}" for h in range(1, 6) for p in ports]
+    cfg = settings(local_server, clock, sleeper, net={"retries": 0})
+    report = check_sources(arch, select_sources(arch, urls), cfg)
+    assert report.offline and all(not r.counted and r.strikes == 0 for r in report.results)
+    assert arch.db.execute("SELECT COUNT(*) FROM checks WHERE counted = 0").fetchone()[0] == 10
+
+
+# ------------------------------------------------------------------ lock, recapture, safety
+
+def test_lock_makes_a_second_run_exit_at_once(local_server: LocalServer, arch: Archive,
+                                              clock: FakeClock, sleeper: NoSleep,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    url = local_server.url("/plain")
+    with CheckLock(arch.locks_dir) as held:
+        held.acquire(clock)
+        with pytest.raises(ArchiveLockedError, match="already running"):
+            run_check(arch, [url], settings(local_server, clock, sleeper))
+        assert main(["check", url, "--archive", str(arch.path)]) == 3
+        assert "already running" in capsys.readouterr().err
+    assert local_server.exchanges("/plain") == []  # nothing was done twice
+    assert arch.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 0
+    assert run_check(arch, [url], settings(local_server, clock, sleeper))[url].verdict == "ok"
+
+
+def test_recapture_adds_a_capture_and_leaves_the_old_one_intact(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/article/theta")
+    capture(arch, local_server, sleeper, url)
+    old = next(iter(arch.db.query("SELECT * FROM captures")))
+    old_records = list(arch.db.query("SELECT * FROM capture_records WHERE capture_id = ?", [old["id"]]))
+    old_payload = warc_records(arch, [r for r in old_records if r["record_type"] == "response"])[0][3]
+    local_server.set_route("/article/theta", body=article_page("theta", True, 2))
+    report = check_sources(arch, select_sources(arch, [url]),
+                           settings(local_server, clock, sleeper, recapture=True))
+    result = report.results[0]
+    assert result.verdict == "drifted" and result.recapture_id is not None
+    assert next(iter(arch.db.query("SELECT * FROM captures WHERE id = ?", [old["id"]]))) == old
+    assert warc_records(arch, [r for r in old_records if r["record_type"] == "response"])[0][3] \
+        == old_payload  # the same bytes, still intact at the same place
+    new_payload = linkcheck.read_capture_payload(
+        arch, next(iter(arch.db.query("SELECT * FROM captures WHERE id = ?", [result.recapture_id]))))
+    assert b"Correction: an earlier version" in new_payload and b"Correction" not in old_payload
+    assert arch.db.execute("SELECT capture_id FROM check_recaptures").fetchone()[0] == result.recapture_id
+    # The next check compares with the new capture: no longer drifted.
+    clock.advance(hours=24)
+    assert run_check(arch, [url], settings(local_server, clock, sleeper))[url].verdict == "ok"
+
+
+def test_every_check_is_in_the_custody_log(local_server: LocalServer, arch: Archive,
+                                           clock: FakeClock, sleeper: NoSleep) -> None:
+    urls = [local_server.url(p) for p in ("/plain", "/status/404", "/redirect-home")]
+    run_check(arch, urls, settings(local_server, clock, sleeper))
+    entries = list(arch.db.query("SELECT event, details FROM custody_log WHERE event LIKE 'check%'"))
+    vouched = [c["check_id"] for e in entries if e["event"] == "check"
+               for c in json.loads(e["details"])["checks"]]
+    assert sorted(vouched) == [r[0] for r in arch.db.execute("SELECT id FROM checks ORDER BY id")]
+    assert entries[-1]["event"] == "check-run"
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from evarchive.archive import Archive
+from evarchive.capture import CaptureSettings
+from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+arch = Archive.open({archive!r})
+urls = [{base!r} + f"/status/404?n={{i}}" for i in range(400)]
+net = CaptureSettings(concurrency=4, per_host=4, commit_every=8, commit_interval=0.0)
+
+def committed(result):
+    print(result.check_id, flush=True)  # called once the check is committed
+
+check_sources(arch, select_sources(arch, urls), CheckSettings(network=net), committed)
+"""
+
+
+def test_kill_during_a_run_leaves_whole_checks_only(local_server: LocalServer, tmp_path: Path) -> None:
+    archive_dir = tmp_path / "killed"
+    Archive.open(archive_dir).close()
+    local_server.set_latency(0.01)
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), archive=str(archive_dir),
+                                base=local_server.url("").rstrip("/"))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        # Read (blocking, no polling) until 16 checks are committed, then kill -9 mid-run.
+        assert proc.stdout is not None
+        for _ in range(16):
+            assert proc.stdout.readline(), "the run ended before it could be killed"
+    finally:
+        proc.kill()
+        proc.wait()
+    arch = Archive.open(archive_dir)
+    checks = arch.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0]
+    assert 16 <= checks < 400
+    # Every committed check has its complete evidence and its custody entry.
+    rows = list(arch.db.query("SELECT * FROM check_records"))
+    assert len({r["check_id"] for r in rows}) == checks
+    warc_records(arch, rows)
+    vouched = sum(len(json.loads(e["details"])["checks"]) for e in
+                  arch.db.query("SELECT details FROM custody_log WHERE event = 'check'"))
+    assert vouched == checks
+    # The next run seals the dead run's WARC file, takes the lock and finishes the job.
+    assert main(["check", "--archive", str(archive_dir), "--quiet", "--retries", "0"]) in (0, 1)
+    assert arch.db.execute("SELECT COUNT(*) FROM warc_files WHERE status = 'open'").fetchone()[0] == 0
+    arch.close()
+
+
+# ------------------------------------------------------------------ cron interface
+
+def test_cli_json_quiet_and_exit_codes(local_server: LocalServer, arch: Archive,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    ok, gone = local_server.url("/article/iota"), local_server.url("/status/410")
+    assert main(["capture", ok, "--archive", str(arch.path), "--quiet"]) == 0
+    capsys.readouterr()
+    args = ["check", "--archive", str(arch.path), "--strikes", "1", "--min-interval", "0s"]
+    assert main([*args, "--json", ok, gone]) == 1  # strikes=1: confirmed dead at once
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {d["url"]: (d["verdict"], d["change"]) for d in lines} == {
+        ok: ("ok", None), gone: ("gone", "confirmed-dead")}
+    # A second run: nothing new, so --quiet prints nothing and the exit code is 0.
+    assert main([*args, "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    local_server.set_route("/article/iota", body=article_page("iota", True, 1))
+    assert main([*args, "--quiet", ok]) == 1
+    out = capsys.readouterr().out
+    assert "DRIFTED" in out and ok in out and "similarity" in out
+    assert main(["check", "--archive", str(arch.path), "--min-interval", "soon"]) == 2
+    assert main(["check", "--archive", str(arch.path), "--head", "sometimes"]) == 2
+
+
+def test_check_of_a_cited_url_adds_it_and_json_has_one_object_per_source(
+        local_server: LocalServer, arch: Archive, capsys: pytest.CaptureFixture[str]) -> None:
+    urls = [local_server.url(p) for p in ("/plain", "/status/404", "/consent")]
+    assert main(["check", *urls, "--archive", str(arch.path), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(d["url"] for d in lines) == sorted(urls)
+    assert {d["verdict"] for d in lines} == {"ok", "gone", "blocked"}
+    assert all({"similarity", "strikes", "confirmed", "reason", "checked_at"} <= d.keys() for d in lines)
+
+
+# ------------------------------------------------------------------ rot
+
+def test_rot_lists_lost_sources_with_since_and_archived_copy(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive.reports import import_report
+
+    kept, lost, bare = (local_server.url(p) for p in ("/article/kappa", "/article/lambda", "/article/mu"))
+    report = tmp_path / "report.md"
+    report.write_text(f"# Report\n\nForces raided the village ({kept}).\n\n"
+                      f"Twelve people were killed ({lost}).\n\nThe army denied it ({bare}).\n")
+    import_report(arch.db, report, title="Village report")
+    capture(arch, local_server, sleeper, kept, lost)
+    for path in ("/article/lambda", "/article/mu"):
+        local_server.set_route(path, status=404)
+    cfg = settings(local_server, clock, sleeper, rule=StrikeRule(2, dt.timedelta(hours=20)))
+    for _ in range(2):
+        check_sources(arch, select_sources(arch, report="Village report"), cfg)
+        clock.advance(hours=24)
+    rows = linkcheck.rot_view(arch, "Village report")
+    by_url = {r["sources"][0]["url"]: r for r in rows}
+    assert set(by_url) == {lost, bare}  # the live claim is not listed
+    assert by_url[lost]["status"] == "lost" and by_url[lost]["lost_since"] == "2030-01-01T02:00:00.000000Z"
+    assert by_url[lost]["sources"][0]["archived"]["intact"] and by_url[lost]["unpreserved"] == []
+    assert by_url[bare]["sources"][0]["archived"] is None and by_url[bare]["unpreserved"] == [bare]
+    assert main(["rot", "--archive", str(arch.path), "--report", "Village report"]) == 1
+    assert "Twelve people were killed" in capsys.readouterr().out
+    assert main(["rot", "--archive", str(arch.path), "--json", "--all"]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_rot_flags_a_damaged_archived_copy(local_server: LocalServer, arch: Archive,
+                                           clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/article/nu")
+    capture(arch, local_server, sleeper, url)
+    local_server.set_route("/article/nu", status=410)
+    run_check(arch, [url], settings(local_server, clock, sleeper, rule=StrikeRule(1, dt.timedelta(0))))
+    assert linkcheck.rot_view(arch)[0]["unpreserved"] == []
+    record = next(iter(arch.db.query("SELECT * FROM capture_records WHERE record_type = 'response'")))
+    with open(arch.warcs_dir / record["warc_file"], "r+b") as fh:  # someone damages the WARC
+        fh.seek(record["offset"] + record["length"] // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    row = linkcheck.rot_view(arch)[0]
+    assert row["sources"][0]["archived"]["intact"] is False and row["unpreserved"] == [url]
+
+
+# ------------------------------------------------------------------ classification (pure)
+
+def page_obs(url: str, html: str, status: int = 200, hops: list[Hop] | None = None) -> Observation:
+    body = html.encode()
+    final = Hop(url, "GET", status, headers=[("Content-Type", "text/html; charset=utf-8")])
+    obs = Observation(url=(hops[0].url if hops else url), hops=[*(hops or []), final], body=body,
+                      payload_sha256=hashlib.sha256(body).hexdigest())
+    return obs
+
+
+@pytest.mark.parametrize("title", [
+    "Page not found", "Página no encontrada", "Page introuvable", "Seite nicht gefunden",
+    "Страница не найдена", "الصفحة غير موجودة", "页面不存在", "ページが見つかりません",
+    "Sayfa bulunamadı", "Error 404 | News",
+])
+def test_soft_404_phrases_in_many_languages(title: str) -> None:
+    html = f"<html><head><title>{title}</title></head><body><p>Try the search.</p></body></html>"
+    assert classify(page_obs("https://a.example/x", html)).verdict == "soft-404"
+
+
+def test_not_found_words_inside_a_long_article_are_not_a_soft_404() -> None:
+    text = "The investigators said the documents were not found in the archive. " * 30
+    html = f"<html><head><title>Inquiry report</title></head><body><article><p>{text}</p></article></body></html>"
+    assert classify(page_obs("https://a.example/inquiry", html)).verdict == "ok"
+
+
+def test_generic_redirect_targets() -> None:
+    def redirected(src: str, dst: str, status: int = 301) -> Observation:
+        first = Hop(src, "GET", status, location=dst)
+        return page_obs(dst, "<html><body><main><p>Latest news</p></main></body></html>", hops=[first])
+
+    base = Baseline(1, "x", "text/html", page=PageText(paragraphs=("An article about the raid " * 20,)))
+    assert classify(redirected("https://n.example/world/2029/raid", "https://n.example/"), base).detail \
+        == "home-redirect"
+    assert classify(redirected("https://n.example/world/2029/raid", "https://n.example/en/"), base).detail \
+        == "home-redirect"
+    assert classify(redirected("https://n.example/world/2029/raid", "https://n.example/world/"), base).detail \
+        == "generic-redirect"
+    assert classify(redirected("https://n.example/a/raid", "https://n.example/errors/404.html"), base).detail \
+        == "error-redirect"
+    assert classify(redirected("https://n.example/a/raid", "https://login.n.example/?next=/a/raid", 302),
+                    base).detail == "login"
+    assert classify(redirected("https://n.example/a/raid", "https://consent.n.example/?continue=x", 302),
+                    base).detail == "consent"
+    # http -> https of the same page is not a move.
+    same = redirected("http://n.example/a/raid", "https://n.example/a/raid")
+    assert classify(same, Baseline(1, None, "text/html", page=same.page())).verdict == "ok"
+
+
+def test_probe_catch_all_redirect_is_generic() -> None:
+    first = Hop("https://s.example/old/story", "GET", 302, location="https://s.example/landing")
+    obs = page_obs("https://s.example/landing", "<html><body><p>Welcome to our site</p></body></html>",
+                   hops=[first])
+    probe_first = Hop("https://s.example/old/evarchive-probe-1", "GET", 302,
+                      location="https://s.example/landing")
+    probe = page_obs("https://s.example/landing", "<html><body><p>Welcome to our site</p></body></html>",
+                     hops=[probe_first])
+    assert classify(obs, None, probe).detail == "generic-redirect"
+
+
+def test_error_kind_walks_the_exception_chain() -> None:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as inner:
+            raise ExceptionGroup("all attempts failed", [inner]) from None
+    except ExceptionGroup as group:
+        try:
+            raise OSError("All connection attempts failed") from group
+        except OSError as outer:
+            assert linkcheck.error_kind(outer) == "refused"
+    assert linkcheck.error_kind(socket.gaierror(-2, "Name or service not known")) == "dns"
