@@ -391,3 +391,29 @@ def test_cli_pending_captures_only_what_is_missing(tmp_path, local_server):
     assert again.returncode == 0, again.stderr
     urls = [json.loads(line)["url"] for line in again.stdout.splitlines()]
     assert urls == [local_server.url("/status/500")]
+
+
+# --------------------------------------------------------------------------- proxies
+
+def test_proxy_is_used_and_its_credentials_never_recorded(archive, settings, local_server, tmp_path):
+    url = "https://www.lrt.lt/naujienos/proxy-test"
+    local_server.set_route(url, body="<p>through a proxy</p>")
+    settings.proxy = local_server.proxy_url.replace("http://", "http://researcher:s3cret-pw@")
+    [outcome] = capture_urls(archive, [url], settings)
+    assert outcome.status == "captured", outcome.error_message
+    assert local_server.last_exchange().sni == "www.lrt.lt"
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["proxy_used"] == 1 and capture["server_ip"] is None
+    [metadata] = by_type(all_records(archive), "metadata")
+    assert b"proxy: http" in metadata["raw"]
+    stored = b"".join(p.read_bytes() for p in archive.path.rglob("*") if p.is_file())
+    for path in archive.warcs_dir.glob("*.warc.gz"):
+        stored += gzip.decompress(path.read_bytes())
+    assert b"s3cret-pw" not in stored and b"researcher" not in stored
+
+
+def test_unsupported_proxy_scheme_is_a_usage_error(archive, settings, local_server):
+    settings.proxy = "ftp://127.0.0.1:21"
+    with pytest.raises(InputError, match="unsupported proxy"):
+        capture_urls(archive, [local_server.url("/plain")], settings)
+    assert archive.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == 0

@@ -716,6 +716,7 @@ def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | 
     settings = settings or CaptureSettings()
     for url in urls:
         validate_url(url)
+    client.validate_proxy(settings.proxy)
     run = CaptureRun(archive, settings, on_result)
     return asyncio.run(run.run(list(dict.fromkeys(urls))))
 

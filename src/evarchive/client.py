@@ -54,6 +54,21 @@ def build_ssl_context(insecure: bool, ca_file: str | None) -> ssl.SSLContext:
     return ctx
 
 
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def validate_proxy(proxy: str | None) -> None:
+    """Refuse an unusable proxy before anything is fetched or written."""
+    if proxy is None:
+        return
+    try:
+        url = httpx.URL(proxy)
+    except httpx.InvalidURL as exc:
+        raise InputError(f"malformed proxy URL: {exc}") from None
+    if url.scheme.lower() not in PROXY_SCHEMES or not url.host:
+        raise InputError(f"unsupported proxy {url.scheme}://...: use http://, https:// or socks5://HOST:PORT")
+
+
 def _proxy_pool(proxy: str, common: dict) -> httpcore.AsyncConnectionPool:
     url = httpx.URL(proxy)
     auth = (url.username, url.password) if url.username else None

@@ -30,7 +30,13 @@ from . import __version__, custody
 from .catalogue import format_time, insert, one, to_json, transaction, update, utc_now
 
 DEFAULT_MAX_WARC_SIZE = 1 << 30
-GZIP_LEVEL = 6
+try:  # ISA-L deflates 5-7x faster than zlib at a ratio close to zlib's level 6.
+    from isal import isal_zlib as _deflate
+
+    GZIP_LEVEL = 2
+except ImportError:  # pragma: no cover - plain zlib where ISA-L has no wheel
+    _deflate = zlib  # type: ignore[assignment]
+    GZIP_LEVEL = 6
 COPY_CHUNK = 1 << 20
 SOFTWARE = f"evarchive/{__version__}"
 
@@ -248,7 +254,7 @@ class WarcWriter:
         assert self._file is not None and self._name is not None
         block_hex = spec.block.precomputed_sha256 or block_sha256(spec.block)
         header = _header_bytes(spec, block_hex)
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        compressor = _deflate.compressobj(GZIP_LEVEL, _deflate.DEFLATED, 31)
         member_hash = hashlib.sha256()
         offset = self._size
         length = 0
