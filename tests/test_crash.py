@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -139,7 +137,7 @@ def test_two_capture_processes_never_share_a_file(tmp_path, local_server):
         assert {f["status"] for f in files} == {"closed"}
         # Each file holds only the captures of the process that wrote it.
         for f in files:
-            sets = {json.loads(json.dumps(r["url_requested"])).split("set=")[1][0]
+            sets = {r["url_requested"].split("set=")[1][0]
                     for r in arch.db.query("SELECT url_requested FROM captures WHERE warc_file = ?",
                                            [f["name"]])}
             assert len(sets) == 1
