@@ -181,9 +181,13 @@ def test_without_second_look_a_mutating_page_drifts(local_server: LocalServer, a
     assert result.verdict == "drifted"
 
 
+@pytest.mark.parametrize("captured_before", [False, True])
 def test_redirect_to_home_is_gone_with_the_redirect_as_evidence(
-        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep,
+        captured_before: bool) -> None:
     url = local_server.url("/redirect-home")
+    if captured_before:  # the capture itself landed on the home page: still gone, not "moved"
+        capture(arch, local_server, sleeper, url)
     result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
     assert (result.verdict, result.detail) == ("gone", "home-redirect")
     records = evidence_of(arch, result.check_id)

@@ -197,8 +197,10 @@ class Baseline:
 
     def __init__(self, capture_id: int, payload_sha256: str | None, content_type: str | None,
                  page: PageText | None = None,
-                 loader: Callable[[], PageText | None] | None = None) -> None:
+                 loader: Callable[[], PageText | None] | None = None,
+                 final_url: str | None = None) -> None:
         self.capture_id = capture_id
+        self.final_url = final_url
         self.payload_sha256 = payload_sha256
         self.content_type = content_type
         self._page = page
@@ -409,7 +411,7 @@ def _classify_ok_status(obs: Observation, baseline: Baseline | None,
                         probe: Observation | None, threshold: float) -> Verdict:
     same_bytes = bool(baseline and baseline.payload_sha256
                       and baseline.payload_sha256 == obs.payload_sha256)
-    generic = None if same_bytes else _generic_target(obs, probe, baseline, threshold)
+    generic = _generic_target(obs, probe, baseline, threshold)
     if generic:
         return generic
     soft = _soft_404(obs, probe, baseline, same_bytes)
@@ -422,27 +424,33 @@ def _generic_target(obs: Observation, probe: Observation | None, baseline: Basel
                     threshold: float) -> Verdict | None:
     """A redirect to the site's home page, an error page, a parent section,
     or wherever nonsense paths are sent too: the article is gone."""
-    if not obs.redirected:
+    if not obs.redirected or _same_resource(obs.url, obs.final_url or ""):
         return None
-    src, dst = urlsplit(obs.url), urlsplit(obs.final_url or "")
-    if _same_resource(obs.url, obs.final_url or ""):
+    found = _generic_kind(obs, probe)
+    if found is None:
         return None
-    # The same article at a new address is "moved", even under a generic path.
-    if baseline and baseline.page and obs.is_html and \
+    # The same article at a new address is "moved" even under a generic-looking
+    # path, unless the capture itself already landed on that generic page.
+    landed_before = bool(baseline and baseline.final_url and obs.final_url
+                         and _same_resource(baseline.final_url, obs.final_url))
+    if baseline and baseline.page and obs.is_html and not landed_before and \
             textdiff.similarity(baseline.page, obs.page()) >= threshold:
         return None
-    to = f"redirected to {obs.final_url}"
+    detail, where = found
+    return Verdict("gone", detail, f"redirected to {obs.final_url}, {where}")
+
+
+def _generic_kind(obs: Observation, probe: Observation | None) -> tuple[str, str] | None:
+    src, dst = urlsplit(obs.url), urlsplit(obs.final_url or "")
     if _HOME_PATH.match(dst.path) and not _HOME_PATH.match(src.path):
-        return Verdict("gone", "home-redirect", f"{to}, the site's home page")
+        return "home-redirect", "the site's home page"
     if _ERROR_PATH.search(dst.path) and not _ERROR_PATH.search(src.path):
-        return Verdict("gone", "error-redirect", f"{to}, an error page")
-    if probe and probe.redirected and probe.final_url and \
-            _same_resource(probe.final_url, obs.final_url or "") and \
-            (probe.status or 0) < 400:
-        return Verdict("gone", "generic-redirect",
-                       f"{to}, where the site also sends a nonexistent path ({probe.url})")
-    if _is_ancestor(dst.path, src.path) and dst.netloc.lower() == src.netloc.lower():
-        return Verdict("gone", "generic-redirect", f"{to}, a section page above the article")
+        return "error-redirect", "an error page"
+    if probe and probe.redirected and probe.final_url and (probe.status or 0) < 400 and \
+            _same_resource(probe.final_url, obs.final_url or ""):
+        return "generic-redirect", f"where the site also sends a nonexistent path ({probe.url})"
+    if _is_ancestor(dst.path, src.path) and _bare_host(dst.hostname) == _bare_host(src.hostname):
+        return "generic-redirect", "a section page above the article"
     return None
 
 
@@ -1079,7 +1087,7 @@ class CheckRun:
     # ------------------------------------------------------------ baselines
     def _baseline(self, capture_row: dict[str, Any]) -> Baseline:
         return Baseline(capture_row["id"], capture_row["payload_sha256"],
-                        capture_row["content_type"],
+                        capture_row["content_type"], final_url=capture_row["final_url"],
                         loader=lambda: self._load_baseline_page(capture_row))
 
     def _load_baseline_page(self, capture_row: dict[str, Any]) -> PageText | None:
