@@ -214,6 +214,18 @@ def check_chain(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
 
 
 def _recompute(row: dict[str, Any], seq: int) -> str | None:
+    # Fast path: the stored details are the canonical JSON that was hashed, so splice them in
+    # verbatim (no parse/re-serialise). A mismatch falls back to the exact canonical form.
+    try:
+        body = ('{"at":' + json.dumps(row["at"], ensure_ascii=False) + ',"details":' + row["details"]
+                + ',"event":' + json.dumps(row["event"], ensure_ascii=False) + ',"prev_hash":'
+                + json.dumps(row["prev_hash"]) + ',"seq":' + str(int(seq)) + ',"subject":'
+                + json.dumps(row["subject"], ensure_ascii=False) + "}")
+        fast = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        if fast == row["entry_hash"]:
+            return fast
+    except (TypeError, ValueError):
+        pass
     try:
         return entry_hash(seq, row["at"], row["event"], row["subject"], row["details"],
                           row["prev_hash"])

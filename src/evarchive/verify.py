@@ -468,6 +468,7 @@ class VerifyResult:
             "seconds": round(self.seconds, 3),
             "run_id": self.run_id,
             "log_head": self.log_head,
+            "inflater": self.inflater,
             "problems": [p.as_dict() for p in self.failures],
             "notes": [p.as_dict() for p in self.notes],
         }
@@ -557,10 +558,18 @@ class Verifier:
 
         started = time.perf_counter()
         self.load()
-        self.check_files()
-        self.check_records_point_at_files()
-        self.check_log()
-        self.check_timestamps()
+        # The log and token checks are Python work; file hashing mostly runs outside the GIL.
+        # Overlap them so the catalogue checks cost (almost) no wall time. The log thread uses
+        # its own read-only connection: sqlite3 connections are not shared across threads.
+        from .custody import catalogue_path
+
+        self.catalogue_file = catalogue_path(self.db)
+        with ThreadPoolExecutor(max_workers=1) as side:
+            log_job = side.submit(self._log_checks)
+            self.check_files()
+            self.check_records_point_at_files()
+            log_problems = log_job.result()
+        self.result.problems.extend(log_problems)
         self.attach_claims()
         self.result.seconds = time.perf_counter() - started
         return self.result
@@ -754,6 +763,27 @@ class Verifier:
             if name not in self.files and (self.source_ids is None or any(r["capture_id"] in self.captures for r in recs)):
                 self.add("file-uncatalogued", f"{len(recs)} records point at {name}, which warc_files does not list",
                          file=name)
+
+    def _log_checks(self) -> list[Problem]:
+        """check_log + check_timestamps on a private connection; returns their problems."""
+        import sqlite3
+
+        import sqlite_utils
+
+        path = self.catalogue_file
+        sub = Verifier.__new__(Verifier)
+        sub.__dict__.update(self.__dict__)
+        sub.result = VerifyResult(self.result.mode, self.scope)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path else None
+        sub.db = sqlite_utils.Database(conn) if conn else self.db
+        try:
+            sub.check_log()
+            sub.check_timestamps()
+        finally:
+            if conn is not None:
+                conn.close()
+        self.result.log_head = sub.result.log_head
+        return sub.result.problems
 
     # -- custody log
     def check_log(self) -> None:
