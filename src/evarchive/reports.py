@@ -1117,7 +1117,8 @@ def _version_claims(db: Any, version_id: int) -> list[dict[str, Any]]:
 def _similar(a: str, b: str) -> float:
     import difflib
 
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    # Words, not characters: as telling for "the same claim, edited", and far cheaper on long text.
+    matcher = difflib.SequenceMatcher(None, a.split(), b.split(), autojunk=False)
     if matcher.real_quick_ratio() < 0.5 or matcher.quick_ratio() < 0.5:
         return 0.0
     return matcher.ratio()
@@ -1125,27 +1126,40 @@ def _similar(a: str, b: str) -> float:
 
 def _pair_claims(old: list[dict[str, Any]], new: list[dict[str, Any]]
                  ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Align two versions' claims: pairs (same or edited), removed and added claims."""
-    import difflib
+    """Align two versions' claims: pairs (same or edited), removed and added claims.
 
-    matcher = difflib.SequenceMatcher(None, [c["sha256"] for c in old], [c["sha256"] for c in new],
-                                      autojunk=False)
-    pairs, removed, added = [], [], []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            pairs.extend(zip(old[i1:i2], new[j1:j2]))
-            continue
-        left, right = list(old[i1:i2]), list(new[j1:j2])
-        for o in list(left):
-            # An edited claim is a changed claim text that is still mostly the same sentence.
-            best = max(right[:50], key=lambda n: _similar(o["text"], n["text"]), default=None)
-            if best is not None and _similar(o["text"], best["text"]) >= 0.6:
-                pairs.append((o, best))
-                left.remove(o)
-                right.remove(best)
-        removed.extend(left)
-        added.extend(right)
+    Identical claim texts pair first, wherever they moved. The rest pair as edits when a new claim
+    near the old one's place is still mostly the same text; the window keeps this linear.
+    """
+    by_hash: dict[str, list[dict[str, Any]]] = {}
+    for claim in old:
+        by_hash.setdefault(claim["sha256"], []).append(claim)
+    pairs, rest_new = [], []
+    for claim in new:
+        same = by_hash.get(claim["sha256"])
+        if same:
+            pairs.append((same.pop(0), claim))
+        else:
+            rest_new.append(claim)
+    rest_old = [c for group in by_hash.values() for c in group]
+    rest_old.sort(key=lambda c: c["ordinal"])
+    removed, used = [], set()
+    cursor = 0
+    for claim in rest_old:
+        window = [n for n in rest_new[cursor:cursor + _EDIT_WINDOW] if id(n) not in used]
+        scored = [(_similar(claim["text"], n["text"]), n) for n in window]
+        best = max(scored, key=lambda pair: pair[0], default=(0.0, None))
+        if best[1] is not None and best[0] >= 0.6:
+            pairs.append((claim, best[1]))
+            used.add(id(best[1]))
+            cursor = rest_new.index(best[1]) + 1
+        else:
+            removed.append(claim)
+    added = [n for n in rest_new if id(n) not in used]
     return pairs, removed, added
+
+
+_EDIT_WINDOW = 20
 
 
 def _claim_summary(claim: dict[str, Any]) -> dict[str, Any]:
