@@ -417,3 +417,22 @@ def test_unsupported_proxy_scheme_is_a_usage_error(archive, settings, local_serv
     with pytest.raises(InputError, match="unsupported proxy"):
         capture_urls(archive, [local_server.url("/plain")], settings)
     assert archive.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == 0
+
+
+def test_internationalised_host_is_sent_as_idna(archive, settings, local_server):
+    cited = "https://bücher.example/straße"
+    local_server.set_route("https://xn--bcher-kva.example/stra%C3%9Fe", body="<p>IDN</p>")
+    settings.resolve = {"bücher.example": ("127.0.0.1", local_server.https_port)}
+    [outcome] = capture_urls(archive, [cited], settings)
+    assert outcome.status == "captured", outcome.error_message
+    exchange = local_server.last_exchange()
+    assert exchange.sni == "xn--bcher-kva.example" and exchange.target == "/stra%C3%9Fe"
+    assert find_source(archive.db, cited)["url"] == cited
+    [metadata] = by_type(all_records(archive), "metadata")
+    assert f"cited-url: {cited}".encode() in metadata["raw"]
+
+
+def test_redirect_to_a_refused_scheme_fails_clearly(archive, settings, local_server):
+    [outcome] = capture_urls(archive, [local_server.url("/redirect-to?url=ftp://example.org/x")], settings)
+    assert outcome.status == "failed" and outcome.error_class == "RefusedRedirect"
+    assert "only http and https" in outcome.error_message

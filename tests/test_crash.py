@@ -169,3 +169,48 @@ def test_200mb_response_keeps_memory_flat(tmp_path, local_server):
 
     assert digest == localserver.large_body_sha256(size)
     assert int(peak_kb) < 150 * 1024, f"peak RSS {int(peak_kb) // 1024} MB"
+
+
+FULL_DISK = textwrap.dedent("""
+    import resource, signal, sys
+    from evarchive.archive import Archive
+    from evarchive.capture import CaptureSettings, capture_urls
+    from evarchive.errors import CouldNotRunError
+    arch = Archive.open(sys.argv[1])  # the catalogue exists before the limit
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    limit = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        capture_urls(arch, sys.argv[3:], CaptureSettings(per_host=1, concurrency=1))
+    except CouldNotRunError as exc:
+        print("STOPPED", exc.message)
+        sys.exit(3)
+    print("FINISHED")
+""")
+
+
+def test_full_disk_stops_cleanly_and_rerun_finishes(tmp_path, local_server):
+    """A write that fails half way (EFBIG stands in for ENOSPC) leaves a consistent archive."""
+    archive_dir = tmp_path / "archive"
+    Archive.open(archive_dir).close()
+    # Incompressible 400 kB bodies: the WARC passes the 1.5 MB limit within a few captures.
+    urls = [local_server.url(f"/large?size=400000&n={i}") for i in range(8)]
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, str(archive_dir), str(1_500_000), *urls],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "STOPPED writing the archive failed" in result.stdout
+    assert "--pending" in result.stdout
+    assert_catalogue_points_at_intact_bytes(archive_dir)
+
+    again = cli("capture", "--pending", archive=archive_dir)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert_catalogue_points_at_intact_bytes(archive_dir)
+    arch = Archive.open(archive_dir)
+    try:
+        ok = arch.db.execute("SELECT COUNT(DISTINCT source_id) FROM captures WHERE status = 'ok'").fetchone()[0]
+        assert ok == len(urls)
+        statuses = sorted(r["status"] for r in arch.db.query("SELECT status FROM warc_files"))
+        assert "interrupted" in statuses and "open" not in statuses
+    finally:
+        arch.close()

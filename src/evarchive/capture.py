@@ -16,6 +16,7 @@ import email.utils
 import hashlib
 import random
 import re
+import sqlite3
 import ssl
 import tempfile
 import time
@@ -41,7 +42,7 @@ from .catalogue import (
     update,
     utc_now,
 )
-from .errors import InputError
+from .errors import CouldNotRunError, InputError
 from .urls import host_of, request_url, validate_url
 from .warcwriter import (
     Block,
@@ -162,6 +163,10 @@ class CaptureFailure(Exception):
         self.kind = kind
         self.message = message
         self.hops = hops or []
+
+
+class StorageError(Exception):
+    """Writing the WARC or the catalogue failed (full disk, I/O error): the run must stop."""
 
 
 class RetryableStatus(Exception):
@@ -496,6 +501,7 @@ class CaptureRun:
         self._last_commit = time.monotonic()
         self.run_id: int | None = None
         self.source_ids: dict[str, int] = {}
+        self.committed = 0
 
     # ----------------------------------------------------------------- orchestration
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
@@ -516,14 +522,51 @@ class CaptureRun:
                 if self.on_result:
                     self.on_result(outcome)
 
+            tasks = [asyncio.ensure_future(one_url(u)) for u in urls]
             try:
-                await asyncio.gather(*(one_url(u) for u in urls))
-            finally:
-                self.commit_pending()
-                self.writer.close()
-                self._end_run_row()
+                await asyncio.gather(*tasks)
+            except StorageError as exc:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                committed = self._abandon_storage()
+                raise CouldNotRunError(
+                    f"writing the archive failed ({exc.__cause__}); {committed} captures of this run "
+                    "are safely committed, the rest were not. Free space (or fix the problem) and run "
+                    "`evarchive capture --pending` to finish.") from exc
+            except BaseException:
+                self._finish()  # Ctrl-C: keep what is complete, close the file cleanly
+                raise
+            self._finish()
         order = {u: i for i, u in enumerate(urls)}
         return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+
+    def _finish(self) -> None:
+        self.commit_pending()
+        self.writer.close()
+        self._end_run_row()
+
+    def _abandon_storage(self) -> int:
+        """After a failed write: commit only what is provably on disk, then seal the file.
+
+        A failed write may leave half a gzip member in the file, so the writer never appends
+        again; the file is sealed as interrupted and the half member is its unreferenced tail.
+        If even that cannot be written (a full disk), the next run seals it.
+        """
+        before = len(self.pending)
+        try:
+            self.commit_pending()
+            committed_now = before
+        except (OSError, sqlite3.Error):
+            committed_now = 0
+            self.pending = []
+        self.writer.abandon()
+        try:
+            recover_interrupted(self.archive.warcs_dir, self.db)
+            self._end_run_row()
+        except (OSError, sqlite3.Error):
+            pass
+        return self.committed + committed_now
 
     async def capture_one(self, fetcher: Fetcher, url: str) -> CaptureOutcome:
         source_id = self.source_ids.get(url) or ensure_source(self.db, url)
@@ -538,8 +581,15 @@ class CaptureRun:
                 raise
             kind, message = classify_exception(exc)
             hops = exc.hops if isinstance(exc, CaptureFailure) else []
-            return self._record(url, source_id, started, hops, failure=(kind, message))
-        return self._record(url, source_id, started, hops, failure=None)
+            return self._record_safely(url, source_id, started, hops, failure=(kind, message))
+        return self._record_safely(url, source_id, started, hops, failure=None)
+
+    def _record_safely(self, url: str, source_id: int, started: str, hops: list[Hop],
+                       failure: tuple[str, str] | None) -> CaptureOutcome:
+        try:
+            return self._record(url, source_id, started, hops, failure)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError() from exc
 
     # ----------------------------------------------------------------- recording
     def _record(self, url: str, source_id: int, started: str, hops: list[Hop],
@@ -650,6 +700,7 @@ class CaptureRun:
                     "records": [r.as_row() for r in item.records]}))
             custody.append_many(self.db, entries)
         self._last_commit = time.monotonic()
+        self.committed += len(batch)
 
     # ----------------------------------------------------------------- run rows
     def _start_run_row(self, count: int) -> int:

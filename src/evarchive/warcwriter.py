@@ -239,6 +239,23 @@ class WarcWriter:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def abandon(self) -> None:
+        """Stop using the current file after a failed write: close it and release its lock.
+
+        The catalogue row stays ``open`` until ``recover_interrupted`` seals it from what is
+        really on disk; this process never writes to the file again.
+        """
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the unflushed remainder is lost; it was never committed
+        self._file = None
+        self._name = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def sync(self) -> None:
         if self._file is not None:
             self._file.flush()

@@ -16,6 +16,7 @@ import ssl
 import typing
 
 import httpcore
+import idna
 from httpcore._backends.auto import AutoBackend
 from httpcore._utils import is_socket_readable
 
@@ -109,7 +110,8 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(self, resolve: dict[str, tuple[str, int]] | None = None) -> None:
         self._inner = AutoBackend()
-        self._resolve = {k.lower(): v for k, v in (resolve or {}).items()}
+        # httpcore hands us the IDNA (ASCII) form of the host; accept either spelling.
+        self._resolve = {_ascii_host(k): v for k, v in (resolve or {}).items()}
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
@@ -128,6 +130,11 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+def _ascii_host(host: str) -> str:
+    host = host.rstrip(".").lower()
+    return host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
 
 
 def find_recording(stream: typing.Any) -> RecordingStream | None:
