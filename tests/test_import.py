@@ -289,6 +289,36 @@ def test_markdown_links_footnotes_autolinks_and_escapes_kept(tmp_path: Path) -> 
     ]
 
 
+NUMBERED_NOTES = """Expulsions rose sharply.[1] Nobody appealed.[2]
+
+Courts refused appeals.\u00b3 The rest is uncited.
+
+Notes
+
+[1] Delfi, 12 May 2024, https://example.org/n1
+[2] https://example.org/n2
+3. LRT report:
+   https://example.org/n3
+"""
+
+
+def test_numbered_endnotes_in_plain_text(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text(NUMBERED_NOTES, encoding="utf-8")
+    assert claims_of(path) == [
+        ("Expulsions rose sharply.[1]", [("https://example.org/n1", "endnote")]),
+        ("Nobody appealed.[2]", [("https://example.org/n2", "endnote")]),
+        ("Courts refused appeals.\u00b3", [("https://example.org/n3", "endnote")]),
+    ]
+
+
+def test_pdf_endnotes_in_body_type(tmp_path: Path) -> None:
+    pages = [[(72, 700, 11, "A claim with an endnote."), (200, 704, 7, "7"), (206, 700, 11, " More text.")],
+             [(72, 700, 11, "Notes"), (72, 670, 11, "7 Interview record, https://example.org/pdf-endnote")]]
+    path = make_pdf(tmp_path / "endnotes.pdf", pages)
+    assert claims_of(path) == [("A claim with an endnote.", [("https://example.org/pdf-endnote", "endnote")])]
+
+
 def test_text_encodings(tmp_path: Path) -> None:
     body = "Čia teiginys \u2013 claim.\n\nhttps://example.org/\u010dia\n"
     for encoding, prefix in (("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16", b"")):

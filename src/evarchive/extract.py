@@ -257,7 +257,8 @@ def _segments(text: str, cites: list[_Cite]) -> list[_Segment]:
 
 # --------------------------------------------------------------------------- sentences
 
-_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*\s+")
+_SUPERSCRIPT_DIGITS = "\u00b9\u00b2\u00b3\u2070\u2074\u2075\u2076\u2077\u2078\u2079"
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*(?:\[\d{1,3}\]|[" + _SUPERSCRIPT_DIGITS + r"]+)*\s+")
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "nos", "art", "arts", "vs", "etc",
                   "e.g", "i.e", "eg", "ie", "inc", "ltd", "jr", "sr", "gen", "col", "lt", "sgt",
                   "rep", "sen", "gov", "p", "pp", "vol", "cf", "fig", "para", "ch", "sec", "approx",
@@ -312,6 +313,109 @@ def _is_trailing(text: str, cite: _Cite, seg: _Segment, cites: list[_Cite]) -> b
     return not _WORD_RE.search(text[pos:seg.end])
 
 
+# --------------------------------------------------------------------------- numbered notes
+
+# "[3]" or a superscript "³" glued to the text it marks; the note is a later line "[3] ... URL",
+# "3. ... URL" or "³ ... URL" (endnotes in plain text, PDF endnotes set in body type).
+_MARKER_RE = re.compile(r"(?<=\S)\[(\d{1,3})\]|[" + _SUPERSCRIPT_DIGITS + r"]+")
+_ENTRY_RE = re.compile(r"\s*(?:\[(\d{1,3})\]|(\d{1,3})[.)]?|([" + _SUPERSCRIPT_DIGITS + r"]+))\s+")
+_TO_DIGITS = str.maketrans(_SUPERSCRIPT_DIGITS, "1230456789")
+
+
+@dataclass
+class _Entry:
+    block: int
+    start: int  # where the entry's line starts in the block text
+    body: int  # where its text starts, after the label
+    end: int
+    used: bool = False
+
+
+def _entries(document: Document) -> dict[str, list[_Entry]]:
+    """Numbered lines that cite a URL, by label, in document order (candidate endnotes)."""
+    found: dict[str, list[_Entry]] = {}
+    for index, block in enumerate(document.blocks):
+        current: tuple[str, _Entry] | None = None
+        pos = 0
+        for line in block.text.split("\n"):
+            match = _ENTRY_RE.match(line)
+            if match:
+                label = (match.group(1) or match.group(2) or match.group(3)).translate(_TO_DIGITS)
+                current = (label, _Entry(index, pos, pos + match.end(), pos + len(line)))
+                found.setdefault(label, []).append(current[1])
+            elif current is not None:
+                current[1].end = pos + len(line)  # a note's continuation line
+            pos += len(line) + 1
+    for label in list(found):
+        found[label] = [e for e in found[label] if _cites(document.blocks[e.block], e.body, e.end)]
+    return {k: v for k, v in found.items() if v}
+
+
+def _cites(block: Block, start: int, end: int) -> bool:
+    text = block.text[start:end]
+    return bool(find_urls(text)) or any(start <= l.start < end and is_web_url(l.url) for l in block.links)
+
+
+def _markers(document: Document) -> list[tuple[int, int, str]]:
+    """(block, offset, label) of every numbered marker: in the text, or left by a reader (PDF)."""
+    found = []
+    for index, block in enumerate(document.blocks):
+        urls = find_urls(block.text)
+        for match in _MARKER_RE.finditer(block.text):
+            if not any(u.start <= match.start() < u.end for u in urls):
+                found.append((index, match.start(), (match.group(1) or match.group(0)).translate(_TO_DIGITS)))
+        found.extend((index, r.offset, r.key[4:]) for r in block.note_refs if r.key.startswith("num:"))
+    return found
+
+
+def resolve_numbered_notes(document: Document) -> None:
+    """Turn numbered endnote lines that some marker refers to into notes, and markers into refs."""
+    entries = _entries(document)
+    markers = _markers(document) if entries else []
+    for block in document.blocks:
+        block.note_refs = [r for r in block.note_refs if not r.key.startswith("num:")]
+    for index, offset, label in markers:
+        entry = next((e for e in entries.get(label, [])
+                      if (e.block, e.start) > (index, offset)), None)
+        if entry is None:
+            continue
+        key = f"num:{entry.block}:{entry.start}"
+        if not entry.used:
+            block = document.blocks[entry.block]
+            links = [Link(l.url, l.start - entry.body, l.end - entry.body) for l in block.links
+                     if entry.body <= l.start < entry.end]
+            document.notes[key] = Note("endnote", label, block.text[entry.body:entry.end], links, block.page)
+            entry.used = True
+        document.blocks[index].note_refs.append(NoteRef(key, offset))
+    for index, block in enumerate(document.blocks):
+        spans = [(e.start, e.end) for group in entries.values() for e in group if e.used and e.block == index]
+        if spans:
+            _cut_spans(block, spans)
+
+
+def _cut_spans(block: Block, spans: list[tuple[int, int]]) -> None:
+    """Remove note lines from a block (they now live in ``Document.notes``), shifting offsets."""
+    spans = sorted(spans)
+    pieces, pos = [], 0
+    for start, end in spans:
+        pieces.append((pos, start))
+        pos = min(len(block.text), end + 1)
+    pieces.append((pos, len(block.text)))
+
+    def moved(offset: int) -> int | None:
+        shift = 0
+        for start, end in pieces:
+            if start <= offset <= end:
+                return offset - start + shift
+            shift += end - start
+        return None
+
+    block.text = "".join(block.text[s:e] for s, e in pieces)
+    block.links = [Link(l.url, a, b) for l in block.links
+                   if (a := moved(l.start)) is not None and (b := moved(l.end)) is not None]
+    block.note_refs = [NoteRef(r.key, o) for r in block.note_refs if (o := moved(r.offset)) is not None]
+
+
 # --------------------------------------------------------------------------- segmentation
 
 class _Claims:
@@ -341,6 +445,7 @@ def _cite_record(block: Block, cite: _Cite, via: str) -> Citation:
 
 def segment(document: Document) -> list[Claim]:
     """Every claim of the document that cites at least one URL, with its citations."""
+    resolve_numbered_notes(document)
     claims = _Claims()
     previous: tuple[Block, _Segment] | None = None
     for block in document.blocks:

@@ -659,9 +659,9 @@ def _assemble_line(line: _PdfLine) -> None:
         if _is_superscript(frag, line):
             refs.append((frag.text.strip().strip("[]()"), len(text.rstrip())))
             continue
-        piece = frag.text
-        if not text or text.endswith(" "):
-            piece = piece.lstrip(" ")
+        piece = frag.text.lstrip(" ")
+        if text and not text.endswith(" ") and frag.text.startswith(" "):
+            piece = " " + piece  # one space where pypdf saw a gap, however wide
         spans.append((frag, len(text), len(text) + len(piece)))
         text += piece
     line.text, line.spans, line.refs = text.rstrip(), spans, refs
@@ -852,8 +852,8 @@ def _pdf_block(block: _PdfBlock, notes: dict[str, Note]) -> Block:
     refs = []
     for label, offset in block.refs:
         key = _find_note(notes, block.page, label)
-        if key:
-            refs.append(NoteRef(key, offset))
+        # A marker with no footnote on its page may be an endnote in body type: extract.py looks.
+        refs.append(NoteRef(key or f"num:{label}", offset))
     return Block(block.text, page=block.page, links=block.links, note_refs=refs)
 
 
