@@ -436,3 +436,38 @@ def test_redirect_to_a_refused_scheme_fails_clearly(archive, settings, local_ser
     [outcome] = capture_urls(archive, [local_server.url("/redirect-to?url=ftp://example.org/x")], settings)
     assert outcome.status == "failed" and outcome.error_class == "RefusedRedirect"
     assert "only http and https" in outcome.error_message
+
+
+# --------------------------------------------------------------------------- worker processes
+
+def test_large_run_spreads_over_worker_processes(tmp_path, multi_host_server):
+    # Through the CLI: the pytest process runs the server in a thread, and workers are only
+    # forked from a process without other threads.
+    hosts = multi_host_server.hosts
+    urls = [multi_host_server.url(f"/plain?n={n}", host_ip=hosts[n % len(hosts)]) for n in range(240)]
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text("\n".join(urls))
+    result = run_cli("capture", "--workers", "2", "--json", "--from", str(url_file), archive=tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    reported = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["url"] for r in reported) == sorted(urls)
+    assert {r["status"] for r in reported} == {"captured"}
+    arch = Archive.open(tmp_path / "a")
+    try:
+        files = list(arch.db.query("SELECT name, pid, status FROM warc_files"))
+        assert len(files) == 2 and len({f["pid"] for f in files}) == 2
+        assert {f["status"] for f in files} == {"closed"}
+        # Whole hosts go to one worker, so the per-host limit holds across processes.
+        for host in hosts:
+            used = {r["warc_file"] for r in arch.db.query(
+                "SELECT warc_file FROM captures WHERE url_requested LIKE ?", [f"http://{host}:%"])}
+            assert len(used) == 1
+        warcio_check(arch)
+    finally:
+        arch.close()
+
+
+def test_small_runs_stay_in_one_process(archive, settings, local_server):
+    settings.workers = 2
+    capture_urls(archive, [local_server.url(f"/plain?n={n}") for n in range(20)], settings)
+    assert archive.db.execute("SELECT COUNT(*) FROM warc_files").fetchone()[0] == 1

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from . import __version__, client, custody
+from . import __version__, client, custody, parallel
 from .archive import Archive
 from .catalogue import (
     ensure_source,
@@ -93,6 +93,7 @@ class CaptureSettings:
     max_warc_size: int = 1 << 30
     commit_every: int = 64
     commit_interval: float = 0.25
+    workers: int | None = None  # processes for large runs; None: one per core (at most 2)
     sleep: Sleep = field(default=asyncio.sleep, repr=False)
     clock: Clock = field(default=_utc_clock, repr=False)
 
@@ -768,8 +769,12 @@ def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | 
     for url in urls:
         validate_url(url)
     client.validate_proxy(settings.proxy)
+    unique = list(dict.fromkeys(urls))
+    workers = parallel.worker_count(settings.workers, unique)
+    if workers > 1 and not parallel.threads_other_than_main():
+        return parallel.capture_in_workers(archive, unique, settings, workers, on_result)
     run = CaptureRun(archive, settings, on_result)
-    return asyncio.run(run.run(list(dict.fromkeys(urls))))
+    return asyncio.run(run.run(unique))
 
 
 __all__ = [

@@ -86,7 +86,7 @@ def _parse_resolve(values: list[str]) -> dict[str, tuple[str, int]]:
 def capture_settings(concurrency: int, per_host: int, timeout: float, read_timeout: float,
                      connect_timeout: float, max_body: int, retries: int, user_agent: str | None,
                      proxy: str | None, insecure: bool, ca_file: Path | None,
-                     resolve: list[str], warc_size: int) -> Any:
+                     resolve: list[str], warc_size: int, workers: int | None = None) -> Any:
     from .capture import DEFAULT_USER_AGENT, CaptureSettings
 
     if concurrency < 1 or per_host < 1:
@@ -96,7 +96,7 @@ def capture_settings(concurrency: int, per_host: int, timeout: float, read_timeo
         read_timeout=read_timeout, connect_timeout=connect_timeout, max_body=max_body,
         retries=retries, user_agent=user_agent or DEFAULT_USER_AGENT, proxy=proxy,
         insecure=insecure, ca_file=str(ca_file) if ca_file else None,
-        resolve=_parse_resolve(resolve), max_warc_size=warc_size)
+        resolve=_parse_resolve(resolve), max_warc_size=warc_size, workers=workers)
 
 
 def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
@@ -113,12 +113,14 @@ def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
             err.print("nothing to capture")
         return []
     show_bar = not quiet and err.is_terminal
+    # No refresh thread: large runs fork worker processes, which must not inherit threads.
     with Progress(TextColumn("capturing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, disable=not show_bar, transient=True) as progress:
+                  console=err, disable=not show_bar, transient=True, auto_refresh=False) as progress:
         task = progress.add_task("capture", total=len(urls))
 
         def on_result(outcome: Any) -> None:
             progress.advance(task)
+            progress.refresh()
             if as_json:
                 print_json(outcome.as_dict())
                 sys.stdout.flush()
@@ -166,6 +168,9 @@ def capture(
     resolve: Annotated[list[str] | None, typer.Option(
         help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
     warc_size: Annotated[int, typer.Option(help="Start a new WARC file past this size.")] = 1 << 30,
+    workers: Annotated[int | None, typer.Option(
+        help="Processes for large runs (default: one per core, at most 2; hosts are split "
+             "between them).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -181,7 +186,7 @@ def capture(
         raise UsageError("give URLs, --from FILE, --pending or --all")
     settings = capture_settings(concurrency, per_host, timeout, read_timeout, connect_timeout,
                                 max_body, retries, user_agent, proxy, insecure, ca_file,
-                                resolve or [], warc_size)
+                                resolve or [], warc_size, workers)
     arch = open_archive(archive)
     chosen = select_urls(arch, urls or [], from_file, pending, everything)
     outcomes = run_captures(arch, chosen, settings, quiet, as_json)
@@ -523,7 +528,8 @@ def verify(
 
 @app.command("log")
 def log_cmd(
-    head: Annotated[bool, typer.Option("--head", help="Print only the current head hash (to write down or publish).")] = False,
+    head: Annotated[bool, typer.Option(
+        "--head", help="Print only the current head hash (to write down or publish).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the newest N entries.")] = None,
     archive: ArchiveOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -605,7 +611,8 @@ def timestamp(
         "--tsa", help="RFC 3161 TSA URL; repeat for fallbacks, tried in order (env EVARCHIVE_TSA, "
         "or keys/tsa-urls.txt).")] = None,
     tsa_roots: Annotated[Path | None, typer.Option(
-        "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS", help="PEM file of trusted TSA roots (default keys/tsa-roots.pem).")] = None,
+        "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS",
+        help="PEM file of trusted TSA roots (default keys/tsa-roots.pem).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each TSA.")] = 30.0,
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:

@@ -1,0 +1,133 @@
+"""Spread a large capture run over worker processes, one per core.
+
+httpx and the WARC writer are CPU-bound in Python: one process tops out well below what the
+network and a polite per-host limit allow on a run of a thousand pages. Hosts (never single
+URLs) are divided between workers, so the per-host limit still holds across the whole run,
+and each worker owns its WARC writer, so no two processes ever share a file.
+
+Workers are forked (no re-import, no pickling of settings). A forked child never touches the
+parent's SQLite connection: it opens its own, and leaves through ``os._exit`` as
+multiprocessing children do, so the inherited one is never finalised. On Linux a worker also
+asks to be killed with its parent, so a ``kill -9`` of the command leaves no orphan capturing on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .archive import Archive
+from .errors import CouldNotRunError, EvarchiveError
+from .urls import host_of
+
+MIN_URLS_PER_WORKER = 100  # below this, starting workers costs more than it saves
+PR_SET_PDEATHSIG = 1
+
+
+def worker_count(settings_workers: int | None, urls: list[str]) -> int:
+    """How many processes this run deserves: one per core, enough URLs each, at least 2 hosts."""
+    wanted = settings_workers if settings_workers is not None else min(2, os.cpu_count() or 1)
+    hosts = len({host_of(u) for u in urls})
+    return max(1, min(wanted, hosts, len(urls) // MIN_URLS_PER_WORKER))
+
+
+def split_by_host(urls: list[str], workers: int) -> list[list[str]]:
+    """Whole hosts to each worker, the biggest first to the least loaded (greedy balance)."""
+    by_host: dict[str, list[str]] = defaultdict(list)
+    for url in urls:
+        by_host[host_of(url)].append(url)
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    for _host, host_urls in sorted(by_host.items(), key=lambda item: -len(item[1])):
+        min(shares, key=len).extend(host_urls)
+    return [share for share in shares if share]
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: an orphan finishes its share and exits
+        pass
+
+
+def _worker(archive_path: Path, urls: list[str], settings: Any, results: Any) -> None:
+    from .capture import CaptureRun
+
+    _die_with_parent()
+    try:
+        archive = Archive.open(archive_path)
+        run = CaptureRun(archive, settings, on_result=lambda outcome: results.put(("result", outcome)))
+        asyncio.run(run.run(urls))
+        archive.close()
+    except EvarchiveError as exc:
+        results.put(("error", exc))
+        return
+    except KeyboardInterrupt:
+        results.put(("interrupted", None))
+        return
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        results.put(("error", CouldNotRunError(f"a capture worker failed: {type(exc).__name__}: {exc}")))
+        return
+    results.put(("done", None))
+
+
+def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers: int,
+                       on_result: Callable[[Any], None] | None) -> list[Any]:
+    """Run one ``CaptureRun`` per worker process and gather their outcomes in URL order."""
+    shares = split_by_host(urls, workers)
+    per_worker = replace(settings, concurrency=max(1, settings.concurrency // len(shares)))
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    procs = [context.Process(target=_worker, args=(archive.path, share, per_worker, results),
+                             daemon=True) for share in shares]
+    for proc in procs:
+        proc.start()
+    outcomes, failure = _collect(procs, results, on_result)
+    for proc in procs:
+        proc.join()
+    if failure is not None:
+        raise failure
+    order = {u: i for i, u in enumerate(urls)}
+    return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+
+
+def _collect(procs: list[Any], results: Any, on_result: Callable[[Any], None] | None
+             ) -> tuple[list[Any], BaseException | None]:
+    outcomes: list[Any] = []
+    finished = 0
+    failure: BaseException | None = None
+    while finished < len(procs):
+        try:
+            kind, payload = results.get(timeout=0.5)
+        except queue_module.Empty:
+            if all(not p.is_alive() for p in procs) and results.empty():
+                failure = failure or CouldNotRunError("a capture worker died without a word; "
+                                                      "run `evarchive capture --pending` to finish")
+                break
+            continue
+        if kind == "result":
+            outcomes.append(payload)
+            if on_result:
+                on_result(payload)
+            continue
+        finished += 1
+        if kind == "error":
+            failure = failure or payload
+        elif kind == "interrupted":
+            failure = failure or KeyboardInterrupt()
+    return outcomes, failure
+
+
+def threads_other_than_main() -> bool:
+    """Forking with other threads alive can deadlock the child; callers fall back to one process."""
+    return threading.active_count() > 1
