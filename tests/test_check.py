@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -86,13 +87,14 @@ def arch(tmp_path: Path) -> Iterator[Archive]:
 def network(server: LocalServer, clock: FakeClock, sleeper: NoSleep, **kw: Any) -> CaptureSettings:
     base: dict[str, Any] = dict(sleep=sleeper, clock=clock, read_timeout=2.0, connect_timeout=2.0,
                                 total_timeout=10.0, retries=2, max_body=1 << 24,
-                                ca_file=server.ca_pem_path, commit_interval=0.0)
+                                ca_file=server.ca_pem_path)
     base.update(kw)
     return CaptureSettings(**base)
 
 
 def settings(server: LocalServer, clock: FakeClock, sleeper: NoSleep, net: dict[str, Any] | None = None,
              **kw: Any) -> CheckSettings:
+    kw.setdefault("commit_interval", 0.0)
     return CheckSettings(network=network(server, clock, sleeper, **(net or {})), **kw)
 
 
@@ -449,12 +451,13 @@ from evarchive.capture import CaptureSettings
 from evarchive.linkcheck import CheckSettings, check_sources, select_sources
 arch = Archive.open({archive!r})
 urls = [{base!r} + f"/status/404?n={{i}}" for i in range(400)]
-net = CaptureSettings(concurrency=4, per_host=4, commit_every=8, commit_interval=0.0)
+net = CaptureSettings(concurrency=4, per_host=4)
 
 def committed(result):
     print(result.check_id, flush=True)  # called once the check is committed
 
-check_sources(arch, select_sources(arch, urls), CheckSettings(network=net), committed)
+check_sources(arch, select_sources(arch, urls), CheckSettings(network=net, commit_interval=0.0),
+              committed)
 """
 
 
@@ -588,6 +591,28 @@ def page_obs(url: str, html: str, status: int = 200, hops: list[Hop] | None = No
 def test_soft_404_phrases_in_many_languages(title: str) -> None:
     html = f"<html><head><title>{title}</title></head><body><p>Try the search.</p></body></html>"
     assert classify(page_obs("https://a.example/x", html)).verdict == "soft-404"
+
+
+def test_a_number_404_in_a_title_is_not_a_soft_404() -> None:
+    html = "<html><head><title>Benchmark article 404</title></head><body><p>Text.</p></body></html>"
+    assert classify(page_obs("https://a.example/a/404", html)).verdict == "ok"
+
+
+def test_a_captured_wall_is_still_a_wall(local_server: LocalServer, arch: Archive, clock: FakeClock,
+                                         sleeper: NoSleep) -> None:
+    urls = [local_server.url("/login-wall"), local_server.url("/consent")]
+    capture(arch, local_server, sleeper, *urls)  # the capture preserved the wall itself
+    results = run_check(arch, urls, settings(local_server, clock, sleeper))
+    assert [(r.verdict, r.detail) for r in results.values()] == [("blocked", "login"), ("blocked", "consent")]
+
+
+def test_every_wall_marker_is_caught_by_a_trigger() -> None:
+    markers = [linkcheck._CAPTCHA_MARKERS, linkcheck._CONSENT_MARKERS, linkcheck._LOGIN_MARKERS]
+    for rx in markers:
+        for alternative in re.split(r"(?<!\\)\|", rx.pattern):
+            text = alternative.replace("\\", "").replace("<title>[^<]*", "<title>").replace("(?:", "")
+            text = text.replace("log ?in", "log in").replace("sign ?in", "sign in").replace(")\\b", "")
+            assert any(t in text for t in linkcheck._WALL_TRIGGERS), alternative
 
 
 def test_not_found_words_inside_a_long_article_are_not_a_soft_404() -> None:
