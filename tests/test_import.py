@@ -139,10 +139,11 @@ def _pdf_escape(text: str) -> bytes:
     return text.encode("cp1252").replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
 
 
-def make_pdf(path: Path, pages: list[list[tuple[float, float, float, str]]],
+def make_pdf(path: Path, pages: list[list[tuple[float, float, float, str]] | bytes],
              links: list[tuple[int, tuple[float, float, float, float], str]] = (),
              user_password: str | None = None) -> Path:
-    """A PDF with Helvetica text pieces ``(x, y, size, text)`` per page and URI link annotations."""
+    """A PDF with Helvetica text pieces ``(x, y, size, text)`` (or a raw content stream) per page,
+    and URI link annotations."""
     from pypdf import PdfWriter
     from pypdf.annotations import Link as LinkAnnotation
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
@@ -156,8 +157,9 @@ def make_pdf(path: Path, pages: list[list[tuple[float, float, float, str]]],
         page[NameObject("/Resources")] = DictionaryObject({
             NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
         stream = DecodedStreamObject()
-        stream.set_data(b"".join(b"BT /F1 %.1f Tf 1 0 0 1 %.1f %.1f Tm (%s) Tj ET\n" % (size, x, y, _pdf_escape(text))
-                                 for x, y, size, text in items))
+        stream.set_data(items if isinstance(items, bytes) else b"".join(
+            b"BT /F1 %.1f Tf 1 0 0 1 %.1f %.1f Tm (%s) Tj ET\n" % (size, x, y, _pdf_escape(text))
+            for x, y, size, text in items))
         page[NameObject("/Contents")] = writer._add_object(stream)
     for page_index, rect, url in links:
         writer.add_annotation(page_number=page_index, annotation=LinkAnnotation(rect=rect, url=url))
@@ -254,6 +256,38 @@ def test_pdf_footnotes_link_annotations_and_wrapped_urls(tmp_path: Path) -> None
          [("https://example.org/reports/2024/a-very-long-path-name-that-wraps/onto-the-next-line.html", "inline", None)]),
         ("Another claim stands here.", 1, [("https://example.org/pdf-own-line", "line", None)]),
         ("Second page claim with a note.", 2, [("https://example.org/pdf-footnote-two", "footnote", "2")]),
+    ]
+
+
+# How a typesetting library (here: the shape of reportlab's output) draws a page: the footer
+# first, then each paragraph as one text object whose lines follow with T*, superscripts raised
+# with a text rise (Ts) that text extraction does not report, a link annotation per line.
+TYPESET_PAGE = b"""BT /F1 8 Tf 1 0 0 1 72 60 Tm (1 Delfi, https://example.org/typeset-footnote) Tj ET
+BT /F1 8 Tf 1 0 0 1 290 30 Tm (1) Tj ET
+q 1 0 0 1 78 687.9 cm
+BT 1 0 0 1 0 38 Tm 12 TL /F1 10 Tf (As of April 1, 2024, 62,884 citizens of Belarus legally reside in Lithuania.) Tj
+/F1 8 Tf 5 Ts (1) Tj /F1 10 Tf 0 Ts ( The Lithuanian Migration) Tj T*
+(Department recognizes the deportation of Belarusians back to Belarus, including those who) Tj T*
+(participated in the 2020 protests and who face torture upon their return, as ) Tj (LRT) Tj T*
+(reported) Tj ( last year.) Tj T* ET Q
+q 1 0 0 1 78 633.9 cm
+BT 1 0 0 1 0 26 Tm /F1 10 Tf 12 TL (A claim citing https://example.org/typeset/a-url-broken-in-the-middle-of-a-wo) Tj T*
+(rd) Tj T* ET Q
+"""
+
+
+def test_pdf_as_typesetting_libraries_write_it(tmp_path: Path) -> None:
+    links = [(0, (410, 699.9, 430, 711.9), "https://example.org/typeset-link"),
+             (0, (78, 687.9, 115, 699.9), "https://example.org/typeset-link")]
+    path = make_pdf(tmp_path / "typeset.pdf", [TYPESET_PAGE], links)
+    assert claims_of(path) == [
+        ("As of April 1, 2024, 62,884 citizens of Belarus legally reside in Lithuania.",
+         [("https://example.org/typeset-footnote", "footnote")]),
+        ("The Lithuanian Migration Department recognizes the deportation of Belarusians back to Belarus, including "
+         "those who participated in the 2020 protests and who face torture upon their return, as LRT reported last "
+         "year.", [("https://example.org/typeset-link", "link")]),
+        ("A claim citing https://example.org/typeset/a-url-broken-in-the-middle-of-a-word",
+         [("https://example.org/typeset/a-url-broken-in-the-middle-of-a-word", "inline")]),
     ]
 
 

@@ -174,14 +174,14 @@ class _Cite:
     note: str | None = None
 
 
-def _dedupe_links(bare: list[UrlSpan], links: list[Link]) -> list[_Cite]:
+def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Cite]:
     """Bare URLs and hyperlinks of one text, without counting a linked URL twice.
 
     When a hyperlink's visible text is itself a URL, the visible URL is the citation (it is what a
     reader of the printed report sees) and the link target is not counted again.
     """
     cites = [_Cite(u.url, u.start, u.end, "inline") for u in bare]
-    for link in links:
+    for link in _merge_links(text, links):
         if not is_web_url(link.url):
             continue  # mailto:, relative and internal links cite nothing we can capture
         if any(u.start < link.end and link.start < u.end for u in bare):
@@ -191,12 +191,29 @@ def _dedupe_links(bare: list[UrlSpan], links: list[Link]) -> list[_Cite]:
     return cites
 
 
+def _merge_links(text: str, links: list[Link]) -> list[Link]:
+    """One link split over several lines or runs (PDF annotations, Word runs) is one citation.
+
+    Pieces of one link are close together and no sentence ends between them (PDF positions are
+    estimates, so a word may fall between two pieces of one link).
+    """
+    merged: list[Link] = []
+    for link in sorted(links, key=lambda l: (l.start, l.end)):
+        last = merged[-1] if merged else None
+        gap = text[last.end:link.start] if last is not None else ""
+        if last is not None and last.url == link.url and len(gap) <= 20 and not re.search(r"[.!?]\s", gap):
+            last.end = max(last.end, link.end)
+        else:
+            merged.append(Link(link.url, link.start, link.end))
+    return merged
+
+
 def note_citations(note: Note) -> list[_Cite]:
-    return _dedupe_links(find_urls(note.text), note.links)
+    return _dedupe_links(note.text, find_urls(note.text), note.links)
 
 
 def block_citations(block: Block, notes: dict[str, Note]) -> list[_Cite]:
-    cites = _dedupe_links(find_urls(block.text), block.links)
+    cites = _dedupe_links(block.text, find_urls(block.text), block.links)
     for ref in block.note_refs:
         note = notes.get(ref.key)
         if note is None:

@@ -631,8 +631,13 @@ def _pdf_fragments(page: Any) -> list[_Frag]:
 
 
 def _is_superscript(frag: _Frag, line: _PdfLine) -> bool:
+    """A note marker: a short number or symbol in smaller type on a line of larger type.
+
+    Raised text is not required: a text rise (``Ts``, used by many producers) does not show in
+    the positions pypdf reports, only the smaller size does.
+    """
     raised = frag.y - line.y
-    return (frag.size < 0.85 * line.size and 0.1 * line.size < raised <= 0.8 * line.size
+    return (frag.size < 0.85 * line.size and -0.1 * line.size <= raised <= 0.8 * line.size
             and bool(_MARKER_TEXT.match(frag.text.strip())))
 
 
@@ -650,6 +655,8 @@ def _pdf_lines(frags: list[_Frag], page_number: int) -> list[_PdfLine]:
         lines.append(_PdfLine(page_number, frag.y, frag.size, frag.x, refs=[], spans=[(frag, 0, 0)]))
     for line in lines:
         _assemble_line(line)
+    # Producers draw in any order (a page footer before the body); read top to bottom.
+    lines.sort(key=lambda l: -l.y)
     return [l for l in lines if l.text.strip() or l.refs]
 
 
@@ -705,8 +712,10 @@ def _continues_url(previous: str, following: str, long_line: bool) -> bool:
         return False
     if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:":
         return False
-    return bool(re.fullmatch(r"[\w\-._~%!$&'()*+=@/?#\[\]]+", first)) and bool(
-        re.search(r"[/\-_=&?%#.0-9]", first))
+    if not re.fullmatch(r"[\w\-._~%!$&'()*+=@/?#\[\]]+", first):
+        return False
+    # URL-ish characters in the piece, or a piece alone on its line (a word broken anywhere).
+    return bool(re.search(r"[/\-_=&?%#.0-9]", first)) or following.strip() == first
 
 
 @dataclass
@@ -770,14 +779,50 @@ def _pdf_links(page: Any) -> list[tuple[str, tuple[float, float, float, float]]]
     return found
 
 
+def _char_positions(block: _PdfBlock) -> list[tuple[int, float, float, float]]:
+    """(offset, x, y, size) estimated for each character of the block's text.
+
+    pypdf gives one position per text run (not per glyph) and no glyph widths. A piece whose
+    reported x does not advance continues the run; characters get half an em each, squeezed to end
+    where the next piece really starts. Close enough to find the words a link rectangle covers.
+    """
+    chars: list[tuple[int, float, float, float]] = []
+    rows: dict[float, list[tuple[_Frag, int, int]]] = {}
+    for span in block.spans:
+        rows.setdefault(span[0].y, []).append(span)
+    for row in rows.values():
+        starts, cursor = [], None
+        for frag, begin, finish in row:
+            x = frag.x if cursor is None or frag.x > starts[-1] else cursor
+            starts.append(x)
+            cursor = x + (finish - begin) * 0.5 * frag.size
+        for i, (frag, begin, finish) in enumerate(row):
+            width = 0.5 * frag.size
+            if i + 1 < len(row) and starts[i + 1] > starts[i] and finish > begin:
+                width = min(width, (starts[i + 1] - starts[i]) / (finish - begin))
+            chars.extend((o, starts[i] + (o - begin) * width, frag.y, frag.size) for o in range(begin, finish))
+    return chars
+
+
 def _attach_links(blocks: list[_PdfBlock], links: list[tuple[str, tuple[float, float, float, float]]]) -> None:
     for url, (x1, y1, x2, y2) in links:
         for block in blocks:
-            inside = [(s, e) for f, s, e in block.spans
-                      if y1 - 3 <= f.y <= y2 + 3 and x1 - 2 <= f.x < x2]
+            # A glyph is under the rectangle when its centre is: half an em right, a third of the
+            # type size above the baseline.
+            inside = [o for o, x, y, size in _char_positions(block)
+                      if y1 <= y + 0.3 * size <= y2 and x1 <= x + 0.25 * size <= x2]
             if inside:
-                block.links.append(Link(url, min(s for s, _ in inside), max(e for _, e in inside)))
+                start, end = _snap_to_words(block.text, min(inside), max(inside) + 1)
+                block.links.append(Link(url, start, end))
                 break
+
+
+def _snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return start, end
 
 
 def _open_pdf(data: bytes, path: Path) -> Any:
