@@ -503,6 +503,23 @@ def test_bad_input_gets_a_message_exit_2_and_leaves_the_catalogue_untouched(
         assert snapshot(archive_dir) == before, name
 
 
+def test_bad_input_does_not_create_an_archive(tmp_path: Path) -> None:
+    report = tmp_path / "nourls.txt"
+    report.write_text("No links here.\n", encoding="utf-8")
+    for command in ("import", "archive"):
+        assert run(command, report, "--archive", tmp_path / "archive") == 2
+        assert not (tmp_path / "archive").exists()
+
+
+def test_html_table_of_contents_is_not_a_footnote(tmp_path: Path) -> None:
+    path = tmp_path / "toc.html"
+    chapter = "Long chapter text. " * 200
+    path.write_text(f"""<html><body><p>Contents: <a href="#ch1">1</a></p>
+        <section id="ch1"><h2>Chapter</h2><p>{chapter}</p><p>A claim.</p><p>https://example.org/toc</p></section>
+        </body></html>""", encoding="utf-8")
+    assert claims_of(path) == [("A claim.", [("https://example.org/toc", "line")])]
+
+
 def test_library_raises_input_error(tmp_path: Path) -> None:
     archive = Archive.open(tmp_path / "archive")
     path = tmp_path / "empty.txt"

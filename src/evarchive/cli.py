@@ -336,6 +336,15 @@ def _describe_change(key: str, item: dict[str, Any]) -> str:
     return f"{_where(item['claim'])}: {item['url']}"
 
 
+def check_report_before_creating_archive(archive: Path | None, report: Path, max_bytes: int | None) -> None:
+    """Unusable input must not leave a new, empty archive behind: read it before creating one."""
+    from .archive import default_archive_path
+    from .reports import check_report
+
+    if not (archive or default_archive_path()).exists():
+        check_report(report, max_bytes)
+
+
 @app.command("import")
 def import_cmd(
     report: Annotated[Path, typer.Argument(help="Report file: .txt, .md, .html, .docx or .pdf.")],
@@ -354,8 +363,9 @@ def import_cmd(
     """
     from .reports import import_report
 
-    result = import_report(open_archive(archive).db, report, title,
-                           max_size * 2**20 if max_size else None)
+    max_bytes = max_size * 2**20 if max_size else None
+    check_report_before_creating_archive(archive, report, max_bytes)
+    result = import_report(open_archive(archive).db, report, title, max_bytes)
     if as_json:
         print_json(result.as_dict())
     else:
@@ -443,6 +453,7 @@ def archive_cmd(
     settings = capture_settings(concurrency, per_host, timeout, read_timeout, connect_timeout,
                                 max_body, retries, user_agent, proxy, insecure, ca_file,
                                 resolve or [], warc_size)
+    check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
     result = import_report(arch.db, report, title)
     if not as_json and not quiet:

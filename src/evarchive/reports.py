@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EvarchiveError, InputError, UsageError
-from .extract import Block, Claim, Document, Link, Note, NoteRef, find_urls, segment
+from .extract import Block, Claim, Document, Link, Note, NoteRef, find_urls, is_web_url, segment
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
 # it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
@@ -373,10 +373,20 @@ def _html_note_targets(root: Any) -> tuple[dict[Any, str], dict[str, Any]]:
         holder = _note_holder(target)
         if holder.tag in ("body", "html") or any(up is holder for up in a.iterancestors()):
             continue  # not a note: the "target" holds the marker itself
+        if not _looks_like_note(holder):
+            continue  # e.g. a numbered table of contents pointing at whole chapters
         key = f"html:{href[1:]}"
         markers[a] = key
         notes[key] = holder
     return markers, notes
+
+
+def _looks_like_note(holder: Any) -> bool:
+    """A note is short and cites something; a chapter or section is neither."""
+    text = holder.text_content()
+    if len(text) > 3000:
+        return False
+    return bool(find_urls(text)) or any(is_web_url(a.get("href") or "") for a in holder.iter("a"))
 
 
 def _note_holder(target: Any) -> Any:
@@ -1062,14 +1072,24 @@ def import_report(db: Any, path: Path | str, title: str | None = None,
     found = _find_version(db, report_file.sha256)
     if found:
         return _unchanged(db, found)
+    document, claims, normalised, skipped = _prepare(report_file)
+    return _store(db, report_file, document, claims, normalised, skipped, title)
+
+
+def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, str], list[dict[str, str]]]:
+    """Parse and segment a report; refuses one that cites nothing capturable."""
     document = parse_report(report_file)
     claims = segment(document)
     normalised, skipped = _check_urls(claims)
     if not normalised:
         why = f" ({len(skipped)} URLs cannot be captured)" if skipped else ""
         raise InputError(f"{report_file.path}: the report cites no http(s) URLs{why}")
-    claims = _drop_uncitable(claims, normalised)
-    return _store(db, report_file, document, claims, normalised, skipped, title)
+    return document, _drop_uncitable(claims, normalised), normalised, skipped
+
+
+def check_report(path: Path | str, max_bytes: int | None = None) -> None:
+    """Raise InputError if the report cannot be imported (without touching any catalogue)."""
+    _prepare(read_report_file(path, max_bytes))
 
 
 def _drop_uncitable(claims: list[Claim], normalised: dict[str, str]) -> list[Claim]:
