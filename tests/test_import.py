@@ -291,6 +291,31 @@ def test_pdf_as_typesetting_libraries_write_it(tmp_path: Path) -> None:
     ]
 
 
+WRITER_CLAIMS = [
+    ("In 2024, 224 Belarusians were recognized as a threat to national security.",
+     [("https://www.delfi.lt/a-1", "footnote"), ("https://www.delfi.lt/b-2", "footnote")]),
+    ("Nobody appealed in time.", [("https://example.org/endnote", None)]),
+    ("The ministry said so in a statement.", [("https://example.org/statement", "link")]),
+    ("On 17 April 2024, the committee adopted amendments to the draft law, where Belarusians who travel more "
+     "than once every three months will be accused, as reported at https://www.delfi.lt/ru/news/politics/"
+     "komitet-seyma-odobril-predlozhenie-po-ogranicheniyu-poezdok-rossiyan-i-belarusov-na-rodinu-96361875 by the "
+     "press.", [("https://www.delfi.lt/ru/news/politics/komitet-seyma-odobril-predlozhenie-po-ogranicheniyu-poezdok-"
+                 "rossiyan-i-belarusov-na-rodinu-96361875", "inline")]),
+    ("Own-line claim paragraph.", [("https://example.org/own-line", "line"),
+                                   ("https://rus.lsm.lv/statja/grazhdanin-belarusi\u2013uspelzapechatlet-17-obyektov.a466902",
+                                    "line")]),
+]
+
+
+@pytest.mark.parametrize("name", ["writer_report.docx", "writer_report.pdf"])
+def test_files_written_by_a_word_processor(name: str) -> None:
+    found = claims_of(DATA / name)
+    # The endnote is an endnote in docx; in the PDF it is a note at the top of the next page.
+    expected = [(text, [(u, via or ("endnote" if name.endswith("docx") else "footnote")) for u, via in cites])
+                for text, cites in WRITER_CLAIMS]
+    assert found == expected
+
+
 def test_pdf_with_an_owner_password_only_is_readable(tmp_path: Path) -> None:
     path = make_pdf(tmp_path / "owner.pdf", PDF_PAGES, PDF_LINKS, user_password="")
     assert len(claims_of(path)) == 5

@@ -618,10 +618,11 @@ class _PdfLine:
     text: str = ""
     refs: list[tuple[str, int]] | None = None
     spans: list[tuple[_Frag, int, int]] | None = None
+    has_words: bool = False
 
 
 _PAGE_NUMBER = re.compile(r"(?i)^\s*(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?\s*$")
-_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,4})[\].)]?\s+")
+_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,4}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})[\].)]?\s+")
 
 
 def _pdf_fragments(page: Any) -> list[_Frag]:
@@ -658,11 +659,15 @@ def _pdf_lines(frags: list[_Frag], page_number: int) -> list[_PdfLine]:
         line = lines[-1] if lines else None
         if line is not None and (abs(frag.y - line.y) <= 0.45 * max(line.size, frag.size)
                                  or _is_superscript(frag, line)):
-            if frag.size > line.size and not _MARKER_TEXT.match(frag.text.strip()):
-                line.size, line.y = frag.size, frag.y
+            # A line's type size is that of its words: not of a space run, not of a marker.
+            if frag.text.strip() and (frag.size > line.size or not line.has_words) \
+                    and not _MARKER_TEXT.match(frag.text.strip()):
+                line.size, line.y, line.has_words = frag.size, frag.y, True
             line.spans.append((frag, 0, 0))
             continue
-        lines.append(_PdfLine(page_number, frag.y, frag.size, frag.x, refs=[], spans=[(frag, 0, 0)]))
+        words = bool(frag.text.strip()) and not _MARKER_TEXT.match(frag.text.strip())
+        lines.append(_PdfLine(page_number, frag.y, frag.size, frag.x, refs=[], spans=[(frag, 0, 0)],
+                              has_words=words))
     for line in lines:
         _assemble_line(line)
     # Producers draw in any order (a page footer before the body); read top to bottom.
