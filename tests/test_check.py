@@ -610,9 +610,10 @@ def test_every_wall_marker_is_caught_by_a_trigger() -> None:
     markers = [linkcheck._CAPTCHA_MARKERS, linkcheck._CONSENT_MARKERS, linkcheck._LOGIN_MARKERS]
     for rx in markers:
         for alternative in re.split(r"(?<!\\)\|", rx.pattern):
-            text = alternative.replace("\\", "").replace("<title>[^<]*", "<title>").replace("(?:", "")
-            text = text.replace("log ?in", "log in").replace("sign ?in", "sign in").replace(")\\b", "")
-            assert any(t in text for t in linkcheck._WALL_TRIGGERS), alternative
+            text = alternative.replace("<title>[^<]*", "").replace("log ?in", "log in")
+            text = text.replace("sign ?in", "sign in").replace("\\b", "")
+            words = text.encode().lower().translate(linkcheck._LETTERS_ONLY).split()
+            assert not linkcheck._TRIGGER_WORDS.isdisjoint(words), alternative
 
 
 def test_not_found_words_inside_a_long_article_are_not_a_soft_404() -> None:

@@ -87,7 +87,7 @@ class PageText:
 def decode_body(body: bytes, content_type: str | None = None,
                 content_encoding: str | None = None) -> str:
     """Bytes as received -> text: undo Content-Encoding, then charset."""
-    body = _undo_content_encoding(body, content_encoding)
+    body = undo_content_encoding(body, content_encoding)
     charset = _charset_from_content_type(content_type) or _sniff_meta_charset(body)
     if body.startswith(codecs.BOM_UTF8):
         charset = "utf-8-sig"
@@ -97,7 +97,8 @@ def decode_body(body: bytes, content_type: str | None = None,
         return body.decode("utf-8", errors="replace")
 
 
-def _undo_content_encoding(body: bytes, encoding: str | None) -> bytes:
+def undo_content_encoding(body: bytes, encoding: str | None) -> bytes:
+    """Undo gzip/deflate; what cannot be undone is returned as it is."""
     enc = (encoding or "").strip().lower()
     try:
         if enc in ("gzip", "x-gzip"):
