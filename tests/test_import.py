@@ -307,11 +307,11 @@ WRITER_CLAIMS = [
 ]
 
 
-@pytest.mark.parametrize("name", ["writer_report.docx", "writer_report.pdf"])
+@pytest.mark.parametrize("name", ["writer_report.docx", "writer_report.pdf", "writer_report.html"])
 def test_files_written_by_a_word_processor(name: str) -> None:
     found = claims_of(DATA / name)
-    # The endnote is an endnote in docx; in the PDF it is a note at the top of the next page.
-    expected = [(text, [(u, via or ("endnote" if name.endswith("docx") else "footnote")) for u, via in cites])
+    # The endnote is an endnote in docx and HTML; in the PDF it is a note at the top of the next page.
+    expected = [(text, [(u, via or ("footnote" if name.endswith("pdf") else "endnote")) for u, via in cites])
                 for text, cites in WRITER_CLAIMS]
     assert found == expected
 
