@@ -88,8 +88,8 @@ def web_urls(draw: st.DrawFn) -> str:
     url = f"{draw(st.sampled_from(['http', 'https', 'HTTPS']))}://{draw(_HOSTS)}"
     if draw(st.booleans()):
         url += f":{draw(st.integers(1, 65535))}"
-    for segment in draw(st.lists(_segments(), max_size=5)):
-        url += "/" + segment
+    for piece in draw(st.lists(_segments(), max_size=5)):
+        url += "/" + piece
     if draw(st.booleans()):
         url += "?" + "&".join(f"{k}={v}" for k, v in draw(st.dictionaries(
             st.from_regex(r"[a-z]{1,5}", fullmatch=True), st.from_regex(r"[A-Za-z0-9%._-]{0,6}", fullmatch=True),

@@ -129,10 +129,12 @@ def _notes_xml(tag: str, rid: str) -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
             f'<w:{tag}s xmlns:w="{w}" xmlns:r="{r}">'
             f'<w:{tag} w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:{tag}>'
-            f'<w:{tag} w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p></w:{tag}>'
-            f'<w:{tag} w:id="1"><w:p><w:r><w:t xml:space="preserve">See https://example.org/docx-{tag}-bare and </w:t></w:r>'
+            f'<w:{tag} w:type="continuationSeparator" w:id="0">'
+            f'<w:p><w:r><w:continuationSeparator/></w:r></w:p></w:{tag}>'
+            f'<w:{tag} w:id="1"><w:p><w:r>'
+            f'<w:t xml:space="preserve">See https://example.org/docx-{tag}-bare and </w:t></w:r>'
             f'<w:hyperlink r:id="{rid}"><w:r><w:t>the report</w:t></w:r></w:hyperlink></w:p></w:{tag}>'
-            f'</w:{tag}s>').encode("utf-8")
+            f'</w:{tag}s>').encode()
 
 
 def _pdf_escape(text: str) -> bytes:
@@ -203,7 +205,8 @@ HTML_REPORT = """<!DOCTYPE html>
 <p>Third claim.<br>https://example.org/html-br-line<br>
    <a href="https://example.org/html-linked-line">https://example.org/html-linked-line</a></p>
 <p><a href="/relative">relative</a> and <a href="mailto:x@example.org">mail</a> only.</p>
-<ol class="footnotes"><li id="fn1">See <a href="https://example.org/html-fn-one">Delfi</a>. <a href="#ref1">&#8617;</a></li></ol>
+<ol class="footnotes"><li id="fn1">See <a href="https://example.org/html-fn-one">Delfi</a>.
+  <a href="#ref1">&#8617;</a></li></ol>
 </body></html>
 """
 
@@ -253,7 +256,8 @@ def test_pdf_footnotes_link_annotations_and_wrapped_urls(tmp_path: Path) -> None
          [("https://example.org/pdf-statement", "link", None)]),
         ("Officials cited https://example.org/reports/2024/a-very-long-path-name-that-wraps/onto-the-next-line.html"
          " as their source.", 1,
-         [("https://example.org/reports/2024/a-very-long-path-name-that-wraps/onto-the-next-line.html", "inline", None)]),
+         [("https://example.org/reports/2024/a-very-long-path-name-that-wraps/onto-the-next-line.html", "inline",
+           None)]),
         ("Another claim stands here.", 1, [("https://example.org/pdf-own-line", "line", None)]),
         ("Second page claim with a note.", 2, [("https://example.org/pdf-footnote-two", "footnote", "2")]),
     ]
@@ -430,7 +434,8 @@ def edited_seed(path: Path) -> Path:
     return path
 
 
-def test_changed_version_keeps_the_old_and_reports_the_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_version_keeps_the_old_and_reports_the_changes(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     archive_dir = tmp_path / "archive"
     report = tmp_path / "report.txt"
     shutil.copy(SEED, report)

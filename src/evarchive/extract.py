@@ -198,7 +198,7 @@ def _merge_links(text: str, links: list[Link]) -> list[Link]:
     estimates, so a word may fall between two pieces of one link).
     """
     merged: list[Link] = []
-    for link in sorted(links, key=lambda l: (l.start, l.end)):
+    for link in sorted(links, key=lambda item: (item.start, item.end)):
         last = merged[-1] if merged else None
         gap = text[last.end:link.start] if last is not None else ""
         if last is not None and last.url == link.url and len(gap) <= 20 and not re.search(r"[.!?]\s", gap):
@@ -275,7 +275,8 @@ def _segments(text: str, cites: list[_Cite]) -> list[_Segment]:
 # --------------------------------------------------------------------------- sentences
 
 _SUPERSCRIPT_DIGITS = "\u00b9\u00b2\u00b3\u2070\u2074\u2075\u2076\u2077\u2078\u2079"
-_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*(?:\[\d{1,3}\]|[" + _SUPERSCRIPT_DIGITS + r"]+)*\s+")
+_SENTENCE_END = re.compile(
+    r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*(?:\[\d{1,3}\]|[" + _SUPERSCRIPT_DIGITS + r"]+)*\s+")
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "nos", "art", "arts", "vs", "etc",
                   "e.g", "i.e", "eg", "ie", "inc", "ltd", "jr", "sr", "gen", "col", "lt", "sgt",
                   "rep", "sen", "gov", "p", "pp", "vol", "cf", "fig", "para", "ch", "sec", "approx",
@@ -308,7 +309,8 @@ def sentence_starts(text: str, start: int, end: int, urls: list[_Cite]) -> list[
     for url in urls:
         after = re.match(r"\s+", text[url.end:end])
         before = text[start:url.start].rstrip()
-        if url.via == "inline" and after and before[-1:] in ".!?\u2026" and _starts_sentence(text, url.end + after.end()):
+        if url.via == "inline" and after and before[-1:] in ".!?\u2026" \
+                and _starts_sentence(text, url.end + after.end()):
             starts.append(url.end + after.end())
     return sorted(set(starts))
 
@@ -370,7 +372,7 @@ def _entries(document: Document) -> dict[str, list[_Entry]]:
 
 def _cites(block: Block, start: int, end: int) -> bool:
     text = block.text[start:end]
-    return bool(find_urls(text)) or any(start <= l.start < end and is_web_url(l.url) for l in block.links)
+    return bool(find_urls(text)) or any(start <= item.start < end and is_web_url(item.url) for item in block.links)
 
 
 def _markers(document: Document) -> list[tuple[int, int, str]]:
@@ -399,8 +401,8 @@ def resolve_numbered_notes(document: Document) -> None:
         key = f"num:{entry.block}:{entry.start}"
         if not entry.used:
             block = document.blocks[entry.block]
-            links = [Link(l.url, l.start - entry.body, l.end - entry.body) for l in block.links
-                     if entry.body <= l.start < entry.end]
+            links = [Link(item.url, item.start - entry.body, item.end - entry.body) for item in block.links
+                     if entry.body <= item.start < entry.end]
             document.notes[key] = Note("endnote", label, block.text[entry.body:entry.end], links, block.page)
             entry.used = True
         document.blocks[index].note_refs.append(NoteRef(key, offset))
@@ -428,8 +430,8 @@ def _cut_spans(block: Block, spans: list[tuple[int, int]]) -> None:
         return None
 
     block.text = "".join(block.text[s:e] for s, e in pieces)
-    block.links = [Link(l.url, a, b) for l in block.links
-                   if (a := moved(l.start)) is not None and (b := moved(l.end)) is not None]
+    block.links = [Link(item.url, a, b) for item in block.links
+                   if (a := moved(item.start)) is not None and (b := moved(item.end)) is not None]
     block.note_refs = [NoteRef(r.key, o) for r in block.note_refs if (o := moved(r.offset)) is not None]
 
 

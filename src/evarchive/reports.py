@@ -206,7 +206,7 @@ class _Builder:
     refs: list[NoteRef]
 
     @classmethod
-    def new(cls) -> "_Builder":
+    def new(cls) -> _Builder:
         return cls([], [], [])
 
     @property
@@ -438,7 +438,7 @@ def _join_blocks(blocks: list[Block]) -> tuple[str, list[Link]]:
     for block in blocks:
         if text:
             text += "\n"
-        links.extend(Link(l.url, l.start + len(text), l.end + len(text)) for l in block.links)
+        links.extend(Link(item.url, item.start + len(text), item.end + len(text)) for item in block.links)
         text += block.text
     return text, links
 
@@ -671,8 +671,8 @@ def _pdf_lines(frags: list[_Frag], page_number: int) -> list[_PdfLine]:
     for line in lines:
         _assemble_line(line)
     # Producers draw in any order (a page footer before the body); read top to bottom.
-    lines.sort(key=lambda l: -l.y)
-    return [l for l in lines if l.text.strip() or l.refs]
+    lines.sort(key=lambda item: -item.y)
+    return [item for item in lines if item.text.strip() or item.refs]
 
 
 def _assemble_line(line: _PdfLine) -> None:
@@ -699,7 +699,7 @@ def _body_size(lines: list[_PdfLine]) -> float:
 
 def _split_footnote_area(lines: list[_PdfLine], body: float) -> tuple[list[_PdfLine], list[_PdfLine]]:
     """Lines at the foot of a page in a smaller type, starting with a note number, are notes."""
-    lines = [l for l in lines if not _PAGE_NUMBER.match(l.text) or l.refs]
+    lines = [item for item in lines if not _PAGE_NUMBER.match(item.text) or item.refs]
     cut = len(lines)
     while cut > 0 and lines[cut - 1].size < 0.92 * body:
         cut -= 1
@@ -744,7 +744,7 @@ class _PdfBlock:
 
 def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
     block = _PdfBlock(page, "", [], [], [])
-    longest = max((len(l.text) for l in lines), default=0)
+    longest = max((len(item.text) for item in lines), default=0)
     previous: _PdfLine | None = None
     for line in lines:
         if previous is not None:
@@ -761,7 +761,7 @@ def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
 def _paragraphs(lines: list[_PdfLine], page: int) -> list[_PdfBlock]:
     """Body lines of one page grouped into paragraphs by spacing, type size and short last lines."""
     groups: list[list[_PdfLine]] = []
-    longest = max((len(l.text) for l in lines), default=0)
+    longest = max((len(item.text) for item in lines), default=0)
     for line in lines:
         if groups:
             prev = groups[-1][-1]
@@ -871,10 +871,10 @@ def read_pdf(data: bytes, path: Path) -> Document:
         except Exception as exc:  # pypdf raises many kinds on damaged content streams
             raise InputError(f"{path}: page {number} of the PDF cannot be read "
                              f"({type(exc).__name__}: {exc})") from None
-    body_size = _body_size([l for p in pages for l in p])
+    body_size = _body_size([item for p in pages for item in p])
     blocks: list[_PdfBlock] = []
     notes: dict[str, Note] = {}
-    for number, (page, lines) in enumerate(zip(reader.pages, pages), start=1):
+    for number, (page, lines) in enumerate(zip(reader.pages, pages, strict=True), start=1):
         body, foot = _split_footnote_area(lines, body_size)
         page_blocks = _paragraphs(body, number)
         note_blocks = _pdf_notes(foot, number)
@@ -942,10 +942,10 @@ def urls_in_document(document: Document) -> list[str]:
     found = []
     for block in document.blocks:
         found.extend(u.url for u in find_urls(block.text))
-        found.extend(l.url for l in block.links)
+        found.extend(item.url for item in block.links)
     for note in document.notes.values():
         found.extend(u.url for u in find_urls(note.text))
-        found.extend(l.url for l in note.links)
+        found.extend(item.url for item in note.links)
     return found
 
 
