@@ -598,3 +598,22 @@ def test_tables_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         assert run(*command, "--archive", archive_dir) == 0
         printed = capsys.readouterr().out
         assert "seed_report" in printed or "24 claims" in printed or "In Belarus" in printed
+
+
+def test_two_processes_importing_at_once(tmp_path: Path) -> None:
+    """Imports serialise on the catalogue; the same file imported twice at once is one version."""
+    import subprocess
+    import sys
+
+    archive_dir = tmp_path / "archive"
+    Archive.open(archive_dir).close()
+    other = edited_seed(tmp_path / "other.txt")
+    commands = [[sys.executable, "-m", "evarchive.cli", "import", str(path), "--archive", str(archive_dir), "--json"]
+                for path in (SEED, SEED, other)]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(r["status"] for r in results[:2]) == ["new", "unchanged"]
+    archive = Archive.open(archive_dir)
+    assert archive.db.execute("SELECT COUNT(*) FROM report_versions").fetchone()[0] == 2
+    assert archive.db.execute("SELECT COUNT(*) FROM custody_log WHERE event = 'report-imported'").fetchone()[0] == 2
