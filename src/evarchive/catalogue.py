@@ -216,6 +216,7 @@ def _migration_2_reports(db: sqlite_utils.Database) -> None:
         CREATE TABLE claims (
             id INTEGER PRIMARY KEY,
             version_id INTEGER NOT NULL REFERENCES report_versions(id),
+            report_id INTEGER NOT NULL REFERENCES reports(id),
             ordinal INTEGER NOT NULL,
             text TEXT NOT NULL,
             sha256 TEXT NOT NULL,
@@ -226,6 +227,7 @@ def _migration_2_reports(db: sqlite_utils.Database) -> None:
             offset INTEGER NOT NULL
         );
         CREATE INDEX claims_version ON claims(version_id, ordinal);
+        CREATE INDEX claims_report ON claims(report_id);
         CREATE TABLE citations (
             id INTEGER PRIMARY KEY,
             claim_id INTEGER NOT NULL REFERENCES claims(id),

@@ -1131,7 +1131,7 @@ def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Cl
             "path": path, "format": report_file.format, "size": report_file.size,
             "imported_at": utc_now(), "claims": len(claims), "citations": citations,
             "sources": distinct})
-        _insert_claims(db, version_id, claims, normalised, source_ids)
+        _insert_claims(db, report["id"], version_id, claims, normalised, source_ids)
         custody.append(db, "report-imported", f"report {report['id']} version {version}", {
             "report_id": report["id"], "title": report["title"], "version": version,
             "sha256": report_file.sha256, "path": path, "format": report_file.format,
@@ -1152,16 +1152,16 @@ def _latest_version(db: Any, report_id: int) -> dict[str, Any] | None:
                [report_id])
 
 
-def _insert_claims(db: Any, version_id: int, claims: list[Claim], normalised: dict[str, str],
-                   source_ids: dict[str, int]) -> None:
+def _insert_claims(db: Any, report_id: int, version_id: int, claims: list[Claim],
+                   normalised: dict[str, str], source_ids: dict[str, int]) -> None:
     cursor = db.conn.cursor()
     rows = []
     for ordinal, claim in enumerate(claims, start=1):
         cursor.execute(
-            "INSERT INTO claims (version_id, ordinal, text, sha256, scope, paragraph, page, line, offset)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (version_id, ordinal, claim.text, claim.sha256, claim.scope, claim.paragraph, claim.page,
-             claim.line, claim.offset))
+            "INSERT INTO claims (version_id, report_id, ordinal, text, sha256, scope, paragraph, page, line,"
+            " offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (version_id, report_id, ordinal, claim.text, claim.sha256, claim.scope, claim.paragraph,
+             claim.page, claim.line, claim.offset))
         claim_id = cursor.lastrowid
         for number, c in enumerate(claim.citations, start=1):
             rows.append((claim_id, version_id, source_ids[normalised[c.url]], number, c.url, c.via,
