@@ -133,6 +133,9 @@ class Observation:
     head_note: str | None = None
     raw_hops: list[Any] = field(default_factory=list, repr=False)  # capture hops, for evidence
     extra_raw_hops: list[Any] = field(default_factory=list, repr=False)  # the HEAD exchange
+    # The wall decision for these exact bytes, when an earlier check made it
+    # (False: not a wall); a pure function of the answer, so it is not redone.
+    known_wall: Verdict | bool | None = None
     _page: PageText | None = field(default=None, repr=False)
     _raw: str | None = field(default=None, repr=False)
     _raw_bytes: bytes | None = field(default=None, repr=False)
@@ -363,7 +366,7 @@ def classify(obs: Observation, baseline: Baseline | None = None,
         return Verdict("gone", str(status), GONE_STATUSES[status] + where)
     # Even a page byte-identical to its capture is checked: a capture of a
     # login wall preserved the wall, not the cited page.
-    wall = _wall(obs)
+    wall = obs.known_wall if obs.known_wall is not None else _wall(obs)
     if wall:
         return wall
     if status in BLOCKED_STATUSES:
@@ -992,6 +995,7 @@ class CheckRun:
         capture_row = self._baselines.get(source["id"])
         baseline = self._baseline(capture_row) if capture_row else None
         obs = await self._observe(url, capture_row)
+        obs.known_wall = _known_wall(obs, self._last_checks.get(source["id"]))
         probe: Observation | None = None
         verdict = self._head_verdict(obs, capture_row) or classify(
             obs, baseline, None, self.settings.drift_threshold)
@@ -1351,6 +1355,19 @@ def _observation(url: str, hops: list[CaptureHop]) -> Observation:
         obs.server_ip = final.server_ip
     obs.raw_hops = hops
     return obs
+
+
+def _known_wall(obs: Observation, prev: dict[str, Any] | None) -> Verdict | bool | None:
+    """Last check's wall decision, when tonight's answer is byte for byte the
+    same (same status, same final URL, same payload digest)."""
+    if not prev or not obs.payload_sha256 or obs.error_kind:
+        return None
+    if (prev["payload_sha256"], prev["http_status"], prev["final_url"]) != \
+            (obs.payload_sha256, obs.status, obs.final_url):
+        return None
+    if prev["verdict"] == "blocked" and prev["detail"] in ("captcha", "consent", "login"):
+        return Verdict("blocked", prev["detail"], prev["reason"])
+    return False
 
 
 def _head_note(head: Observation) -> str:
