@@ -940,14 +940,15 @@ class CheckRun:
         self._last_checks: dict[int, dict[str, Any]] = {}
         self._cache_rows: list[dict[str, Any]] = []  # baseline texts to cache at next commit
         self._heard = False  # has any server answered during this run?
+        self._total = asyncio.Semaphore(1)  # replaced in run(): settings.network.concurrency
+        self._per_host: dict[str, asyncio.Semaphore] = {}
 
     # ------------------------------------------------------------ orchestration
     async def run(self, sources: list[dict[str, Any]]) -> CheckReport:
         self.run_id = self._start_run_row(len(sources))
         self._preload([s["id"] for s in sources])
         net = self.settings.network
-        total = asyncio.Semaphore(net.concurrency)
-        per_host: dict[str, asyncio.Semaphore] = {}
+        self._total = asyncio.Semaphore(net.concurrency)
         results: list[CheckResult] = []
         try:
             async with build_client(net) as client:
@@ -955,11 +956,7 @@ class CheckRun:
                 self.head = _MethodFetcher(client, net, self.archive.tmp_dir, "HEAD")
 
                 async def one(source: dict[str, Any]) -> None:
-                    host = _host_key(source["url"])
-                    limit = per_host.setdefault(host, asyncio.Semaphore(net.per_host))
-                    async with total, limit:
-                        result = await self.check_one(source, host)
-                    results.append(result)
+                    results.append(await self.check_one(source, _host_key(source["url"])))
 
                 await asyncio.gather(*(one(s) for s in sources))
             self.commit_pending()
@@ -1055,10 +1052,17 @@ class CheckRun:
     async def _fetch(self, fetcher: _MethodFetcher, url: str) -> Observation:
         """One URL, hop by hop, through the capture engine's fetcher; failures
         become an observation with an error kind, never an exception."""
+        # The limits hold only while a request is out, not while a page is
+        # judged: politeness is about requests, and the next request to the
+        # host need not wait for our parsing. Per host first, then the total,
+        # so a request waiting for its busy host never holds a global slot.
+        host_limit = self._per_host.setdefault(
+            _host_key(url), asyncio.Semaphore(self.settings.network.per_host))
         start = time.monotonic()
         try:
-            async with asyncio.timeout(self.settings.network.total_timeout):
-                hops = await fetcher.fetch_chain(url)
+            async with host_limit, self._total:
+                async with asyncio.timeout(self.settings.network.total_timeout):
+                    hops = await fetcher.fetch_chain(url)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
@@ -1329,10 +1333,13 @@ class CheckRun:
 # ------------------------------------------------------------------ helpers
 
 def _host_key(url: str) -> str:
+    """The per-host limit's key. ASCII hosts need no IDNA round trip (which
+    costs more than the rest of a check's bookkeeping)."""
     try:
-        return host_of(url)
+        host = urlsplit(url).hostname or ""
+        return host.rstrip(".") if host.isascii() else host_of(url)
     except Exception:  # noqa: BLE001 - an unusable URL still gets a (failing) check
-        return urlsplit(url).netloc.lower()
+        return url
 
 
 def _in_order(results: list[CheckResult], sources: list[dict[str, Any]]) -> list[CheckResult]:
@@ -1342,7 +1349,9 @@ def _in_order(results: list[CheckResult], sources: list[dict[str, Any]]) -> list
 
 def _observation(url: str, hops: list[CaptureHop]) -> Observation:
     """The classifier's view of capture hops: statuses, headers, final body."""
-    obs = Observation(url=request_url(url))
+    # The first hop was requested in request form already; only a failure
+    # before any answer needs the conversion.
+    obs = Observation(url=hops[0].url if hops else request_url(url))
     for hop in hops:
         headers = [(k, v) for k, v in hop.headers.multi_items()]
         obs.hops.append(Hop(hop.url, "GET", hop.status, hop.reason, headers, hop.location))
