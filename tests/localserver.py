@@ -852,6 +852,7 @@ class _Builtins:
             ("/flaky/", self.flaky),
             ("/ratelimit/", self.ratelimit),
             ("/soft404-site/", self.soft404),
+            ("/catchall/", self.catchall),
             ("/article/", functools.partial(self.article, edited=False)),
             ("/article-edited/", functools.partial(self.article, edited=True)),
             ("/bench/article/", self.bench_article),
@@ -1030,6 +1031,13 @@ class _Builtins:
     def soft404(self, req: Request) -> Response:
         main = f'<main><h1>Page not found</h1><p>{SOFT404_TEXT}.</p><p><a href="/">Home</a></p></main>'
         return html_response(_html_page("Page not found", f"{_NAV}\n{main}"))
+
+    def catchall(self, req: Request) -> Response:
+        # A site that answers every path under /catchall/ with its landing
+        # page, saying nothing like "not found": only a comparison with a
+        # random path reveals the soft 404.
+        main = "<main><h1>Welcome</h1><p>Browse our latest stories in the menu above.</p></main>"
+        return html_response(_html_page("Our stories", f"{_NAV}\n{main}"))
 
     def article(self, req: Request, edited: bool) -> Response:
         slug = req.path.rsplit("/", 1)[1] or "untitled"

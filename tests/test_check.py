@@ -166,6 +166,20 @@ def test_edited_article_drifts_with_evidence_and_diff(local_server: LocalServer,
     assert data["stored"] and data["similarity"] == pytest.approx(result.similarity, abs=1e-3)
 
 
+def test_diff_live_compares_the_capture_with_the_page_now(
+        local_server: LocalServer, arch: Archive, sleeper: NoSleep,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = local_server.url("/article/omicron")
+    capture(arch, local_server, sleeper, url)
+    assert main(["diff", url, "--live", "--archive", str(arch.path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "(main text unchanged)" and "not stored" in captured.err
+    local_server.set_route("/article/omicron", body=article_page("omicron", True, 3))
+    assert main(["diff", url, "--live", "--unified", "--archive", str(arch.path)]) == 0
+    assert "+Correction: an earlier version" in capsys.readouterr().out
+    assert main(["diff", local_server.url("/never-cited"), "--archive", str(arch.path)]) == 2
+
+
 def test_page_changing_on_every_request_is_not_drift(local_server: LocalServer, arch: Archive,
                                                      clock: FakeClock, sleeper: NoSleep) -> None:
     url = local_server.url("/mutating")  # visitor counter and nonce inside <main>
@@ -226,24 +240,24 @@ def test_soft_404_by_phrase(local_server: LocalServer, arch: Archive, clock: Fak
 
 def test_soft_404_by_random_path_probe(local_server: LocalServer, arch: Archive, clock: FakeClock,
                                        sleeper: NoSleep) -> None:
-    # A site that answers every path with the same 200 landing page, and says
-    # nothing like "not found": only the probe can tell.
-    url = local_server.url("/article/zeta")
-    capture(arch, local_server, sleeper, url)
-    landing = "<html><head><title>Our stories</title></head><body><main><h1>Welcome</h1>" \
-              "<p>Browse our latest stories in the menu above.</p></main></body></html>"
-    local_server.set_route("/article/zeta", body=landing)
-    original_probe_url = linkcheck._probe_url
-    probe_path = "/article/evarchive-probe-fixed"
-    local_server.set_route(probe_path, body=landing)
-    linkcheck._probe_url = lambda u: local_server.url(probe_path)  # type: ignore[assignment]
-    try:
-        result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
-    finally:
-        linkcheck._probe_url = original_probe_url  # type: ignore[assignment]
+    # The site answers every path under /catchall/ with the same 200 landing
+    # page and says nothing like "not found": only the random-path probe can tell.
+    url = local_server.url("/catchall/2029/witness-statement")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
     assert (result.verdict, result.detail) == ("soft-404", "probe"), result.reason
+    probes = [e.path for e in local_server.exchanges() if linkcheck.PROBE_PREFIX in e.path]
+    assert len(probes) == 1 and probes[0].startswith("/catchall/2029/")
     roles = [r["role"] for r in arch.db.query("SELECT role FROM check_records")]
     assert "probe" in roles  # the site's answer to nonsense is kept as evidence too
+
+
+def test_a_real_page_on_a_soft_404_site_is_ok(local_server: LocalServer, arch: Archive,
+                                              clock: FakeClock, sleeper: NoSleep) -> None:
+    url = local_server.url("/catchall/reports/annual")
+    body = article_page("annual", False, 1)
+    local_server.set_route("/catchall/reports/annual", body=body)
+    result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
+    assert result.verdict == "ok", result.reason
 
 
 @pytest.mark.parametrize("path, verdict, detail", [
@@ -291,6 +305,21 @@ def test_head_405_falls_back_to_get(local_server: LocalServer, arch: Archive, cl
     assert "HEAD refused (405)" in result.reason
     methods = [e.method for e in local_server.exchanges("/nohead")]
     assert methods == ["HEAD", "GET"]
+
+
+def test_a_head_404_that_get_contradicts_is_not_gone(local_server: LocalServer, arch: Archive,
+                                                    clock: FakeClock, sleeper: NoSleep) -> None:
+    from localserver import html_response
+
+    def head_lies(req: Any) -> Any:  # some servers mishandle HEAD
+        return html_response("<h1>missing</h1>", 404) if req.method == "HEAD" else \
+            html_response("<p>The report is here.</p>")
+
+    local_server.set_route("/head-lies", handler=head_lies)
+    url = local_server.url("/head-lies")
+    result = run_check(arch, [url], settings(local_server, clock, sleeper, head="always"))[url]
+    assert (result.verdict, result.method) == ("ok", "HEAD>GET")
+    assert "HEAD answered 404; confirmed with GET" in result.reason
 
 
 def test_head_settles_an_unchanged_binary_source(local_server: LocalServer, arch: Archive,
@@ -523,6 +552,22 @@ def test_check_of_a_cited_url_adds_it_and_json_has_one_object_per_source(
     assert sorted(d["url"] for d in lines) == sorted(urls)
     assert {d["verdict"] for d in lines} == {"ok", "gone", "blocked"}
     assert all({"similarity", "strikes", "confirmed", "reason", "checked_at"} <= d.keys() for d in lines)
+
+
+def test_check_report_checks_only_its_sources(local_server: LocalServer, arch: Archive,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive.reports import import_report
+
+    cited, other = local_server.url("/article/pi"), local_server.url("/article/rho")
+    report = tmp_path / "brief.md"
+    report.write_text(f"# Brief\n\nThe ministry confirmed the figures ({cited}).\n")
+    import_report(arch.db, report, title="Brief")
+    assert main(["check", other, "--archive", str(arch.path), "--quiet"]) == 0
+    local_server.clear_log()
+    assert main(["check", "--report", "Brief", "--archive", str(arch.path), "--json"]) == 0
+    assert [json.loads(line)["url"] for line in capsys.readouterr().out.splitlines()] == [cited]
+    assert local_server.exchanges("/article/rho") == []  # not cited by the report: not checked
+    assert main(["check", "--report", "No such report", "--archive", str(arch.path)]) == 2
 
 
 # ------------------------------------------------------------------ rot
