@@ -517,7 +517,8 @@ class CaptureRun:
             async def one_url(url: str) -> None:
                 host = host_of(url)
                 limit = host_limits.setdefault(host, asyncio.Semaphore(self.settings.per_host))
-                async with global_limit, limit:
+                # The host slot first: a task waiting for its host must not hold a global slot.
+                async with limit, global_limit:
                     outcome = await self.capture_one(fetcher, url)
                 outcomes.append(outcome)
                 if self.on_result:

@@ -20,6 +20,7 @@ import os
 import queue as queue_module
 import signal
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -60,14 +61,38 @@ def _die_with_parent() -> None:
         pass
 
 
+class _ResultBatch:
+    """Outcomes go to the parent a few at a time: one pickle per outcome costs the parent CPU
+    that the workers need."""
+
+    def __init__(self, results: Any, interval: float = 0.1) -> None:
+        self.results = results
+        self.interval = interval
+        self.items: list[Any] = []
+        self.last = time.monotonic()
+
+    def add(self, outcome: Any) -> None:
+        self.items.append(outcome)
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.items:
+            self.results.put(("results", self.items))
+            self.items = []
+        self.last = time.monotonic()
+
+
 def _worker(archive_path: Path, urls: list[str], settings: Any, results: Any) -> None:
     from .capture import CaptureRun
 
     _die_with_parent()
+    batch = _ResultBatch(results)
     try:
         archive = Archive.open(archive_path)
-        run = CaptureRun(archive, settings, on_result=lambda outcome: results.put(("result", outcome)))
+        run = CaptureRun(archive, settings, on_result=batch.add)
         asyncio.run(run.run(urls))
+        batch.flush()
         archive.close()
     except EvarchiveError as exc:
         results.put(("error", exc))
@@ -115,10 +140,11 @@ def _collect(procs: list[Any], results: Any, on_result: Callable[[Any], None] | 
                                                       "run `evarchive capture --pending` to finish")
                 break
             continue
-        if kind == "result":
-            outcomes.append(payload)
+        if kind == "results":
+            outcomes.extend(payload)
             if on_result:
-                on_result(payload)
+                for outcome in payload:
+                    on_result(outcome)
             continue
         finished += 1
         if kind == "error":
