@@ -390,6 +390,8 @@ def test_n_strike_rule_across_runs_with_a_fake_clock(local_server: LocalServer, 
     local_server.set_route("/article/eta", status=410)
     clock.advance(hours=24)
     assert run_check(arch, [url], cfg)[url].strikes == 1
+    # `show` lists the check history, newest first.
+    assert [c["verdict"] for c in linkcheck.recent_checks(arch.db, 1, limit=3)] == ["gone", "ok", "gone"]
 
 
 def test_strike_settings_and_blocked_is_neutral() -> None:
@@ -552,6 +554,9 @@ def test_check_of_a_cited_url_adds_it_and_json_has_one_object_per_source(
     assert sorted(d["url"] for d in lines) == sorted(urls)
     assert {d["verdict"] for d in lines} == {"ok", "gone", "blocked"}
     assert all({"similarity", "strikes", "confirmed", "reason", "checked_at"} <= d.keys() for d in lines)
+    assert main(["show", urls[1], "--archive", str(arch.path)]) == 0
+    shown = capsys.readouterr().out
+    assert "live checks" in shown and "not found (404)" in shown
 
 
 def test_check_report_checks_only_its_sources(local_server: LocalServer, arch: Archive,

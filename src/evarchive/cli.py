@@ -227,8 +227,11 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
         raise UsageError(f"no source {url!r} in the catalogue")
     from .reports import claims_citing
 
+    from .linkcheck import recent_checks
+
     return {"source": source, "captures": captures_of(arch.db, source["id"]),
-            "claims": claims_citing(arch.db, source["id"])}
+            "claims": claims_citing(arch.db, source["id"]),
+            "checks": recent_checks(arch.db, source["id"])}
 
 
 @app.command()
@@ -254,8 +257,10 @@ def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any 
     out.print(table)
     if details.get("claims"):
         print_citing_claims(details["claims"])
+    if details.get("checks"):
+        print_check_history(details["checks"])
     for extra in details:
-        if extra not in ("source", "captures", "claims") and details[extra]:
+        if extra not in ("source", "captures", "claims", "checks") and details[extra]:
             out.print(f"[bold]{extra}[/]")
             for item in details[extra]:
                 out.print(f"  {item}")
@@ -703,6 +708,18 @@ def print_check_table(results: list[Any]) -> None:
         table.add_row(f"[{colour}]{verdict}[/]", r.url, str(r.http_status or "-"),
                       f"{r.similarity:.2f}" if r.similarity is not None else "-",
                       str(r.strikes) if r.strikes else "", r.change or "", r.reason)
+    out.print(table)
+
+
+def print_check_history(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="live checks (newest first)", title_justify="left")
+    for column in ("checked (UTC)", "verdict", "HTTP", "similarity", "strikes", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        verdict = row["verdict"] + (" (confirmed)" if row["confirmed"] else "")
+        table.add_row(row["checked_at"], verdict, str(row["http_status"] or "-"),
+                      f"{row['similarity']:.2f}" if row["similarity"] is not None else "-",
+                      str(row["strikes"] or ""), row["reason"])
     out.print(table)
 
 

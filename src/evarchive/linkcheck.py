@@ -1657,6 +1657,16 @@ async def _fetch_page(url: str, network: CaptureSettings, tmp_dir: Path) -> Page
 
 # ------------------------------------------------------------------ rot
 
+def recent_checks(db: Any, source_id: int, limit: int = 10) -> list[dict[str, Any]]:
+    """A source's latest checks, newest first (for ``evarchive show``)."""
+    if "checks" not in db.table_names():
+        return []
+    return list(db.query(
+        "SELECT id, checked_at, verdict, detail, reason, http_status, final_url, similarity, "
+        "strikes, confirmed, change, warc_file FROM checks WHERE source_id = ? "
+        "ORDER BY id DESC LIMIT ?", [source_id, limit]))
+
+
 LIVE_STATES = ("live", "changed", "failing", "dead", "blocked", "unchecked")
 
 
