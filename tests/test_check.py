@@ -356,7 +356,8 @@ def test_hanging_host_times_out(local_server: LocalServer, arch: Archive, clock:
                                 sleeper: NoSleep) -> None:
     url = local_server.url("/hang")
     cfg = settings(local_server, clock, sleeper, net={"read_timeout": 0.3, "retries": 0})
-    assert run_check(arch, [url], cfg)[url].detail == "timeout"
+    result = run_check(arch, [url], cfg)[url]
+    assert (result.detail, result.reason) == ("timeout", "timed out: no data for 0.3 s")
 
 
 # ------------------------------------------------------------------ N strikes

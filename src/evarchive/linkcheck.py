@@ -1070,7 +1070,9 @@ class CheckRun:
             self._open_hops.extend(hops)
             _, message = classify_exception(exc)
             obs = _observation(url, hops)
-            obs.error_kind, obs.error_message = error_kind(exc), message
+            obs.error_kind = error_kind(exc)
+            obs.error_message = _timeout_message(exc, self.settings.network) \
+                if obs.error_kind == "timeout" else message
             obs.elapsed_ms = (time.monotonic() - start) * 1000
             return obs
         self._open_hops.extend(hops)
@@ -1364,6 +1366,18 @@ def _observation(url: str, hops: list[CaptureHop]) -> Observation:
         obs.server_ip = final.server_ip
     obs.raw_hops = hops
     return obs
+
+
+def _timeout_message(exc: BaseException, net: CaptureSettings) -> str:
+    """Which limit ran out, in words (httpx's own messages name cancel scopes)."""
+    names = {type(e).__name__ for e in _causes(exc)}
+    if "ConnectTimeout" in names:
+        return f"no connection within {net.connect_timeout:g} s"
+    if "ReadTimeout" in names:
+        return f"no data for {net.read_timeout:g} s"
+    if "WriteTimeout" in names:
+        return f"could not send the request within {net.read_timeout:g} s"
+    return f"not finished within {net.total_timeout:g} s"
 
 
 def _known_wall(obs: Observation, prev: dict[str, Any] | None) -> Verdict | bool | None:
