@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -521,6 +522,30 @@ def test_kill_during_a_run_leaves_whole_checks_only(local_server: LocalServer, t
     # The next run seals the dead run's WARC file, takes the lock and finishes the job.
     assert main(["check", "--archive", str(archive_dir), "--quiet", "--retries", "0"]) in (0, 1)
     assert arch.db.execute("SELECT COUNT(*) FROM warc_files WHERE status = 'open'").fetchone()[0] == 0
+    arch.close()
+
+
+def test_ctrl_c_commits_the_checks_already_made(local_server: LocalServer, tmp_path: Path) -> None:
+    archive_dir = tmp_path / "interrupted"
+    Archive.open(archive_dir).close()
+    local_server.set_latency(0.01)
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), archive=str(archive_dir),
+                                base=local_server.url("").rstrip("/"))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    for _ in range(16):
+        assert proc.stdout.readline(), "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait() != 0
+    arch = Archive.open(archive_dir)
+    checks = arch.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0]
+    assert 16 <= checks < 400
+    rows = list(arch.db.query("SELECT * FROM check_records"))
+    assert len({r["check_id"] for r in rows}) == checks
+    warc_records(arch, rows)
+    # The WARC file was closed properly (not left open for recovery).
+    assert [r[0] for r in arch.db.execute("SELECT status FROM warc_files")] == ["closed"]
     arch.close()
 
 

@@ -959,10 +959,14 @@ class CheckRun:
                     results.append(await self.check_one(source, _host_key(source["url"])))
 
                 await asyncio.gather(*(one(s) for s in sources))
-            self.commit_pending()
         finally:
-            self._close_hops()
-            self.writer.close()
+            # Also on Ctrl-C: the checks already judged are whole, so they are
+            # committed; the rest simply were not checked this time.
+            try:
+                self.commit_pending()
+            finally:
+                self._close_hops()
+                self.writer.close()
         report = CheckReport(self.run_id, _in_order(results, sources),
                              offline=self.offline_batches > 0)
         if self.settings.recapture:
