@@ -13,7 +13,10 @@ Two levels:
   warcinfo, or lie in the known tail of an interrupted run.
 
 Whatever the level, the custody log is checked (chain, signatures, the rows
-each entry vouches for) and stored RFC 3161 tokens are verified offline.
+each entry vouches for) and stored RFC 3161 tokens are verified offline. The
+log and the catalogue are streamed, never loaded whole: capture entries are
+rebuilt from the current rows and compared as strings inside SQLite, and only
+an entry that differs is parsed and compared column by column.
 
 When a file's hash does not match, a localisation pass hashes each
 catalogued member (offset/length/member_sha256) so the problem names the
@@ -31,10 +34,12 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 try:  # ISA-L inflates 2-3x faster than zlib and releases the GIL.
     from isal import isal_zlib as _inflate_mod
@@ -399,15 +404,6 @@ def member_hashes(path: Path, spans: Iterable[tuple[int, int]]) -> dict[tuple[in
     return out
 
 
-def parallel_map(fn: Callable[[Any], Any], items: list[Any], workers: int = WORKERS) -> Iterator[Any]:
-    """Map over files on threads, largest first so the pool ends together."""
-    if len(items) <= 1 or workers <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(fn, items)
-
-
 # ---------------------------------------------------------------- findings
 
 
@@ -476,6 +472,226 @@ class VerifyResult:
 
 # ------------------------------------------------------------------ engine
 
+_SQL_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
+
+
+def _dict_rows(db: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts straight from the cursor (sqlite-utils' query() adds per-row overhead)."""
+    cursor = db.execute(sql, list(params))
+    cols = [d[0] for d in cursor.description]
+    return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _in_chunks(values: Iterable[Any]) -> Iterator[tuple[list[Any], str]]:
+    """(chunk, '?,?,...') pairs for IN (...) queries over any number of values."""
+    items = list(values)
+    for i in range(0, len(items), _SQL_CHUNK):
+        part = items[i:i + _SQL_CHUNK]
+        yield part, ",".join("?" for _ in part)
+
+
+def _bindable(key: Any) -> bool:
+    """Can this JSON value be a row key in SQL? (Lists, objects, null and huge ints never are.)"""
+    if isinstance(key, int):
+        return -(1 << 63) <= key < (1 << 63)
+    return isinstance(key, (str, float))
+
+
+class _Seen:
+    """The row ids some log entry vouches for: one byte per id, not the rows themselves."""
+
+    __slots__ = ("_bytes", "_other")
+    _DENSE = 1 << 26  # ids beyond this (an attacker's INSERT with id = 10**12) go to a set
+
+    def __init__(self) -> None:
+        self._bytes = bytearray()
+        self._other: set[int] = set()
+
+    def add(self, rowid: int) -> None:
+        if 0 <= rowid < self._DENSE:
+            if rowid >= len(self._bytes):
+                self._bytes.extend(bytes(rowid + 1 - len(self._bytes) + 4096))
+            self._bytes[rowid] = 1
+        else:
+            self._other.add(rowid)
+
+    def __contains__(self, rowid: int) -> bool:
+        if 0 <= rowid < len(self._bytes):
+            return bool(self._bytes[rowid])
+        return rowid in self._other
+
+
+# (getter of the entry's columns from a row tuple, those column names, whether that is all of them)
+_Shape = tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], list[str], bool]
+
+
+class _RowCheck:
+    """Compares the rows log entries vouch for with the catalogue as it is now.
+
+    Entries are taken a batch at a time: the rows the batch names are fetched with one
+    IN (...) query per table, and each is compared with its entry as a tuple (one C-level
+    comparison per row); only a row that differs is compared column by column to word the
+    problem. Neither the log nor the catalogue is ever held in memory as a whole.
+    """
+
+    def __init__(self, verifier: Verifier, out: list[Problem]) -> None:
+        self.v = verifier
+        self.db = verifier.db
+        self.out = out
+        self.items: list[tuple[int, str, str, Any, dict[str, Any]]] = []
+        self.seen: dict[str, _Seen] = {}
+        self.columns: dict[str, list[str]] = {}  # per table, as `SELECT rowid AS __rowid, *` returns them
+        self.shapes: dict[tuple[str, tuple[str, ...]], _Shape] = {}
+
+    def add(self, entry: dict[str, Any], details: Any) -> None:
+        from . import custody
+
+        for table, keycol, key, expected in custody.vouched(entry, details):
+            self.items.append((entry["seq"], table, keycol, key, expected))
+
+    def flush(self) -> None:
+        if not self.items:
+            return
+        wanted: dict[tuple[str, str], set[Any]] = {}
+        for _seq, table, keycol, key, _exp in self.items:
+            if _bindable(key):
+                wanted.setdefault((table, keycol), set()).add(key)
+        current = {tk: self.fetch(tk[0], tk[1], keys) for tk, keys in wanted.items()}
+        for seq, table, keycol, key, expected in self.items:
+            rows = current.get((table, keycol), {})
+            self.compare(seq, table, key, expected, rows.get(key) if _bindable(key) else None)
+        self.items.clear()
+
+    def fetch(self, table: str, keycol: str, keys: set[Any]) -> dict[Any, tuple[Any, ...]]:
+        out: dict[Any, tuple[Any, ...]] = {}
+        for part, marks in _in_chunks(keys):
+            cursor = self.db.execute(f"SELECT rowid AS __rowid, * FROM {_sql_name(table)} "
+                                     f"WHERE {_sql_name(keycol)} IN ({marks})", part)
+            cols = self.columns.setdefault(table, [d[0] for d in cursor.description])
+            k = cols.index(keycol)
+            for row in cursor:
+                out[row[k]] = row
+        return out
+
+    def record_at(self, file: Any, offset: Any) -> tuple[Any, ...] | None:
+        """A record row found by where it says the record is (its record_id was edited)."""
+        if not (isinstance(file, str) and _bindable(offset)):
+            return None
+        cursor = self.db.execute("SELECT rowid AS __rowid, * FROM capture_records WHERE warc_file = ? AND offset = ? "
+                                 "ORDER BY rowid DESC LIMIT 1", [file, offset])
+        self.columns.setdefault("capture_records", [d[0] for d in cursor.description])
+        return cursor.fetchone()
+
+    def as_dict(self, table: str, row: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(self.columns[table][1:], row[1:], strict=True))
+
+    def shape(self, table: str, keys: tuple[str, ...]) -> _Shape:
+        """A getter that pulls the entry's columns out of a row tuple, cached per key set."""
+        found = self.shapes.get((table, keys))
+        if found is None:
+            cols = self.columns[table]
+            names = [k for k in keys if k in cols[1:]]
+            index = [cols.index(k) for k in names]
+            if len(index) == 1:
+                i = index[0]
+                getter: Callable[[tuple[Any, ...]], tuple[Any, ...]] = lambda row: (row[i],)  # noqa: E731
+            elif index:
+                getter = itemgetter(*index)
+            else:
+                getter = lambda row: ()  # noqa: E731
+            found = self.shapes[(table, keys)] = (getter, names, len(names) == len(keys))
+        return found
+
+    def compare(self, seq: int, table: str, key: Any, expected: dict[str, Any], by_key: tuple[Any, ...] | None) -> None:
+        seen = self.seen.setdefault(table, _Seen())
+        if by_key is not None:
+            seen.add(by_key[0])
+        if self.v.source_ids is not None and not self.v.in_scope(
+                table, key, self.as_dict(table, by_key) if by_key is not None else None):
+            return
+        current = by_key
+        if current is None and table == "capture_records":
+            current = self.record_at(expected.get("warc_file"), expected.get("offset"))
+            if current is not None:
+                seen.add(current[0])
+        if current is None:
+            where = self.v.row_where(table, key, None, expected)
+            self.out.append(Problem("catalogue-deleted", f"{table} row {key} vouched for by log entry {seq} "
+                                    "is missing from the catalogue", table=table, log_seq=seq, **where))
+            return
+        getter, names, complete = self.shape(table, tuple(expected))
+        values = tuple(expected.values()) if complete else tuple(expected[k] for k in names)
+        if getter(current) == values:
+            return
+        row = self.as_dict(table, current)
+        where = self.v.row_where(table, key, row, expected)
+        for column, value in expected.items():
+            if column in row and row[column] != value:
+                self.out.append(Problem("catalogue-edited", f"{table} {key}: {column} is {row[column]!r}, but log "
+                                        f"entry {seq} recorded {value!r}", table=table, column=column,
+                                        log_seq=seq, **where))
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _columns_of(db: Any, table: str) -> list[str]:
+    return [r[1] for r in db.execute(f"PRAGMA table_info({_sql_name(table)})")]
+
+
+def _text_affinity(db: Any, table: str) -> set[str]:
+    """Columns with TEXT affinity: SQLite stores any number put there as text, so they never hold a REAL."""
+    out = set()
+    for row in db.execute(f"PRAGMA table_info({_sql_name(table)})"):
+        decl = (row[2] or "").upper()
+        if "INT" not in decl and any(t in decl for t in ("CHAR", "CLOB", "TEXT")):
+            out.add(row[1])
+    return out
+
+
+def capture_entries_sql(db: Any, capture_keys: list[str], record_keys: list[str]) -> str | None:
+    """SQL giving (seq, capture id, 1 when the entry's details are exactly what the rows say now).
+
+    The capture engine's entry is to_json({"capture": row, "capture_id": id, "records": [...]})
+    (sorted keys, no spaces, raw UTF-8): SQLite's json_object writes integers, text and NULL
+    exactly as json.dumps does, so the entry can be rebuilt from the current rows and compared
+    as one string, in C, with the GIL released, without parsing it. Equal strings mean equal
+    values. Anything json_object might render ambiguously (a REAL) yields 0, and so does a
+    different key set, record order or formatting: those entries take the exact Python path.
+    None when the key sets are not all columns (no rebuild possible).
+    """
+    cap_cols, rec_cols = set(_columns_of(db, "captures")), set(_columns_of(db, "capture_records"))
+    if not capture_keys or not record_keys or not (set(capture_keys) <= cap_cols and set(record_keys) <= rec_cols):
+        return None
+
+    def rebuilt(alias: str, keys: list[str]) -> str:
+        return "json_object(" + ", ".join(f"{_sql_text(k)}, {alias}.{_sql_name(k)}" for k in sorted(keys)) + ")"
+
+    def odd(alias: str, table: str, keys: list[str]) -> str:
+        # A REAL is printed with 15 digits by json_object (two values could print alike), so a
+        # REAL anywhere sends the entry to the exact path. Only columns without TEXT affinity can
+        # hold one. (A BLOB makes json_object raise: the caller then takes the exact path for all.)
+        text = _text_affinity(db, table)
+        checks = [f"typeof({alias}.{_sql_name(k)}) = 'real'" for k in keys if k not in text]
+        return "(" + (" OR ".join(checks) or "0") + ")"
+
+    rec_odd = odd("r", "capture_records", record_keys)
+    records = (f"(SELECT CASE WHEN count(*) = 0 THEN '' WHEN sum({rec_odd}) > 0 THEN NULL "
+               f"ELSE group_concat(CASE WHEN {rec_odd} THEN NULL ELSE {rebuilt('r', record_keys)} END, ',') "
+               f"END FROM capture_records r WHERE r.capture_id = c.id)")
+    # capture_id sits after the capture object (sorted keys); a wrong guess only means "not equal".
+    return ("SELECT l.seq, c.id, CASE WHEN c.id IS NULL OR " + odd("c", "captures", capture_keys) + " THEN 0 ELSE "
+            "l.details = '{\"capture\":' || " + rebuilt("c", capture_keys) + " || ',\"capture_id\":' || c.id "
+            "|| ',\"records\":[' || " + records + " || ']}' END "
+            "FROM custody_log l LEFT JOIN captures c ON c.id = "
+            "CAST(substr(l.details, instr(l.details, ',\"capture_id\":') + 14) AS INTEGER) "
+            "WHERE l.event = 'capture'")
+
 
 class Verifier:
     """One verification run over the whole archive or a scope of sources."""
@@ -502,6 +718,9 @@ class Verifier:
         self.workers = workers
         self.progress = progress
         self.result = VerifyResult("deep" if deep else "fast", self.scope)
+        # Looked up only when a problem names them, then kept (shared with the log thread).
+        self._capture_cache: dict[int, dict[str, Any] | None] = {}
+        self._intact_cache: dict[int, list[int]] = {}
 
     # -- helpers
     def add(self, kind: str, message: str, **where: Any) -> Problem:
@@ -512,6 +731,17 @@ class Verifier:
     def note(self, kind: str, message: str, **where: Any) -> Problem:
         return self.add(kind, message, severity="note", **where)
 
+    def capture(self, capture_id: Any) -> dict[str, Any] | None:
+        """A capture row with its source URL (cached: problems about one capture come in groups)."""
+        if not _bindable(capture_id):
+            return None
+        if capture_id not in self._capture_cache:
+            rows = _dict_rows(self.db, "SELECT c.id, c.source_id, c.status, c.url_requested, s.url AS source_url "
+                                       "FROM captures c LEFT JOIN sources s ON s.id = c.source_id WHERE c.id = ?",
+                              [capture_id])
+            self._capture_cache[capture_id] = rows[0] if rows else None
+        return self._capture_cache[capture_id]
+
     def _capture_where(self, record: dict[str, Any] | None, capture_id: int | None = None) -> dict[str, Any]:
         """file/offset/record/capture/url for a problem about a catalogued record."""
         where: dict[str, Any] = {}
@@ -520,37 +750,37 @@ class Verifier:
             capture_id = record["capture_id"]
         if capture_id is not None:
             where["capture_id"] = capture_id
-            cap = self.captures.get(capture_id)
+            cap = self.capture(capture_id) if self.capture_in_scope(capture_id) else None
             if cap is not None:
-                where["url"] = self.source_urls.get(cap["source_id"], cap["url_requested"])
+                where["url"] = cap["source_url"] if cap["source_url"] is not None else cap["url_requested"]
         return where
 
-    # -- catalogue snapshot
+    def capture_in_scope(self, capture_id: Any) -> bool:
+        if self.scope_captures is None:
+            return self.capture(capture_id) is not None
+        return capture_id in self.scope_captures
+
+    def records_of(self, name: str) -> list[dict[str, Any]]:
+        """The catalogued records of one file, by offset (fetched per file, when needed)."""
+        return _dict_rows(self.db, "SELECT * FROM capture_records WHERE warc_file = ? ORDER BY offset", [name])
+
+    # -- catalogue: only what every run needs; rows are fetched when a check needs them
     def load(self) -> None:
         db = self.db
-        self.source_urls = {r["id"]: r["url"] for r in db.query("SELECT id, url FROM sources")}
-        all_caps = {r["id"]: r for r in db.query("SELECT * FROM captures")}
-        if self.source_ids is None:
-            self.captures = all_caps
-        else:
-            self.captures = {k: v for k, v in all_caps.items() if v["source_id"] in self.source_ids}
-        self.all_captures = all_caps
-        records = list(db.query("SELECT * FROM capture_records ORDER BY warc_file, offset"))
-        wanted_files = None
+        self.scope_captures: set[int] | None = None
+        wanted_files: set[str] | None = None
         if self.source_ids is not None:
-            wanted_files = {r["warc_file"] for r in records if r["capture_id"] in self.captures}
-            wanted_files |= {c["warc_file"] for c in self.captures.values() if c["warc_file"]}
-        self.files = {
-            r["name"]: r
-            for r in db.query("SELECT * FROM warc_files ORDER BY name")
-            if wanted_files is None or r["name"] in wanted_files
-        }
-        self.records_by_file: dict[str, list[dict[str, Any]]] = {}
-        for r in records:
-            if r["warc_file"] in self.files or self.source_ids is None:
-                self.records_by_file.setdefault(r["warc_file"], []).append(r)
-        self.records_by_id = {r["record_id"]: r for r in records}
-        self.records_at = {(r["warc_file"], r["offset"]): r for r in records}
+            self.scope_captures = set()
+            for part, marks in _in_chunks(sorted(self.source_ids)):
+                self.scope_captures.update(r[0] for r in db.execute(
+                    f"SELECT id FROM captures WHERE source_id IN ({marks})", part))
+            wanted_files = set()
+            for part, marks in _in_chunks(sorted(self.scope_captures)):
+                wanted_files.update(r[0] for r in db.execute(
+                    f"SELECT warc_file FROM capture_records WHERE capture_id IN ({marks}) UNION "
+                    f"SELECT warc_file FROM captures WHERE id IN ({marks}) AND warc_file IS NOT NULL", part + part))
+        self.files = {r["name"]: r for r in _dict_rows(db, "SELECT * FROM warc_files ORDER BY name")
+                      if wanted_files is None or r["name"] in wanted_files}
 
     # -- run
     def run(self) -> VerifyResult:
@@ -558,9 +788,10 @@ class Verifier:
 
         started = time.perf_counter()
         self.load()
-        # The log and token checks are Python work; file hashing mostly runs outside the GIL.
-        # Overlap them so the catalogue checks cost (almost) no wall time. The log thread uses
-        # its own read-only connection: sqlite3 connections are not shared across threads.
+        # The log and token checks are Python work; file hashing and inflating run outside the
+        # GIL on the pool. Overlap them so the catalogue checks cost (almost) no wall time. The
+        # log thread uses its own read-only connection: sqlite3 connections are not shared
+        # across threads.
         from .custody import catalogue_path
 
         self.catalogue_file = catalogue_path(self.db)
@@ -598,23 +829,32 @@ class Verifier:
                           "not yet recovered); its hash is checked once it is sealed", file=name)
             else:
                 tasks.append((name, path, row))
-        tasks.sort(key=lambda t: -(t[2]["size"] or 0))
-        for name, scan in zip([t[0] for t in tasks], parallel_map(self._scan_task, tasks, self.workers)):
-            self.result.files += 1
-            self.result.bytes += scan.size
-            self.compare_file(self.files[name], on_disk[name], scan)
-            if self.progress:
-                self.progress(scan.size)
+        tasks.sort(key=lambda t: -(t[2]["size"] or 0))  # largest first, so the pool ends together
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            jobs = [(name, path, row, pool.submit(self._scan_task, name, path, self.known_offsets(name)))
+                    for name, path, row in tasks]
+            for _name, path, row, job in jobs:
+                scan = job.result()
+                self.result.files += 1
+                self.result.bytes += scan.size
+                self.compare_file(row, path, scan)
+                if self.progress:
+                    self.progress(scan.size)
 
-    def _scan_task(self, task: tuple[str, Path, dict[str, Any]]) -> FileScan:
-        name, path, row = task
+    def _scan_task(self, name: str, path: Path, known: list[int]) -> FileScan:
         if not self.deep:
             return hash_file(path, name)
-        known = [r["offset"] for r in self.records_by_file.get(name, [])] + [0]
         return scan_file(path, name, known)
 
+    def known_offsets(self, name: str) -> list[int]:
+        """Where the catalogue says records start (deep mode resynchronises there after damage)."""
+        if not self.deep:
+            return []
+        return [r[0] for r in self.db.execute("SELECT offset FROM capture_records WHERE warc_file = ? "
+                                              "ORDER BY offset", [name])] + [0]
+
     def file_missing(self, name: str, row: dict[str, Any]) -> None:
-        recs = self.records_by_file.get(name, [])
+        recs = self.records_of(name)
         self.add("file-missing", f"{name} is missing from warcs/ ({len(recs)} catalogued records lost)", file=name)
         self.records_lost(recs, f"its file {name} is missing")
 
@@ -629,7 +869,6 @@ class Verifier:
 
     def compare_file(self, row: dict[str, Any], path: Path, scan: FileScan) -> None:
         name = row["name"]
-        recs = self.records_by_file.get(name, [])
         if scan.error:
             self.add("file-unreadable", f"{name}: {scan.error}", file=name)
             return
@@ -637,6 +876,10 @@ class Verifier:
             self.note("interrupted-tail", f"{name}: {row['size'] - row['referenced_size']} bytes after offset "
                       f"{row['referenced_size']} are the known tail of an interrupted run",
                       file=name, offset=row["referenced_size"])
+        intact = scan.size == row["size"] and scan.sha256 == row["sha256"]
+        if intact and not self.deep:
+            return  # the common case needs no catalogue rows at all
+        recs = self.records_of(name)
         if scan.size != row["size"]:
             self.size_changed(row, scan, recs)
         if scan.sha256 != row["sha256"]:
@@ -698,7 +941,6 @@ class Verifier:
     # -- deep
     def check_members(self, row: dict[str, Any], scan: FileScan, recs: list[dict[str, Any]]) -> None:
         name = row["name"]
-        by_offset = {m.offset: m for m in scan.members}
         rec_at = {r["offset"]: r for r in recs}
         for start, end, why in scan.damaged:
             if row["status"] == "interrupted" and start >= row["referenced_size"]:
@@ -710,6 +952,8 @@ class Verifier:
             self.add("record-corrupt", f"{name} at offset {start}: {why} (bytes {start}..{end} unreadable)", **where)
         for m in scan.members:
             rec = rec_at.get(m.offset)
+            if rec is not None and self.member_agrees(rec, m):
+                continue  # nearly every record: no problem, so no need to work out where it is
             where = self._capture_where(rec) if rec else {"file": name, "offset": m.offset, "record_id": m.record_id}
             self.check_record_digests(name, m, where)
             if rec is not None:
@@ -717,11 +961,24 @@ class Verifier:
             elif not self.expected_uncatalogued(row, m):
                 self.add("record-orphan", f"{name} at offset {m.offset}: record {m.record_id} ({m.record_type} "
                          f"{m.target_uri or ''}) belongs to no capture", **where)
+        by_offset = {m.offset for m in scan.members}
         damaged_starts = {s for s, _e, _w in scan.damaged}
         for rec in recs:
             if rec["offset"] not in by_offset and rec["offset"] not in damaged_starts and rec["offset"] < scan.size:
                 self.add("record-missing", f"the catalogue places record {rec['record_id']} at offset "
                          f"{rec['offset']} of {name}, but no record starts there", **self._capture_where(rec))
+
+    @staticmethod
+    def member_agrees(rec: dict[str, Any], m: Member) -> bool:
+        """True when check_record_digests and compare_record would both find nothing."""
+        return (not m.errors and m.declared_block is not None
+                and digest_matches(m.declared_block, m.block_sha256) is not False
+                and not (m.declared_payload and m.payload_sha256
+                         and digest_matches(m.declared_payload, m.payload_sha256) is False)
+                and rec["length"] == m.length and rec["record_id"] == m.record_id
+                and rec["record_type"] == m.record_type and (rec["target_uri"] or "") == (m.target_uri or "")
+                and rec["block_sha256"] == m.block_sha256
+                and not (rec["payload_sha256"] and m.payload_sha256 and rec["payload_sha256"] != m.payload_sha256))
 
     def check_record_digests(self, name: str, m: Member, where: dict[str, Any]) -> None:
         for err in m.errors:
@@ -759,10 +1016,17 @@ class Verifier:
         return row["status"] == "interrupted" and m.offset >= row["referenced_size"]
 
     def check_records_point_at_files(self) -> None:
-        for name, recs in self.records_by_file.items():
-            if name not in self.files and (self.source_ids is None or any(r["capture_id"] in self.captures for r in recs)):
-                self.add("file-uncatalogued", f"{len(recs)} records point at {name}, which warc_files does not list",
-                         file=name)
+        """Records whose file warc_files does not list (one grouped query, not a row scan in Python)."""
+        rows = self.db.execute(
+            "SELECT warc_file, capture_id FROM capture_records "
+            "WHERE warc_file NOT IN (SELECT name FROM warc_files) ORDER BY warc_file, offset").fetchall()
+        by_file: dict[str, list[int]] = {}
+        for name, capture_id in rows:
+            by_file.setdefault(name, []).append(capture_id)
+        for name, captures in by_file.items():
+            if self.scope_captures is None or any(c in self.scope_captures for c in captures):
+                self.add("file-uncatalogued", f"{len(captures)} records point at {name}, which warc_files does "
+                         "not list", file=name)
 
     def _log_checks(self) -> list[Problem]:
         """check_log + check_timestamps on a private connection; returns their problems."""
@@ -787,24 +1051,82 @@ class Verifier:
 
     # -- custody log
     def check_log(self) -> None:
+        """Chain, signatures and vouched rows in one streaming pass over the log.
+
+        Problems keep the order of the checks (chain breaks, then signatures, then rows).
+        """
         from . import custody
 
-        rows = custody.entries(self.db)
-        self.result.log_head = rows[-1]["entry_hash"] if rows else custody.GENESIS_HASH
-        for seq, kind, message in custody.check_chain(rows):
+        total = self.db.execute("SELECT COUNT(*) FROM custody_log").fetchone()[0]
+        chain = custody.ChainChecker(total)
+        signature_problems: list[Problem] = []
+        row_problems: list[Problem] = []
+        check_signature = self.signature_checker(signature_problems)
+        rows = _RowCheck(self, row_problems)
+        same_seqs, same_captures = self.unchanged_captures()
+        head = custody.GENESIS_HASH
+        for batch in custody.iter_entries(self.db):
+            for entry in batch:
+                chain.feed(entry)
+                if check_signature is not None:
+                    check_signature(entry)
+                if entry["seq"] in same_seqs and entry["event"] == "capture":
+                    continue  # its rows were proven identical in SQL: nothing to parse or compare
+                try:
+                    details = json.loads(entry["details"])
+                except (TypeError, ValueError):
+                    continue  # a mangled entry: the chain check reports it
+                rows.add(entry, details)
+            rows.flush()
+            head = batch[-1]["entry_hash"]
+        self.result.log_head = head
+        for seq, kind, message in chain.finish(lambda hashes: custody.seqs_of(self.db, hashes)):
             self.add(f"log-{kind}", message, log_seq=seq)
-        self.check_signatures(rows)
-        self.check_vouched(rows)
+        self.result.problems.extend(signature_problems)
+        self.result.problems.extend(row_problems)
+        self.check_unvouched(rows.seen, same_captures)
 
-    def check_signatures(self, rows: list[dict[str, Any]]) -> None:
+    def unchanged_captures(self) -> tuple[_Seen, _Seen]:
+        """(seqs, capture ids) of capture entries whose rows are, byte for byte, what they vouch for."""
+        import sqlite3
+
+        seqs, captures = _Seen(), _Seen()
+        # The key sets come from the first entry that has records (a failed capture has none).
+        first = self.db.execute("SELECT details FROM custody_log WHERE event = 'capture' AND "
+                                "instr(details, '\"records\":[{') > 0 ORDER BY seq LIMIT 1").fetchone()
+        try:
+            details = json.loads(first[0]) if first else None
+        except (TypeError, ValueError):
+            details = None
+        if not (isinstance(details, dict) and set(details) == {"capture", "capture_id", "records"}
+                and isinstance(details["capture"], dict) and isinstance(details["records"], list)
+                and all(isinstance(r, dict) for r in details["records"])):
+            return seqs, captures
+        record_keys = sorted({k for r in details["records"] for k in r})
+        sql = capture_entries_sql(self.db, list(details["capture"]), record_keys)
+        if sql is None:
+            return seqs, captures
+        try:
+            for seq, capture_id, same in self.db.execute(sql):
+                if same == 1:
+                    seqs.add(seq)
+                    captures.add(capture_id)
+        except sqlite3.Error:
+            return _Seen(), _Seen()  # e.g. malformed text: everything takes the exact path
+        return seqs, captures
+
+    def signature_checker(self, out: list[Problem]) -> Callable[[dict[str, Any]], None] | None:
+        """A per-entry signature check, or None when no key was ever introduced."""
         from . import signing
 
-        intros = [r for r in rows if r["event"] == "keys-generate"]
+        intros = _dict_rows(self.db, "SELECT seq, subject, details FROM custody_log WHERE event = 'keys-generate' "
+                                     "ORDER BY seq")
         trusted = {signing.key_id(k): k for k in (self.public_keys or [])}
         if not intros:
             if trusted:
-                self.add("log-unsigned", "a public key was given, but no signing key was ever introduced in the log")
-            return
+                out.append(Problem("log-unsigned", "a public key was given, but no signing key was ever "
+                                   "introduced in the log"))
+            return None
         logged: dict[str, Any] = {}
         for intro in intros:
             try:
@@ -814,89 +1136,75 @@ class Verifier:
                 continue
         keys = trusted or logged
         if not trusted:
-            self.note("log-key-source", "signatures checked against the public keys recorded in the log itself; "
-                      "pass --public-key with a copy kept elsewhere to rule out a replaced key")
+            out.append(Problem("log-key-source", "signatures checked against the public keys recorded in the log "
+                               "itself; pass --public-key with a copy kept elsewhere to rule out a replaced key",
+                               severity="note"))
         first = intros[0]["seq"]
-        for r in rows:
+
+        def check(r: dict[str, Any]) -> None:
             if r["seq"] < first:
-                continue
+                return
             if not r["signature"]:
-                self.add("log-unsigned", f"log entry {r['seq']} ({r['event']}) is not signed, although a signing "
-                         "key was in force", log_seq=r["seq"])
-                continue
+                out.append(Problem("log-unsigned", f"log entry {r['seq']} ({r['event']}) is not signed, although a "
+                                   "signing key was in force", log_seq=r["seq"]))
+                return
             try:
                 kid, _raw = signing.parse_signature(r["signature"])
             except ValueError as exc:
-                self.add("log-signature", f"log entry {r['seq']}: malformed signature ({exc})", log_seq=r["seq"])
-                continue
+                out.append(Problem("log-signature", f"log entry {r['seq']}: malformed signature ({exc})",
+                                   log_seq=r["seq"]))
+                return
             key = keys.get(kid)
             if key is None:
-                self.add("log-signature", f"log entry {r['seq']} is signed by key {kid}, which is not a trusted key",
-                         log_seq=r["seq"])
-                continue
+                out.append(Problem("log-signature", f"log entry {r['seq']} is signed by key {kid}, which is not a "
+                                   "trusted key", log_seq=r["seq"]))
+                return
             why = signing.check_signature(key, r["entry_hash"], r["signature"])
             if why:
-                self.add("log-signature", f"log entry {r['seq']} ({r['event']}): {why}", log_seq=r["seq"])
+                out.append(Problem("log-signature", f"log entry {r['seq']} ({r['event']}): {why}", log_seq=r["seq"]))
 
-    def check_vouched(self, rows: list[dict[str, Any]]) -> None:
-        from . import custody
+        return check
 
-        tables: dict[str, dict[Any, dict[str, Any]]] = {
-            "captures": self.all_captures,
-            "capture_records": self.records_by_id,
-            "warc_files": {r["name"]: r for r in self.db.query("SELECT * FROM warc_files")},
-        }
-        seen: dict[str, set[Any]] = {t: set() for t in tables}
-        for entry in rows:
-            for table, keycol, key, expected in custody.vouched(entry):
-                if table not in tables:
-                    tables[table] = {r[keycol]: r for r in self.db.query(f"SELECT * FROM [{table}]")}
-                    seen[table] = set()
-                seen[table].add(key)
-                if not self.in_scope(table, key):
-                    continue
-                current = tables[table].get(key)
-                if current is None and table == "capture_records":
-                    # record_id itself edited: find the row by where it says the record is
-                    current = self.records_at.get((expected.get("warc_file"), expected.get("offset")))
-                    if current is not None:
-                        seen[table].add(current["record_id"])
-                where = self.row_where(table, key, current, expected)
-                if current is None:
-                    self.add("catalogue-deleted", f"{table} row {key} vouched for by log entry {entry['seq']} "
-                             "is missing from the catalogue", table=table, log_seq=entry["seq"], **where)
-                    continue
-                for column, value in expected.items():
-                    if column in current and current[column] != value:
-                        self.add("catalogue-edited", f"{table} {key}: {column} is {current[column]!r}, but log "
-                                 f"entry {entry['seq']} recorded {value!r}", table=table, column=column,
-                                 log_seq=entry["seq"], **where)
-        self.check_unvouched(tables, seen)
+    def check_unvouched(self, seen: dict[str, _Seen], same_captures: _Seen) -> None:
+        """Rows no entry vouches for were added behind evarchive's back, or the log lost its tail.
 
-    def check_unvouched(self, tables: dict[str, dict[Any, dict[str, Any]]], seen: dict[str, set[Any]]) -> None:
-        """Rows no entry vouches for were added behind evarchive's back, or the log lost its tail."""
-        for cid, cap in self.captures.items():
-            if cid not in seen["captures"]:
+        A capture whose entry matched in SQL is vouched for, and so is each of its records
+        (the entry lists exactly the capture's records as they are now).
+        """
+        none = _Seen()
+        caps = seen.get("captures", none)
+        for (cid,) in self.db.execute("SELECT id FROM captures ORDER BY id"):
+            if cid not in caps and cid not in same_captures and (
+                    self.scope_captures is None or cid in self.scope_captures):
                 self.add("catalogue-unvouched", f"capture {cid} is in no custody-log entry (added outside "
                          "evarchive, or the end of the log was removed)", table="captures",
                          **self._capture_where(None, cid))
-        for rid, rec in self.records_by_id.items():
-            if rec["capture_id"] in self.captures and rid not in seen["capture_records"]:
-                self.add("catalogue-unvouched", f"record {rid} is in no custody-log entry",
+        recs = seen.get("capture_records", none)
+        unseen = [rowid for rowid, capture_id in self.db.execute(
+            "SELECT r.id, r.capture_id FROM capture_records r JOIN captures c ON c.id = r.capture_id "
+            "ORDER BY r.warc_file, r.offset")
+            if rowid not in recs and capture_id not in same_captures
+            and (self.scope_captures is None or capture_id in self.scope_captures)]
+        for part, marks in _in_chunks(unseen):
+            for rec in _dict_rows(self.db, f"SELECT * FROM capture_records WHERE id IN ({marks}) "
+                                           "ORDER BY warc_file, offset", part):
+                self.add("catalogue-unvouched", f"record {rec['record_id']} is in no custody-log entry",
                          table="capture_records", **self._capture_where(rec))
+        files = seen.get("warc_files", none)
         for name, row in self.files.items():
-            if row["status"] != "open" and name not in seen["warc_files"]:
+            if row["status"] != "open" and row["id"] not in files:
                 self.add("catalogue-unvouched", f"the sealed state of {name} is in no custody-log entry",
                          table="warc_files", file=name)
 
-    def in_scope(self, table: str, key: Any) -> bool:
+    def in_scope(self, table: str, key: Any, current: dict[str, Any] | None) -> bool:
+        """Is the row an entry vouches for part of this run? `current` is the row found by its key."""
         if self.source_ids is None:
             return True
+        assert self.scope_captures is not None
         if table == "captures":
-            return key in self.captures
+            return key in self.scope_captures
         if table == "capture_records":
-            rec = self.records_by_id.get(key)
-            return rec is not None and rec["capture_id"] in self.captures
+            return current is not None and current["capture_id"] in self.scope_captures
         if table == "warc_files":
             return key in self.files
         return False
@@ -917,32 +1225,33 @@ class Verifier:
 
     # -- timestamps
     def check_timestamps(self) -> None:
-        from . import custody, timestamping
-
         if not self.db["timestamps"].exists():
             return
-        stamps = list(self.db.query("SELECT * FROM timestamps ORDER BY id"))
+        stamps = _dict_rows(self.db, "SELECT * FROM timestamps ORDER BY id")
         if not stamps:
             return
-        entries = {r["seq"]: r for r in custody.entries(self.db)}
+        from . import timestamping  # pyasn1 and friends: imported only when there is a token to check
+
         if self.tsa_roots is None:
             self.note("timestamp-unanchored", "no TSA roots configured: tokens are checked (imprint, nonce, "
                       "signature) but their chains are not anchored; use --tsa-roots")
         for st in stamps:
-            self.check_token(st, entries, timestamping)
+            self.check_token(st, timestamping)
 
-    def check_token(self, st: dict[str, Any], entries: dict[int, dict[str, Any]], ts: Any) -> None:
-        from . import custody  # noqa: F811 (recompute lives there)
+    def check_token(self, st: dict[str, Any], ts: Any) -> None:
+        from . import custody
 
         label = f"timestamp {st['id']} (log entry {st['covers_seq']}, {st['gen_time']})"
         where = {"log_seq": st["covers_seq"], "table": "timestamps"}
         token = bytes(st["token"])
         if hashlib.sha256(token).hexdigest() != st["token_sha256"]:
             self.add("timestamp", f"{label}: the stored token is not the one recorded", **where)
-        entry = entries.get(st["covers_seq"])
-        if entry is None:
+        found = _dict_rows(self.db, f"SELECT {', '.join(custody.ENTRY_COLUMNS)} FROM custody_log WHERE seq = ?",
+                           [st["covers_seq"]])
+        if not found:
             self.add("timestamp", f"{label}: the log entry it stamps is missing", **where)
             return
+        entry = found[0]
         recomputed = custody._recompute(entry, entry["seq"]) or ""
         if recomputed != st["digest"]:
             self.add("timestamp", f"{label}: the log entry it stamps has changed since", **where)
@@ -959,19 +1268,23 @@ class Verifier:
     def attach_claims(self) -> None:
         """Name the claims that cite each damaged capture's source, and whether any intact capture remains."""
         damaged: dict[int, set[int]] = {}
+        source_of: dict[int, int] = {}
         for p in self.result.failures:
-            if p.capture_id is not None and p.capture_id in self.all_captures:
-                src = self.all_captures[p.capture_id]["source_id"]
-                damaged.setdefault(src, set()).add(p.capture_id)
+            cap = self.capture(p.capture_id) if p.capture_id is not None else None
+            if cap is not None:
+                source_of[p.capture_id] = cap["source_id"]  # type: ignore[index]
+                damaged.setdefault(cap["source_id"], set()).add(cap["id"])
         if not damaged:
             return
         claims = claims_citing(self.db, set(damaged))
         for p in self.result.failures:
-            if p.capture_id is None or p.capture_id not in self.all_captures:
+            src = source_of.get(p.capture_id) if p.capture_id is not None else None
+            if src is None:
                 continue
-            src = self.all_captures[p.capture_id]["source_id"]
-            intact = [c for c in self.all_captures.values()
-                      if c["source_id"] == src and c["status"] == "ok" and c["id"] not in damaged[src]]
+            if src not in self._intact_cache:
+                self._intact_cache[src] = [r[0] for r in self.db.execute(
+                    "SELECT id FROM captures WHERE source_id = ? AND status = 'ok' ORDER BY id", [src])]
+            intact = [c for c in self._intact_cache[src] if c not in damaged[src]]
             for label in claims.get(src, []):
                 if intact:
                     p.claims.append(f"{label} still has {len(intact)} intact capture(s) of this source")
