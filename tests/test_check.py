@@ -732,6 +732,28 @@ def test_probe_catch_all_redirect_is_generic() -> None:
     assert classify(obs, None, probe).detail == "generic-redirect"
 
 
+def test_urgent_requests_take_the_next_free_slot_first() -> None:
+    import asyncio
+
+    async def scenario() -> list[str]:
+        slots, order = linkcheck.Slots(1), []
+        holder = slots.slot()
+        await holder.__aenter__()
+
+        async def wait(name: str, urgent: bool) -> None:
+            async with slots.slot(urgent):
+                order.append(name)
+
+        tasks = [asyncio.create_task(wait("next source", False)),
+                 asyncio.create_task(wait("probe", True))]
+        await asyncio.sleep(0)  # let both queue (a scheduling point, not a wait)
+        await holder.__aexit__(None, None, None)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["probe", "next source"]
+
+
 def test_error_kind_walks_the_exception_chain() -> None:
     try:
         try:

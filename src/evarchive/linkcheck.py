@@ -28,6 +28,7 @@ never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -39,6 +40,7 @@ import secrets
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -788,6 +790,63 @@ class _Pending:
     baseline_cache: dict[str, Any] | None = None
 
 
+class Slots:
+    """A semaphore whose urgent waiters go first (FIFO within each class).
+
+    A check that needs a follow-up request (the random-path probe, a second
+    look at a drifted page, GET after a refused HEAD) should finish before
+    the next source starts; with a plain FIFO semaphore those follow-ups
+    queue behind every source not yet started and stretch the run's tail."""
+
+    def __init__(self, value: int) -> None:
+        self._free = value
+        self._waiters: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    def slot(self, urgent: bool = False) -> _Slot:
+        return _Slot(self, urgent)
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not any(self._waiters):
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[0 if urgent else 1].append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release()  # woken and cancelled at once: pass the slot on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters[0 if urgent else 1].remove(future)
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiters:
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)  # the slot passes straight to the waiter
+                    return
+        self._free += 1
+
+
+class _Slot:
+    """``async with slots.slot(urgent):`` (a plain class: cheaper than an
+    asynccontextmanager on a path taken for every request)."""
+
+    __slots__ = ("owner", "urgent")
+
+    def __init__(self, owner: Slots, urgent: bool) -> None:
+        self.owner, self.urgent = owner, urgent
+
+    async def __aenter__(self) -> None:
+        await self.owner._acquire(self.urgent)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.owner._release()
+
+
 class CheckLock:
     """One check run per archive at a time: an exclusive flock on
     ``locks/check.lock``, released by the kernel if the process dies, so a
@@ -940,15 +999,15 @@ class CheckRun:
         self._last_checks: dict[int, dict[str, Any]] = {}
         self._cache_rows: list[dict[str, Any]] = []  # baseline texts to cache at next commit
         self._heard = False  # has any server answered during this run?
-        self._total = asyncio.Semaphore(1)  # replaced in run(): settings.network.concurrency
-        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._total = Slots(1)  # replaced in run(): settings.network.concurrency
+        self._per_host: dict[str, Slots] = {}
 
     # ------------------------------------------------------------ orchestration
     async def run(self, sources: list[dict[str, Any]]) -> CheckReport:
         self.run_id = self._start_run_row(len(sources))
         self._preload([s["id"] for s in sources])
         net = self.settings.network
-        self._total = asyncio.Semaphore(net.concurrency)
+        self._total = Slots(net.concurrency)
         results: list[CheckResult] = []
         try:
             async with build_client(net) as client:
@@ -1022,7 +1081,7 @@ class CheckRun:
         first.method = "HEAD"
         if self._head_conclusive(first, capture_row):
             return first
-        obs = await self._fetch(self.get, url)
+        obs = await self._fetch(self.get, url, urgent=True)
         obs.method = "HEAD>GET"
         obs.head_note = _head_note(first)
         obs.extra_raw_hops = first.raw_hops
@@ -1053,18 +1112,20 @@ class CheckRun:
         return Verdict("ok", "head", f"HEAD: same type and length as the last capture "
                                      f"({capture_row['payload_size']} bytes)")
 
-    async def _fetch(self, fetcher: _MethodFetcher, url: str) -> Observation:
+    async def _fetch(self, fetcher: _MethodFetcher, url: str, urgent: bool = False) -> Observation:
         """One URL, hop by hop, through the capture engine's fetcher; failures
-        become an observation with an error kind, never an exception."""
-        # The limits hold only while a request is out, not while a page is
-        # judged: politeness is about requests, and the next request to the
-        # host need not wait for our parsing. Per host first, then the total,
-        # so a request waiting for its busy host never holds a global slot.
-        host_limit = self._per_host.setdefault(
-            _host_key(url), asyncio.Semaphore(self.settings.network.per_host))
+        become an observation with an error kind, never an exception.
+
+        The limits hold only while a request is out, not while a page is
+        judged: politeness is about requests, and the next request to the host
+        need not wait for our parsing. Per host first, then the total, so a
+        request waiting for its busy host never holds a global slot. ``urgent``
+        requests (a probe, a second look, GET after HEAD) finish a source that
+        is already under way, so they go before sources not yet started."""
+        host_limit = self._per_host.setdefault(_host_key(url), Slots(self.settings.network.per_host))
         start = time.monotonic()
         try:
-            async with host_limit, self._total:
+            async with host_limit.slot(urgent), self._total.slot(urgent):
                 async with asyncio.timeout(self.settings.network.total_timeout):
                     hops = await fetcher.fetch_chain(url)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
@@ -1105,7 +1166,7 @@ class CheckRun:
             future = asyncio.get_running_loop().create_future()
             self._probes[key] = future
             try:
-                probe = await self._fetch(self.get, _probe_url(request_url(obs.url)))
+                probe = await self._fetch(self.get, _probe_url(request_url(obs.url)), urgent=True)
             except BaseException as exc:
                 future.set_exception(exc)
                 raise
@@ -1116,7 +1177,7 @@ class CheckRun:
                            verdict: Verdict) -> tuple[Verdict, str | None]:
         """Fetch a drifted page again: words that differ between two fetches
         seconds apart (counters, nonces) are not an edit of the cited text."""
-        again = await self._fetch(self.get, obs.url)
+        again = await self._fetch(self.get, obs.url, urgent=True)
         if again.error_kind or again.status != obs.status or not again.is_html \
                 or baseline is None or baseline.page is None:
             return verdict, None
