@@ -433,11 +433,12 @@ def test_lock_makes_a_second_run_exit_at_once(local_server: LocalServer, arch: A
     with CheckLock(arch.locks_dir) as held:
         held.acquire(clock)
         with pytest.raises(ArchiveLockedError, match="already running"):
-            run_check(arch, [url], settings(local_server, clock, sleeper))
+            check_sources(arch, lambda: select_sources(arch, [url]), settings(local_server, clock, sleeper))
         assert main(["check", url, "--archive", str(arch.path)]) == 3
         assert "already running" in capsys.readouterr().err
     assert local_server.exchanges("/plain") == []  # nothing was done twice
     assert arch.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 0
+    assert arch.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == 0  # not even that
     assert run_check(arch, [url], settings(local_server, clock, sleeper))[url].verdict == "ok"
 
 

@@ -777,15 +777,15 @@ def check(
                               strikes, min_interval, drift_threshold, head, probe, evidence,
                               recapture)
     arch = open_archive(archive)
-    chosen = select_sources(arch, urls or None, report)
-    if not chosen:
-        if not quiet:
-            err.print("nothing to check: the catalogue has no sources")
-        return
     show_bar = not quiet and not as_json and err.is_terminal
     with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not show_bar, transient=True) as progress:
-        task = progress.add_task("check", total=len(chosen))
+        task = progress.add_task("check", total=None)
+
+        def choose() -> list[Any]:  # called with the check lock held
+            chosen = select_sources(arch, urls or None, report)
+            progress.update(task, total=len(chosen))
+            return chosen
 
         def on_result(result: Any) -> None:
             progress.advance(task)
@@ -793,7 +793,9 @@ def check(
                 print_json(result.as_dict())
                 sys.stdout.flush()
 
-        report_ = check_sources(arch, chosen, settings, on_result)
+        report_ = check_sources(arch, choose, settings, on_result)
+    if not report_.results and not quiet:
+        err.print("nothing to check: the catalogue has no sources")
     if not as_json:
         if quiet:
             for r in report_.changed:

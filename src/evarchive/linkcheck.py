@@ -1625,19 +1625,22 @@ def report_sources(archive: Archive, report: str) -> list[dict[str, Any]]:
         "ORDER BY version DESC LIMIT 1) ORDER BY s.id", [found["id"]]))
 
 
-def check_sources(archive: Archive, sources: list[dict[str, Any]],
+def check_sources(archive: Archive, sources: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
                   settings: CheckSettings | None = None,
                   on_result: Callable[[CheckResult], None] | None = None) -> CheckReport:
     """Check ``sources`` against the live web (blocking). Holds the archive's
     check lock for the whole run; a second run meanwhile raises
-    ``ArchiveLockedError`` (exit 3) before doing anything."""
+    ``ArchiveLockedError`` (exit 3) before doing anything. ``sources`` may be
+    a function, called once the lock is held (selecting URLs adds new ones
+    as sources: a run that exits at once must not have done even that)."""
     from .warcwriter import recover_interrupted
 
     settings = settings or CheckSettings()
     with CheckLock(archive.locks_dir) as lock:
         lock.acquire(settings.clock)
+        chosen = sources() if callable(sources) else sources
         recover_interrupted(archive.warcs_dir, archive.db)
-        return asyncio.run(CheckRun(archive, settings, on_result).run(sources))
+        return asyncio.run(CheckRun(archive, settings, on_result).run(chosen))
 
 
 # ------------------------------------------------------------------ diff
