@@ -232,11 +232,15 @@ def test_redirect_to_a_different_page_is_drift_not_move(
     assert result.verdict == "drifted" and "after a redirect" in result.reason
 
 
+@pytest.mark.parametrize("captured_before", [False, True])
 def test_soft_404_by_phrase(local_server: LocalServer, arch: Archive, clock: FakeClock,
-                            sleeper: NoSleep) -> None:
+                            sleeper: NoSleep, captured_before: bool) -> None:
     url = local_server.url("/soft404-site/reports/2029/witness")
+    if captured_before:  # the capture itself preserved the "not found" page
+        capture(arch, local_server, sleeper, url)
     result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
     assert (result.verdict, result.http_status) == ("soft-404", 200)
+    assert "'Page not found'" in result.reason
 
 
 def test_soft_404_by_random_path_probe(local_server: LocalServer, arch: Archive, clock: FakeClock,

@@ -691,11 +691,13 @@ def check_settings(concurrency: int, per_host: int, timeout: float, connect_time
 
 
 def _check_line(r: Any) -> str:
+    from rich.markup import escape
+
     colour = VERDICT_COLOURS.get(r.verdict, "white")
     sim = f" similarity {r.similarity:.2f}" if r.similarity is not None and r.verdict != "ok" else ""
-    state = f" [{r.strike_note}]" if r.strike_note else ""
+    state = f" ({r.strike_note})" if r.strike_note else ""
     label = (r.change or r.verdict).upper()
-    return f"[{colour}]{label}[/] {r.url}{sim}: {r.reason}{state}"
+    return f"[{colour}]{label}[/] {escape(r.url)}{sim}: {escape(r.reason + state)}"
 
 
 def print_check_table(results: list[Any]) -> None:
@@ -865,6 +867,8 @@ def rot(
 
     Exit 1 when a claim's lost source has no intact archived copy.
     """
+    from rich.markup import escape
+
     from .linkcheck import rot_view
 
     rows = rot_view(open_archive(archive), report, everything)
@@ -874,17 +878,18 @@ def rot(
         # A plain list rather than a table: it is read in a morning mail, at any width.
         for row in rows:
             since = f" since {row['lost_since'][:16].replace('T', ' ')}" if row["lost_since"] else ""
-            head = (f"{row['report']} {_where(row)}: {_short(row['text'] or '', 160)}"
-                    if row["claim_id"] else "(source not cited by any imported report)")
+            head = escape(f"{row['report']} {_where(row)}: {_short(row['text'] or '', 160)}"
+                          if row["claim_id"] else "(source not cited by any imported report)")
             out.print(f"[bold]{row['status'].upper()}[/]{since}  {head}")
             for s in row["sources"]:
                 copy = s["archived"]
                 kept = ("[red]no archived copy[/]" if copy is None else
                         f"archived: capture {copy['capture_id']} of {copy['captured_at'][:10]}, "
                         + ("intact" if copy["intact"] else "[red]NOT INTACT[/]"))
-                live = s["live"] + (f" ({s['detail']})" if s["live"] != "live" and s["detail"] else "")
+                live = s["live"] if s["live"] in ("live", "unchecked") else \
+                    f"{s['live']}: {s['verdict']} ({s['detail']})"
                 when = f" since {s['since'][:16].replace('T', ' ')}" if s["since"] else ""
-                out.print(f"    {s['url']}  {live}{when}; {kept}", markup=True)
+                out.print(f"    {escape(s['url'])}  {live}{when}; {kept}")
     elif not quiet:
         err.print("every checked source is live" if not everything else "nothing to show")
     unpreserved = [r for r in rows if r["unpreserved"]]

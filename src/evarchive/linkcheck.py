@@ -498,10 +498,14 @@ def _soft_404(obs: Observation, probe: Observation | None, baseline: Baseline | 
     if same_bytes:
         # Byte-identical to the capture: only a 404 title would make it soft
         # (the capture itself may have preserved a page that was already gone).
-        title = _title_of_raw(obs.raw_bytes()[:16384].decode("utf-8", "replace"))
-        if title and (_NOT_FOUND_RE.search(title) or _TITLE_404_RE.search(title)):
-            return Verdict("soft-404", "phrase", f"200, but the title says {title[:80]!r}")
-        return None
+        start = obs.raw_bytes()[:16384]
+        title = _title_of_raw(start.decode("utf-8", "replace"))  # lower-cased
+        if not title or not (_NOT_FOUND_RE.search(title) or _TITLE_404_RE.search(title)):
+            return None
+        at = start.find(b"<title")
+        if at >= 0 and not _is_compressed(obs.final):  # show it as the page wrote it
+            title = _title_of_raw(obs.body[at:at + len(title) + 400].decode("utf-8", "replace"))
+        return Verdict("soft-404", "phrase", f"200, but the title says {title[:80]!r}")
     page = obs.page()
     for label, text in (("title", page.title), ("heading", page.h1)):
         low = text.casefold()
