@@ -315,6 +315,16 @@ def _migration_4_checks(db: sqlite_utils.Database) -> None:
             h1 TEXT,
             paragraphs TEXT NOT NULL
         );
+        -- Every catalogued WARC record, whoever wrote it: captures and the evidence of checks
+        -- (what a server answered during a check lives in WARC files too).
+        CREATE VIEW warc_records AS
+            SELECT 'capture' AS owner, capture_id AS owner_id, id, warc_file, offset, length,
+                   record_id, record_type, target_uri, block_sha256, payload_sha256, member_sha256
+            FROM capture_records
+            UNION ALL
+            SELECT 'check', check_id, id, warc_file, offset, length,
+                   record_id, record_type, target_uri, block_sha256, payload_sha256, member_sha256
+            FROM check_records;
         """
     )
 
