@@ -89,18 +89,29 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
-        self._ssl = build_ssl_context(settings.insecure, settings.ca_file)
+        self._ssl: ssl.SSLContext | None = None
         self._backend = RecordingBackend(settings.resolve)
         self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
         if settings.proxy:  # validate early: a bad proxy is a usage error, not 1000 failures
-            self._new_pool()
+            self._new_pool(b"http")
 
-    def _new_pool(self) -> httpx.AsyncHTTPTransport:
-        common = {"ssl_context": self._ssl, "max_connections": self._settings.per_host,
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        # Loading the trust store costs tens of milliseconds: only runs that meet https pay it.
+        if self._ssl is None:
+            self._ssl = build_ssl_context(self._settings.insecure, self._settings.ca_file)
+        return self._ssl
+
+    def _new_pool(self, scheme: bytes) -> httpx.AsyncHTTPTransport:
+        needs_tls = scheme == b"https" or (self._settings.proxy or "").startswith("https:")
+        common = {"ssl_context": self.ssl_context if needs_tls else None,
+                  "max_connections": self._settings.per_host,
                   "max_keepalive_connections": self._settings.per_host, "keepalive_expiry": 5.0,
                   "http1": True, "http2": False, "network_backend": self._backend}
-        transport = httpx.AsyncHTTPTransport(verify=self._ssl, http1=True, http2=False)
-        # httpx has no hook for a network backend; the pool is the documented httpcore object.
+        # httpx has no hook for a network backend, so its transport is only the shell that maps
+        # httpcore's exceptions; the pool is the documented httpcore object. verify=False keeps
+        # the shell from loading a trust store of its own.
+        transport = httpx.AsyncHTTPTransport(verify=False, http1=True, http2=False)
         transport._pool = (_proxy_pool(self._settings.proxy, common) if self._settings.proxy
                            else httpcore.AsyncConnectionPool(**common))
         return transport
@@ -109,7 +120,7 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
         key = (request.url.raw_scheme, request.url.raw_host, request.url.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = self._new_pool()
+            pool = self._pools[key] = self._new_pool(request.url.raw_scheme)
         return await pool.handle_async_request(request)
 
     async def aclose(self) -> None:
