@@ -30,7 +30,7 @@ def failures(a: Archive, **kw: object) -> list[tuple[str, int | None]]:
 def test_chain_links_every_entry_to_the_previous(arch: Archive) -> None:
     rows = custody.entries(arch.db)
     assert rows[0]["prev_hash"] == custody.GENESIS_HASH
-    for prev, row in zip(rows, rows[1:]):
+    for prev, row in zip(rows, rows[1:], strict=False):
         assert row["prev_hash"] == prev["entry_hash"] and row["seq"] == prev["seq"] + 1
     assert custody.check_chain(rows) == []
 
