@@ -128,6 +128,7 @@ def test_records_share_date_and_link_together(archive, settings, local_server):
     request = by_type(records, "request")[0]["headers"]
     metadata = by_type(records, "metadata")[0]
     assert request["WARC-Concurrent-To"] == response["WARC-Record-ID"]
+    assert response["WARC-Concurrent-To"] == request["WARC-Record-ID"]
     assert response["WARC-IP-Address"] == "127.0.0.1"
     assert metadata["headers"]["WARC-Refers-To"] == response["WARC-Record-ID"]
     assert metadata["headers"]["Content-Type"] == "application/warc-fields"
@@ -471,3 +472,20 @@ def test_small_runs_stay_in_one_process(archive, settings, local_server):
     settings.workers = 2
     capture_urls(archive, [local_server.url(f"/plain?n={n}") for n in range(20)], settings)
     assert archive.db.execute("SELECT COUNT(*) FROM warc_files").fetchone()[0] == 1
+
+
+def test_files_rotate_at_the_size_limit_and_captures_never_span_two(archive, settings, local_server):
+    settings.max_warc_size = 30_000
+    urls = [local_server.url(f"/large?size=12000&n={n}") for n in range(8)]
+    capture_urls(archive, urls, settings)
+    files = list(archive.db.query("SELECT * FROM warc_files ORDER BY id"))
+    assert len(files) >= 3 and {f["status"] for f in files} == {"closed"}
+    for f in files:
+        path = archive.warcs_dir / f["name"]
+        assert f["size"] == path.stat().st_size
+        assert f["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert read_records(path)[0]["type"] == "warcinfo"
+    spans = archive.db.execute(
+        "SELECT capture_id FROM capture_records GROUP BY capture_id HAVING COUNT(DISTINCT warc_file) > 1")
+    assert spans.fetchall() == []
+    warcio_check(archive)

@@ -45,6 +45,7 @@ from .catalogue import (
 from .errors import CouldNotRunError, InputError
 from .urls import host_of, request_url, validate_url
 from .warcwriter import (
+    new_record_id,
     Block,
     RecordSpec,
     WarcWriter,
@@ -413,30 +414,30 @@ def _previous_response(db: Any, source_id: int) -> dict[str, Any] | None:
 
 def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
                       revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
-    """Request + response (or revisit) records of one exchange."""
-    response_id_headers: list[tuple[str, str]] = []
-    if hop.server_ip:
-        response_id_headers.append(("WARC-IP-Address", hop.server_ip))
+    """Request + response (or revisit) records of one exchange, each naming the other."""
+    request_id, response_id = new_record_id(), new_record_id()
+    ip = [("WARC-IP-Address", hop.server_ip)] if hop.server_ip else []
     if revisit_of is not None:
-        record = revisit_of["record"]
+        original = revisit_of["record"]
         response_spec = RecordSpec(
             "revisit", hop.url, date, Block(hop.response_head),
             content_type="application/http; msgtype=response",
-            headers=[*response_id_headers, ("WARC-Profile", REVISIT_PROFILE),
-                     ("WARC-Refers-To", record["record_id"]),
-                     ("WARC-Refers-To-Target-URI", record["target_uri"]),
+            headers=[*ip, ("WARC-Concurrent-To", request_id), ("WARC-Profile", REVISIT_PROFILE),
+                     ("WARC-Refers-To", original["record_id"]),
+                     ("WARC-Refers-To-Target-URI", original["target_uri"]),
                      ("WARC-Refers-To-Date", revisit_of["capture"]["warc_date"])],
-            payload_sha256=hop.payload_sha256)
+            payload_sha256=hop.payload_sha256, record_id=response_id)
     else:
-        extra = [("WARC-Truncated", "length")] if hop.truncated else []
+        truncated = [("WARC-Truncated", "length")] if hop.truncated else []
         response_spec = RecordSpec(
             "response", hop.url, date, _http_block(hop),
             content_type="application/http; msgtype=response",
-            headers=[*response_id_headers, *extra], payload_sha256=hop.payload_sha256)
+            headers=[*ip, ("WARC-Concurrent-To", request_id), *truncated],
+            payload_sha256=hop.payload_sha256, record_id=response_id)
     request_spec = RecordSpec(
         "request", hop.url, date, Block(hop.request_bytes),
         content_type="application/http; msgtype=request",
-        headers=[*response_id_headers, ("WARC-Concurrent-To", response_spec.record_id)])
+        headers=[*ip, ("WARC-Concurrent-To", response_id)], record_id=request_id)
     return [writer.write(request_spec), writer.write(response_spec)]
 
 

@@ -245,16 +245,16 @@ def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any 
     source = details["source"]
     out.print(f"[bold]{source['url']}[/]  (source {source['id']}, normalised {source['normalised']})")
     table = Table(title="captures")
-    for column in ("id", "started (UTC)", "result", "HTTP", "final URL", "server", "payload sha256",
-                   "WARC file"):
+    for column in ("id", "started (UTC)", "result", "HTTP", "final URL", "payload sha256"):
         table.add_column(column, overflow="fold")
     for cap in details["captures"]:
-        result = cap["kind"] or "-" if cap["status"] == "ok" else f"failed: {cap['error_class']}"
+        result = (cap["kind"] or "-") if cap["status"] == "ok" else f"failed: {cap['error_class']}"
         table.add_row(str(cap["id"]), cap["started_at"], result, str(cap["http_status"] or "-"),
-                      cap["final_url"] or "-",
-                      f"{cap['server_ip']}:{cap['server_port']}" if cap["server_ip"] else "-",
-                      (cap["payload_sha256"] or "-")[:16], cap["warc_file"] or "-")
+                      cap["final_url"] or "-", (cap["payload_sha256"] or "-")[:16])
     out.print(table)
+    good = [c for c in details["captures"] if c["status"] == "ok"]
+    if good:
+        print_provenance(good[-1])
     if details.get("claims"):
         print_citing_claims(details["claims"])
     if details.get("checks"):
@@ -264,6 +264,35 @@ def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any 
             out.print(f"[bold]{extra}[/]")
             for item in details[extra]:
                 out.print(f"  {item}")
+
+
+def print_provenance(cap: dict[str, Any]) -> None:
+    """The provenance of one capture, as a court would read it."""
+    table = Table(title=f"provenance of capture {cap['id']} (the latest good one)", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    chain = " -> ".join(f"{hop['url']} [{hop['status']}]" for hop in cap.get("redirect_chain") or [])
+    rows = [
+        ("captured (UTC)", f"{cap['started_at']} to {cap['ended_at']}"),
+        ("redirect chain", chain or "-"),
+        ("server", f"{cap['server_ip']}:{cap['server_port']}" if cap["server_ip"]
+         else ("via a proxy" if cap["proxy_used"] else "-")),
+        ("HTTP", f"{cap['http_version']} {cap['http_status']}  {cap['content_type'] or ''}"),
+        ("payload", f"{cap['payload_size']} bytes, sha256 {cap['payload_sha256']}"
+         + ("  (TRUNCATED at the size limit)" if cap["truncated"] else "")),
+    ]
+    if cap["tls_version"]:
+        validated = {1: "validated", 0: "NOT validated"}.get(cap["cert_validated"], "unknown")
+        rows += [("TLS", f"{cap['tls_version']} {cap['tls_cipher']}"),
+                 ("certificate", f"leaf sha256 {cap['cert_sha256']}, {validated}"
+                  + (" (captured with --insecure)" if cap["insecure"] else ""))]
+    rows.append(("WARC file", cap["warc_file"] or "-"))
+    for rec in cap.get("records") or []:
+        rows.append((f"  {rec['record_type']}", f"offset {rec['offset']}, length {rec['length']}, "
+                     f"{rec['record_id']}"))
+    for field, value in rows:
+        table.add_row(field, value)
+    out.print(table)
 
 
 # --------------------------------------------------------------------------- reports and claims
