@@ -489,3 +489,20 @@ def test_files_rotate_at_the_size_limit_and_captures_never_span_two(archive, set
         "SELECT capture_id FROM capture_records GROUP BY capture_id HAVING COUNT(DISTINCT warc_file) > 1")
     assert spans.fetchall() == []
     warcio_check(archive)
+
+
+def test_socks5_proxy_resolves_names_remotely(archive, settings, local_server):
+    from socks5 import Socks5Proxy
+
+    url = "https://www.lrt.lt/naujienos/socks"
+    local_server.set_route(url, body="<p>through socks</p>")
+    routes = {("www.lrt.lt", 443): ("127.0.0.1", local_server.https_port)}
+    with Socks5Proxy(routes, credentials=("researcher", "s3cret-pw")) as proxy:
+        settings.proxy = proxy.url
+        [outcome] = capture_urls(archive, [url], settings)
+        assert outcome.status == "captured", outcome.error_message
+        assert proxy.requests == [("www.lrt.lt", 443)]  # the name, not an address: no local DNS
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["proxy_used"] == 1 and capture["server_ip"] is None
+    [metadata] = by_type(all_records(archive), "metadata")
+    assert b"proxy: socks5" in metadata["raw"] and b"s3cret-pw" not in metadata["raw"]
