@@ -405,3 +405,14 @@ def test_record_parser_does_not_depend_on_chunking(seed: int) -> None:
     assert whole["block_sha256"] == __import__("hashlib").sha256(http).hexdigest()
     assert whole["payload_sha256"] == __import__("hashlib").sha256(body).hexdigest()
     assert bool(whole["errors"]) == (trailer != b"\r\n\r\n")
+
+
+def test_record_row_inserted_behind_evarchives_back(arch: Archive) -> None:
+    rec = records(arch, "metadata")[2]
+    sql(arch, "INSERT INTO capture_records (capture_id, warc_file, offset, length, record_id, record_type, "
+              "target_uri, block_sha256, payload_sha256, member_sha256) SELECT capture_id, warc_file, offset, length, "
+              "'<urn:uuid:planted>', record_type, target_uri, block_sha256, payload_sha256, member_sha256 "
+              "FROM capture_records WHERE id = ?", (rec["id"],))
+    result = verify_archive(arch, record=False)
+    assert [(p.kind, p.table, p.record_id, p.capture_id) for p in result.failures] == [
+        ("catalogue-unvouched", "capture_records", "<urn:uuid:planted>", rec["capture_id"])]
