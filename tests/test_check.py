@@ -577,6 +577,36 @@ def test_cli_json_quiet_and_exit_codes(local_server: LocalServer, arch: Archive,
     assert main(["check", "--archive", str(arch.path), "--head", "sometimes"]) == 2
 
 
+def test_a_refused_url_means_nothing_is_checked_or_added(local_server: LocalServer, arch: Archive,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    good = local_server.url("/plain")
+    assert main(["check", good, "ftp://example.org/x", "no scheme", "--archive", str(arch.path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "nothing was checked" in err and "ftp://example.org/x" in err and "'no scheme'" in err
+    assert arch.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == 0  # not even the good one
+    assert arch.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 0
+    assert local_server.exchanges("/plain") == []
+
+
+def test_check_and_rot_need_an_existing_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A cron job pointed at the wrong directory must say so, not create an empty archive there
+    and report every night that nothing happened."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVARCHIVE_ARCHIVE", raising=False)
+    assert main(["check", "--quiet"]) == 3
+    assert "no archive at archive" in " ".join(capsys.readouterr().err.split())
+    mistyped = tmp_path / "evidnce"
+    assert main(["check", "--archive", str(mistyped), "--json"]) == 3
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("EVARCHIVE_ARCHIVE", str(mistyped))
+    for command in (["check", "--report", "R"], ["rot"], ["rot", "--quiet"]):
+        assert main(command) in (2, 3), command
+        assert f"no archive at {mistyped}" in " ".join(capsys.readouterr().err.split())
+    assert main(["diff", "https://example.org/a"]) == 2
+    assert not (tmp_path / "archive").exists() and not mistyped.exists()
+
+
 def test_check_of_a_cited_url_adds_it_and_json_has_one_object_per_source(
         local_server: LocalServer, arch: Archive, capsys: pytest.CaptureFixture[str]) -> None:
     urls = [local_server.url(p) for p in ("/plain", "/status/404", "/consent")]

@@ -588,6 +588,19 @@ def test_reports_claims_and_show_json(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run("claims", "--report", "no such report", "--archive", archive_dir) == 2
 
 
+def test_browsing_a_missing_archive_is_a_usage_error_and_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-archive"
+    for command in (["reports"], ["claims"], ["claims", "--report", "seed"], ["sources"],
+                    ["show", "https://spring96.org/ru/news/115071"]):
+        assert run(*command, "--archive", missing, "--json") == 2, command
+        captured = capsys.readouterr()
+        assert captured.out == "" and f"no archive at {missing}" in " ".join(captured.err.split())
+    assert not missing.exists()
+    assert run("import", SEED, "--archive", missing, "--quiet") == 0  # import creates it
+    assert run("reports", "--archive", missing, "--json") == 0
+
+
 def test_tables_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")

@@ -44,6 +44,21 @@ def open_archive(path: Path | None) -> Archive:
     return Archive.open(path)
 
 
+def existing_archive(path: Path | None, error: type[EvarchiveError] = UsageError) -> Archive:
+    """Open an archive that must already exist (commands that read or re-check what it holds).
+
+    Creating one at a mistyped path would print an empty, all-is-well answer, which a cron job
+    would then repeat every night without anyone noticing.
+    """
+    from .archive import CATALOGUE_NAME, default_archive_path
+
+    root = path if path is not None else default_archive_path()
+    if not (root / CATALOGUE_NAME).is_file():
+        raise error(f"no archive at {root}: give --archive DIR or set EVARCHIVE_ARCHIVE "
+                    "(`evarchive archive`, `import` and `capture` create one)")
+    return Archive.open(root)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
 
@@ -204,7 +219,7 @@ def sources(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """List every source the catalogue knows, with its captures."""
     from .catalogue import source_summaries
 
-    rows = source_summaries(open_archive(archive).db)
+    rows = source_summaries(existing_archive(archive).db)
     if as_json:
         print_json(rows)
         return
@@ -238,7 +253,7 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
 def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any spelling of it).")],
          archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """Show what the catalogue knows about one source: every capture and its provenance."""
-    details = source_details(open_archive(archive), url)
+    details = source_details(existing_archive(archive), url)
     if as_json:
         print_json(details)
         return
@@ -411,7 +426,7 @@ def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """List imported reports with their latest version and how many claims are preserved."""
     from .reports import list_reports
 
-    rows = list_reports(open_archive(archive).db)
+    rows = list_reports(existing_archive(archive).db)
     if as_json:
         print_json(rows)
         return
@@ -447,7 +462,7 @@ def claims_cmd(
     """List claims (latest version of each report) with their sources and whether each is preserved."""
     from .reports import report_claims
 
-    rows = report_claims(open_archive(archive).db, report)
+    rows = report_claims(existing_archive(archive).db, report)
     if as_json:
         print_json(rows)
         return
@@ -799,7 +814,7 @@ def check(
     holds the lock, or no host answered at all).
     """
     from .errors import CouldNotRunError
-    from .linkcheck import check_sources, select_sources
+    from .linkcheck import check_sources, refuse_bad_urls, select_sources
 
     if urls and report:
         raise UsageError("give URLs or --report, not both")
@@ -807,7 +822,11 @@ def check(
                               retries, user_agent, proxy, insecure, ca_file, resolve or [],
                               strikes, min_interval, drift_threshold, head, probe, evidence,
                               recapture)
-    arch = open_archive(archive)
+    if urls:
+        refuse_bad_urls(urls)
+    # Given URLs are new material (an archive is created for them); without them, the check
+    # re-checks what an archive holds, and a missing archive means the run could not happen.
+    arch = open_archive(archive) if urls else existing_archive(archive, CouldNotRunError)
     show_bar = not quiet and not as_json and err.is_terminal
     with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not show_bar, transient=True) as progress:
@@ -871,7 +890,7 @@ def diff(
 
     network = replace(_check_capture_settings(), ca_file=str(ca_file) if ca_file else None,
                       resolve=_parse_resolve(resolve or []))
-    result = diff_source(open_archive(archive), url, live=live, network=network)
+    result = diff_source(existing_archive(archive), url, live=live, network=network)
     if as_json:
         print_json(result.as_dict())
         return
@@ -900,7 +919,7 @@ def rot(
 
     from .linkcheck import rot_view
 
-    rows = rot_view(open_archive(archive), report, everything)
+    rows = rot_view(existing_archive(archive), report, everything)
     if as_json:
         print_json_lines(rows)
     elif rows:

@@ -62,7 +62,7 @@ from .capture import (
 )
 from .capture import Hop as CaptureHop
 from .catalogue import insert, one, to_json, transaction, update, utc_now
-from .errors import ArchiveLockedError
+from .errors import ArchiveLockedError, EvarchiveError, UsageError
 from .textdiff import PageText
 from .urls import host_of, request_url
 from .warcwriter import Block, RecordSpec, WarcWriter, WrittenRecord, warc_fields
@@ -1601,20 +1601,32 @@ def select_sources(archive: Archive, urls: list[str] | None = None,
                    report: str | None = None) -> list[dict[str, Any]]:
     """The sources a check works on: the given URLs (added as sources when
     new), the sources a report cites, or every source."""
-    from .catalogue import ensure_source, find_source
+    from .catalogue import ensure_sources
 
     db = archive.db
     if urls:
-        chosen = []
-        for url in urls:
-            row = find_source(db, url)
-            if row is None:
-                row = one(db, "SELECT * FROM sources WHERE id = ?", [ensure_source(db, url)])
-            chosen.append(row)
-        return list({r["id"]: r for r in chosen}.values())
+        refuse_bad_urls(urls)  # every URL first: a usage error must not add half of them
+        ids = ensure_sources(db, list(urls))  # new ones in one transaction
+        rows = {r["id"]: r for r in db.query(
+            f"SELECT * FROM sources WHERE id IN ({', '.join('?' for _ in ids)})", list(ids.values()))}
+        return [rows[i] for i in dict.fromkeys(ids[u] for u in urls)]
     if report is not None:
         return report_sources(archive, report)
     return list(db.query("SELECT * FROM sources ORDER BY id"))
+
+
+def refuse_bad_urls(urls: list[str]) -> None:
+    """Raise one UsageError naming every URL that cannot be checked (nothing is written)."""
+    from .urls import normalise_url, validate_url
+
+    refused = []
+    for url in urls:
+        try:
+            normalise_url(validate_url(url))
+        except EvarchiveError as exc:
+            refused.append(exc.message)
+    if refused:
+        raise UsageError("nothing was checked:\n  " + "\n  ".join(refused))
 
 
 def report_sources(archive: Archive, report: str) -> list[dict[str, Any]]:
