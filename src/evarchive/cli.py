@@ -24,7 +24,12 @@ from .errors import EvarchiveError, FindingsError, UsageError
 
 app = typer.Typer(
     name="evarchive",
-    help="Capture, verify and export the web evidence cited by reports.",
+    help="Preserve the web pages a report cites, prove they were not altered, and watch the live "
+         "web for link rot.\n\n"
+         "Exit codes (every command): 0 ok; 1 findings (a failed capture, broken evidence, a claim "
+         "left without a preserved source, a source newly dead or drifted); 2 usage error or unusable "
+         "input (nothing is written); 3 the work could not run (another run holds the lock, no "
+         "archive, no network).",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -78,11 +83,7 @@ def version_callback(value: bool) -> None:
 def root(version: Annotated[bool, typer.Option("--version", callback=version_callback,
                                                is_eager=True, help="Show the version and exit.")] = False
          ) -> None:
-    """evarchive: preserve the web pages a report cites, prove they are intact, and show them in court.
-
-    Exit codes: 0 ok; 1 findings (failed captures, broken evidence); 2 usage or bad input;
-    3 the work could not run (another run holds the lock).
-    """
+    """evarchive: the command line (its help is the Typer app's ``help`` above)."""
 
 
 # --------------------------------------------------------------------------- capture
@@ -181,7 +182,8 @@ def capture(
                                                 "(recorded in the provenance).")] = False,
     ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
     resolve: Annotated[list[str] | None, typer.Option(
-        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+        metavar="HOST:ADDRESS:PORT",
+        help="Connect to ADDRESS:PORT for HOST, without touching /etc/hosts (repeatable).")] = None,
     warc_size: Annotated[int, typer.Option(help="Start a new WARC file past this size.")] = 1 << 30,
     workers: Annotated[int | None, typer.Option(
         help="Processes for large runs (default: one per core, at most 2; hosts are split "
@@ -216,7 +218,10 @@ def capture(
 
 @app.command()
 def sources(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
-    """List every source the catalogue knows, with its captures."""
+    """List every source the catalogue knows, with its captures.
+
+    Exit 0; 2 when there is no archive at the given path.
+    """
     from .catalogue import source_summaries
 
     rows = source_summaries(existing_archive(archive).db)
@@ -250,9 +255,13 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
 
 
 @app.command()
-def show(url: Annotated[str, typer.Argument(help="A source URL as cited (or any spelling of it).")],
+def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as cited (or any spelling of it).")],
          archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
-    """Show what the catalogue knows about one source: every capture and its provenance."""
+    """Show what the catalogue knows about one source: every capture and its provenance, the
+    claims that cite it, and its latest live checks.
+
+    Exit 0; 2 when the source (or the archive) is unknown.
+    """
     details = source_details(existing_archive(archive), url)
     if as_json:
         print_json(details)
@@ -396,10 +405,10 @@ def check_report_before_creating_archive(archive: Path | None, report: Path, max
 
 @app.command("import")
 def import_cmd(
-    report: Annotated[Path, typer.Argument(help="Report file: .txt, .md, .html, .docx or .pdf.")],
-    title: Annotated[str | None, typer.Option(help="Report title; versions of one report share it "
+    report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
+    title: Annotated[str | None, typer.Option(metavar="TITLE", help="Report title; versions of one report share it "
                                                    "(default: the file's own title or name).")] = None,
-    max_size: Annotated[int | None, typer.Option(help="Refuse files larger than this many MiB "
+    max_size: Annotated[int | None, typer.Option(metavar="MIB", help="Refuse files larger than this many MiB "
                                                       "(default 32 for text, 256 for docx/PDF).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
@@ -407,8 +416,13 @@ def import_cmd(
 ) -> None:
     """Import a report: every claim with the URLs it cites. A changed file becomes a new version.
 
-    Exit 2 for a file that cannot be used (binary, empty, no URLs, encrypted PDF, too large):
-    the catalogue is then untouched.
+    The same file imported again changes nothing. A changed file with the same --title (or from
+    the same path) becomes the next version; the old one is kept, and the claims and citations
+    added, removed and edited are printed.
+
+    Exit 0 when imported (or already imported); 2 for a file that cannot be used (unreadable,
+    binary, empty, no URLs, encrypted PDF, too large, malformed docx): the catalogue is then
+    untouched.
     """
     from .reports import import_report
 
@@ -423,7 +437,10 @@ def import_cmd(
 
 @app.command("reports")
 def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
-    """List imported reports with their latest version and how many claims are preserved."""
+    """List imported reports with their latest version and how many claims are preserved.
+
+    Exit 0; 2 when there is no archive at the given path.
+    """
     from .reports import list_reports
 
     rows = list_reports(existing_archive(archive).db)
@@ -455,11 +472,15 @@ def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 @app.command("claims")
 def claims_cmd(
-    report: Annotated[str | None, typer.Option("--report", "-r", help="Report id, title or path.")] = None,
+    report: Annotated[str | None, typer.Option("--report", "-r", metavar="REPORT",
+                                               help="Report id, title or path.")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List claims (latest version of each report) with their sources and whether each is preserved."""
+    """List claims (latest version of each report) with their sources and whether each is preserved.
+
+    Exit 0; 2 when the report (or the archive) is unknown.
+    """
     from .reports import report_claims
 
     rows = report_claims(existing_archive(archive).db, report)
@@ -472,8 +493,9 @@ def claims_cmd(
 
 @app.command("archive")
 def archive_cmd(
-    report: Annotated[Path, typer.Argument(help="Report file: .txt, .md, .html, .docx or .pdf.")],
-    title: Annotated[str | None, typer.Option(help="Report title (groups versions).")] = None,
+    report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
+    title: Annotated[str | None, typer.Option(metavar="TITLE", help="Report title; versions of one "
+                                                                    "report share it.")] = None,
     concurrency: Annotated[int, typer.Option(help="Total simultaneous requests.")] = 48,
     per_host: Annotated[int, typer.Option(help="Simultaneous requests per host (browsers use 6).")] = 6,
     timeout: Annotated[float, typer.Option(help="Total seconds per capture, redirects included.")] = 300.0,
@@ -487,7 +509,8 @@ def archive_cmd(
     insecure: Annotated[bool, typer.Option(help="Capture even when the TLS certificate is invalid.")] = False,
     ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
     resolve: Annotated[list[str] | None, typer.Option(
-        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+        metavar="HOST:ADDRESS:PORT",
+        help="Connect to ADDRESS:PORT for HOST, without touching /etc/hosts (repeatable).")] = None,
     warc_size: Annotated[int, typer.Option(help="Start a new WARC file past this size.")] = 1 << 30,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
@@ -495,7 +518,9 @@ def archive_cmd(
 ) -> None:
     """The main job: import a report, capture every source not yet preserved, report per claim.
 
-    Exit 0 when every claim has at least one preserved source, 1 when any claim has none.
+    Exit 0 when every claim has at least one preserved source; 1 when any claim has none (the
+    failed captures are in the catalogue: run it again later); 2 for a report that cannot be used
+    (nothing is imported or captured).
     """
     from .reports import claims_of_version, import_report, sources_to_capture
 
@@ -771,22 +796,25 @@ def print_check_history(rows: list[dict[str, Any]]) -> None:
 
 @app.command()
 def check(
-    urls: Annotated[list[str] | None, typer.Argument(help="URLs to check (default: every source).",
+    urls: Annotated[list[str] | None, typer.Argument(metavar="URL", help="URLs to check (default: every "
+                                                                         "source).",
                                                      show_default=False)] = None,
-    report: Annotated[str | None, typer.Option("--report", help="Only the sources a report cites "
-                                                                "(id, title or path).")] = None,
+    report: Annotated[str | None, typer.Option("--report", "-r", metavar="REPORT",
+                                               help="Only the sources a report cites (id, title or "
+                                                    "path).")] = None,
     recapture: Annotated[bool, typer.Option("--recapture", help="Capture anew every source that "
                                                                 "drifted or moved.")] = False,
     strikes: Annotated[int, typer.Option(help="Failing checks in a row before a source is "
                                               "confirmed dead.")] = 3,
-    min_interval: Annotated[str, typer.Option(help="Those failing checks must span at least this "
+    min_interval: Annotated[str, typer.Option(metavar="DURATION", help="Those failing checks must span at least this "
                                                    "long (e.g. 36h, 2d).")] = "36h",
-    drift_threshold: Annotated[float, typer.Option(help="Main-text similarity below which a page "
+    drift_threshold: Annotated[float, typer.Option(metavar="0-1", help="Main-text similarity below which a page "
                                                         "has drifted (0-1).")] = 0.97,
-    head: Annotated[str, typer.Option(help="HEAD first: auto (non-HTML sources), always, never.")] = "auto",
+    head: Annotated[str, typer.Option(metavar="auto|always|never",
+                                      help="HEAD first: auto (non-HTML sources), always, never.")] = "auto",
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Ask each site for a random path "
                                                                    "to recognise soft 404s.")] = True,
-    evidence: Annotated[str, typer.Option(help="Write server answers to WARC for: changes "
+    evidence: Annotated[str, typer.Option(metavar="changes|all", help="Write server answers to WARC for: changes "
                                                "(every verdict but ok) or all.")] = "changes",
     concurrency: Annotated[int, typer.Option(help="Total simultaneous requests.")] = 48,
     per_host: Annotated[int, typer.Option(help="Simultaneous requests per host (browsers use 6).")] = 6,
@@ -799,7 +827,8 @@ def check(
     insecure: Annotated[bool, typer.Option(help="Check even when the TLS certificate is invalid.")] = False,
     ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
     resolve: Annotated[list[str] | None, typer.Option(
-        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+        metavar="HOST:ADDRESS:PORT",
+        help="Connect to ADDRESS:PORT for HOST, without touching /etc/hosts (repeatable).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only changes of state "
@@ -809,9 +838,11 @@ def check(
 
     A failing source is confirmed dead only after --strikes failing checks in a row spanning
     --min-interval. Every check is kept in the catalogue; what the server answered for anything
-    but ok is written to WARC as evidence. Exit 0 when nothing newly failed, 1 when a source
-    was newly confirmed dead or drifted, 2 usage, 3 the check could not run (another check
-    holds the lock, or no host answered at all).
+    but ok is written to WARC as evidence. --quiet prints only changes of state, for cron.
+
+    Exit 0 when nothing newly failed; 1 when a source was newly confirmed dead or drifted; 2
+    usage (bad option or URL: nothing is written); 3 the check could not run (another check
+    holds the lock, no archive at the given path, or no host answered at all).
     """
     from .errors import CouldNotRunError
     from .linkcheck import check_sources, refuse_bad_urls, select_sources
@@ -868,13 +899,14 @@ def check(
 
 @app.command()
 def diff(
-    url: Annotated[str, typer.Argument(help="A source URL as cited (or any spelling of it).")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as cited (or any spelling of it).")],
     live: Annotated[bool, typer.Option("--live", help="Compare the last capture with the page as it "
                                                       "is now (fetched, not stored).")] = False,
     unified: Annotated[bool, typer.Option("--unified", help="Print a unified diff of paragraphs.")] = False,
     ca_file: Annotated[Path | None, typer.Option(help="Trust these CA certificates (PEM).")] = None,
     resolve: Annotated[list[str] | None, typer.Option(
-        help="HOST:ADDRESS:PORT: connect to ADDRESS:PORT for HOST (repeatable).")] = None,
+        metavar="HOST:ADDRESS:PORT",
+        help="Connect to ADDRESS:PORT for HOST, without touching /etc/hosts (repeatable).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -883,6 +915,9 @@ def diff(
     By default compares the capture the latest check used with the live answer that check kept
     as evidence; --live fetches the page now instead. Boilerplate (menus, footers, banners) is
     left out; changed words are shown as [-old-]{+new+}.
+
+    Exit 0 (also when nothing changed); 1 when the capture cannot be read or --live cannot fetch
+    the page; 2 when the source (or the archive) is unknown or has no capture.
     """
     from dataclasses import replace
 
@@ -902,8 +937,9 @@ def diff(
 
 @app.command()
 def rot(
-    report: Annotated[str | None, typer.Option("--report", help="Only the claims of this report "
-                                                                "(id, title or path).")] = None,
+    report: Annotated[str | None, typer.Option("--report", "-r", metavar="REPORT",
+                                               help="Only the claims of this report (id, title or "
+                                                    "path).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Also list claims whose sources are "
                                                            "all live.")] = False,
     archive: ArchiveOpt = None,
@@ -913,7 +949,8 @@ def rot(
     """Which claims have lost their live source, since when, and whether each source still has
     an intact archived copy (the morning read after a nightly `evarchive check`).
 
-    Exit 1 when a claim's lost source has no intact archived copy.
+    Exit 0 when every lost source still has an intact archived copy; 1 when a claim's lost
+    source has none; 2 when the report (or the archive) is unknown.
     """
     from rich.markup import escape
 
