@@ -446,6 +446,40 @@ def test_lock_makes_a_second_run_exit_at_once(local_server: LocalServer, arch: A
     assert run_check(arch, [url], settings(local_server, clock, sleeper))[url].verdict == "ok"
 
 
+def test_an_overlapping_check_process_exits_3_at_once(local_server: LocalServer, tmp_path: Path) -> None:
+    """Two real `evarchive check` processes on one archive, as two cron nights that overlap."""
+    import time
+
+    archive_dir = tmp_path / "archive"
+    plain, hang = local_server.url("/plain"), local_server.url("/hang")
+    assert main(["capture", plain, "--archive", str(archive_dir), "--quiet"]) == 0
+    cli = [sys.executable, "-m", "evarchive.cli", "check", "--archive", str(archive_dir)]
+    first = subprocess.Popen([*cli, hang, plain, "--retries", "0", "--read-timeout", "120",
+                              "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        local_server.wait_for_exchange("/hang", finished=False, timeout=30)  # the first run is at work
+        local_server.clear_log()
+        started = time.monotonic()
+        second = subprocess.run([*cli, "--quiet"], capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - started
+        assert second.returncode == 3 and second.stdout == ""
+        assert "another evarchive check is already running" in second.stderr
+        assert f"pid {first.pid}" in second.stderr  # who holds it
+        assert elapsed < 15  # at once: not after the first run's 120 s
+        assert local_server.log == []  # the second run asked no server anything
+        assert first.poll() is None  # and the first is still at work
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    arch = Archive.open(archive_dir)
+    try:  # the interrupted first run kept its finished check; the second wrote nothing
+        assert [r[0] for r in arch.db.execute("SELECT verdict FROM checks")] in ([], ["ok"])
+        assert arch.db.execute("SELECT COUNT(*) FROM runs WHERE command LIKE 'check%'").fetchone()[0] == 1
+    finally:
+        arch.close()
+    assert main(["check", plain, "--archive", str(archive_dir), "--quiet"]) == 0  # lock released
+
+
 def test_recapture_adds_a_capture_and_leaves_the_old_one_intact(
         local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
     url = local_server.url("/article/theta")
