@@ -701,6 +701,37 @@ def test_rot_lists_lost_sources_with_since_and_archived_copy(
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
+def test_rot_says_when_no_check_ever_ran_or_checks_stopped(local_server: LocalServer, arch: Archive,
+                                                           tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive.reports import import_report
+
+    url = local_server.url("/article/xi")
+    report = tmp_path / "report.md"
+    report.write_text(f"# Report\n\nThe minister resigned ({url}).\n")
+    import_report(arch.db, report, title="Morning")
+    args = ["rot", "--archive", str(arch.path)]
+    assert main(args) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no check has run on this archive yet" in err and "every checked source is live" not in err
+    assert main([*args, "--quiet"]) == 0  # a problem, so --quiet says it too
+    assert "no check has run" in capsys.readouterr().err
+
+    assert main(["check", "--archive", str(arch.path), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert re.search(r"last check: \d{4}-\d\d-\d\d \d\d:\d\d UTC, 1 source\b", err)
+    assert "every checked source is live" in err and "warning" not in err
+    assert main([*args, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+    last = linkcheck.last_check_run(arch)
+    assert last is not None and last["sources"] == 1 and not last["stale"]
+    three_days_on = linkcheck._parse_time(last["ended_at"]) + dt.timedelta(days=3)
+    assert linkcheck.last_check_run(arch, now=three_days_on)["stale"]  # type: ignore[index]
+
+
 def test_rot_flags_a_damaged_archived_copy(local_server: LocalServer, arch: Archive,
                                            clock: FakeClock, sleeper: NoSleep) -> None:
     url = local_server.url("/article/nu")

@@ -954,9 +954,20 @@ def rot(
     """
     from rich.markup import escape
 
-    from .linkcheck import rot_view
+    from .linkcheck import last_check_run, rot_view
 
-    rows = rot_view(existing_archive(archive), report, everything)
+    arch = existing_archive(archive)
+    rows = rot_view(arch, report, everything)
+    last = last_check_run(arch)
+    if last is None:
+        err.print("[yellow]warning:[/] no check has run on this archive yet: every source is "
+                  "unchecked; run `evarchive check` (nightly: see the README's cron line)")
+    elif last["stale"]:
+        err.print(f"[yellow]warning:[/] the last check finished {last['age_hours'] / 24:.0f} days ago "
+                  f"({last['ended_at'][:16].replace('T', ' ')} UTC): is the nightly check still running?")
+    elif not quiet and not as_json:
+        n = last["sources"]
+        err.print(f"last check: {last['ended_at'][:16].replace('T', ' ')} UTC, {n} source{'' if n == 1 else 's'}")
     if as_json:
         print_json_lines(rows)
     elif rows:
@@ -975,7 +986,7 @@ def rot(
                     f"{s['live']}: {s['verdict']} ({s['detail']})"
                 when = f" since {s['since'][:16].replace('T', ' ')}" if s["since"] else ""
                 out.print(f"    {escape(s['url'])}  {live}{when}; {kept}")
-    elif not quiet:
+    elif not quiet and last is not None:
         err.print("every checked source is live" if not everything else "nothing to show")
     unpreserved = [r for r in rows if r["unpreserved"]]
     if unpreserved:

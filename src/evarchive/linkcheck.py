@@ -1765,6 +1765,22 @@ def recent_checks(db: Any, source_id: int, limit: int = 10) -> list[dict[str, An
         "ORDER BY id DESC LIMIT ?", [source_id, limit]))
 
 
+STALE_CHECK = dt.timedelta(days=2)  # a nightly job that has not finished a run for this long
+
+
+def last_check_run(archive: Archive, now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """The latest finished check run (when, how many sources, how old), or None if none ever
+    finished: the morning read must not call an archive nobody checks "all live"."""
+    row = one(archive.db, "SELECT id, command, started_at, ended_at FROM runs "
+                          "WHERE command LIKE 'check (%' AND ended_at IS NOT NULL ORDER BY id DESC LIMIT 1")
+    if row is None:
+        return None
+    count = re.match(r"check \((\d+) sources?\)", row["command"])
+    age = (now or dt.datetime.now(dt.UTC)) - _parse_time(row["ended_at"])
+    return {"run_id": row["id"], "ended_at": row["ended_at"], "sources": int(count.group(1)) if count else None,
+            "age_hours": round(age.total_seconds() / 3600, 1), "stale": age > STALE_CHECK}
+
+
 LIVE_STATES = ("live", "changed", "failing", "dead", "blocked", "unchecked")
 
 
