@@ -994,6 +994,55 @@ def rot(
                             "archived copy")
 
 
+# --------------------------------------------------------------------------- export (citation bundle)
+
+@app.command("export")
+def export_cmd(
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="The bundle to write: a new directory, "
+                                             "or NAME.zip for one zip file. Never overwritten.")],
+    urls: Annotated[list[str] | None, typer.Argument(help="Export only these sources.", show_default=False)] = None,
+    report: Annotated[str | None, typer.Option(
+        "--report", "-r", help="Export the evidence of this report's claims (id, title or path; "
+                               "latest version).")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Only the latest good capture of each source.")] = False,
+    checks: Annotated[bool, typer.Option("--checks", help="Also export what live checks recorded "
+                                                          "(e.g. the 404 that shows a page vanished).")] = False,
+    redact_log: Annotated[bool, typer.Option("--redact-log", help="Include only the custody-log entries that "
+                                             "vouch for the exhibits, not every entry up to the head.")] = False,
+    archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Write a citation bundle for a court: the evidence as a WACZ, an exhibit index a judge can
+    read (HTML, text, CSV), and what a clerk needs to verify it independently.
+
+    Without --report or URLs, every capture in the archive is exported. Exit 0 when written,
+    1 when written but some claim has no intact capture (the index says which), 2 for unusable
+    input (unknown report, URL without capture, OUT exists: nothing is written).
+    """
+    from .archive import CATALOGUE_NAME, default_archive_path
+    from .export import export_bundle
+
+    root = archive or default_archive_path()
+    if not (root / CATALOGUE_NAME).exists():
+        raise UsageError(f"no archive at {root} (give --archive DIR)")
+    result = export_bundle(open_archive(root), out_path, report=report, urls=urls or [],
+                           latest=latest, checks=checks, redact_log=redact_log)
+    if as_json:
+        print_json(result.as_dict())
+    elif not quiet:
+        err.print(f"wrote {result.path}: {result.exhibits} exhibits ({result.records} WARC records), "
+                  f"{result.claims} claims; manifest SHA-256 {result.manifest_sha256} "
+                  f"(custody-log entry {result.log_seq})")
+    for item in result.not_exported:
+        err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {item['url']}: "
+                  + "; ".join(item["problems"]), markup=True)
+    for claim in result.unsupported:
+        err.print(f"[red]no intact capture[/] claim {claim['ordinal']} ({_where(claim)}): "
+                  f"{_short(claim['text'], 100)}")
+    if result.unsupported:
+        raise FindingsError(f"{len(result.unsupported)} of {result.claims} claims have no intact capture "
+                            "to export (the bundle was written and says so)")
+
+
 def _is_a(exc: BaseException, name: str) -> bool:
     """Typer may bring its own copy of click; recognise its exceptions by class name."""
     return any(cls.__name__ == name for cls in type(exc).__mro__)
