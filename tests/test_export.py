@@ -343,3 +343,196 @@ def test_wacz_validate_accepts_the_bundle(setup: Setup) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation succeeded, the passed WACZ is valid" in result.stdout
+
+
+def cdxj_lines(text: str) -> list[tuple[str, str, dict[str, Any]]]:
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            key, ts, body = line.split(" ", 2)
+            out.append((key, ts, json.loads(body)))
+    return out
+
+
+def test_cdxj_index_agrees_with_cdxj_indexer(setup: Setup, tmp_path: Path) -> None:
+    """The index we write from the catalogue is the one the reference indexer derives from the
+    WARC files themselves (keys, timestamps, offsets, lengths, status and MIME type)."""
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(out / "evidence.wacz") as zf:
+        zf.extractall(unpacked)
+        ours = cdxj_lines(zf.read("indexes/index.cdx").decode())
+    warcs = sorted(str(p) for p in (unpacked / "archive").iterdir())
+    result = subprocess.run([tool("cdxj-indexer"), *warcs], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    theirs = cdxj_lines(result.stdout)
+    fields = ("url", "mime", "status", "length", "offset", "filename")
+
+    def comparable(lines: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[Any, ...]]:
+        return sorted((key, ts, *(body.get(f) for f in fields)) for key, ts, body in lines)
+
+    assert comparable(ours) == comparable(theirs)
+    # Payload digests as the records declare them (cdxj-indexer computes one for the TLS chain).
+    declared = {(k, b["offset"]): b["digest"] for k, _, b in theirs if b["digest"].startswith("sha256:")}
+    assert declared and all(b.get("digest") == declared[(k, b["offset"])] for k, _, b in ours
+                            if (k, b["offset"]) in declared)
+
+
+@pytest.mark.slow
+def test_pywb_replays_the_exhibits_from_the_wacz(setup: Setup, tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    data = load(out)
+    root = tmp_path / "pywb"
+    root.mkdir()
+    subprocess.run([tool("wb-manager"), "init", "ev"], cwd=root, check=True, capture_output=True)
+    subprocess.run([tool("wb-manager"), "add", "--unpack-wacz", "ev", str(out / "evidence.wacz")], cwd=root,
+                   check=True, capture_output=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([tool("wayback"), "-b", "127.0.0.1", "-p", str(port)], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        for ex in data["exhibits"]:
+            stamp = "".join(ch for ch in ex["warc_date"] if ch.isdigit())[:14]
+            url = ex["final_url"]
+            replay = httpx.get(f"http://127.0.0.1:{port}/ev/{stamp}id_/{url}", timeout=10)
+            assert replay.status_code == 200, (ex["exhibit"], replay.status_code)
+            # The revisit resolves to its original's payload: the bytes the server sent.
+            assert hashlib.sha256(replay.content).hexdigest() == ex["payload_sha256"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- keys, timestamps, anchors
+
+@pytest.fixture
+def signed_and_stamped(setup: Setup):  # type: ignore[no-untyped-def]
+    """A signing key in force before a capture, and an RFC 3161 token over the head after it."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tsa import LocalTSA
+
+    from evarchive import timestamping
+    from evarchive.signing import introduce_key
+
+    pair = introduce_key(setup.arch)
+    setup.server.set_route("/export/c", body=page("Page C"))
+    setup.urls["c"] = setup.server.url("/export/c")
+    [outcome] = capture_urls(setup.arch, [setup.urls["c"]], setup.settings)
+    assert outcome.status == "captured"
+    with LocalTSA() as tsa:
+        row = timestamping.stamp_archive(setup.arch, [tsa.url], [tsa.keys.root])
+        root_pem = setup.tmp / "tsa-root.pem"
+        root_pem.write_bytes(tsa.keys.root_pem)
+    yield pair, row, root_pem
+
+
+def test_keys_and_timestamps_travel_with_the_bundle(setup: Setup, signed_and_stamped: Any) -> None:
+    pair, stamp, root_pem = signed_and_stamped
+    out = setup.tmp / "bundle"
+    assert setup.export(out, setup.urls["a"], setup.urls["c"]) == 0
+    data = load(out)
+    [key] = data["custody"]["keys"]
+    assert key["key_id"] == pair.key_id
+    assert (out / key["file"]).read_text() == pair.public_path.read_text()
+    # Exhibit C's capture came before the token: the token covers it; A's exhibits too.
+    [token] = data["custody"]["timestamps"]
+    assert token["covers_seq"] == stamp["covers_seq"] and token["digest"] == stamp["digest"]
+    assert hashlib.sha256((out / token["token"]).read_bytes()).hexdigest() == stamp["token_sha256"]
+    c = next(e for e in data["exhibits"] if e["source_url"] == setup.urls["c"])
+    log = {json.loads(line)["seq"]: json.loads(line)
+           for line in (out / "custody" / "log.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert log[c["custody_seq"]]["signature"].startswith(f"ed25519:{pair.key_id}:")
+    assert "openssl ts -verify -token_in" in (out / "VERIFY.md").read_text()
+
+    ok = run_verifier(out, "--head", f"{data['custody']['head']['seq']}:{data['custody']['head']['entry_hash']}",
+                      "--public-key", str(pair.public_path), "--all-signatures")
+    assert ok.returncode == 0, ok.stdout
+    assert "signatures valid" in ok.stdout and "0 signatures valid" not in ok.stdout
+    if shutil.which("openssl"):
+        stamped = run_verifier(out, "--tsa-root", str(root_pem))
+        assert stamped.returncode == 0, stamped.stdout
+        wrong = setup.tmp / "other-root.pem"
+        from tsa import TSAKeys
+
+        wrong.write_bytes(TSAKeys("Other").root_pem)
+        assert "openssl ts -verify failed" in run_verifier(out, "--tsa-root", str(wrong)).stdout
+
+    # Anchors obtained elsewhere are binding: another key, another head.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = setup.tmp / "other.pem"
+    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    forged = run_verifier(out, "--public-key", str(other))
+    assert forged.returncode == 1 and "which is not a trusted key" in forged.stdout
+    wrong_head = run_verifier(out, "--head", f"{data['custody']['head']['seq']}:{'0' * 64}")
+    assert wrong_head.returncode == 1 and "--head" in wrong_head.stdout
+
+
+def test_redacted_log_discloses_only_the_entries_it_relies_on(setup: Setup, signed_and_stamped: Any) -> None:
+    out = setup.tmp / "bundle"
+    assert setup.export(out, setup.urls["c"], "--redact-log") == 0
+    data = load(out)
+    assert data["custody"]["scope"] == "entries"
+    log = [json.loads(line) for line in (out / "custody" / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    subjects = {e["subject"] for e in log if e["event"] == "capture"}
+    assert subjects == {setup.urls["c"]}  # the other captures of the archive stay undisclosed
+    events = {e["event"] for e in log}
+    assert {"capture", "keys-generate", "timestamp"} <= events
+    assert log[-1]["seq"] == data["custody"]["head"]["seq"]
+    result = run_verifier(out)
+    assert result.returncode == 0, result.stdout
+    assert "entries only (redacted log)" in result.stdout
+
+
+# --------------------------------------------------------------------------- live checks
+
+def test_check_evidence_and_the_live_state_of_each_source(setup: Setup) -> None:
+    """After capture, page B vanished (404): the index says so, and --checks exports the 404."""
+    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+
+    setup.server.remove_route("/export/b")
+    net = CaptureSettings(ca_file=setup.server.ca_pem_path, retries=0, total_timeout=10)
+    report = check_sources(setup.arch, select_sources(setup.arch, report=TITLE),
+                           CheckSettings(network=net, commit_interval=0.0))
+    verdicts = {r.url: r.verdict for r in report.results}
+    assert verdicts[setup.urls["b"]] == "gone" and verdicts[setup.urls["a"]] == "ok"
+
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE, "--checks") == 0
+    data = load(out)
+    checks = [e for e in data["exhibits"] if e["kind"] == "check"]
+    found = {e["source_url"]: (e["verdict"], e["http_status"]) for e in checks}
+    assert found == {setup.urls["b"]: ("gone", 404), setup.urls["r"]: ("moved", 200)}  # the 301 moved
+    assert data["claims"][1]["check_exhibits"] == sorted(e["exhibit"] for e in checks)
+    assert not data["claims"][0]["check_exhibits"]  # page A checked ok: no evidence kept
+    b = next(e for e in data["exhibits"] if e["kind"] == "capture" and e["source_url"] == setup.urls["b"])
+    assert b["live"]["state"] == "gone" and "VANISHED" in b["live"]["text"]
+    a = next(e for e in data["exhibits"] if e["source_url"] == setup.urls["a"])
+    assert a["live"]["text"].startswith("live page unchanged")
+    text = (out / "exhibits.txt").read_text(encoding="utf-8")
+    assert "live page has VANISHED" in text and "(live-check evidence)" in text
+    result = run_verifier(out)
+    assert result.returncode == 0, result.stdout
+    validate = subprocess.run([tool("wacz"), "validate", "-f", str(out / "evidence.wacz")],
+                              capture_output=True, text=True, timeout=120)
+    assert validate.returncode == 0, validate.stdout
