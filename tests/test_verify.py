@@ -367,7 +367,8 @@ def test_record_moved_to_another_capture(arch: Archive) -> None:
     assert edited == [("catalogue-edited", "capture_id", moved["record_id"])]
 
 
-def test_parallel_scan_finds_what_the_sequential_walk_finds(tmp_path: Path, inflater: Any) -> None:
+def test_parallel_scan_finds_what_the_sequential_walk_finds(tmp_path: Path, inflater: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """deep splits a file at catalogued offsets; members, digests and errors must be the same
     as a front-to-back walk, including a member larger than one work unit and an interrupted tail."""
     from concurrent.futures import ThreadPoolExecutor
@@ -376,7 +377,13 @@ def test_parallel_scan_finds_what_the_sequential_walk_finds(tmp_path: Path, infl
     from evarchive import verify as v
     from evarchive.warcwriter import recover_interrupted
 
-    a = evidence.build(tmp_path / "a", pages=5, seed=4, sizes=(100, 300_000), close=False)
+    # Small work units and reads, so small bodies cover every path (batch, streamed member, tail).
+    monkeypatch.setattr(v, "SPAN_BATCH", 64 << 10)
+    monkeypatch.setattr(v, "READ_SIZE", 16 << 10)
+    monkeypatch.setattr(v, "SPAN_IN", 8 << 10)
+    monkeypatch.setattr(v, "SPAN_OUT", 16 << 10)
+
+    a = evidence.build(tmp_path / "a", pages=5, seed=4, sizes=(100, 30_000), close=False)
     from evarchive.warcwriter import WarcWriter
 
     big = WarcWriter(a.warcs_dir, a.locks_dir, a.db, max_size=1 << 30)
