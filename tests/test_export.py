@@ -188,6 +188,14 @@ def test_verifier_passes_then_names_a_flipped_byte(setup: Setup) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "BUNDLE VERIFIED" in ok.stdout and "FAIL" not in ok.stdout
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
+    # VERIFY.md's by-hand commands (tail | head | sha256sum) print each record's SHA-256.
+    verify_md = (out / "VERIFY.md").read_text()
+    commands = [ln for ln in verify_md.splitlines() if ln.startswith("tail -c +")]
+    expected = [ln.split("(expect ")[1].rstrip(")") for ln in verify_md.splitlines() if ln.startswith("# exhibit ")]
+    assert len(commands) == len(expected) == 4
+    for command, digest in zip(commands, expected, strict=True):
+        printed = subprocess.run(["sh", "-c", command], cwd=out, capture_output=True, text=True).stdout
+        assert printed.split()[0] == digest
 
     data = load(out)
     target = next(e for e in data["exhibits"] if e["source_url"] == setup.urls["b"])
@@ -308,6 +316,14 @@ def test_tampered_capture_is_named_and_not_exported(setup: Setup, capsys: pytest
     assert item["id"] == cap_id and f"at offset {offset}" in item["problems"][0]
     assert "differ from the SHA-256 recorded at capture" in (out / "exhibits.html").read_text(encoding="utf-8")
     assert run_verifier(out).returncode == 0  # what was exported is intact
+
+    # Asked for by URL, a source whose only capture is damaged is a finding: exit 1, still written.
+    only_b = setup.tmp / "only-b"
+    assert setup.export(only_b, setup.urls["b"]) == 1
+    data = load(only_b)
+    assert data["exhibits"] == [] and [u["url"] for u in data["unpreserved_sources"]] == [setup.urls["b"]]
+    assert "SOURCES WITHOUT AN INTACT CAPTURE" in (only_b / "exhibits.txt").read_text(encoding="utf-8")
+    assert run_verifier(only_b).returncode == 0
 
 
 def test_url_selection_latest_and_zip_output(setup: Setup) -> None:

@@ -1018,6 +1018,8 @@ def export_cmd(
     1 when written but some claim has no intact capture (the index says which), 2 for unusable
     input (unknown report, URL without capture, OUT exists: nothing is written).
     """
+    from rich.markup import escape
+
     from .archive import CATALOGUE_NAME, default_archive_path
     from .export import export_bundle
 
@@ -1033,14 +1035,19 @@ def export_cmd(
                   f"{result.claims} claims; manifest SHA-256 {result.manifest_sha256} "
                   f"(custody-log entry {result.log_seq})")
     for item in result.not_exported:
-        err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {item['url']}: "
-                  + "; ".join(item["problems"]), markup=True)
+        err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {escape(item['url'])}: "
+                  + escape("; ".join(item["problems"])))
     for claim in result.unsupported:
         err.print(f"[red]no intact capture[/] claim {claim['ordinal']} ({_where(claim)}): "
-                  f"{_short(claim['text'], 100)}")
+                  f"{escape(_short(claim['text'], 100))}")
+    for source in result.unpreserved_sources:
+        err.print(f"[red]no intact capture[/] {escape(source['url'])}")
     if result.unsupported:
         raise FindingsError(f"{len(result.unsupported)} of {result.claims} claims have no intact capture "
                             "to export (the bundle was written and says so)")
+    if result.unpreserved_sources:
+        raise FindingsError(f"{len(result.unpreserved_sources)} source(s) have no intact capture to export "
+                            "(the bundle was written and says so)")
 
 
 def _is_a(exc: BaseException, name: str) -> bool:

@@ -47,7 +47,7 @@ import sqlite_utils
 
 from . import __version__, custody
 from .archive import Archive
-from .catalogue import one
+from .catalogue import one, transaction
 from .errors import CouldNotRunError, UsageError
 from .warcwriter import warc_digest, warc_fields
 
@@ -159,6 +159,14 @@ class Plan:
     def unsupported(self) -> list[dict[str, Any]]:
         return [c for c in self.claims if not c["exhibits"]]
 
+    @property
+    def unpreserved_sources(self) -> list[dict[str, Any]]:
+        """Without a report: selected sources left without an intact capture in the bundle."""
+        if self.mode == "report":
+            return []
+        kept = {e.source["id"] for e in self.exported if e.kind == "capture"}
+        return [s for s in self.sources if s["id"] not in kept]
+
 
 @dataclass
 class ExportResult:
@@ -167,6 +175,7 @@ class ExportResult:
     records: int
     claims: int
     unsupported: list[dict[str, Any]]
+    unpreserved_sources: list[dict[str, Any]]
     not_exported: list[dict[str, Any]]
     manifest_sha256: str
     wacz_sha256: str
@@ -177,6 +186,7 @@ class ExportResult:
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "exhibits": self.exhibits, "records": self.records,
                 "claims": self.claims, "unsupported_claims": self.unsupported,
+                "unpreserved_sources": self.unpreserved_sources,
                 "not_exported": self.not_exported, "manifest_sha256": self.manifest_sha256,
                 "wacz_sha256": self.wacz_sha256, "export_log_seq": self.log_seq,
                 "log_head": {"seq": self.head["seq"], "entry_hash": self.head["entry_hash"]}
@@ -205,13 +215,16 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
     staging.mkdir()
     try:
         manifest_sha, wacz_sha, files = build(archive, plan, staging)
-        _publish(staging, out, is_zip)
+        # The log entry and the bundle appear together: the entry is rolled back if the bundle
+        # cannot be put in place, and the bundle is only moved there inside its transaction.
+        with transaction(archive.db):
+            entry = _log_export(archive.db, out, plan, manifest_sha, wacz_sha)
+            _publish(staging, out, is_zip)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    entry = _log_export(archive.db, out, plan, manifest_sha, wacz_sha)
     return ExportResult(out, len(plan.exported), sum(len(e.records) for e in plan.exported),
-                        len(plan.claims), plan.unsupported, _not_exported(plan), manifest_sha,
-                        wacz_sha, entry["seq"], plan.head, files)
+                        len(plan.claims), plan.unsupported, plan.unpreserved_sources, _not_exported(plan),
+                        manifest_sha, wacz_sha, entry["seq"], plan.head, files)
 
 
 def _check_out(out: Path) -> bool:
@@ -621,14 +634,29 @@ def _publish(staging: Path, out: Path, is_zip: bool) -> None:
         tmp = staging / ".bundle.zip"
         _zip_dir(staging, tmp, out.stem)
         try:
-            os.link(tmp, out)  # fails if OUT appeared meanwhile: never overwrite
+            os.link(tmp, out)  # atomic, and fails if OUT appeared meanwhile: never overwrite
         except FileExistsError:
             raise UsageError(f"{out} already exists; an export never overwrites anything") from None
+        except OSError:  # no hard links here (FAT/exFAT media): copy, still refusing to overwrite
+            _copy_exclusive(tmp, out)
         return
     if out.exists():
         raise UsageError(f"{out} already exists; an export never overwrites anything")
     staging.rename(out)
     staging.mkdir()  # the caller's cleanup expects it
+
+
+def _copy_exclusive(src: Path, dest: Path) -> None:
+    try:
+        with open(src, "rb") as fin, open(dest, "xb") as fout:
+            shutil.copyfileobj(fin, fout, COPY_CHUNK)
+            fout.flush()
+            os.fsync(fout.fileno())
+    except FileExistsError:
+        raise UsageError(f"{dest} already exists; an export never overwrites anything") from None
+    except BaseException:
+        dest.unlink(missing_ok=True)  # ours, half written
+        raise
 
 
 def _zip_dir(src: Path, dest: Path, top: str) -> None:
@@ -904,6 +932,7 @@ def bundle_data(plan: Plan) -> dict[str, Any]:
         "sources": [_source_data(s, plan) for s in plan.sources],
         "exhibits": [_exhibit_data(e, plan) for e in sorted(plan.exported, key=lambda e: e.number)],
         "not_exported": _not_exported(plan),
+        "unpreserved_sources": [{"source_id": u["id"], "url": u["url"]} for u in plan.unpreserved_sources],
         "wacz": WACZ_NAME,
         "custody": {"log": "custody/log.jsonl", "scope": plan.log_scope,
                     "entries": len(plan.log_entries), "head": {"seq": head["seq"], "entry_hash": head["entry_hash"]},
@@ -1197,13 +1226,17 @@ def render_text(data: dict[str, Any]) -> str:
 
 
 def _not_exported_text(data: dict[str, Any]) -> list[str]:
-    if not data["not_exported"]:
-        return []
-    out = ["NOT EXPORTED (evidence that failed its integrity check)", "-" * 55, ""]
-    for item in data["not_exported"]:
-        out.append(f"{item['kind']} {item['id']} of {item['url']}:")
-        out += [f"    {p}" for p in item["problems"]]
-    return [*out, ""]
+    out = []
+    if data["unpreserved_sources"]:
+        out += ["SOURCES WITHOUT AN INTACT CAPTURE", "-" * 33, ""]
+        out += [f"    {u['url']}" for u in data["unpreserved_sources"]] + [""]
+    if data["not_exported"]:
+        out += ["NOT EXPORTED (evidence that failed its integrity check)", "-" * 55, ""]
+        for item in data["not_exported"]:
+            out.append(f"{item['kind']} {item['id']} of {item['url']}:")
+            out += [f"    {p}" for p in item["problems"]]
+        out.append("")
+    return out
 
 
 HTML_STYLE = """
@@ -1239,6 +1272,10 @@ def render_html(data: dict[str, Any]) -> str:
         label = "" if ex["kind"] == "capture" else " (live-check evidence)"
         parts.append(f"<div class=\"exhibit\" id=\"exhibit-{ex['exhibit']}\"><h3>Exhibit {ex['exhibit']}: "
                      f"<code>{_h(ex['source_url'])}</code>{label}</h3>{_html_table(_exhibit_lines(ex))}</div>")
+    if data["unpreserved_sources"]:
+        parts.append("<h2>Sources without an intact capture</h2><ul>")
+        parts += [f"<li class=\"bad\"><code>{_h(u['url'])}</code></li>" for u in data["unpreserved_sources"]]
+        parts.append("</ul>")
     if data["not_exported"]:
         parts.append("<h2>Not exported: evidence that failed its integrity check</h2><ul>")
         parts += [f"<li>{_h(i['kind'])} {_h(i['id'])} of <code>{_h(i['url'])}</code>: "

@@ -41,6 +41,7 @@ import zlib
 CHUNK = 1 << 20
 SIGNING_CONTEXT = b"evarchive custody entry v1\n"
 GENESIS = "0" * 64
+OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini")  # file browsers add these when a folder is opened
 
 
 class Report:
@@ -201,7 +202,11 @@ def check_manifest(root: str, report: Report) -> None:
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             name = os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
-            if name not in listed and name != "SHA256SUMS" and not name.endswith(".pyc"):
+            if name in listed or name == "SHA256SUMS":
+                continue
+            if f in OS_LITTER or "__pycache__" in name:
+                report.note(f"{name}: not part of the bundle (left by the operating system or Python)")
+            else:
                 report.fail(f"{name}: not listed in SHA256SUMS (added after export)")
                 bad += 1
     if not bad:
@@ -526,6 +531,8 @@ def _check_chain(log: dict, custody: dict, report: Report) -> None:  # type: ign
         if canonical_hash(entry) != entry["entry_hash"]:
             report.fail(f"custody/log.jsonl entry {seq} ({entry['event']} {entry['subject']}): its hash "
                         "does not match its contents (edited)")
+        if seq == 1 and entry["prev_hash"] != GENESIS:
+            report.fail("custody/log.jsonl entry 1 does not start the chain")
         if previous is not None and seq == previous["seq"] + 1 and entry["prev_hash"] != previous["entry_hash"]:
             report.fail(f"custody/log.jsonl entry {seq} is not chained to entry {previous['seq']}")
         elif previous is not None and seq != previous["seq"] + 1 and custody["scope"] == "chain":
