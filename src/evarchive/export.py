@@ -57,7 +57,8 @@ VERIFY_SCRIPT = "verify_bundle.py"
 WACZ_VERSION = "1.1.1"
 BUNDLE_FORMAT = "evarchive-bundle-1"
 COPY_CHUNK = 1 << 20
-HEAD_LIMIT = 256 << 10  # inflated bytes read to find a record's WARC and HTTP heads
+HEAD_LIMIT = 256 << 10  # inflated bytes read at most to find a record's WARC and HTTP heads
+HEAD_STEP = 16 << 10  # ... in steps of this much
 ZIP64_LIMIT = (1 << 31) - (1 << 20)  # announce ZIP64 before the 2 GiB boundary, with margin
 # Records replay tools index (as cdxj-indexer does by default): not requests, not warc-fields.
 INDEXED_TYPES = ("response", "revisit", "resource", "metadata")
@@ -150,10 +151,32 @@ class Plan:
     created: str = ""
     log_scope: str = "chain"
     log_entries: list[dict[str, Any]] = field(default_factory=list)
+    _exported: list[Exhibit] | None = field(default=None, repr=False)
+    _by_source: dict[int, list[Exhibit]] | None = field(default=None, repr=False)
+    _cited: dict[int, dict[str, None]] | None = field(default=None, repr=False)
 
     @property
     def exported(self) -> list[Exhibit]:
-        return [e for e in self.exhibits if e.number]
+        """Numbered (intact) exhibits, in exhibit order."""
+        if self._exported is None:
+            self._exported = sorted((e for e in self.exhibits if e.number), key=lambda e: e.number)
+        return self._exported
+
+    def by_source(self, source_id: int, kind: str | None = None) -> list[Exhibit]:
+        if self._by_source is None:
+            self._by_source = {}
+            for e in self.exported:
+                self._by_source.setdefault(e.source["id"], []).append(e)
+        return [e for e in self._by_source.get(source_id, []) if kind is None or e.kind == kind]
+
+    def cited_as(self, source_id: int) -> list[str]:
+        """The spellings the report's citations use for a source."""
+        if self._cited is None:
+            self._cited = {}
+            for claim in self.claims:
+                for c in claim["citations"]:
+                    self._cited.setdefault(c["source_id"], {})[c["url"]] = None
+        return list(self._cited.get(source_id, {}))
 
     @property
     def unsupported(self) -> list[dict[str, Any]]:
@@ -273,7 +296,8 @@ def select(archive: Archive, report: str | None, urls: list[str], latest: bool, 
         sources = _rows_by_id(db, "sources", source_ids)
         exhibits = _capture_exhibits(db, source_ids, latest)
         if mode == "all":
-            sources = [s for s in sources if any(e.source["id"] == s["id"] for e in exhibits)]
+            captured = {e.source["id"] for e in exhibits}
+            sources = [s for s in sources if s["id"] in captured]
             if not exhibits:
                 raise UsageError("nothing to export: the archive has no successful capture")
         if checks:
@@ -515,18 +539,27 @@ def _read_span(fd: int, offset: int, length: int) -> Iterator[bytes]:
 
 
 def _inspect_member(fd: int, offset: int, length: int) -> tuple[str, bytes]:
-    """SHA-256 of the member's exact bytes, and the first inflated bytes (its heads)."""
+    """SHA-256 of the member's exact bytes, and its first inflated bytes: enough for the WARC
+    head and an HTTP head (inflating whole bodies would double the cost of an export)."""
     digest = hashlib.sha256()
     inflater = zlib.decompressobj(wbits=31)
     head = b""
     for chunk in _read_span(fd, offset, length):
         digest.update(chunk)
-        if len(head) < HEAD_LIMIT and not inflater.eof:
+        pending = chunk
+        while pending and not _heads_complete(head) and not inflater.eof:
             try:
-                head += inflater.decompress(chunk, HEAD_LIMIT - len(head))
+                head += inflater.decompress(pending, HEAD_STEP)
             except zlib.error:
-                head = head or b"-"
+                head, pending = head or b"-", b""
+                break
+            pending = inflater.unconsumed_tail
     return digest.hexdigest(), head
+
+
+def _heads_complete(head: bytes) -> bool:
+    """Both heads in hand (the WARC head and, if any, the HTTP head after it), or the limit hit."""
+    return len(head) >= HEAD_LIMIT or head.count(b"\r\n\r\n") >= 2
 
 
 def _parse_heads(rec: Record, data: bytes) -> None:
@@ -582,8 +615,8 @@ def number_exhibits(plan: Plan) -> None:
                     original.number = next(counter)
                 exhibit.number = next(counter)
     for claim in plan.claims:
-        cited = {s["source_id"] for s in claim["citations"]}
-        chosen = [e for e in plan.exported if e.source["id"] in cited]
+        chosen = [e for sid in dict.fromkeys(s["source_id"] for s in claim["citations"])
+                  for e in plan.by_source(sid)]
         claim["exhibits"] = sorted(e.number for e in chosen if e.kind == "capture")
         claim["checks"] = sorted(e.number for e in chosen if e.kind == "check")
 
@@ -601,7 +634,7 @@ def build(archive: Archive, plan: Plan, staging: Path) -> tuple[str, str, list[s
     _write_wacz(archive, plan, staging / WACZ_NAME)
     _write_custody(archive.db, plan, staging / "custody")
     data = bundle_data(plan)
-    _write_text(staging / "bundle.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    _write_text(staging / "bundle.json", _readable_json(data))
     _write_text(staging / "exhibits.html", render_html(data))
     _write_text(staging / "exhibits.txt", render_text(data))
     _write_text(staging / "exhibits.csv", render_csv(data))
@@ -612,6 +645,22 @@ def build(archive: Archive, plan: Plan, staging: Path) -> tuple[str, str, list[s
     _write_text(staging / MANIFEST_NAME, manifest)
     wacz_sha = next(line.split()[0] for line in manifest.splitlines() if line.endswith("  " + WACZ_NAME))
     return hashlib.sha256(manifest.encode()).hexdigest(), wacz_sha, [*files, MANIFEST_NAME]
+
+
+def _readable_json(data: dict[str, Any]) -> str:
+    """One top-level key a line and one list item (exhibit, claim...) a line: readable in any
+    editor, and written by the C encoder (json's indent= falls back to pure Python: 10x slower)."""
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list) and value:
+            inner = ",\n  ".join(dump(v) for v in value)
+            parts.append(f" {dump(key)}: [\n  {inner}\n ]")
+        else:
+            parts.append(f" {dump(key)}: {dump(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -960,15 +1009,15 @@ def where(claim: dict[str, Any]) -> str:
 def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"claim": claim["ordinal"], "where": where(claim), "text": claim["text"], "sha256": claim["sha256"],
             "citations": [{"url": c["url"], "source_id": c["source_id"], "via": c["via"], "note": c["note"],
-                           "exhibits": [e.number for e in plan.exported if e.source["id"] == c["source_id"]
-                                        and e.kind == "capture"]} for c in claim["citations"]],
+                           "exhibits": [e.number for e in plan.by_source(c["source_id"], "capture")]}
+                          for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
             "supported": bool(claim["exhibits"])}
 
 
 def _source_data(source: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"source_id": source["id"], "url": source["url"],
-            "exhibits": [e.number for e in plan.exported if e.source["id"] == source["id"]],
+            "exhibits": [e.number for e in plan.by_source(source["id"])],
             "live": live_status(plan.latest_checks.get(source["id"]))}
 
 
@@ -987,15 +1036,16 @@ def _exhibit_data(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
 
 
 def _cited_as(exhibit: Exhibit, plan: Plan) -> list[str]:
-    spellings = [c["url"] for claim in plan.claims for c in claim["citations"]
-                 if c["source_id"] == exhibit.source["id"]]
-    return list(dict.fromkeys(spellings)) or [exhibit.source["url"]]
+    return plan.cited_as(exhibit.source["id"]) or [exhibit.source["url"]]
 
 
 def _capture_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
     row = exhibit.row
-    original = next((e.number for e in plan.exported if e.kind == "capture" and e.row["id"] == exhibit.original_of),
-                    None)
+    original = next((e.number for e in plan.by_source(exhibit.source["id"], "capture")
+                     if e.row["id"] == exhibit.original_of), None) if exhibit.original_of else None
+    if exhibit.original_of and original is None:  # a revisit of another source's capture (rare)
+        original = next((e.number for e in plan.exported if e.kind == "capture" and e.row["id"] == exhibit.original_of),
+                        None)
     return {"capture_id": row["id"], "captured_at": row["started_at"], "capture_ended_at": row["ended_at"],
             "warc_date": row["warc_date"], "url_requested": row["url_requested"], "final_url": row["final_url"],
             "redirect_chain": json.loads(row["redirect_chain"]) if row["redirect_chain"] else [],
