@@ -552,3 +552,27 @@ def test_check_evidence_and_the_live_state_of_each_source(setup: Setup) -> None:
     validate = subprocess.run([tool("wacz"), "validate", "-f", str(out / "evidence.wacz")],
                               capture_output=True, text=True, timeout=120)
     assert validate.returncode == 0, validate.stdout
+
+
+@pytest.mark.slow
+def test_seed_report_bundle_passes_every_judge(tmp_path: Path, local_server: Any,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The real report kept in the repository: 30 hosts, IDNA and non-ASCII URLs, footnotes."""
+    from test_archive_cmd import SEED, archive_args, serve_seed
+
+    archive_dir = tmp_path / "archive"
+    assert cli.main(archive_args(archive_dir, local_server, SEED, serve_seed(local_server))) == 0
+    out = tmp_path / "bundle"
+    assert cli.main(["export", str(out), "--report", "seed_report", "--archive", str(archive_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    data = load(out)
+    assert result["exhibits"] == 30 and len(data["claims"]) == 24 and all(c["supported"] for c in data["claims"])
+    cited = {c["url"] for claim in data["claims"] for c in claim["citations"]}
+    assert any("\u2013" in url for url in cited)  # the non-ASCII dash, kept as cited
+    html_text = (out / "exhibits.html").read_text(encoding="utf-8")
+    assert all(f"Claim {n}" in html_text for n in range(1, 25))
+    verified = run_verifier(out)
+    assert verified.returncode == 0, verified.stdout
+    validate = subprocess.run([tool("wacz"), "validate", "-f", str(out / "evidence.wacz")],
+                              capture_output=True, text=True, timeout=120)
+    assert validate.returncode == 0, validate.stdout
