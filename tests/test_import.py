@@ -613,6 +613,30 @@ def test_tables_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         assert "seed_report" in printed or "24 claims" in printed or "In Belarus" in printed
 
 
+def test_square_brackets_in_claims_titles_and_urls_are_printed_as_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """'[sic]' must never vanish from a quoted claim (nor '[/b]' crash the table): the tables print
+    report text, never interpret it as markup."""
+    monkeypatch.setenv("COLUMNS", "400")
+    archive_dir = tmp_path / "archive"
+    report = tmp_path / "brackets.txt"
+    quote = "The minister said the figures were [sic] correct, [/b] [red]twice[/red]."
+    url = "https://example.org/wiki/Minsk_[city]"
+    report.write_text(f"{quote}\n\n{url}\n", encoding="utf-8")
+    title = "Report [draft]"
+    assert run("import", report, "--archive", archive_dir, "--title", title) == 0
+    assert f"report 1: {title}" in capsys.readouterr().out
+    for command in (["claims"], ["show", url]):
+        assert run(*command, "--archive", archive_dir) == 0, command
+        printed = capsys.readouterr().out
+        assert quote in printed and url in printed, command
+    assert run("reports", "--archive", archive_dir) == 0
+    assert title in capsys.readouterr().out
+    report.write_text(f"{quote}\n\n{url}\n\nAdded [sic].\n\nhttps://example.org/x\n", encoding="utf-8")
+    assert run("import", report, "--archive", archive_dir, "--title", title) == 0
+    assert "Added [sic]." in capsys.readouterr().out
+
+
 def test_two_processes_importing_at_once(tmp_path: Path) -> None:
     """Imports serialise on the catalogue; the same file imported twice at once is one version."""
     import subprocess

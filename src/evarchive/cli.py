@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -267,7 +268,8 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
         print_json(details)
         return
     source = details["source"]
-    out.print(f"[bold]{source['url']}[/]  (source {source['id']}, normalised {source['normalised']})")
+    out.print(f"[bold]{escape(source['url'])}[/]  (source {source['id']}, normalised "
+              f"{escape(source['normalised'])})")
     table = Table(title="captures")
     for column in ("id", "started (UTC)", "result", "HTTP", "final URL", "payload sha256"):
         table.add_column(column, overflow="fold")
@@ -338,19 +340,19 @@ def print_citing_claims(rows: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         cited = row["cited_as"] + (f" (note {row['note']})" if row.get("note") else "")
-        table.add_row(f"{row['report_id']}: {row['report']}", str(row["version"]), _where(row),
-                      _short(row["text"], 300), cited)
+        table.add_row(escape(f"{row['report_id']}: {row['report']}"), str(row["version"]), _where(row),
+                      escape(_short(row["text"], 300)), escape(cited))
     out.print(table)
 
 
 def print_import_result(result: Any, quiet: bool) -> None:
     if result.status == "unchanged":
-        err.print(f"unchanged: this file is already imported as {result.title!r} version {result.version}")
+        err.print(escape(f"unchanged: this file is already imported as {result.title!r} version {result.version}"))
     for skipped in result.skipped_urls:
-        err.print(f"[yellow]skipped[/] {skipped['url']}: {skipped['reason']}")
+        err.print(f"[yellow]skipped[/] {escape(skipped['url'])}: {escape(skipped['reason'])}")
     if quiet:
         return
-    table = Table(title=f"report {result.report_id}: {result.title}")
+    table = Table(title=escape(f"report {result.report_id}: {result.title}"))
     table.add_column("")
     table.add_column("", justify="right")
     for label, value in (("version", result.version), ("status", result.status),
@@ -379,7 +381,7 @@ def print_changes(changes: dict[str, list[dict[str, Any]]], previous: int | None
     out.print(f"changes since version {previous}: {counts}")
     for key, label in _CHANGE_LABELS:
         for item in changes[key][:limit]:
-            out.print(f"  {label}: {_describe_change(key, item)}")
+            out.print(f"  {label}: {escape(_describe_change(key, item))}")
         if len(changes[key]) > limit:
             out.print(f"  ... and {_count(len(changes[key]) - limit, label)} more (--json lists all)")
 
@@ -452,7 +454,7 @@ def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
                    "citations", "sources", "archived"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(str(row["id"]), row["title"], f"{row['version']} of {row['versions']}",
+        table.add_row(str(row["id"]), escape(row["title"]), f"{row['version']} of {row['versions']}",
                       row["format"], row["imported_at"], str(row["claims"]),
                       str(row["claims_preserved"]), str(row["citations"]), str(row["sources"]),
                       str(row["sources_archived"]))
@@ -464,8 +466,8 @@ def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
     for column in ("report", "where", "claim", "sources", "preserved"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + s["url"] for s in row["sources"])
-        table.add_row(str(row["report_id"]), _where(row), _short(row["text"], 300), sources,
+        sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + escape(s["url"]) for s in row["sources"])
+        table.add_row(str(row["report_id"]), _where(row), escape(_short(row["text"], 300)), sources,
                       "[green]yes[/]" if row["preserved"] else "[red]NO[/]")
     return table
 
@@ -531,8 +533,8 @@ def archive_cmd(
     arch = open_archive(archive)
     result = import_report(arch.db, report, title)
     if not as_json and not quiet:
-        err.print(f"imported {result.title!r} version {result.version} ({result.status}): "
-                  f"{result.claims} claims, {result.citations} citations, {result.sources} sources")
+        err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
+                         f"{result.claims} claims, {result.citations} citations, {result.sources} sources"))
     outcomes = run_captures(arch, sources_to_capture(arch.db, result.version_id), settings, quiet, False)
     if not as_json and outcomes:
         print_capture_summary(outcomes, quiet)
@@ -542,11 +544,11 @@ def archive_cmd(
         print_json({"import": result.as_dict(), "captures": [o.as_dict() for o in outcomes],
                     "claims": claims, "preserved": len(claims) - len(lost), "unpreserved": len(lost)})
     elif not quiet:
-        out.print(claims_table(claims, f"{result.title}: {len(claims) - len(lost)} of {len(claims)} "
-                                       "claims preserved"))
+        out.print(claims_table(claims, escape(f"{result.title}: {len(claims) - len(lost)} of {len(claims)} "
+                                              "claims preserved")))
     if lost:
         for claim in lost if quiet else []:
-            err.print(f"[red]not preserved[/] {_where(claim)}: {_short(claim['text'], 100)}")
+            err.print(f"[red]not preserved[/] {_where(claim)}: {escape(_short(claim['text'], 100))}")
         raise FindingsError(f"{len(lost)} of {len(claims)} claims have no preserved source")
 
 
