@@ -549,9 +549,20 @@ def test_check_evidence_and_the_live_state_of_each_source(setup: Setup) -> None:
     assert "live page has VANISHED" in text and "(live-check evidence)" in text
     result = run_verifier(out)
     assert result.returncode == 0, result.stdout
+    assert "live state of 3 source(s)" in result.stdout
     validate = subprocess.run([tool("wacz"), "validate", "-f", str(out / "evidence.wacz")],
                               capture_output=True, text=True, timeout=120)
     assert validate.returncode == 0, validate.stdout
+
+    # Claiming a vanished page is still live is caught, even with a rewritten manifest.
+    edited = (out / "bundle.json").read_text(encoding="utf-8").replace('"state": "gone"', '"state": "ok"')
+    (out / "bundle.json").write_text(edited, encoding="utf-8")
+    (out / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256((out / name).read_bytes()).hexdigest()}  {name}\n"
+        for name in (ln.split("  ", 1)[1] for ln in (out / "SHA256SUMS").read_text().splitlines())))
+    forged = run_verifier(out)
+    assert forged.returncode == 1
+    assert f"source {setup.urls['b']}: the live state shown is not what check" in forged.stdout
 
 
 @pytest.mark.slow
@@ -576,3 +587,20 @@ def test_seed_report_bundle_passes_every_judge(tmp_path: Path, local_server: Any
     validate = subprocess.run([tool("wacz"), "validate", "-f", str(out / "evidence.wacz")],
                               capture_output=True, text=True, timeout=120)
     assert validate.returncode == 0, validate.stdout
+
+
+def test_a_check_row_edited_after_the_fact_is_shown_unverified(setup: Setup) -> None:
+    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+
+    setup.server.remove_route("/export/b")
+    net = CaptureSettings(ca_file=setup.server.ca_pem_path, retries=0, total_timeout=10)
+    check_sources(setup.arch, select_sources(setup.arch, [setup.urls["b"]]),
+                  CheckSettings(network=net, commit_interval=0.0))
+    with setup.arch.db.conn:  # someone "improves" the verdict with sqlite3
+        setup.arch.db.conn.execute("UPDATE checks SET verdict = 'ok'")
+    out = setup.tmp / "bundle"
+    assert setup.export(out, setup.urls["b"]) == 0
+    [ex] = load(out)["exhibits"]
+    assert ex["live"]["vouched"] is False and "UNVERIFIED" in ex["live"]["text"]
+    assert "UNVERIFIED: this check does not match the custody log" in (out / "exhibits.html").read_text()
+    assert run_verifier(out).returncode == 0  # the bundle says so honestly

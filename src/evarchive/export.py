@@ -47,7 +47,7 @@ import sqlite_utils
 
 from . import __version__, custody
 from .archive import Archive
-from .catalogue import one, transaction
+from .catalogue import one, to_json, transaction
 from .errors import CouldNotRunError, UsageError
 from .warcwriter import warc_digest, warc_fields
 
@@ -144,6 +144,7 @@ class Plan:
     sources: list[dict[str, Any]]
     exhibits: list[Exhibit]
     latest_checks: dict[int, dict[str, Any]]
+    live: dict[int, dict[str, Any]]  # source id -> what its latest check says, and what vouches for it
     head: dict[str, Any] | None
     keys: list[dict[str, Any]]
     timestamps: list[dict[str, Any]]
@@ -303,7 +304,10 @@ def select(archive: Archive, report: str | None, urls: list[str], latest: bool, 
         if checks:
             exhibits += _check_exhibits(db, source_ids)
         _attach_entries(db, exhibits)
-        return Plan(mode, rep, version, claims, sources, exhibits, _latest_checks(db, source_ids),
+        latest_checks = _latest_checks(db, source_ids)
+        live_entries = _check_entries(db, [c["id"] for c in latest_checks.values()])
+        live = {sid: live_status(check, live_entries.get(check["id"])) for sid, check in latest_checks.items()}
+        return Plan(mode, rep, version, claims, sources, exhibits, latest_checks, live,
                     custody.head(db), _keys(db), _timestamps(db),
                     {r["name"]: r for r in db.query("SELECT * FROM warc_files")})
 
@@ -409,7 +413,6 @@ def _attach_entries(db: sqlite_utils.Database, exhibits: list[Exhibit]) -> None:
     """The custody entry that vouches for each exhibit (the capture's, or the check batch's)."""
     cols = ", ".join(f"l.{c}" for c in custody.ENTRY_COLUMNS)
     by_capture: dict[int, dict[str, Any]] = {}
-    by_check: dict[int, dict[str, Any]] = {}
     capture_ids = [e.row["id"] for e in exhibits if e.kind == "capture"]
     check_ids = [e.row["id"] for e in exhibits if e.kind == "check"]
     for part in _chunks(capture_ids):
@@ -418,15 +421,23 @@ def _attach_entries(db: sqlite_utils.Database, exhibits: list[Exhibit]) -> None:
                             f"WHERE l.event = 'capture' AND json_extract(l.details, '$.capture_id') IN ({marks}) "
                             "ORDER BY l.seq", part):
             by_capture.setdefault(row.pop("owner"), row)
+    by_check = _check_entries(db, check_ids)
+    for exhibit in exhibits:
+        found = (by_capture if exhibit.kind == "capture" else by_check).get(exhibit.row["id"])
+        exhibit.entry = found
+
+
+def _check_entries(db: sqlite_utils.Database, check_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """check id -> the custody entry of the batch that committed it."""
+    cols = ", ".join(f"l.{c}" for c in custody.ENTRY_COLUMNS)
+    out: dict[int, dict[str, Any]] = {}
     for part in _chunks(check_ids):
         marks = ",".join("?" for _ in part)
         for row in db.query(f"SELECT {cols}, json_extract(j.value, '$.check_id') AS owner FROM custody_log l, "
                             "json_each(l.details, '$.checks') j WHERE l.event = 'check' AND "
                             f"json_extract(j.value, '$.check_id') IN ({marks}) ORDER BY l.seq", part):
-            by_check.setdefault(row.pop("owner"), row)
-    for exhibit in exhibits:
-        found = (by_capture if exhibit.kind == "capture" else by_check).get(exhibit.row["id"])
-        exhibit.entry = found
+            out.setdefault(row.pop("owner"), row)
+    return out
 
 
 def _latest_checks(db: sqlite_utils.Database, source_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -931,6 +942,7 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
     (vouching, timestamps and what they cover, keys, head): other captures stay undisclosed."""
     cols = ", ".join(custody.ENTRY_COLUMNS)
     vouching = {e.entry["seq"] for e in plan.exported if e.entry}
+    vouching |= {live["custody_seq"] for live in plan.live.values() if live.get("vouched")}
     if not vouching or plan.head is None:
         return []
     head_seq = plan.head["seq"]
@@ -1018,7 +1030,11 @@ def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
 def _source_data(source: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"source_id": source["id"], "url": source["url"],
             "exhibits": [e.number for e in plan.by_source(source["id"])],
-            "live": live_status(plan.latest_checks.get(source["id"]))}
+            "live": _live(plan, source["id"]), "latest_check": plan.latest_checks.get(source["id"])}
+
+
+def _live(plan: Plan, source_id: int) -> dict[str, Any]:
+    return plan.live.get(source_id) or live_status(None, None)
 
 
 def _exhibit_data(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
@@ -1029,7 +1045,7 @@ def _exhibit_data(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
             "custody_seq": entry.get("seq"), "custody_entry_hash": entry.get("entry_hash"),
             "main_record": main.record_id if main else None,
             "records": [r.as_dict() for r in exhibit.records],
-            "live": live_status(plan.latest_checks.get(exhibit.source["id"]))}
+            "live": _live(plan, exhibit.source["id"])}
     if exhibit.kind == "check":
         return {**base, **_check_fields(exhibit.row)}
     return {**base, **_capture_fields(exhibit, plan)}
@@ -1109,8 +1125,9 @@ LIVE_WORDS = {
 }
 
 
-def live_status(check: dict[str, Any] | None) -> dict[str, Any]:
-    """What the latest live check said about the source, in words a judge can read."""
+def live_status(check: dict[str, Any] | None, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """What the latest live check said about the source, in words a judge can read, and whether
+    the custody log vouches for that check (its entry carries the SHA-256 of the whole row)."""
     if check is None:
         return {"state": "unchecked", "text": "not re-checked since capture"}
     words = LIVE_WORDS.get(check["verdict"], check["verdict"])
@@ -1120,11 +1137,23 @@ def live_status(check: dict[str, Any] | None) -> dict[str, Any]:
                                                             "check(s) in a row)")
     if check["similarity"] is not None and check["verdict"] == "drifted":
         extra.append(f"main-text similarity {check['similarity']:.2f}")
+    vouched = _check_vouched(check, entry)
+    if not vouched:
+        extra.append("UNVERIFIED: this check does not match the custody log")
     text = f"{words} at last check {check['checked_at'][:19].replace('T', ' ')} UTC"
     if extra:
         text += " (" + "; ".join(extra) + ")"
-    return {"state": check["verdict"], "text": text, "checked_at": check["checked_at"],
-            "reason": check["reason"], "http_status": check["http_status"], "confirmed": bool(check["confirmed"])}
+    return {"state": check["verdict"], "text": text, "checked_at": check["checked_at"], "check_id": check["id"],
+            "reason": check["reason"], "http_status": check["http_status"], "confirmed": bool(check["confirmed"]),
+            "vouched": vouched, "custody_seq": entry["seq"] if entry else None}
+
+
+def _check_vouched(check: dict[str, Any], entry: dict[str, Any] | None) -> bool:
+    if entry is None or custody.entry_hash(entry["seq"], entry["at"], entry["event"], entry["subject"],
+                                           entry["details"], entry["prev_hash"]) != entry["entry_hash"]:
+        return False
+    mine = [c for c in json.loads(entry["details"]).get("checks") or [] if c.get("check_id") == check["id"]]
+    return bool(mine) and mine[0].get("row_sha256") == hashlib.sha256(to_json(check).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- renderings

@@ -13,7 +13,9 @@ Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's fol
    each record is the one its custody entry recorded at capture (id, SHA-256, original place);
 5. RFC 3161 tokens: their hash, and that their imprint is the custody-log entry they cover
    (with --tsa-root, openssl checks their signatures too);
-6. the exhibit index: exhibits.csv, exhibits.html and exhibits.txt state the same hashes and
+6. the live state shown for each source ("since changed or vanished") is its latest check, as
+   the custody log recorded it;
+7. the exhibit index: exhibits.csv, exhibits.html and exhibits.txt state the same hashes and
    locations as the records and the custody log.
 
 Exit status: 0 when everything matches, 1 when anything does not (each failure names the file
@@ -629,6 +631,45 @@ def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # 
         report.fail(f"{ts['token']}: openssl ts -verify failed: {(run.stdout + run.stderr).strip()[:300]}")
 
 
+# --------------------------------------------------------------------------- live state
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_live(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """"Has the page since changed or vanished": each statement is the source's latest check,
+    whose whole catalogue row is hashed into the custody entry that committed it."""
+    before, checked = report.failures, 0
+    by_source = {}
+    for src in data["sources"]:
+        by_source[src["source_id"]] = src["live"]
+        live, row = src["live"], src.get("latest_check")
+        if row is None:
+            if live["state"] != "unchecked":
+                report.fail(f"source {src['url']}: says '{live['text']}' without the check behind it")
+            continue
+        if not live.get("vouched"):
+            if "UNVERIFIED" not in live["text"]:
+                report.fail(f"source {src['url']}: an unvouched live check is not marked UNVERIFIED")
+            continue
+        entry = log.get(live["custody_seq"])
+        mine = [c for c in (entry or {}).get("_details", {}).get("checks", []) if c.get("check_id") == row["id"]]
+        if not mine or mine[0].get("row_sha256") != hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest():
+            report.fail(f"source {src['url']}: its live check {row['id']} is not the one custody-log entry "
+                        f"{live['custody_seq']} recorded")
+        elif (row["verdict"], row["checked_at"], row["id"], row["source_id"]) != (
+                live["state"], live["checked_at"], live["check_id"], src["source_id"]):
+            report.fail(f"source {src['url']}: the live state shown is not what check {row['id']} found")
+        else:
+            checked += 1
+    for ex in data["exhibits"]:
+        if ex["live"] != by_source.get(ex["source_id"], ex["live"]):
+            report.fail(f"exhibit {ex['exhibit']}: its live state differs from its source's")
+    if report.failures == before and checked:
+        report.ok(f"live state of {checked} source(s): the latest checks, as the custody log recorded them")
+
+
 # --------------------------------------------------------------------------- 6. the exhibit index
 
 CSV_FIELDS = (("payload_sha256", lambda ex, rec: ex.get("payload_sha256") or ""),
@@ -643,7 +684,8 @@ CSV_FIELDS = (("payload_sha256", lambda ex, rec: ex.get("payload_sha256") or "")
               ("final_url", lambda ex, rec: ex.get("final_url") or ""),
               ("http_status", lambda ex, rec: str(ex.get("http_status") or "")),
               ("server_ip", lambda ex, rec: ex.get("server_ip") or ""),
-              ("tls_cert_sha256", lambda ex, rec: (ex.get("tls") or {}).get("cert_sha256") or ""))
+              ("tls_cert_sha256", lambda ex, rec: (ex.get("tls") or {}).get("cert_sha256") or ""),
+              ("live_now", lambda ex, rec: ex["live"]["text"]))
 
 
 TOKENS = re.compile(r"<urn:uuid:[0-9a-fA-F-]{36}>|(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -726,6 +768,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
     if entries:
         check_records(root, data, entries, log, report)
     check_timestamps(root, data, log, args.tsa_root, report)
+    check_live(data, log, report)
     check_index(root, data, report)
 
 
