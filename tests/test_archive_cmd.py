@@ -122,3 +122,57 @@ def test_archive_refuses_bad_input_before_capturing(tmp_path: Path) -> None:
     report = tmp_path / "report.txt"
     report.write_text("No links in this report.\n", encoding="utf-8")
     assert cli.main(["archive", str(report), "--archive", str(tmp_path / "archive")]) == 2
+
+
+def flip_a_byte(archive_dir: Path, capture_id: int) -> None:
+    """Damage the capture's response record on disk (as a failing disk or a careless hand would)."""
+    archive = Archive.open(archive_dir)
+    try:
+        record = archive.db.execute("SELECT warc_file, offset, length FROM capture_records "
+                                    "WHERE capture_id = ? AND record_type = 'response'", [capture_id]).fetchone()
+    finally:
+        archive.close()
+    with open(archive_dir / "warcs" / record[0], "r+b") as fh:
+        fh.seek(record[1] + record[2] // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_damaged_capture_preserves_nothing_and_archive_captures_anew(
+        tmp_path: Path, local_server: object, capsys: pytest.CaptureFixture[str]) -> None:
+    one, two = (local_server.url(f"/archive-cmd/{n}") for n in ("one", "two"))  # type: ignore[attr-defined]
+    for url in (one, two):
+        local_server.set_route(url, body=look_alike(url))  # type: ignore[attr-defined]
+    report = tmp_path / "report.md"
+    report.write_text(f"The first claim.\n\n{one}\n\nThe second claim.\n\n{two}\n", encoding="utf-8")
+    archive_dir = tmp_path / "archive"
+    args = ["archive", str(report), "--archive", str(archive_dir), "--retries", "0", "--json"]
+    assert cli.main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    old_capture = first["claims"][0]["sources"][0]["capture_id"]
+    flip_a_byte(archive_dir, old_capture)
+
+    assert cli.main(["claims", "--archive", str(archive_dir), "--json"]) == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert [(c["text"], c["preserved"]) for c in claims] == [("The first claim.", False), ("The second claim.", True)]
+    assert claims[0]["sources"][0] | {"capture_id": None, "damaged": True, "preserved": False} == \
+        claims[0]["sources"][0]
+    assert cli.main(["reports", "--archive", str(archive_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["claims_preserved"] == 1
+    assert cli.main(["claims", "--archive", str(archive_dir)]) == 0
+    assert "(capture damaged)" in capsys.readouterr().out
+
+    # `archive` captures it anew: in full, although the page is unchanged (a revisit record would
+    # point at the damaged bytes and preserve nothing), and the claim is preserved again.
+    assert cli.main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [(c["url"], c["status"]) for c in again["captures"]] == [(one, "captured")]  # only that one
+    assert again["unpreserved"] == 0
+    new_capture = again["claims"][0]["sources"][0]["capture_id"]
+    assert new_capture > old_capture
+    archive = Archive.open(archive_dir)
+    try:  # the damaged capture is kept as it is: never repaired, overwritten or deleted
+        assert archive.db.execute("SELECT status FROM captures WHERE id = ?", [old_capture]).fetchone() == ("ok",)
+    finally:
+        archive.close()

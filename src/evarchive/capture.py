@@ -398,8 +398,12 @@ def _http_block(hop: Hop) -> Block:
     return Block(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
 
 
-def _previous_response(db: Any, source_id: int) -> dict[str, Any] | None:
-    """The original response record of the last good capture, for a revisit's Refers-To."""
+def _previous_response(db: Any, source_id: int, warcs_dir: Path | None = None) -> dict[str, Any] | None:
+    """The original response record of the last good capture, for a revisit's Refers-To.
+
+    With ``warcs_dir``, only while that record's bytes are still intact on disk: a revisit that
+    points at a damaged or lost record preserves nothing, so the payload is written in full.
+    """
     last = last_good_capture(db, source_id)
     if not last or last["http_status"] != 200:
         return None
@@ -409,7 +413,28 @@ def _previous_response(db: Any, source_id: int) -> dict[str, Any] | None:
                      "record_type = 'response' ORDER BY id DESC LIMIT 1", [original_id])
     if not original or not record:
         return None
+    if warcs_dir is not None and not _record_intact(warcs_dir, record):
+        return None
     return {"capture": original, "record": record, "payload_sha256": last["payload_sha256"]}
+
+
+def _record_intact(warcs_dir: Path, record: dict[str, Any]) -> bool:
+    """The record's gzip member still has the SHA-256 the catalogue recorded for it."""
+    if not record.get("member_sha256"):
+        return False
+    digest, left = hashlib.sha256(), int(record["length"])
+    try:
+        with open(warcs_dir / record["warc_file"], "rb") as fh:
+            fh.seek(int(record["offset"]))
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:
+                    return False
+                digest.update(chunk)
+                left -= len(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == record["member_sha256"]
 
 
 def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
@@ -604,7 +629,7 @@ class CaptureRun:
                 failure = ("HTTPStatus", f"HTTP {final.status} {final.reason}".strip())
             revisit_of = None
             if failure is None and final is not None and not final.truncated:
-                previous = _previous_response(self.db, source_id)
+                previous = _previous_response(self.db, source_id, self.archive.warcs_dir)
                 if previous and previous["payload_sha256"] == final.payload_sha256:
                     revisit_of = previous
             records: list[WrittenRecord] = []

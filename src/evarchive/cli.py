@@ -445,7 +445,8 @@ def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """
     from .reports import list_reports
 
-    rows = list_reports(existing_archive(archive).db)
+    arch = existing_archive(archive)
+    rows = list_reports(arch.db, arch.warcs_dir)
     if as_json:
         print_json(rows)
         return
@@ -466,7 +467,8 @@ def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
     for column in ("report", "where", "claim", "sources", "preserved"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + escape(s["url"]) for s in row["sources"])
+        sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + escape(s["url"])
+                            + (" (capture damaged)" if s.get("damaged") else "") for s in row["sources"])
         table.add_row(str(row["report_id"]), _where(row), escape(_short(row["text"], 300)), sources,
                       "[green]yes[/]" if row["preserved"] else "[red]NO[/]")
     return table
@@ -485,7 +487,8 @@ def claims_cmd(
     """
     from .reports import report_claims
 
-    rows = report_claims(existing_archive(archive).db, report)
+    arch = existing_archive(archive)
+    rows = report_claims(arch.db, report, arch.warcs_dir)
     if as_json:
         print_json(rows)
         return
@@ -535,10 +538,12 @@ def archive_cmd(
     if not as_json and not quiet:
         err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
                          f"{result.claims} claims, {result.citations} citations, {result.sources} sources"))
-    outcomes = run_captures(arch, sources_to_capture(arch.db, result.version_id), settings, quiet, False)
+    outcomes = run_captures(arch, sources_to_capture(arch.db, result.version_id, arch.warcs_dir), settings,
+                            quiet, False)
     if not as_json and outcomes:
         print_capture_summary(outcomes, quiet)
-    claims = [{"report_id": result.report_id, **c} for c in claims_of_version(arch.db, result.version_id)]
+    claims = [{"report_id": result.report_id, **c}
+              for c in claims_of_version(arch.db, result.version_id, arch.warcs_dir)]
     lost = [c for c in claims if not c["preserved"]]
     if as_json:
         print_json({"import": result.as_dict(), "captures": [o.as_dict() for o in outcomes],
@@ -1000,8 +1005,8 @@ def rot(
 
 @app.command("export")
 def export_cmd(
-    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="The bundle to write: a new directory, "
-                                             "or NAME.zip for one zip file. Never overwritten.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The bundle to write: a new directory, or NAME.zip for one "
+                                        "zip file. Never overwritten.", show_default=False)],
     urls: Annotated[list[str] | None, typer.Argument(help="Export only these sources.", show_default=False)] = None,
     report: Annotated[str | None, typer.Option(
         "--report", "-r", help="Export the evidence of this report's claims (id, title or path; "
@@ -1017,9 +1022,11 @@ def export_cmd(
     read (HTML, text, CSV), and what a clerk needs to verify it independently.
 
     Without --report or URLs, every capture in the archive is exported. Exit 0 when written,
-    1 when written but some claim has no intact capture (the index says which), 2 for unusable
-    input (unknown report, URL without capture, OUT exists: nothing is written).
+    1 when written but some claim (or chosen source) has no intact capture (the index says
+    which), 2 for unusable input (unknown report, URL without capture, OUT exists: nothing is
+    written). The bundle's VERIFY.md tells a clerk how to check it without evarchive.
     """
+    # (`out` is the bundle path here; this command prints through `err` and print_json only.)
     from rich.markup import escape
 
     from .archive import CATALOGUE_NAME, default_archive_path
@@ -1028,7 +1035,7 @@ def export_cmd(
     root = archive or default_archive_path()
     if not (root / CATALOGUE_NAME).exists():
         raise UsageError(f"no archive at {root} (give --archive DIR)")
-    result = export_bundle(open_archive(root), out_path, report=report, urls=urls or [],
+    result = export_bundle(open_archive(root), out, report=report, urls=urls or [],
                            latest=latest, checks=checks, redact_log=redact_log)
     if as_json:
         print_json(result.as_dict())
