@@ -1449,7 +1449,8 @@ It re-hashes every file, checks the WACZ package ({wacz}: its `datapackage.json`
 cuts every exhibit record out of the WARC files inside it and checks its SHA-256 and its WARC
 block and payload digests, checks that each record is the one the custody log recorded at
 capture (same record id, same SHA-256), recomputes every custody-log entry hash and the chain
-up to the head, checks signatures and timestamp imprints, and checks that `exhibits.csv`,
+up to the head, checks signatures and timestamp imprints, checks that the live state shown for
+each source is its latest check as the custody log recorded it, and checks that `exhibits.csv`,
 `exhibits.html` and `exhibits.txt` state the same hashes and locations. It prints `FAIL` with
 the file and record for anything that does not match, and exits 1; `BUNDLE VERIFIED` and exit
 0 otherwise. Anchor it to facts obtained elsewhere:
