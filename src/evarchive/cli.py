@@ -1005,8 +1005,8 @@ def rot(
 
 @app.command("export")
 def export_cmd(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="The bundle to write: a new directory, or NAME.zip for one "
-                                        "zip file. Never overwritten.", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The bundle to write: a new directory, or "
+                                        "NAME.zip for one zip file. Never overwritten.", show_default=False)],
     urls: Annotated[list[str] | None, typer.Argument(help="Export only these sources.", show_default=False)] = None,
     report: Annotated[str | None, typer.Option(
         "--report", "-r", help="Export the evidence of this report's claims (id, title or path; "
@@ -1029,13 +1029,9 @@ def export_cmd(
     # (`out` is the bundle path here; this command prints through `err` and print_json only.)
     from rich.markup import escape
 
-    from .archive import CATALOGUE_NAME, default_archive_path
     from .export import export_bundle
 
-    root = archive or default_archive_path()
-    if not (root / CATALOGUE_NAME).exists():
-        raise UsageError(f"no archive at {root} (give --archive DIR)")
-    result = export_bundle(open_archive(root), out, report=report, urls=urls or [],
+    result = export_bundle(existing_archive(archive), out, report=report, urls=urls or [],
                            latest=latest, checks=checks, redact_log=redact_log)
     if as_json:
         print_json(result.as_dict())
