@@ -47,6 +47,13 @@ def test_non_ascii_and_percent_escapes_are_kept_as_written() -> None:
     assert urls("https://пример.рф/путь/страница?q=да") == ["https://пример.рф/путь/страница?q=да"]
 
 
+def test_cjk_prose_punctuation_ends_a_url_without_a_space() -> None:
+    assert urls("据报道见https://example.cn/a/b。下一句话。") == ["https://example.cn/a/b"]
+    assert urls("参见（https://zh.wikipedia.org/wiki/北京）。") == ["https://zh.wikipedia.org/wiki/北京"]
+    assert urls("「https://example.jp/記事」と述べた、https://example.jp/b，以及https://example.jp/c；") == [
+        "https://example.jp/記事", "https://example.jp/b", "https://example.jp/c"]
+
+
 def test_what_is_not_a_url() -> None:
     assert urls("no links here, only text: http and https.") == []
     assert urls("https:// alone") == []
@@ -123,6 +130,23 @@ def test_every_embedded_url_comes_back_exactly(pieces: list, tail: list[str]) ->
     text += " ".join(tail)
     found = find_urls(text)
     assert [u.url for u in found] == expected
+    assert all(text[u.start:u.end] == u.url for u in found)
+
+
+_CJK_WORDS = st.text(st.sampled_from(list("据报道参见北京记事と述べた以及下一句")), max_size=8)
+_CJK_OPENERS = st.sampled_from(["", "\uff08", "\u300c", "\u300e", "\u3010", "\u300a", "\uff3b"])
+_CJK_CLOSERS = st.sampled_from(["\u3002", "\uff0c", "\u3001", "\uff1b", "\uff1a", "\uff01", "\uff1f",
+                                "\uff09", "\u300d", "\u300f", "\u3011", "\u300b", "\uff3d", "\uff09\u3002"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_CJK_WORDS, _CJK_OPENERS, web_urls(), _CJK_CLOSERS), min_size=1, max_size=4),
+       _CJK_WORDS)
+def test_urls_in_chinese_and_japanese_prose_come_back_exactly(pieces: list, tail: str) -> None:
+    """No spaces around the URL: the ideographic punctuation after it is the only delimiter."""
+    text = "".join(words + opener + url + closer for words, opener, url, closer in pieces) + tail
+    found = find_urls(text)
+    assert [u.url for u in found] == [url for _, _, url, _ in pieces]
     assert all(text[u.start:u.end] == u.url for u in found)
 
 

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 
 # A URL starts at http(s):// not glued to a preceding letter or digit, and runs until white space
 # or a character that cannot appear raw in a cited URL and commonly delimits one in prose:
-# ASCII double quote, angle brackets, backtick, typographic quotes, zero-width characters.
+# ASCII double quote, angle brackets, backtick, typographic quotes, zero-width characters, and the
+# ideographic and full-width punctuation of Chinese and Japanese text, which puts no space after
+# a URL ("见https://example.cn/a。下一句"): 、。〈〉《》「」『』【】（），：；！？［］
+_CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff08\uff09\uff0c\uff1a\uff1b\uff01\uff1f\uff3b\uff3d"
 _URL_RE = re.compile(
     r"(?<![0-9A-Za-z])https?://[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
-    r"\u2039\u203a\u200b\u200c\u200d\u2060\ufeff]+",
+    r"\u2039\u203a\u200b\u200c\u200d\u2060\ufeff" + _CJK_DELIMITERS + r"]+",
     re.IGNORECASE,
 )
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
