@@ -136,7 +136,8 @@ def test_report_bundle_lists_every_claim_and_exhibit(setup: Setup, capsys: pytes
         main = next(r for r in ex["records"] if r["record_id"] == ex["main_record"])
         for value in (ex["payload_sha256"], main["member_sha256"], main["bundle_file"]):
             assert value in text and value in plain
-    rows = list(csv.DictReader(open(out / "exhibits.csv", encoding="utf-8", newline="")))
+    with open(out / "exhibits.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert {row["claim"] for row in rows} == {"1", "2", "3"}
     assert {row["exhibit"] for row in rows} == {str(e["exhibit"]) for e in data["exhibits"]}
     row_a = next(row for row in rows if row["exhibit"] == str(a["exhibit"]))
@@ -221,8 +222,8 @@ def test_verifier_catches_a_forged_index_even_with_a_new_manifest(setup: Setup) 
     assert setup.export(out, "--report", TITLE) == 0
     data = load(out)
     ex = data["exhibits"][0]
-    forged = (out / "exhibits.csv").read_text(encoding="utf-8").replace(ex["payload_sha256"], "0" * 64)
-    (out / "exhibits.csv").write_text(forged, encoding="utf-8", newline="")
+    forged = (out / "exhibits.csv").read_bytes().replace(ex["payload_sha256"].encode(), b"0" * 64)
+    (out / "exhibits.csv").write_bytes(forged)
     lines = [ln for ln in (out / "SHA256SUMS").read_text().splitlines() if not ln.endswith("  exhibits.csv")]
     lines.append(f"{hashlib.sha256((out / 'exhibits.csv').read_bytes()).hexdigest()}  exhibits.csv")
     (out / "SHA256SUMS").write_text("\n".join(lines) + "\n")
@@ -291,7 +292,8 @@ def test_claim_without_intact_capture_exits_1_and_the_index_says_so(setup: Setup
     data = load(out)
     assert [c["supported"] for c in data["claims"]] == [True, True, True, False]
     assert "NOT SUPPORTED" in (out / "exhibits.html").read_text(encoding="utf-8")
-    rows = [r for r in csv.DictReader(open(out / "exhibits.csv", encoding="utf-8", newline="")) if r["claim"] == "4"]
+    with open(out / "exhibits.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["claim"] == "4"]
     assert [(r["cited_url"], r["kind"]) for r in rows] == [(lost, "NO INTACT CAPTURE")]
     assert run_verifier(out).returncode == 0
 

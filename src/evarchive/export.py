@@ -1189,8 +1189,10 @@ def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None
 
 
 def render_csv(data: dict[str, Any]) -> str:
-    """One row per claim and exhibit (a claim without evidence gets a row saying so)."""
+    """One row per claim and exhibit (a claim without evidence gets a row saying so). UTF-8 with a
+    byte-order mark: spreadsheet programs otherwise garble non-ASCII claims and URLs."""
     buf = io.StringIO()
+    buf.write("\ufeff")
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     exhibits = {e["exhibit"]: e for e in data["exhibits"]}

@@ -699,7 +699,7 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
     before = report.failures
     exhibits = {ex["exhibit"]: ex for ex in data["exhibits"]}
     seen = set()
-    with open(os.path.join(root, "exhibits.csv"), encoding="utf-8", newline="") as fh:
+    with open(os.path.join(root, "exhibits.csv"), encoding="utf-8-sig", newline="") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
             if not row.get("exhibit"):
                 continue
