@@ -1607,9 +1607,13 @@ def select_sources(archive: Archive, urls: list[str] | None = None,
     if urls:
         refuse_bad_urls(urls)  # every URL first: a usage error must not add half of them
         ids = ensure_sources(db, list(urls))  # new ones in one transaction
-        rows = {r["id"]: r for r in db.query(
-            f"SELECT * FROM sources WHERE id IN ({', '.join('?' for _ in ids)})", list(ids.values()))}
-        return [rows[i] for i in dict.fromkeys(ids[u] for u in urls)]
+        wanted = list(dict.fromkeys(ids[u] for u in urls))
+        rows: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows.update((r["id"], r) for r in db.query(
+                f"SELECT * FROM sources WHERE id IN ({', '.join('?' for _ in chunk)})", chunk))
+        return [rows[i] for i in wanted]
     if report is not None:
         return report_sources(archive, report)
     return list(db.query("SELECT * FROM sources ORDER BY id"))
