@@ -469,6 +469,13 @@ def test_title_groups_versions_from_different_paths(tmp_path: Path) -> None:
     rows = archive.db.execute("SELECT r.title, v.version FROM report_versions v JOIN reports r ON r.id = v.report_id "
                               "ORDER BY v.id").fetchall()
     assert rows == [("Our House 2024", 1), ("Our House 2024", 2)]
+    # Edited again where version 2 came from, imported without --title: the same report.
+    other.write_text(other.read_text(encoding="utf-8") + "\nA later claim.\n\nhttps://example.org/later\n",
+                     encoding="utf-8")
+    assert run("import", other, "--archive", archive_dir) == 0
+    rows = archive.db.execute("SELECT r.title, v.version FROM report_versions v JOIN reports r ON r.id = v.report_id "
+                              "ORDER BY v.id").fetchall()
+    assert rows[-1] == ("Our House 2024", 3) and archive.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 1
 
 
 def test_human_output_of_a_changed_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

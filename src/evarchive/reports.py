@@ -568,7 +568,8 @@ def read_docx(data: bytes, path: Path) -> Document:
     try:
         import docx
     except ImportError:
-        raise InputError("reading .docx reports needs python-docx: pip install 'evarchive[docx]'") from None
+        raise InputError("reading .docx reports needs python-docx, a dependency of evarchive that is "
+                         "missing here: pip install python-docx") from None
     import io
 
     try:
@@ -845,7 +846,8 @@ def _open_pdf(data: bytes, path: Path) -> Any:
         from pypdf import PdfReader
         from pypdf.errors import DependencyError, PdfReadError
     except ImportError:
-        raise InputError("reading PDF reports needs pypdf: pip install 'evarchive[pdf]'") from None
+        raise InputError("reading PDF reports needs pypdf, a dependency of evarchive that is missing "
+                         "here: pip install pypdf") from None
     import io
 
     try:
@@ -1028,7 +1030,10 @@ def _report_row(db: Any, title: str | None, path: str) -> dict[str, Any] | None:
 
     if title:
         return one(db, "SELECT * FROM reports WHERE title = ? ORDER BY id LIMIT 1", [title])
-    return one(db, "SELECT * FROM reports WHERE path = ? ORDER BY id LIMIT 1", [path])
+    # Without a title: the report whose latest import came from this path (its first version may
+    # have come from elsewhere under the same --title).
+    return one(db, "SELECT r.* FROM reports r JOIN report_versions v ON v.report_id = r.id "
+                   "WHERE v.path = ? OR r.path = ? ORDER BY v.id DESC LIMIT 1", [path, path])
 
 
 def _ensure_sources(db: Any, normalised: dict[str, str]) -> tuple[dict[str, int], int]:
