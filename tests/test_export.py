@@ -556,15 +556,21 @@ def test_check_evidence_and_the_live_state_of_each_source(setup: Setup) -> None:
                               capture_output=True, text=True, timeout=120)
     assert validate.returncode == 0, validate.stdout
 
+    # A check exhibit shows its vouched check row.
+    gone = next(e for e in checks if e["verdict"] == "gone")
+    assert gone["check_row"]["verdict"] == "gone" and gone["check_row"]["id"] == gone["check_id"]
+
     # Claiming a vanished page is still live is caught, even with a rewritten manifest.
     edited = (out / "bundle.json").read_text(encoding="utf-8").replace('"state": "gone"', '"state": "ok"')
+    edited = edited.replace('"verdict": "gone"', '"verdict": "ok"')  # in the check rows too
     (out / "bundle.json").write_text(edited, encoding="utf-8")
     (out / "SHA256SUMS").write_text("".join(
         f"{hashlib.sha256((out / name).read_bytes()).hexdigest()}  {name}\n"
         for name in (ln.split("  ", 1)[1] for ln in (out / "SHA256SUMS").read_text().splitlines())))
     forged = run_verifier(out)
     assert forged.returncode == 1
-    assert f"source {setup.urls['b']}: the live state shown is not what check" in forged.stdout
+    assert f"source {setup.urls['b']}: its live check {gone['check_id']} is not the one" in forged.stdout
+    assert f"exhibit {gone['exhibit']}: check {gone['check_id']} is not the one custody-log entry" in forged.stdout
 
 
 @pytest.mark.slow

@@ -511,10 +511,13 @@ def _entry_problems(exhibit: Exhibit) -> list[str]:
 
 
 def _check_entry_problems(exhibit: Exhibit, details: dict[str, Any]) -> list[str]:
+    """A check's entry carries the SHA-256 of its whole row and of each record it wrote."""
     mine = next((c for c in details.get("checks") or [] if c.get("check_id") == exhibit.row["id"]), {})
+    problems = [] if mine.get("row_sha256") == hashlib.sha256(to_json(exhibit.row).encode()).hexdigest() else [
+        f"checks row {exhibit.row['id']} differs from its custody-log entry {exhibit.entry['seq']}"]  # type: ignore[index]
     vouched = list(mine.get("records") or [])
-    return [f"record {r.record_id} of check {exhibit.row['id']} is not vouched for by its custody-log entry"
-            for r in exhibit.records if r.member_sha256 not in vouched]
+    return problems + [f"record {r.record_id} of check {exhibit.row['id']} is not vouched for by its "
+                       "custody-log entry" for r in exhibit.records if r.member_sha256 not in vouched]
 
 
 def _byte_problems(archive: Archive, exhibit: Exhibit) -> list[str]:
@@ -1079,7 +1082,7 @@ def _check_fields(row: dict[str, Any]) -> dict[str, Any]:
             "final_url": row["final_url"],
             "redirect_chain": json.loads(row["redirect_chain"]) if row["redirect_chain"] else [],
             "server_ip": row["server_ip"], "payload_sha256": row["payload_sha256"],
-            "similarity": row["similarity"]}
+            "similarity": row["similarity"], "check_row": row}
 
 
 def _tls(row: dict[str, Any]) -> dict[str, Any] | None:

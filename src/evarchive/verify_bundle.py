@@ -430,9 +430,26 @@ CAPTURE_FIELDS = (("captured_at", "started_at"), ("final_url", "final_url"), ("h
                   ("server_ip", "server_ip"), ("payload_sha256", "payload_sha256"), ("url_requested", "url_requested"))
 
 
+CHECK_FIELDS = ("checked_at", "verdict", "reason", "http_status", "final_url", "server_ip", "payload_sha256")
+
+
+def _check_check_fields(ex, entry, report) -> None:  # type: ignore[no-untyped-def]
+    """A check exhibit shows its check's row, whose SHA-256 the custody entry recorded."""
+    row = ex.get("check_row") or {}
+    mine = [c for c in entry["_details"].get("checks", []) if c.get("check_id") == ex["check_id"]]
+    if not mine or mine[0].get("row_sha256") != hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest():
+        report.fail(f"exhibit {ex['exhibit']}: check {ex['check_id']} is not the one custody-log entry "
+                    f"{entry['seq']} recorded")
+    elif any(ex.get(k) != row.get(k) for k in CHECK_FIELDS) or row.get("id") != ex["check_id"]:
+        report.fail(f"exhibit {ex['exhibit']}: what it shows differs from check {ex['check_id']}")
+
+
 def _check_exhibit_fields(ex, entry, report) -> None:  # type: ignore[no-untyped-def]
-    """What the index says about a capture is what its custody entry recorded."""
-    if ex["kind"] != "capture" or entry is None:
+    """What the index says about a capture (or check) is what its custody entry recorded."""
+    if entry is None:
+        return
+    if ex["kind"] == "check":
+        _check_check_fields(ex, entry, report)
         return
     row = entry["_details"].get("capture") or {}
     pairs = list(CAPTURE_FIELDS)
