@@ -456,7 +456,7 @@ def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(str(row["id"]), escape(row["title"]), f"{row['version']} of {row['versions']}",
-                      row["format"], row["imported_at"], str(row["claims"]),
+                      row["format"], row["imported_at"][:16].replace("T", " "), str(row["claims"]),
                       str(row["claims_preserved"]), str(row["citations"]), str(row["sources"]),
                       str(row["sources_archived"]))
     out.print(table)
@@ -920,7 +920,8 @@ def diff(
     """Show what changed in a source's main text since it was captured.
 
     By default compares the capture the latest check used with the live answer that check kept
-    as evidence; --live fetches the page now instead. Boilerplate (menus, footers, banners) is
+    as evidence (or, when no check kept one, the page as it is now); --live always fetches the
+    page now (it is not stored). Boilerplate (menus, footers, banners) is
     left out; changed words are shown as [-old-]{+new+}.
 
     Exit 0 (also when nothing changed); 1 when the capture cannot be read or --live cannot fetch
