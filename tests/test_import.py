@@ -424,6 +424,15 @@ def test_same_file_twice_changes_nothing(tmp_path: Path) -> None:
     assert snapshot(archive_dir) == before
 
 
+def test_quiet_import_of_an_unchanged_file_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive_dir = tmp_path / "archive"
+    assert run("import", SEED, "--archive", archive_dir, "--quiet") == 0
+    assert run("import", SEED, "--archive", archive_dir, "--quiet") == 0
+    assert capsys.readouterr() == ("", "")  # a nightly cron import mails nothing
+    assert run("import", SEED, "--archive", archive_dir) == 0
+    assert "unchanged: this file is already imported" in capsys.readouterr().err
+
+
 def edited_seed(path: Path) -> Path:
     text = SEED.read_text(encoding="utf-8")
     text = text.replace("As of April 1, 2024,\u00a062,884", "As of April 1, 2024,\u00a062,885")

@@ -346,12 +346,12 @@ def print_citing_claims(rows: list[dict[str, Any]]) -> None:
 
 
 def print_import_result(result: Any, quiet: bool) -> None:
-    if result.status == "unchanged":
-        err.print(escape(f"unchanged: this file is already imported as {result.title!r} version {result.version}"))
     for skipped in result.skipped_urls:
         err.print(f"[yellow]skipped[/] {escape(skipped['url'])}: {escape(skipped['reason'])}")
     if quiet:
-        return
+        return  # an unchanged file is not a problem: a nightly `import --quiet` stays silent
+    if result.status == "unchanged":
+        err.print(escape(f"unchanged: this file is already imported as {result.title!r} version {result.version}"))
     table = Table(title=escape(f"report {result.report_id}: {result.title}"))
     table.add_column("")
     table.add_column("", justify="right")
