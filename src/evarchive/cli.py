@@ -25,8 +25,8 @@ from .errors import EvarchiveError, FindingsError, UsageError
 
 app = typer.Typer(
     name="evarchive",
-    help="Preserve the web pages a report cites, prove they were not altered, and watch the live "
-         "web for link rot.\n\n"
+    help="Preserve the web pages a report cites, prove they were not altered, watch the live web "
+         "for link rot, and export the evidence for a court.\n\n"
          "Exit codes (every command): 0 ok; 1 findings (a failed capture, broken evidence, a claim "
          "left without a preserved source, a source newly dead or drifted); 2 usage error or unusable "
          "input (nothing is written); 3 the work could not run (another run holds the lock, no "
