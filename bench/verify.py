@@ -104,6 +104,7 @@ def flips(n: int, workdir: Path) -> tuple[int, int]:
     """n random single-byte flips (WARC bytes or catalogue rows), each on a fresh copy."""
     from test_verify import check_one_flip
 
+    shutil.rmtree(workdir / "flip-base", ignore_errors=True)  # build() adds to an existing archive
     base = evidence.build(workdir / "flip-base", pages=40, seed=3, sizes=(200, 30_000))
     base.close()
     rng = random.Random(20)

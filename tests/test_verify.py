@@ -303,6 +303,7 @@ def check_one_flip(a: Archive, rng: random.Random) -> None:
     recs = records(a)
     if rng.random() < 0.6:
         path = a.warcs_dir / recs[0]["warc_file"]
+        recs = [r for r in recs if r["warc_file"] == recs[0]["warc_file"]]  # offsets are per file
         offset = rng.randrange(path.stat().st_size)
         flip(path, offset)
         result = verify_archive(a, deep=True, record=False)
