@@ -880,8 +880,9 @@ def _text_affinity(db: Any, table: str) -> set[str]:
     return out
 
 
-def capture_entries_sql(db: Any, capture_keys: list[str], record_keys: list[str]) -> str | None:
-    """SQL giving (seq, capture id, 1 when the entry's details are exactly what the rows say now).
+def capture_match_sql(db: Any, capture_keys: list[str], record_keys: list[str]) -> tuple[str, str] | None:
+    """(join, expression): joined to `custody_log l`, the expression is 1 exactly when a capture
+    entry's details are, byte for byte, what its rows say now.
 
     The capture engine's entry is to_json({"capture": row, "capture_id": id, "records": [...]})
     (sorted keys, no spaces, raw UTF-8): SQLite's json_object writes integers, text and NULL
@@ -911,12 +912,12 @@ def capture_entries_sql(db: Any, capture_keys: list[str], record_keys: list[str]
                f"ELSE group_concat(CASE WHEN {rec_odd} THEN NULL ELSE {rebuilt('r', record_keys)} END, ',') "
                f"END FROM capture_records r WHERE r.capture_id = c.id)")
     # capture_id sits after the capture object (sorted keys); a wrong guess only means "not equal".
-    return ("SELECT l.seq, c.id, CASE WHEN c.id IS NULL OR " + odd("c", "captures", capture_keys) + " THEN 0 ELSE "
+    join = ("LEFT JOIN captures c ON l.event = 'capture' AND c.id = "
+            "CAST(substr(l.details, instr(l.details, ',\"capture_id\":') + 14) AS INTEGER)")
+    same = ("CASE WHEN c.id IS NULL OR " + odd("c", "captures", capture_keys) + " THEN 0 ELSE "
             "l.details = '{\"capture\":' || " + rebuilt("c", capture_keys) + " || ',\"capture_id\":' || c.id "
-            "|| ',\"records\":[' || " + records + " || ']}' END "
-            "FROM custody_log l LEFT JOIN captures c ON c.id = "
-            "CAST(substr(l.details, instr(l.details, ',\"capture_id\":') + 14) AS INTEGER) "
-            "WHERE l.event = 'capture'")
+            "|| ',\"records\":[' || " + records + " || ']}' END")
+    return join, same
 
 
 class Verifier:
@@ -1315,44 +1316,31 @@ class Verifier:
     def check_log(self) -> None:
         """Chain, signatures and vouched rows in one streaming pass over the log.
 
-        Problems keep the order of the checks (chain breaks, then signatures, then rows).
+        The same query that streams the entries for the chain check tells, for each capture
+        entry, whether its rows still match it byte for byte (capture_match_sql); only the
+        others are parsed and compared in Python. Problems keep the order of the checks
+        (chain breaks, then signatures, then rows).
         """
-        from . import custody
-
-        total = self.db.execute("SELECT COUNT(*) FROM custody_log").fetchone()[0]
-        chain = custody.ChainChecker(total)
-        signature_problems: list[Problem] = []
-        row_problems: list[Problem] = []
-        check_signature = self.signature_checker(signature_problems)
-        rows = _RowCheck(self, row_problems)
-        same_seqs, same_captures = self.unchanged_captures()
-        head = custody.GENESIS_HASH
-        for batch in custody.iter_entries(self.db):
-            for entry in batch:
-                chain.feed(entry)
-                if check_signature is not None:
-                    check_signature(entry)
-                if entry["seq"] in same_seqs and entry["event"] == "capture":
-                    continue  # its rows were proven identical in SQL: nothing to parse or compare
-                try:
-                    details = json.loads(entry["details"])
-                except (TypeError, ValueError):
-                    continue  # a mangled entry: the chain check reports it
-                rows.add(entry, details)
-            rows.flush()
-            head = batch[-1]["entry_hash"]
-        self.result.log_head = head
-        for seq, kind, message in chain.finish(lambda hashes: custody.seqs_of(self.db, hashes)):
-            self.add(f"log-{kind}", message, log_seq=seq)
-        self.result.problems.extend(signature_problems)
-        self.result.problems.extend(row_problems)
-        self.check_unvouched(rows.seen, same_captures)
-
-    def unchanged_captures(self) -> tuple[_Seen, _Seen]:
-        """(seqs, capture ids) of capture entries whose rows are, byte for byte, what they vouch for."""
         import sqlite3
 
-        seqs, captures = _Seen(), _Seen()
+        sql, rebuilding = self.log_query(rebuild=True)
+        try:
+            self._check_log(sql)
+        except sqlite3.Error:
+            if not rebuilding:
+                raise
+            # A value json_object refuses (a BLOB) stops the query part-way: start again without
+            # the rebuild, so that every entry takes the exact path.
+            self._check_log(self.log_query(rebuild=False)[0])
+
+    def log_query(self, rebuild: bool) -> tuple[str, bool]:
+        """SELECT the entry columns, a capture id and a 1 for each capture entry matched in SQL."""
+        from . import custody
+
+        cols = ", ".join(f"l.{c}" for c in custody.ENTRY_COLUMNS)
+        plain = f"SELECT {cols}, NULL, 0 FROM custody_log l ORDER BY l.seq"
+        if not rebuild:
+            return plain, False
         # The key sets come from the first entry that has records (a failed capture has none).
         first = self.db.execute("SELECT details FROM custody_log WHERE event = 'capture' AND "
                                 "instr(details, '\"records\":[{') > 0 ORDER BY seq LIMIT 1").fetchone()
@@ -1363,19 +1351,61 @@ class Verifier:
         if not (isinstance(details, dict) and set(details) == {"capture", "capture_id", "records"}
                 and isinstance(details["capture"], dict) and isinstance(details["records"], list)
                 and all(isinstance(r, dict) for r in details["records"])):
-            return seqs, captures
-        record_keys = sorted({k for r in details["records"] for k in r})
-        sql = capture_entries_sql(self.db, list(details["capture"]), record_keys)
-        if sql is None:
-            return seqs, captures
-        try:
-            for seq, capture_id, same in self.db.execute(sql):
-                if same == 1:
-                    seqs.add(seq)
-                    captures.add(capture_id)
-        except sqlite3.Error:
-            return _Seen(), _Seen()  # e.g. malformed text: everything takes the exact path
-        return seqs, captures
+            return plain, False
+        match = capture_match_sql(self.db, list(details["capture"]), sorted({k for r in details["records"] for k in r}))
+        if match is None:
+            return plain, False
+        join, same = match
+        return f"SELECT {cols}, c.id, {same} FROM custody_log l {join} ORDER BY l.seq", True
+
+    def _check_log(self, sql: str) -> None:
+        from . import custody
+
+        total = self.db.execute("SELECT COUNT(*) FROM custody_log").fetchone()[0]
+        chain = custody.ChainChecker(total)
+        signature_problems: list[Problem] = []
+        row_problems: list[Problem] = []
+        check_signature = self.signature_checker(signature_problems)
+        rows = _RowCheck(self, row_problems)
+        same_captures = _Seen()
+        head = custody.GENESIS_HASH
+        names = custody.ENTRY_COLUMNS
+        width = len(names)
+        cursor = self.db.execute(sql)
+        while batch := cursor.fetchmany(512):
+            for values in batch:
+                entry = dict(zip(names, values[:width], strict=True))
+                chain.feed(entry)
+                if check_signature is not None:
+                    check_signature(entry)
+                if values[width + 1] == 1:
+                    same_captures.add(values[width])
+                    continue  # its rows were proven identical in SQL: nothing to parse or compare
+                try:
+                    details = json.loads(entry["details"])
+                except (TypeError, ValueError):
+                    continue  # a mangled entry: the chain check reports it
+                rows.add(entry, details)
+            rows.flush()
+            head = batch[-1][names.index("entry_hash")]
+        self.result.log_head = head
+        for seq, kind, message in chain.finish(lambda hashes: custody.seqs_of(self.db, hashes)):
+            self.add(f"log-{kind}", message, log_seq=seq)
+        self.result.problems.extend(signature_problems)
+        self.result.problems.extend(row_problems)
+        self.check_unvouched(rows.seen, same_captures)
+
+    def unchanged_captures(self) -> _Seen:
+        """The capture ids whose entries match their rows byte for byte (what check_log skips)."""
+        sql, _rebuilding = self.log_query(rebuild=True)
+        from . import custody
+
+        width = len(custody.ENTRY_COLUMNS)
+        captures = _Seen()
+        for values in self.db.execute(sql):
+            if values[width + 1] == 1:
+                captures.add(values[width])
+        return captures
 
     def signature_checker(self, out: list[Problem]) -> Callable[[dict[str, Any]], None] | None:
         """A per-entry signature check, or None when no key was ever introduced."""
