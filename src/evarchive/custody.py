@@ -26,9 +26,16 @@ GENESIS_HASH = "0" * 64
 
 def entry_hash(seq: int, at: str, event: str, subject: str | None, details_json: str,
                prev_hash: str) -> str:
-    """SHA-256 over the canonical serialisation of one entry's fields."""
-    body = to_json({"seq": seq, "at": at, "event": event, "subject": subject,
-                    "details": json.loads(details_json), "prev_hash": prev_hash})
+    """SHA-256 over the canonical serialisation of one entry's fields.
+
+    The same bytes as ``to_json`` of the whole entry (keys sorted, no spaces), built around the
+    stored ``details`` text instead of re-parsing it: the hash covers exactly what is stored.
+    """
+    def text(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    body = (f'{{"at":{text(at)},"details":{details_json},"event":{text(event)},'
+            f'"prev_hash":{text(prev_hash)},"seq":{int(seq)},"subject":{text(subject)}}}')
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
