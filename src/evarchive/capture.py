@@ -398,6 +398,21 @@ def _http_block(hop: Hop) -> Block:
     return Block(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
 
 
+def _revisit_target(db: Any, source_id: int, payload_sha256: str,
+                    warcs_dir: Path | None = None) -> dict[str, Any] | None:
+    """The record a revisit should refer to, when the last good capture had this same payload.
+
+    One cheap query decides the common cases (a new source, a changed page); only a matching
+    payload goes on to find the original response and check that its bytes are still intact.
+    """
+    last = db.conn.execute(
+        "SELECT payload_sha256, http_status FROM captures WHERE source_id = ? AND status = 'ok' "
+        "ORDER BY id DESC LIMIT 1", [source_id]).fetchone()
+    if last is None or last[0] != payload_sha256 or last[1] != 200:
+        return None
+    return _previous_response(db, source_id, warcs_dir)
+
+
 def _previous_response(db: Any, source_id: int, warcs_dir: Path | None = None) -> dict[str, Any] | None:
     """The original response record of the last good capture, for a revisit's Refers-To.
 
@@ -629,9 +644,8 @@ class CaptureRun:
                 failure = ("HTTPStatus", f"HTTP {final.status} {final.reason}".strip())
             revisit_of = None
             if failure is None and final is not None and not final.truncated:
-                previous = _previous_response(self.db, source_id, self.archive.warcs_dir)
-                if previous and previous["payload_sha256"] == final.payload_sha256:
-                    revisit_of = previous
+                revisit_of = _revisit_target(self.db, source_id, final.payload_sha256,
+                                             self.archive.warcs_dir)
             records: list[WrittenRecord] = []
             if hops:
                 records = self._write_records(url, hops, started, ended, revisit_of)
