@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import multiprocessing
 import os
 import queue as queue_module
@@ -87,6 +88,10 @@ def _worker(archive_path: Path, urls: list[str], settings: Any, results: Any) ->
     from .capture import CaptureRun
 
     _die_with_parent()
+    # Objects inherited from the parent never become garbage here: freezing them spares the
+    # cyclic collector from walking them again and again during the run.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)  # a capture allocates many short-lived objects per page
     batch = _ResultBatch(results)
     try:
         archive = Archive.open(archive_path)
