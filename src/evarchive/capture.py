@@ -815,7 +815,8 @@ def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | 
     if workers > 1 and not parallel.threads_other_than_main():
         return parallel.capture_in_workers(archive, unique, settings, workers, on_result)
     run = CaptureRun(archive, settings, on_result)
-    return asyncio.run(run.run(unique))
+    with parallel.fewer_collections():
+        return asyncio.run(run.run(unique))
 
 
 __all__ = [

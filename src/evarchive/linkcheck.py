@@ -1653,6 +1653,7 @@ def check_sources(archive: Archive, sources: list[dict[str, Any]] | Callable[[],
     ``ArchiveLockedError`` (exit 3) before doing anything. ``sources`` may be
     a function, called once the lock is held (selecting URLs adds new ones
     as sources: a run that exits at once must not have done even that)."""
+    from .parallel import fewer_collections
     from .warcwriter import recover_interrupted
 
     settings = settings or CheckSettings()
@@ -1660,7 +1661,8 @@ def check_sources(archive: Archive, sources: list[dict[str, Any]] | Callable[[],
         lock.acquire(settings.clock)
         chosen = sources() if callable(sources) else sources
         recover_interrupted(archive.warcs_dir, archive.db)
-        return asyncio.run(CheckRun(archive, settings, on_result).run(chosen))
+        with fewer_collections():
+            return asyncio.run(CheckRun(archive, settings, on_result).run(chosen))
 
 
 # ------------------------------------------------------------------ diff
