@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from evarchive.errors import UsageError
+
 sys.path.insert(0, str(Path(__file__).parent))
 import evidence  # noqa: E402
 
@@ -43,7 +45,7 @@ def test_private_key_is_0600_and_never_in_the_catalogue(arch: Archive) -> None:
     body = b"".join(secret.split(b"\n")[1:-2])  # base64 body of the PEM
     dump = "\n".join(arch.db.conn.iterdump()).encode()
     assert body not in dump and b"PRIVATE KEY" not in dump
-    with pytest.raises(Exception):
+    with pytest.raises(UsageError, match="refusing to overwrite"):
         signing.introduce_key(arch)  # never silently replaces a key
 
 

@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,7 @@ def test_token_verifies_offline_with_chain_to_root(tsa: LocalTSA) -> None:
     result = ts.request_timestamp([tsa.url], DIGEST, roots=[tsa.keys.root])
     info = ts.verify_token(result.token, DIGEST, nonce=result.request.nonce, roots=[tsa.keys.root])
     assert info.anchored and len(info.chain) == 3 and info.imprint == DIGEST
-    assert abs(info.gen_time - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert abs(info.gen_time - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 def test_openssl_agrees_with_our_token(tsa: LocalTSA, tmp_path: Path) -> None:

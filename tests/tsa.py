@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -98,11 +98,13 @@ def alg(dotted: str, params: bool = True) -> bytes:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "evarchive test TSA")])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "evarchive test TSA")])
 
 
-def _cert(subject: str, key: Any, issuer_name: x509.Name, issuer_key: Any, *, ca: bool, tsa: bool, days: int = 3650) -> x509.Certificate:
-    now = datetime.now(timezone.utc)
+def _cert(subject: str, key: Any, issuer_name: x509.Name, issuer_key: Any, *, ca: bool, tsa: bool,
+          days: int = 3650) -> x509.Certificate:
+    now = datetime.now(UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -131,8 +133,8 @@ class TSAKeys:
             .issuer_name(root_name)
             .public_key(self.root_key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(datetime.now(timezone.utc) - timedelta(days=1))
-            .not_valid_after(datetime.now(timezone.utc) + timedelta(days=3650))
+            .not_valid_before(datetime.now(UTC) - timedelta(days=1))
+            .not_valid_after(datetime.now(UTC) + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.root_key, hashes.SHA256())
         )
@@ -182,7 +184,7 @@ class LocalTSA:
         return seq(seq(integer(0)), token)
 
     def token(self, imprint: bytes, hash_oid: str, nonce: int | None, cert_req: bool = True) -> bytes:
-        when = self.gen_time or datetime.now(timezone.utc)
+        when = self.gen_time or datetime.now(UTC)
         tst = seq(
             integer(1),
             oid("1.2.3.4.1"),
@@ -233,7 +235,7 @@ class LocalTSA:
         return key.sign(data, ec.ECDSA(hashes.SHA256())), ECDSA_SHA256
 
     # -- HTTP server
-    def start(self) -> "LocalTSA":
+    def start(self) -> LocalTSA:
         tsa = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -270,7 +272,7 @@ class LocalTSA:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "LocalTSA":
+    def __enter__(self) -> LocalTSA:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -447,7 +447,8 @@ def verify_token(
     if not si["signedAttrs"].isValue:
         raise TokenInvalid("no signed attributes")
     attrs = _signed_attrs(si)
-    ctype = _decode(_single_attr(attrs, rfc5652.id_contentType, "content-type"), univ.ObjectIdentifier(), "content-type")
+    ctype = _decode(_single_attr(attrs, rfc5652.id_contentType, "content-type"), univ.ObjectIdentifier(),
+                    "content-type")
     if ctype != rfc3161.id_ct_TSTInfo:
         raise TokenInvalid("signed content-type is not TSTInfo")
     md = _decode(_single_attr(attrs, rfc5652.id_messageDigest, "message-digest"), univ.OctetString(), "message-digest")
@@ -457,7 +458,8 @@ def verify_token(
     # not as the [0] IMPLICIT field they are carried in.
     signed_bytes = bytearray(der_encoder.encode(si["signedAttrs"]))
     signed_bytes[0] = 0x31
-    _verify_signature(signer, str(si["signatureAlgorithm"]["algorithm"]), digest_oid, bytes(si["signature"]), bytes(signed_bytes))
+    _verify_signature(signer, str(si["signatureAlgorithm"]["algorithm"]), digest_oid, bytes(si["signature"]),
+                      bytes(signed_bytes))
     _check_ess(attrs, signer)
     _check_tsa_usage(signer)
 
