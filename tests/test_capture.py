@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import NoSleep
 from warcio.archiveiterator import ArchiveIterator
 
 from evarchive.archive import Archive
@@ -18,16 +19,6 @@ from evarchive.capture import CaptureSettings, capture_urls
 from evarchive.catalogue import captures_of, find_source
 from evarchive.errors import InputError
 from evarchive.warcwriter import warc_digest
-
-
-class FakeSleep:
-    """Injectable sleep: records what the capture engine asked to wait, waits for nothing."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 @pytest.fixture
@@ -38,12 +29,12 @@ def archive(tmp_path: Path) -> Archive:
 
 
 @pytest.fixture
-def sleeper() -> FakeSleep:
-    return FakeSleep()
+def sleeper() -> NoSleep:
+    return NoSleep()
 
 
 @pytest.fixture
-def settings(local_server: Any, sleeper: FakeSleep) -> CaptureSettings:
+def settings(local_server: Any, sleeper: NoSleep) -> CaptureSettings:
     return CaptureSettings(ca_file=local_server.ca_pem_path, sleep=sleeper, retries=2,
                            read_timeout=5, connect_timeout=5, total_timeout=20)
 
@@ -202,20 +193,20 @@ def test_client_errors_fail_but_keep_the_answer(archive, settings, local_server,
 def test_500_then_200_is_retried(archive, settings, local_server, sleeper):
     [outcome] = capture_urls(archive, [local_server.url("/flaky/a?fail=1&code=500")], settings)
     assert outcome.status == "captured" and outcome.http_status == 200
-    assert len(sleeper.calls) == 1
+    assert len(sleeper.waits) == 1
 
 
 def test_429_honours_retry_after(archive, settings, local_server, sleeper):
     [outcome] = capture_urls(archive, [local_server.url("/ratelimit/b?retry_after=7&times=1")],
                              settings)
     assert outcome.status == "captured"
-    assert sleeper.calls == [7.0]
+    assert sleeper.waits == [7.0]
 
 
 def test_retries_give_up(archive, settings, local_server, sleeper):
     [outcome] = capture_urls(archive, [local_server.url("/flaky/c?fail=10&code=503")], settings)
     assert outcome.status == "failed" and outcome.http_status == 503
-    assert len(sleeper.calls) == settings.retries
+    assert len(sleeper.waits) == settings.retries
 
 
 def test_connection_refused_is_recorded(archive, settings, sleeper):
@@ -226,7 +217,7 @@ def test_connection_refused_is_recorded(archive, settings, sleeper):
         port = sock.getsockname()[1]
     [outcome] = capture_urls(archive, [f"http://127.0.0.1:{port}/"], settings)
     assert outcome.status == "failed" and outcome.error_class == "ConnectError"
-    assert len(sleeper.calls) == settings.retries
+    assert len(sleeper.waits) == settings.retries
 
 
 def test_slow_response_times_out(archive, settings, local_server):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import T0, FakeClock, NoSleep
 from localserver import LocalServer, article_page
 from warcio.archiveiterator import ArchiveIterator
 
@@ -43,30 +44,6 @@ from evarchive.linkcheck import (
     select_sources,
 )
 from evarchive.textdiff import PageText
-
-T0 = dt.datetime(2030, 1, 1, 2, 0, tzinfo=dt.UTC)  # a nightly cron run at 02:00
-
-
-class FakeClock:
-    def __init__(self, start: dt.datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-
-class NoSleep:
-    """Records the waits the engine asked for, and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
 
 @pytest.fixture
 def clock() -> FakeClock:

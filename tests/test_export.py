@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from thirdparty import pywb_collection, tool
 
 from evarchive import cli
 from evarchive.archive import Archive
@@ -346,14 +347,6 @@ def test_url_selection_latest_and_zip_output(setup: Setup) -> None:
 
 # --------------------------------------------------------------------------- third-party judges
 
-def tool(name: str) -> str:
-    path = BIN / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
-    return found
-
-
 def test_wacz_validate_accepts_the_bundle(setup: Setup) -> None:
     out = setup.tmp / "bundle"
     assert setup.export(out, "--report", TITLE) == 0
@@ -399,44 +392,18 @@ def test_cdxj_index_agrees_with_cdxj_indexer(setup: Setup, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_pywb_replays_the_exhibits_from_the_wacz(setup: Setup, tmp_path: Path) -> None:
-    import socket
-    import time
-
     import httpx
 
     out = setup.tmp / "bundle"
     assert setup.export(out, "--report", TITLE) == 0
     data = load(out)
-    root = tmp_path / "pywb"
-    root.mkdir()
-    subprocess.run([tool("wb-manager"), "init", "ev"], cwd=root, check=True, capture_output=True)
-    subprocess.run([tool("wb-manager"), "add", "--unpack-wacz", "ev", str(out / "evidence.wacz")], cwd=root,
-                   check=True, capture_output=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([tool("wayback"), "-b", "127.0.0.1", "-p", str(port)], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with pywb_collection(tmp_path / "pywb", "--unpack-wacz", "ev", str(out / "evidence.wacz")) as base:
         for ex in data["exhibits"]:
             stamp = "".join(ch for ch in ex["warc_date"] if ch.isdigit())[:14]
-            url = ex["final_url"]
-            replay = httpx.get(f"http://127.0.0.1:{port}/ev/{stamp}id_/{url}", timeout=10)
+            replay = httpx.get(f"{base}/{stamp}id_/{ex['final_url']}", timeout=10)
             assert replay.status_code == 200, (ex["exhibit"], replay.status_code)
             # The revisit resolves to its original's payload: the bytes the server sent.
             assert hashlib.sha256(replay.content).hexdigest() == ex["payload_sha256"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- keys, timestamps, anchors

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
+from thirdparty import pywb_collection, tool
 
 from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings, capture_urls
 
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def tool(name: str) -> str:
-    path = BIN / name
-    if not path.exists():
-        found = shutil.which(name)
-        if not found:
-            pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
-        return found
-    return str(path)
 
 
 @pytest.fixture
@@ -60,33 +45,11 @@ def test_warcio_check_and_cdxj_indexer(captured):
     assert not any(e["url"] == server.https_url("/plain") and "pem" in e.get("mime", "") for e in entries)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_pywb_replays_original_bytes(captured, tmp_path):
     arch, server = captured
-    root = tmp_path / "pywb"
-    root.mkdir()
-    subprocess.run([tool("wb-manager"), "init", "ev"], cwd=root, check=True, capture_output=True)
     files = sorted(str(p) for p in arch.warcs_dir.glob("*.warc.gz"))
-    subprocess.run([tool("wb-manager"), "add", "ev", *files], cwd=root, check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([tool("wayback"), "-b", "127.0.0.1", "-p", str(port)], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}/ev/2026id_/"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with pywb_collection(tmp_path / "pywb", "ev", *files) as collection:
+        base = f"{collection}/2026id_/"
         for path in ("/plain", "/chunked"):
             served = server.last_exchange(path).body
             replay = httpx.get(base + server.url(path), timeout=10)
@@ -96,6 +59,3 @@ def test_pywb_replays_original_bytes(captured, tmp_path):
         assert gz.content == gzip.decompress(server.last_exchange("/gzip").body)
         https = httpx.get(base + server.https_url("/plain"), timeout=10)
         assert https.status_code == 200 and b"-----BEGIN CERTIFICATE" not in https.content
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
