@@ -22,7 +22,6 @@ from evarchive.capture import CaptureSettings, capture_urls
 from evarchive.export import zip_data_offsets
 from evarchive.reports import import_report
 
-BIN = Path(sys.executable).parent
 TITLE = "Export test report"
 
 
