@@ -32,7 +32,9 @@ def arch(tmp_path: Path) -> Archive:
 
 
 def _inflaters() -> list[Any]:
-    found = []
+    from evarchive import verify as v
+
+    found = [pytest.param("libdeflate", id="libdeflate")] if v._LIBDEFLATE is not None else []
     for label, module in (("zlib-ng", "zlib_ng.zlib_ng"), ("isal", "isal.isal_zlib"), ("zlib", "zlib")):
         try:
             found.append(pytest.param(importlib.import_module(module), id=label))
@@ -43,10 +45,16 @@ def _inflaters() -> list[Any]:
 
 @pytest.fixture(params=_inflaters())
 def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run a deep test with each installed inflater (verify prefers the fastest one present)."""
+    """Run a deep test with each installed inflater (verify prefers the fastest one present).
+
+    "libdeflate" is the default set-up: whole catalogued members through libdeflate, the rest
+    streamed; the others stream every member through that module."""
     from evarchive import verify as v
 
     module = request.param
+    if module == "libdeflate":
+        return module
+    monkeypatch.setattr(v, "_LIBDEFLATE", None)
     monkeypatch.setattr(v, "_inflate_mod", module)
     monkeypatch.setattr(v, "_INFLATE_ERRORS", tuple({zlib.error, getattr(module, "error", zlib.error)}))
     return module
@@ -150,6 +158,35 @@ def test_flipped_byte_in_warc_header_any_inflater(arch: Archive, inflater: Any) 
     rec = records(arch, "response")[1]
     flip(warc_path(arch, rec), rec["offset"] + 12)
     assert_localised_to(verify_archive(arch, deep=True), rec)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["libdeflate", "streaming"])
+def test_scan_members_takes_only_exact_members(tmp_path: Path, whole: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A span is accepted only when it is exactly one clean gzip member, whichever inflater runs."""
+    import gzip
+
+    from evarchive import verify as v
+
+    if not whole:
+        monkeypatch.setattr(v, "_LIBDEFLATE", None)
+    elif v._LIBDEFLATE is None:
+        pytest.skip("deflate wheel not installed")
+    body = b"x" * 100
+    record = (b"WARC/1.1\r\nWARC-Type: resource\r\nWARC-Record-ID: <urn:uuid:1>\r\n"
+              b"Content-Length: 100\r\n\r\n" + body + b"\r\n\r\n")
+    member = gzip.compress(record)
+    path = tmp_path / "f.warc.gz"
+    path.write_bytes(member + b"junk" + member)
+    got = v.scan_members(path, [(0, len(member))])
+    assert got is not None and got[0].record_id == "<urn:uuid:1>" and not got[0].errors
+    assert got[0].block_sha256 == __import__("hashlib").sha256(body).hexdigest()
+    assert v.scan_members(path, [(0, len(member) + 4)]) is None  # bytes after the member
+    assert v.scan_members(path, [(0, len(member) - 1)]) is None  # member cut short
+    lying = bytearray(member)
+    lying[-4:] = (5).to_bytes(4, "little")  # ISIZE smaller than the inflated record
+    path.write_bytes(bytes(lying))
+    assert v.scan_members(path, [(0, len(lying))]) is None
 
 
 def test_truncated_file(arch: Archive) -> None:

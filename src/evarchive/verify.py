@@ -64,6 +64,30 @@ except ImportError:
         _inflate_mod = zlib  # type: ignore[no-redef]
         INFLATER = "zlib"
 
+# libdeflate (the `deflate` wheel) inflates a whole member in one call about 1.4x faster than
+# zlib-ng's streaming inflate (bench corpus: 2.0 s against 2.8 s of CPU). Its Python API cannot
+# tell where a member ends, so the library the wheel links in is called through ctypes (which
+# releases the GIL), with the _ex entry point that reports the bytes consumed. Used only for
+# catalogued members read whole; anything it does not accept exactly is handed to the streaming
+# inflater, which decides.
+_LIBDEFLATE: Any = None
+try:
+    import ctypes
+
+    import deflate._deflate as _deflate_ext
+
+    _lib = ctypes.CDLL(_deflate_ext.__file__)
+    _lib.libdeflate_alloc_decompressor.restype = ctypes.c_void_p
+    _lib.libdeflate_alloc_decompressor.argtypes = []
+    _lib.libdeflate_gzip_decompress_ex.restype = ctypes.c_int
+    _lib.libdeflate_gzip_decompress_ex.argtypes = [
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+        ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    _LIBDEFLATE = _lib
+except (ImportError, OSError, AttributeError):  # pragma: no cover - the wheel is a dependency
+    pass
+WHOLE_MAX = 16 << 20  # libdeflate path: members whose declared inflated size (ISIZE) is at most this
+
 READ_SIZE = 4 << 20  # large reads: syscall and GIL overhead vanish
 INFLATE_IN = 64 << 10  # input slice per inflate call: bounds the copy of unused_data
 INFLATE_OUT = 4 << 20  # output cap per call: bounds memory for highly compressible members
@@ -165,8 +189,11 @@ class RecordParser:
         self._trailer = bytearray()  # its first 8 bytes: enough to tell CRLF CRLF from anything else
         self._trailer_len = 0
 
-    def feed(self, data: bytes) -> None:
-        pos, n = 0, len(data)
+    def feed(self, data: bytes | bytearray, n: int = -1) -> None:
+        """Parse data[:n] (all of data when n is -1)."""
+        pos = 0
+        if n < 0:
+            n = len(data)
         while pos < n:
             state = self._state
             if state == 1:
@@ -175,7 +202,7 @@ class RecordParser:
                 pos = self._feed_head(data, pos, n)
             elif state == 2:
                 if len(self._trailer) < 8:
-                    self._trailer += data[pos:pos + 8 - len(self._trailer)]
+                    self._trailer += data[pos:min(n, pos + 8 - len(self._trailer))]
                 self._trailer_len += n - pos
                 return
             else:
@@ -184,7 +211,7 @@ class RecordParser:
     def _feed_head(self, data: bytes, pos: int, n: int) -> int:
         head = self._head
         if not head:  # usual case: the whole head is in this chunk
-            end = data.find(_CRLF2, pos, pos + MAX_HEAD + 4)
+            end = data.find(_CRLF2, pos, min(n, pos + MAX_HEAD + 4))
             if end >= 0:
                 self._parse_head(data[pos:end])
                 self._state = 1
@@ -240,7 +267,7 @@ class RecordParser:
 
     def _feed_block(self, data: bytes, pos: int, n: int) -> int:
         take = min(self._remaining, n - pos)
-        chunk = data if take == n else memoryview(data)[pos:pos + take]
+        chunk = data if take == len(data) else memoryview(data)[pos:pos + take]
         self._block.update(chunk)
         if self._http_head is not None:
             self._feed_http(data, pos, take)
@@ -530,6 +557,58 @@ def inflate_member(chunks: Iterable[memoryview | bytes], offset: int, length: in
     return parser.finish()
 
 
+class _WholeInflater:
+    """One thread's libdeflate decompressor and output buffer (both reused)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self.d = _LIBDEFLATE.libdeflate_alloc_decompressor()
+        if not self.d:
+            raise MemoryError("libdeflate_alloc_decompressor")
+        self.out = bytearray(1 << 20)
+        self.out_addr = ctypes.addressof((ctypes.c_char * len(self.out)).from_buffer(self.out))
+        self.in_used = ctypes.c_size_t()
+        self.out_used = ctypes.c_size_t()
+        self.in_ref = ctypes.byref(self.in_used)
+        self.out_ref = ctypes.byref(self.out_used)
+        self.call = _LIBDEFLATE.libdeflate_gzip_decompress_ex
+
+    def grow(self, size: int) -> None:
+        import ctypes
+
+        self.out = bytearray(max(size, 2 * len(self.out)))
+        self.out_addr = ctypes.addressof((ctypes.c_char * len(self.out)).from_buffer(self.out))
+
+    def member(self, buf: bytearray, base: int, pos: int, offset: int, length: int) -> Member | None:
+        """The member at buf[pos:pos + length] (address base), if it is exactly one clean gzip member."""
+        if length < 18:
+            return None
+        isize = int.from_bytes(buf[pos + length - 4:pos + length], "little")
+        if isize > WHOLE_MAX:
+            return None
+        if isize > len(self.out):
+            self.grow(isize)
+        # The whole output buffer is offered: a member that inflates to more than its ISIZE says
+        # fails libdeflate's own ISIZE check, as does any other inconsistency.
+        if self.call(self.d, base + pos, length, self.out_addr, len(self.out), self.in_ref, self.out_ref) != 0:
+            return None
+        if self.in_used.value != length:
+            return None  # the member ends before the span does
+        parser = RecordParser(Member(offset, length))
+        parser.feed(self.out, self.out_used.value)
+        return parser.finish()
+
+
+def _whole_inflater() -> _WholeInflater | None:
+    if _LIBDEFLATE is None:
+        return None
+    w = getattr(_local, "whole", None)
+    if w is None:
+        w = _local.whole = _WholeInflater()
+    return w
+
+
 def scan_members(path: Path, spans: list[tuple[int, int]]) -> list[Member] | None:
     """Consecutive catalogued members, each inflated and parsed; None if any is not clean."""
     members: list[Member] = []
@@ -540,8 +619,17 @@ def scan_members(path: Path, spans: list[tuple[int, int]]) -> list[Member] | Non
             if end - start <= SPAN_BATCH:  # many small members: one read for all of them
                 view = _thread_buffer(end - start)
                 _read_exact(fd, view, start)
+                whole = _whole_inflater()
+                if whole is not None:
+                    import ctypes
+
+                    buf = _local.buf
+                    base = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
                 for offset, length in spans:
-                    member = inflate_member((view[offset - start:offset - start + length],), offset, length)
+                    pos = offset - start
+                    member = whole.member(buf, base, pos, offset, length) if whole is not None else None
+                    if member is None:  # not taken (or not clean): the streaming inflater decides
+                        member = inflate_member((view[pos:pos + length],), offset, length)
                     if member is None:
                         return None
                     members.append(member)
