@@ -86,6 +86,8 @@ try:
     _LIBDEFLATE = _lib
 except (ImportError, OSError, AttributeError):  # pragma: no cover - the wheel is a dependency
     pass
+else:
+    INFLATER = f"libdeflate, {INFLATER} streaming"
 WHOLE_MAX = 16 << 20  # libdeflate path: members whose declared inflated size (ISIZE) is at most this
 
 READ_SIZE = 4 << 20  # large reads: syscall and GIL overhead vanish
