@@ -1392,7 +1392,7 @@ class Verifier:
         sub.__dict__.update(self.__dict__)
         sub.result = VerifyResult(self.result.mode, self.scope)
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path else None
-        sub.db = sqlite_utils.Database(conn) if conn else self.db
+        sub.db = sqlite_utils.Database(conn, execute_plugins=False) if conn else self.db
         try:
             sub.check_log()
             sub.check_timestamps()
