@@ -83,6 +83,8 @@ try:
     _lib.libdeflate_gzip_decompress_ex.argtypes = [
         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
         ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    _lib.libdeflate_free_decompressor.restype = None
+    _lib.libdeflate_free_decompressor.argtypes = [ctypes.c_void_p]
     _LIBDEFLATE = _lib
 except (ImportError, OSError, AttributeError):  # pragma: no cover - the wheel is a dependency
     pass
@@ -575,6 +577,11 @@ class _WholeInflater:
         self.in_ref = ctypes.byref(self.in_used)
         self.out_ref = ctypes.byref(self.out_used)
         self.call = _LIBDEFLATE.libdeflate_gzip_decompress_ex
+
+    def __del__(self) -> None:  # the pool's threads end with each run: free their decompressors
+        if getattr(self, "d", None) and _LIBDEFLATE is not None:
+            _LIBDEFLATE.libdeflate_free_decompressor(self.d)
+            self.d = None
 
     def grow(self, size: int) -> None:
         import ctypes
