@@ -12,8 +12,10 @@ Two levels:
   hashes; every record on disk must belong to a capture, be the file's
   warcinfo, or lie in the known tail of an interrupted run. Files are split
   at catalogued member offsets so one large file keeps every core busy (one
-  thread hashes the whole file meanwhile); where the catalogue and the bytes
-  disagree, the file is walked front to back instead.
+  thread hashes the whole file meanwhile); each catalogued member is inflated
+  whole by libdeflate, and accepted only if it is exactly one clean gzip
+  member; where the catalogue and the bytes disagree, the file is walked front
+  to back instead (streaming zlib-ng, ISA-L or zlib).
 
 Whatever the level, the custody log is checked (chain, signatures, the rows
 each entry vouches for) and stored RFC 3161 tokens are verified offline. The
