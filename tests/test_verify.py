@@ -189,26 +189,6 @@ def test_scan_members_takes_only_exact_members(tmp_path: Path, whole: bool,
     assert v.scan_members(path, [(0, len(lying))]) is None
 
 
-def test_plain_verify_args_take_only_what_they_understand(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The quick parse of `verify` agrees with Typer's or leaves the arguments to it."""
-    from evarchive.cli import plain_verify_args
-
-    monkeypatch.delenv("EVARCHIVE_ARCHIVE", raising=False)
-    monkeypatch.delenv("EVARCHIVE_TSA_ROOTS", raising=False)
-    assert plain_verify_args(["verify"]) == {"deep": False, "as_json": False, "quiet": False, "archive": None}
-    assert plain_verify_args(["verify", "--deep", "-a", "x", "--json", "-q", "--archive=y", "--deep"]) == {
-        "deep": True, "as_json": True, "quiet": True, "archive": Path("y")}
-    for args in (["verify", "http://a.example/"], ["verify", "--report", "r"], ["verify", "-a"],
-                 ["verify", "-a", "--json"], ["verify", "--archive="], ["verify", "--help"],
-                 ["verify", "--public-key", "k"], ["capture", "--json"], [], ["--version"]):
-        assert plain_verify_args(args) is None, args
-    monkeypatch.setenv("EVARCHIVE_ARCHIVE", "from-env")
-    assert plain_verify_args(["verify"])["archive"] == Path("from-env")  # type: ignore[index]
-    assert plain_verify_args(["verify", "-a", "z"])["archive"] == Path("z")  # type: ignore[index]
-    monkeypatch.setenv("EVARCHIVE_TSA_ROOTS", "roots.pem")
-    assert plain_verify_args(["verify"]) is None
-
-
 def test_truncated_file(arch: Archive) -> None:
     recs = records(arch)
     cut = recs[-4]

@@ -1074,55 +1074,10 @@ def _is_a(exc: BaseException, name: str) -> bool:
 INTERRUPTED = "evarchive: interrupted; the archive is consistent, run the command again to finish"
 
 
-_PLAIN_VERIFY_FLAGS = {"--deep": "deep", "--json": "as_json", "--quiet": "quiet", "-q": "quiet"}
-
-
-def plain_verify_args(args: list[str]) -> dict[str, Any] | None:
-    """verify()'s arguments for the plain `verify [--deep] [--json] [-q] [-a DIR]` (what cron and
-    scripts run), or None for anything else, which Typer parses.
-
-    Typer builds a validator for every parameter on each call (about 0.2 s, a third of a fast
-    verify of 1 GB); these few flags need none. Same meaning as Typer gives them: flags may
-    repeat, the last --archive wins, EVARCHIVE_ARCHIVE (when not empty) stands in for it.
-    """
-    import os
-
-    if not args or args[0] != "verify" or "EVARCHIVE_TSA_ROOTS" in os.environ:
-        return None
-    kw: dict[str, Any] = {"deep": False, "as_json": False, "quiet": False}
-    archive: str | None = None
-    i = 1
-    while i < len(args):
-        arg = args[i]
-        if arg in _PLAIN_VERIFY_FLAGS:
-            kw[_PLAIN_VERIFY_FLAGS[arg]] = True
-        elif arg in ("-a", "--archive") and i + 1 < len(args):
-            archive = args[i + 1]
-            i += 1
-        elif arg.startswith("--archive="):
-            archive = arg[len("--archive="):]
-        else:
-            return None
-        if archive is not None and (not archive or archive.startswith("-")):
-            return None  # odd enough to leave to Typer
-        i += 1
-    if archive is None:
-        env = os.environ.get("EVARCHIVE_ARCHIVE")
-        if env == "":
-            return None
-        archive = env
-    kw["archive"] = Path(archive) if archive is not None else None
-    return kw
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every error becomes a message on stderr and a documented exit code."""
-    plain = plain_verify_args(sys.argv[1:] if argv is None else argv)
     try:
-        if plain is not None:
-            verify(**plain)
-        else:
-            app(args=argv, standalone_mode=False, prog_name="evarchive")
+        app(args=argv, standalone_mode=False, prog_name="evarchive")
     except EvarchiveError as exc:
         colour = "yellow" if exc.exit_code == 1 else "red"
         err.print(f"[{colour}]evarchive:[/] {exc.message}")
