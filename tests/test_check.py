@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 import signal
 import socket
@@ -563,6 +564,81 @@ def test_ctrl_c_commits_the_checks_already_made(local_server: LocalServer, tmp_p
     # The WARC file was closed properly (not left open for recovery).
     assert [r[0] for r in arch.db.execute("SELECT status FROM warc_files")] == ["closed"]
     arch.close()
+
+
+# ------------------------------------------------------------------ worker processes
+#
+# Through the CLI in a subprocess: the pytest process runs the server in a thread, and workers
+# are only forked from a process without other threads.
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_check(*args: str, archive: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "evarchive.cli", "check", "--workers", "2",
+                           "--retries", "0", "--connect-timeout", "5", *args,
+                           "--archive", str(archive)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "400"})
+
+
+def test_one_workers_hosts_all_down_while_the_others_answer_is_not_offline(
+        multi_host_server: LocalServer, tmp_path: Path) -> None:
+    # One live host (130 sources) and three hosts with nothing listening (40 each): whole hosts
+    # go to each worker, so one worker gets only the dead hosts. On its own it would look like
+    # an offline machine; the run as a whole heard servers, so its failures are strikes.
+    live_host = multi_host_server.hosts[1]
+    live = [multi_host_server.url(f"/plain?n={n}", host_ip=live_host) for n in range(130)]
+    port = closed_port()
+    dead = [f"http://127.0.0.{h}:{port}/r{n}" for h in (20, 21, 22) for n in range(40)]
+    urls = [u for pair in zip(live, dead, strict=False) for u in pair] + live[len(dead):]
+    result = cli_check("--json", "--evidence", "all", *urls, archive=tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    reported = {r["url"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert sorted(reported) == sorted(urls)
+    assert {reported[u]["verdict"] for u in live} == {"ok"}
+    for u in dead:
+        assert (reported[u]["verdict"], reported[u]["detail"]) == ("unreachable", "refused")
+        assert reported[u]["counted"] and reported[u]["strikes"] == 1
+    arch = Archive.open(tmp_path / "a")
+    try:
+        assert arch.db.execute("SELECT COUNT(*) FROM checks WHERE counted = 1").fetchone()[0] == 250
+        files = list(arch.db.query("SELECT name, pid, status FROM warc_files"))
+        assert len(files) == 2 and len({f["pid"] for f in files}) == 2  # two workers wrote evidence
+        assert {f["status"] for f in files} == {"closed"}
+        # One run, one custody chain vouching for every check, every record readable.
+        assert arch.db.execute("SELECT COUNT(*) FROM runs WHERE command LIKE 'check%'").fetchone()[0] == 1
+        vouched = [c["check_id"] for e in arch.db.query(
+            "SELECT details FROM custody_log WHERE event = 'check'")
+            for c in json.loads(e["details"])["checks"]]
+        assert sorted(vouched) == [r[0] for r in arch.db.execute("SELECT id FROM checks ORDER BY id")]
+        rows = list(arch.db.query("SELECT * FROM check_records"))
+        assert len({r["check_id"] for r in rows}) == 250
+        warc_records(arch, rows)
+    finally:
+        arch.close()
+
+
+def test_an_offline_machine_is_recognised_across_worker_processes(tmp_path: Path) -> None:
+    # Nothing answers on any of five hosts: each worker sees only two or three of them, and
+    # the run as a whole is offline (exit 3, nothing counted). The report is in source order.
+    port = closed_port()
+    urls = [f"http://127.0.0.{30 + n % 5}:{port}/r{n}" for n in range(250)]
+    result = cli_check(*urls, archive=tmp_path / "a")
+    assert result.returncode == 3, result.stderr
+    assert "seems to be offline" in result.stderr
+    assert re.findall(r"http://127\.0\.0\.\d+:\d+/r\d+", result.stdout) == urls
+    arch = Archive.open(tmp_path / "a")
+    try:
+        assert arch.db.execute("SELECT COUNT(*) FROM checks WHERE counted = 0").fetchone()[0] == 250
+        assert arch.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 250
+        files = list(arch.db.query("SELECT pid FROM warc_files"))
+        assert len(files) == 2 and len({f["pid"] for f in files}) == 2
+    finally:
+        arch.close()
 
 
 # ------------------------------------------------------------------ cron interface

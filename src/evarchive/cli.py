@@ -748,7 +748,7 @@ def check_settings(concurrency: int, per_host: int, timeout: float, connect_time
                    read_timeout: float, retries: int, user_agent: str | None, proxy: str | None,
                    insecure: bool, ca_file: Path | None, resolve: list[str], strikes: int,
                    min_interval: str, drift_threshold: float, head: str, probe: bool,
-                   evidence: str, recapture: bool) -> Any:
+                   evidence: str, recapture: bool, workers: int | None = None) -> Any:
     from dataclasses import replace
 
     from .capture import DEFAULT_USER_AGENT
@@ -767,7 +767,9 @@ def check_settings(concurrency: int, per_host: int, timeout: float, connect_time
         total_timeout=timeout, connect_timeout=connect_timeout, read_timeout=read_timeout,
         retries=retries, user_agent=user_agent or DEFAULT_USER_AGENT, proxy=proxy,
         insecure=insecure, ca_file=str(ca_file) if ca_file else None,
-        resolve=_parse_resolve(resolve))
+        resolve=_parse_resolve(resolve), workers=workers)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
     try:
         return CheckSettings(network=network, rule=StrikeRule(strikes, interval),
                              drift_threshold=drift_threshold, head=head, probe=probe,
@@ -846,6 +848,9 @@ def check(
     resolve: Annotated[list[str] | None, typer.Option(
         metavar="HOST:ADDRESS:PORT",
         help="Connect to ADDRESS:PORT for HOST, without touching /etc/hosts (repeatable).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Processes for large runs (default: one per core, at most 2; hosts are split "
+             "between them).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only changes of state "
@@ -869,7 +874,7 @@ def check(
     settings = check_settings(concurrency, per_host, timeout, connect_timeout, read_timeout,
                               retries, user_agent, proxy, insecure, ca_file, resolve or [],
                               strikes, min_interval, drift_threshold, head, probe, evidence,
-                              recapture)
+                              recapture, workers)
     if urls:
         refuse_bad_urls(urls)
     # Given URLs are new material (an archive is created for them); without them, the check

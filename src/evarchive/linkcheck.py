@@ -42,7 +42,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -688,6 +688,7 @@ NETWORK_DOWN_KINDS = frozenset({"dns", "network", "refused", "timeout"})
 # Checks are committed in batches: one fsync per batch, not per source. A run
 # killed mid-batch loses only that batch, which the next run simply redoes.
 COMMIT_EVERY = 500
+SHIP_INTERVAL = 0.25  # seconds between a worker's batches to its parent
 
 
 def _check_capture_settings() -> CaptureSettings:
@@ -792,6 +793,16 @@ class _Pending:
     prev_row: dict[str, Any] | None
     host: str
     baseline_cache: dict[str, Any] | None = None
+    heard: bool = False  # a server answered this check (the run-wide offline rule)
+
+
+@dataclass
+class _Shipment:
+    """What a worker process sends its parent: judged checks whose evidence is on disk
+    (fsynced), and baseline texts to cache. The parent commits both."""
+
+    checks: list[_Pending]
+    cache_rows: list[dict[str, Any]]
 
 
 class Slots:
@@ -981,7 +992,8 @@ class CheckRun:
     """Checks a list of sources against the live web; one instance per run."""
 
     def __init__(self, archive: Archive, settings: CheckSettings,
-                 on_result: Callable[[CheckResult], None] | None = None) -> None:
+                 on_result: Callable[[CheckResult], None] | None = None,
+                 ship: Callable[[_Shipment], None] | None = None) -> None:
         self.archive = archive
         self.db = archive.db
         self.settings = settings
@@ -1005,10 +1017,74 @@ class CheckRun:
         self._heard = False  # has any server answered during this run?
         self._total = Slots(1)  # replaced in run(): settings.network.concurrency
         self._per_host: dict[str, Slots] = {}
+        # In a worker process: judged checks go to the parent, which commits them (and alone
+        # decides the run-wide offline rule); None in the process that commits.
+        self.ship = ship
+        self._received: list[CheckResult] = []  # parent of workers: every result sent to it
 
     # ------------------------------------------------------------ orchestration
     async def run(self, sources: list[dict[str, Any]]) -> CheckReport:
         self.run_id = self._start_run_row(len(sources))
+        results = await self.check_all(sources)
+        return await self._finish_run(results, sources)
+
+    async def _finish_run(self, results: list[CheckResult], sources: list[dict[str, Any]]) -> CheckReport:
+        report = CheckReport(self.run_id, _in_order(results, sources),
+                             offline=self.offline_batches > 0)
+        if self.settings.recapture:
+            report.recaptured = await self._recapture(report)
+        self._end_run_row(report)
+        return report
+
+    def run_in_workers(self, sources: list[dict[str, Any]], workers: int) -> CheckReport:
+        """The run over worker processes (whole hosts each, as capture does): each worker
+        checks its share with its own ``CheckRun``, WARC writer and catalogue connection, and
+        sends its judged checks here, where they are committed exactly as in one process. So
+        the offline rule sees every worker's checks: one worker whose hosts are all down
+        while another's answer is not an offline machine. Call with no event loop running
+        (it forks) and with the check lock held: the workers inherit it."""
+        from .parallel import run_in_workers, split_by_host
+
+        self.run_id = self._start_run_row(len(sources))
+        shares = split_by_host(sources, workers, url_of=lambda s: s["url"])
+        net = self.settings.network
+        per_worker = replace(self.settings, recapture=False, network=replace(
+            net, concurrency=max(1, net.concurrency // len(shares)), workers=1))
+        archive_path, run_id = self.archive.path, self.run_id
+
+        def work(share: list[dict[str, Any]], batch: Any) -> None:
+            archive = Archive.open(archive_path)
+            run = CheckRun(archive, per_worker, ship=lambda shipment: batch.send([shipment]))
+            run.run_id = run_id
+            asyncio.run(run.check_all(share))
+            archive.close()
+
+        try:
+            run_in_workers(shares, work, self.receive, "check",
+                           "the checks it had sent are kept; run the check again to finish")
+        finally:
+            try:
+                self.commit_pending()
+            finally:
+                self.writer.close()
+        return asyncio.run(self._finish_run(self._received, sources))
+
+    def receive(self, shipments: list[_Shipment]) -> None:
+        """Checks from workers: held and committed by the same rule as in one process."""
+        for shipment in shipments:
+            for item in shipment.checks:
+                self.pending.append(item)
+                self._received.append(item.result)
+                self._heard = self._heard or item.heard
+            self._cache_rows.extend(shipment.cache_rows)
+        # Until some server has answered (in any worker) checks are held back, to the end of
+        # the run if none ever does: then the offline rule judges them all at once.
+        due = time.monotonic() - self._last_commit >= self.settings.commit_interval
+        if self._heard and (due or len(self.pending) >= COMMIT_EVERY):
+            self.commit_pending()
+
+    async def check_all(self, sources: list[dict[str, Any]]) -> list[CheckResult]:
+        """Check every source (the run row exists: ``run_id``) and commit, or ship, the checks."""
         self._preload([s["id"] for s in sources])
         net = self.settings.network
         self._total = Slots(net.concurrency)
@@ -1030,12 +1106,7 @@ class CheckRun:
             finally:
                 self._close_hops()
                 self.writer.close()
-        report = CheckReport(self.run_id, _in_order(results, sources),
-                             offline=self.offline_batches > 0)
-        if self.settings.recapture:
-            report.recaptured = await self._recapture(report)
-        self._end_run_row(report)
-        return report
+        return results
 
     def _preload(self, source_ids: list[int]) -> None:
         """Last good capture and last check of every source, in two queries."""
@@ -1249,7 +1320,12 @@ class CheckRun:
         records = self._write_evidence(source, obs, probe, verdict, result)
         result.evidence_warc = records[0][1].warc_file if records else None
         row = _check_row(result, obs, probe, text_sha, self.run_id, self.settings.clock())
-        self.pending.append(_Pending(row, records, result, prev, prev_row, host))
+        self.pending.append(_Pending(row, records, result, prev, prev_row, host,
+                                     heard=bool(obs.hops)))
+        if self.ship is not None:
+            if time.monotonic() - self._last_commit >= SHIP_INTERVAL:
+                self.commit_pending()
+            return result
         self._heard = self._heard or bool(obs.hops)
         # Until some server has answered, checks are held back: if none ever
         # does, this machine is offline and they must not count as strikes.
@@ -1289,6 +1365,9 @@ class CheckRun:
         point leaves whole checks or none, never half of one."""
         if not self.pending and not self._cache_rows:
             return
+        if self.ship is not None:
+            self._ship_pending()
+            return
         self.writer.sync()
         batch, self.pending = self.pending, []
         cache, self._cache_rows = self._cache_rows, []
@@ -1310,6 +1389,16 @@ class CheckRun:
             self._last_checks[item.result.source_id] = item.row
             if self.on_result:
                 self.on_result(item.result)
+        self._last_commit = time.monotonic()
+
+    def _ship_pending(self) -> None:
+        """A worker's commit: fsync the evidence, then send the checks to the parent."""
+        assert self.ship is not None
+        batch, self.pending = self.pending, []
+        cache, self._cache_rows = self._cache_rows, []
+        if any(item.records for item in batch):
+            self.writer.sync()
+        self.ship(_Shipment(batch, cache))
         self._last_commit = time.monotonic()
 
     def _insert_checks(self, batch: list[_Pending]) -> list[dict[str, Any]]:
@@ -1653,7 +1742,7 @@ def check_sources(archive: Archive, sources: list[dict[str, Any]] | Callable[[],
     ``ArchiveLockedError`` (exit 3) before doing anything. ``sources`` may be
     a function, called once the lock is held (selecting URLs adds new ones
     as sources: a run that exits at once must not have done even that)."""
-    from .parallel import fewer_collections
+    from .parallel import fewer_collections, threads_other_than_main, worker_count
     from .warcwriter import recover_interrupted
 
     settings = settings or CheckSettings()
@@ -1661,8 +1750,14 @@ def check_sources(archive: Archive, sources: list[dict[str, Any]] | Callable[[],
         lock.acquire(settings.clock)
         chosen = sources() if callable(sources) else sources
         recover_interrupted(archive.warcs_dir, archive.db)
+        run = CheckRun(archive, settings, on_result)
+        # A large run over several hosts is CPU-bound in one process: spread it over worker
+        # processes, as capture does (never from a process with other threads: see parallel).
+        workers = worker_count(settings.network.workers, [s["url"] for s in chosen])
         with fewer_collections():
-            return asyncio.run(CheckRun(archive, settings, on_result).run(chosen))
+            if workers > 1 and not threads_other_than_main():
+                return run.run_in_workers(chosen, workers)
+            return asyncio.run(run.run(chosen))
 
 
 # ------------------------------------------------------------------ diff

@@ -1,4 +1,4 @@
-"""Spread a large capture run over worker processes, one per core.
+"""Spread a large capture or check run over worker processes, one per core.
 
 httpx and the WARC writer are CPU-bound in Python: one process tops out well below what the
 network and a polite per-host limit allow on a run of a thousand pages. Hosts (never single
@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .archive import Archive
 from .errors import CouldNotRunError, EvarchiveError
@@ -35,6 +35,7 @@ from .urls import host_of
 
 MIN_URLS_PER_WORKER = 100  # below this, starting workers costs more than it saves
 PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def worker_count(settings_workers: int | None, urls: list[str]) -> int:
@@ -44,14 +45,16 @@ def worker_count(settings_workers: int | None, urls: list[str]) -> int:
     return max(1, min(wanted, hosts, len(urls) // MIN_URLS_PER_WORKER))
 
 
-def split_by_host(urls: list[str], workers: int) -> list[list[str]]:
-    """Whole hosts to each worker, the biggest first to the least loaded (greedy balance)."""
-    by_host: dict[str, list[str]] = defaultdict(list)
-    for url in urls:
-        by_host[host_of(url)].append(url)
-    shares: list[list[str]] = [[] for _ in range(workers)]
-    for _host, host_urls in sorted(by_host.items(), key=lambda item: -len(item[1])):
-        min(shares, key=len).extend(host_urls)
+def split_by_host(items: list[T], workers: int, url_of: Callable[[T], str] | None = None
+                  ) -> list[list[T]]:
+    """Whole hosts to each worker, the biggest first to the least loaded (greedy balance).
+    ``items`` are URLs, or anything ``url_of`` gives the URL of (a source row)."""
+    by_host: dict[str, list[T]] = defaultdict(list)
+    for item in items:
+        by_host[host_of(url_of(item) if url_of else item)].append(item)  # type: ignore[arg-type]
+    shares: list[list[T]] = [[] for _ in range(workers)]
+    for _host, host_items in sorted(by_host.items(), key=lambda entry: -len(entry[1])):
+        min(shares, key=len).extend(host_items)
     return [share for share in shares if share]
 
 
@@ -82,7 +85,7 @@ def fewer_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-class _ResultBatch:
+class ResultBatch:
     """Outcomes go to the parent a few at a time: one pickle per outcome costs the parent CPU
     that the workers need."""
 
@@ -97,6 +100,11 @@ class _ResultBatch:
         if time.monotonic() - self.last >= self.interval:
             self.flush()
 
+    def send(self, items: list[Any]) -> None:
+        """Items that must reach the parent now, with any waiting ones."""
+        self.items.extend(items)
+        self.flush()
+
     def flush(self) -> None:
         if self.items:
             self.results.put(("results", self.items))
@@ -104,18 +112,13 @@ class _ResultBatch:
         self.last = time.monotonic()
 
 
-def _worker(archive_path: Path, urls: list[str], settings: Any, results: Any) -> None:
-    from .capture import CaptureRun
-
+def _worker(work: Callable[[Any, ResultBatch], None], share: Any, what: str, results: Any) -> None:
     _die_with_parent()
-    batch = _ResultBatch(results)
+    batch = ResultBatch(results)
     try:
-        archive = Archive.open(archive_path)
-        run = CaptureRun(archive, settings, on_result=batch.add)
         with fewer_collections():
-            asyncio.run(run.run(urls))
+            work(share, batch)
         batch.flush()
-        archive.close()
     except EvarchiveError as exc:
         results.put(("error", exc))
         return
@@ -123,9 +126,42 @@ def _worker(archive_path: Path, urls: list[str], settings: Any, results: Any) ->
         results.put(("interrupted", None))
         return
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        results.put(("error", CouldNotRunError(f"a capture worker failed: {type(exc).__name__}: {exc}")))
+        results.put(("error", CouldNotRunError(f"a {what} worker failed: {type(exc).__name__}: {exc}")))
         return
     results.put(("done", None))
+
+
+def run_in_workers(shares: list[Any], work: Callable[[Any, ResultBatch], None],
+                   on_results: Callable[[list[Any]], None], what: str, died: str) -> None:
+    """Fork one worker per share, each running ``work(share, batch)``; every batch the workers
+    send is handed to ``on_results`` in the parent as it arrives. Raises the first worker's
+    error (or ``KeyboardInterrupt``) once every worker has ended; ``died`` is the advice when a
+    worker vanished without a word."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    procs = [context.Process(target=_worker, args=(work, share, what, results), daemon=True)
+             for share in shares]
+    for proc in procs:
+        proc.start()
+    # No join on the way out of an exception (Ctrl-C): a worker may be blocked writing to a
+    # queue nobody reads any more; daemon workers are ended when this process exits.
+    failure = _collect(procs, results, on_results, f"a {what} worker died without a word; {died}")
+    for proc in procs:
+        proc.join()
+    if failure is not None:
+        raise failure
+
+
+def _capture_share(archive_path: Path, settings: Any) -> Callable[[list[str], ResultBatch], None]:
+    def work(urls: list[str], batch: ResultBatch) -> None:
+        from .capture import CaptureRun
+
+        archive = Archive.open(archive_path)
+        run = CaptureRun(archive, settings, on_result=batch.add)
+        asyncio.run(run.run(urls))
+        batch.flush()
+        archive.close()
+    return work
 
 
 def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers: int,
@@ -133,24 +169,22 @@ def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers
     """Run one ``CaptureRun`` per worker process and gather their outcomes in URL order."""
     shares = split_by_host(urls, workers)
     per_worker = replace(settings, concurrency=max(1, settings.concurrency // len(shares)))
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    procs = [context.Process(target=_worker, args=(archive.path, share, per_worker, results),
-                             daemon=True) for share in shares]
-    for proc in procs:
-        proc.start()
-    outcomes, failure = _collect(procs, results, on_result)
-    for proc in procs:
-        proc.join()
-    if failure is not None:
-        raise failure
+    outcomes: list[Any] = []
+
+    def gather(payload: list[Any]) -> None:
+        outcomes.extend(payload)
+        if on_result:
+            for outcome in payload:
+                on_result(outcome)
+
+    run_in_workers(shares, _capture_share(archive.path, per_worker), gather, "capture",
+                   "run `evarchive capture --pending` to finish")
     order = {u: i for i, u in enumerate(urls)}
     return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 
 
-def _collect(procs: list[Any], results: Any, on_result: Callable[[Any], None] | None
-             ) -> tuple[list[Any], BaseException | None]:
-    outcomes: list[Any] = []
+def _collect(procs: list[Any], results: Any, on_results: Callable[[list[Any]], None],
+             died: str) -> BaseException | None:
     finished = 0
     failure: BaseException | None = None
     while finished < len(procs):
@@ -158,22 +192,18 @@ def _collect(procs: list[Any], results: Any, on_result: Callable[[Any], None] | 
             kind, payload = results.get(timeout=0.5)
         except queue_module.Empty:
             if all(not p.is_alive() for p in procs) and results.empty():
-                failure = failure or CouldNotRunError("a capture worker died without a word; "
-                                                      "run `evarchive capture --pending` to finish")
+                failure = failure or CouldNotRunError(died)
                 break
             continue
         if kind == "results":
-            outcomes.extend(payload)
-            if on_result:
-                for outcome in payload:
-                    on_result(outcome)
+            on_results(payload)
             continue
         finished += 1
         if kind == "error":
             failure = failure or payload
         elif kind == "interrupted":
             failure = failure or KeyboardInterrupt()
-    return outcomes, failure
+    return failure
 
 
 def threads_other_than_main() -> bool:
