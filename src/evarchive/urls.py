@@ -52,6 +52,12 @@ def _encode_host(host: str) -> str:
         raise InputError(f"URL host {host!r} cannot be encoded (IDNA): {exc}") from None
 
 
+def _bracket_ipv6(host: str) -> str:
+    # urlsplit strips the brackets of an IPv6 literal; without them "[::1]:8443" and "[::1:8443]"
+    # would print alike, and two different sources would be taken for one.
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def parse_url(url: str) -> SplitResult:
     """Split a cited URL, refusing anything evarchive must not fetch."""
     if not isinstance(url, str) or not url.strip():
@@ -83,9 +89,7 @@ def request_url(url: str) -> str:
     """The form sent on the wire: IDNA host, non-ASCII percent-encoded, fragment dropped."""
     parts = parse_url(url)
     scheme = parts.scheme.lower()
-    host = _encode_host(parts.hostname or "")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
+    host = _bracket_ipv6(_encode_host(parts.hostname or ""))
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     if parts.username is not None:
         # Credentials in a cited URL are kept in the citation but never sent.
@@ -109,7 +113,7 @@ def normalise_url(url: str) -> str:
     """Canonical form used to recognise the same source cited twice."""
     parts = urlsplit(request_url(url))
     scheme = parts.scheme
-    host = parts.hostname or ""
+    host = _bracket_ipv6(parts.hostname or "")
     port = parts.port
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = _normalise_escapes(parts.path) or "/"
