@@ -30,10 +30,12 @@ import base64
 import csv
 import hashlib
 import html
+import io
 import json
 import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -67,11 +69,95 @@ class Report:
         print("FAIL  " + text)
 
 
+# --------------------------------------------------------------------------- reading a hostile bundle
+# A bundle comes from the other side. Nothing in it is followed, blocked on or trusted for size:
+# no symlink is followed (a link to /dev/zero would be read for ever), no FIFO or device is
+# opened (a FIFO blocks the reader), no name leaves the bundle, and every file read whole is
+# read only up to a cap, so a hostile bundle ends with a verdict, never a hang or a traceback.
+
+MAX_WHOLE_FILE = 64 << 20  # JSON, CSV, HTML and PEM files are read whole, up to this
+MAX_HEADER = 1 << 20  # a WARC or HTTP header longer than this is not a record evarchive wrote
+MAX_RATIO = 200  # a member may inflate to 64 MiB, or 200 times its size, and no more
+MAX_FLOOR = 64 << 20
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+BINARY = getattr(os, "O_BINARY", 0)
+
+
+class Unsafe(Exception):
+    """A file of the bundle that must not be read: outside it, a link, a FIFO, too large."""
+
+
+def inside(root: str, name: str) -> str:
+    """The path of a bundle-relative name; names that could leave the bundle are refused."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or any(
+            p in ("", ".", "..") for p in parts):
+        raise Unsafe(f"{name!r} is not a plain path inside the bundle (refused)")
+    return os.path.join(root, *parts)
+
+
+def _refuse_links(root: str, name: str) -> str:
+    path = root
+    for part in name.replace("\\", "/").split("/"):
+        path = os.path.join(path, part)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise Unsafe(f"{name}: missing") from None
+        if stat.S_ISLNK(mode):
+            raise Unsafe(f"{name}: is a symbolic link (refused, not followed)")
+    return path
+
+
+def open_bundle_file(root: str, name: str):  # type: ignore[no-untyped-def]
+    """Open a regular file of the bundle for reading, refusing links, FIFOs and devices."""
+    path = inside(root, name)
+    _refuse_links(root, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | NONBLOCK | BINARY)
+    except OSError as exc:
+        raise Unsafe(f"{name}: cannot be opened ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Unsafe(f"{name}: is not a regular file (refused, not read)")
+    return os.fdopen(fd, "rb")
+
+
+def read_bundle_file(root: str, name: str, limit: int = MAX_WHOLE_FILE) -> bytes:
+    with open_bundle_file(root, name) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise Unsafe(f"{name}: larger than {limit} bytes, more than any bundle file read whole")
+    return data
+
+
+def read_bundle_text(root: str, name: str) -> str:
+    try:
+        return read_bundle_file(root, name).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Unsafe(f"{name}: is not UTF-8 text") from None
+
+
+def file_kind(path: str) -> str | None:
+    """None for a regular file; otherwise what it is, in words."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a device or socket"
+
+
 # --------------------------------------------------------------------------- hashing helpers
 
-def sha256_file(path: str) -> str:
+def sha256_file(root: str, name: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_bundle_file(root, name) as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -187,41 +273,56 @@ def key_id(raw: bytes) -> str:
 # --------------------------------------------------------------------------- 1. files
 
 def check_manifest(root: str, report: Report) -> None:
-    path = os.path.join(root, "SHA256SUMS")
     listed = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            digest, _, name = line.rstrip("\n").partition("  ")
-            listed[name.lstrip("*")] = digest
+    for line in read_bundle_text(root, "SHA256SUMS").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name.lstrip("*")] = digest
     bad = 0
     for name, digest in sorted(listed.items()):
-        full = os.path.join(root, *name.split("/"))
-        if not os.path.isfile(full):
-            report.fail(f"{name}: listed in SHA256SUMS but missing")
-            bad += 1
-        elif sha256_file(full) != digest:
-            report.fail(f"{name}: its SHA-256 differs from SHA256SUMS (the file was changed)")
-            bad += 1
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            name = os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
-            if name in listed or name == "SHA256SUMS":
-                continue
-            if f in OS_LITTER or "__pycache__" in name:
-                report.note(f"{name}: not part of the bundle (left by the operating system or Python)")
-            else:
-                report.fail(f"{name}: not listed in SHA256SUMS (added after export)")
+        try:
+            if sha256_file(root, name) != digest:
+                report.fail(f"{name}: its SHA-256 differs from SHA256SUMS (the file was changed)")
                 bad += 1
+        except Unsafe as exc:
+            report.fail(f"{exc} (listed in SHA256SUMS)")
+            bad += 1
+    bad += _unlisted(root, listed, report)
     if not bad:
         report.ok(f"{len(listed)} files match SHA256SUMS")
 
 
+def _unlisted(root: str, listed: dict, report: Report) -> int:  # type: ignore[type-arg]
+    """Files, links and anything else in the bundle that SHA256SUMS does not list."""
+    bad = 0
+    for dirpath, dirs, files in os.walk(root):  # never descends into a linked folder
+        for f in sorted(dirs + files):
+            full = os.path.join(dirpath, f)
+            name = os.path.relpath(full, root).replace(os.sep, "/")
+            kind = file_kind(full)
+            if kind == "a folder" or (kind is None and (name in listed or name == "SHA256SUMS")):
+                continue
+            if kind is None and (f in OS_LITTER or "__pycache__" in name):
+                report.note(f"{name}: not part of the bundle (left by the operating system or Python)")
+            elif kind is None:
+                report.fail(f"{name}: not listed in SHA256SUMS (added after export)")
+                bad += 1
+            elif name not in listed:
+                report.fail(f"{name}: {kind}, not part of the bundle (added after export; not followed)")
+                bad += 1
+    return bad
+
+
 # --------------------------------------------------------------------------- 2. the WACZ
 
-def data_offsets(path: str) -> dict:  # type: ignore[type-arg]
-    """Where each zip entry's bytes start (after its local header)."""
+def data_offsets(fh) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """Where each zip entry's bytes start (after its local header). A name that appears twice
+    would let one reader see one entry and another reader the other: refused."""
     out = {}
-    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+    with zipfile.ZipFile(fh) as zf:
+        names = [info.filename for info in zf.infolist()]
+        twice = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+        if twice:
+            raise ValueError(f"entries named twice in the zip: {', '.join(twice[:5])}")
         for info in zf.infolist():
             fh.seek(info.header_offset)
             head = fh.read(30)
@@ -232,18 +333,28 @@ def data_offsets(path: str) -> dict:  # type: ignore[type-arg]
     return out
 
 
-def check_wacz(path: str, report: Report) -> dict:  # type: ignore[type-arg]
+def _zip_member(zf: zipfile.ZipFile, name: str, limit: int = MAX_WHOLE_FILE) -> bytes:
+    with zf.open(name) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{name} inflates past {limit} bytes")
+    return data
+
+
+def check_wacz(root: str, wacz: str, report: Report) -> dict:  # type: ignore[type-arg]
     """The package's own fixity (datapackage.json); returns where each entry's bytes are."""
-    name = os.path.basename(path)
+    name = os.path.basename(wacz)
     try:
-        entries = data_offsets(path)
-        with zipfile.ZipFile(path) as zf:
-            package_bytes = zf.read("datapackage.json")
-            digest = json.loads(zf.read("datapackage-digest.json"))
+        with open_bundle_file(root, wacz) as fh:
+            entries = data_offsets(fh)
+            with zipfile.ZipFile(fh) as zf:
+                package_bytes = _zip_member(zf, "datapackage.json")
+                digest = json.loads(_zip_member(zf, "datapackage-digest.json"))
         package = json.loads(package_bytes)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, zlib.error, Unsafe) as exc:
         report.fail(f"{name}: cannot read the WACZ package ({exc})")
         return {}
+    path = inside(root, wacz)
     before = report.failures
     if digest.get("hash") != "sha256:" + hashlib.sha256(package_bytes).hexdigest():
         report.fail(f"{name}: datapackage.json does not match datapackage-digest.json")
@@ -256,22 +367,24 @@ def check_wacz(path: str, report: Report) -> dict:  # type: ignore[type-arg]
     return entries
 
 
-def _entry_digest(path: str, start: int, info: zipfile.ZipInfo) -> tuple:  # type: ignore[type-arg]
+def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """SHA-256 and size of an entry's content. Stored entries are read in place (a damaged
-    byte must be reported as a hash mismatch, not stop the run as a zip CRC error)."""
+    byte must be reported as a hash mismatch, not stop the run as a zip CRC error); inflation
+    stops one chunk past the size datapackage.json gives, so a bomb costs nothing."""
     digest, size = hashlib.sha256(), 0
     if info.compress_type == zipfile.ZIP_STORED:
-        with open(path, "rb") as fh:
-            for chunk in read_at(fh, start, info.compress_size):
-                digest.update(chunk)
-                size += len(chunk)
+        for chunk in read_at(fh, start, info.compress_size):
+            digest.update(chunk)
+            size += len(chunk)
         return digest.hexdigest(), size
     try:
-        with zipfile.ZipFile(path) as zf, zf.open(info) as fh:
-            for chunk in iter(lambda: fh.read(CHUNK), b""):
+        with zipfile.ZipFile(fh) as zf, zf.open(info) as entry:
+            for chunk in iter(lambda: entry.read(CHUNK), b""):
                 digest.update(chunk)
                 size += len(chunk)
-    except (zipfile.BadZipFile, zlib.error, OSError):
+                if size > expected:
+                    return None, -1
+    except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError):
         return None, -1
     return digest.hexdigest(), size
 
@@ -287,7 +400,9 @@ def _check_resources(path, package, entries, name, report):  # type: ignore[no-u
         start, info = entries[rpath]
         if rpath.startswith("archive/") and info.compress_type != zipfile.ZIP_STORED:
             report.fail(f"{name}: {rpath} is compressed in the zip (WACZ wants it stored)")
-        digest, size = _entry_digest(path, start, info)
+        expected = res.get("bytes") if isinstance(res.get("bytes"), int) else 0
+        with open(path, "rb") as fh:
+            digest, size = _entry_digest(fh, start, info, expected)
         if res.get("hash") != f"sha256:{digest}" or res.get("bytes") != size:
             report.fail(f"{name} > {rpath}: its SHA-256 or size differs from datapackage.json")
     for rpath in entries:
@@ -297,9 +412,28 @@ def _check_resources(path, package, entries, name, report):  # type: ignore[no-u
 
 # --------------------------------------------------------------------------- 3. records
 
+def _inflate_bounded(chunks, limit_of):  # type: ignore[no-untyped-def]
+    """Inflate a stream piece by piece, never more than CHUNK at a time; raises ValueError once
+    the output passes ``limit_of(bytes read so far)``. Yields (inflater, output)."""
+    inflater = zlib.decompressobj(wbits=31)
+    read = produced = 0
+    for chunk in chunks:
+        read += len(chunk)
+        while chunk:
+            if inflater.eof:
+                yield inflater, b""
+                return
+            data = inflater.decompress(chunk, CHUNK)
+            chunk = inflater.unconsumed_tail
+            produced += len(data)
+            if produced > limit_of(read):
+                raise ValueError(f"it inflates more than {MAX_RATIO} times its size (a decompression bomb?)")
+            yield inflater, data
+
+
 def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """Inflate one gzip member: (WARC header fields, block sha256, payload sha256, error)."""
-    inflater = zlib.decompressobj(wbits=31)
+    inflater = None
     head = b""
     fields = None
     remaining = 0
@@ -308,15 +442,16 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     http_head = b""
     trailer = b""
     try:
-        for chunk in chunks:
-            if inflater.eof:
+        for inflater, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read)):
+            if inflater.eof and not data and inflater.unused_data:
                 return fields, None, None, "bytes after the end of the gzip member"
-            data = inflater.decompress(chunk)
             while data:
                 if fields is None:
                     head += data
                     end = head.find(b"\r\n\r\n")
                     if end < 0:
+                        if len(head) > MAX_HEADER:
+                            return None, None, None, "no end of the WARC header within 1 MiB"
                         data = b""
                         continue
                     fields = _warc_fields(head[:end])
@@ -332,6 +467,8 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
                     if payload is None and fields.get("warc-type") in ("response", "request"):
                         http_head += take
                         split = http_head.find(b"\r\n\r\n")
+                        if split < 0 and len(http_head) > MAX_HEADER:
+                            return fields, None, None, "no end of the HTTP header within 1 MiB"
                         if split >= 0:
                             payload = hashlib.sha256(http_head[split + 4:])
                             http_head = b""
@@ -340,7 +477,9 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
                     remaining -= len(take)
                 trailer += data[len(take):]
                 data = b""
-        if not inflater.eof or inflater.unused_data:
+                if len(trailer) > 4:
+                    return fields, None, None, "more bytes than its Content-Length"
+        if inflater is None or not inflater.eof or inflater.unused_data:
             return fields, None, None, "not exactly one complete gzip member"
     except (zlib.error, ValueError) as exc:
         return fields, None, None, f"cannot inflate ({exc})"
@@ -360,9 +499,9 @@ def _warc_fields(raw: bytes) -> dict:  # type: ignore[type-arg]
 
 
 def check_records(root: str, data: dict, entries: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
-    wacz = os.path.join(root, data["wacz"])
+    wacz = data["wacz"]
     count, before = 0, report.failures
-    with open(wacz, "rb") as fh:
+    with open_bundle_file(root, wacz) as fh:
         for ex in data["exhibits"]:
             entry = log.get(ex["custody_seq"])
             for rec in ex["records"]:
@@ -372,7 +511,7 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
                 _check_record(fh, entries, rec, where, report)
                 _check_vouched(ex, rec, entry, where, report)
             _check_exhibit_fields(ex, entry, report)
-    _check_tiling(wacz, data, entries, report)
+    _check_tiling((root, wacz), data, entries, report)
     if report.failures == before:
         report.ok(f"{count} exhibit records: bytes, WARC digests and custody entries agree")
 
@@ -385,14 +524,13 @@ def _check_record(fh, entries, rec, where, report) -> None:  # type: ignore[no-u
     if start + rec["bundle_offset"] != rec["wacz_offset"]:
         report.fail(f"{where}: bundle.json gives a different offset in the .wacz")
     digest = hashlib.sha256()
-    pieces = []
     for chunk in read_at(fh, start + rec["bundle_offset"], rec["length"]):
         digest.update(chunk)
-        pieces.append(chunk)
     if digest.hexdigest() != rec["member_sha256"]:
         report.fail(f"{where}: its bytes differ from the recorded SHA-256 {rec['member_sha256']}")
         return
-    fields, block, payload, error = parse_member(pieces)
+    # Read twice rather than held: a record may be as large as the page it preserves.
+    fields, block, payload, error = parse_member(read_at(fh, start + rec["bundle_offset"], rec["length"]))
     if error:
         report.fail(f"{where}: {error}")
     elif fields.get("warc-record-id") != rec["record_id"]:
@@ -463,13 +601,13 @@ def _check_exhibit_fields(ex, entry, report) -> None:  # type: ignore[no-untyped
         report.fail(f"exhibit {ex['exhibit']}: {', '.join(wrong)} differ from custody-log entry {entry['seq']}")
 
 
-def _check_tiling(wacz: str, data: dict, entries: dict, report: Report) -> None:  # type: ignore[type-arg]
+def _check_tiling(wacz: tuple, data: dict, entries: dict, report: Report) -> None:  # type: ignore[type-arg]
     """Each WARC in the package: a warcinfo record, then exactly the listed records, in order."""
     listed = {}
     for ex in data["exhibits"]:
         for rec in ex["records"]:
             listed.setdefault(rec["bundle_file"], {})[rec["record_id"]] = rec
-    with open(wacz, "rb") as fh:
+    with open_bundle_file(wacz[0], wacz[1]) as fh:
         for name, (start, info) in sorted(entries.items()):
             if not name.startswith("archive/"):
                 continue
@@ -510,12 +648,18 @@ def load_keys(root: str, given: list, report: Report) -> dict:  # type: ignore[t
     """Trusted public keys by key id: --public-key files, else custody/keys/*.pem."""
     paths = list(given)
     folder = os.path.join(root, "custody", "keys")
-    if not paths and os.path.isdir(folder):
-        paths = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".pem")]
+    texts = []
+    for path in paths:  # the clerk's own files, named on the command line
+        with open(path, encoding="ascii", errors="replace") as fh:
+            texts.append((path, fh.read(MAX_HEADER)))
+    if not paths and os.path.isdir(folder) and not os.path.islink(folder):
+        for f in sorted(os.listdir(folder)):
+            if f.endswith(".pem"):
+                texts.append((f"custody/keys/{f}", read_bundle_file(root, f"custody/keys/{f}", MAX_HEADER)
+                              .decode("ascii", "replace")))
     keys = {}
-    for path in paths:
-        with open(path, encoding="ascii") as fh:
-            raw = public_key_from_pem(fh.read())
+    for path, text in texts:
+        raw = public_key_from_pem(text)
         if raw is None:
             report.fail(f"{path}: not an Ed25519 public key")
         else:
@@ -526,8 +670,8 @@ def load_keys(root: str, given: list, report: Report) -> dict:  # type: ignore[t
 def check_log(root: str, data: dict, keys: dict, args: argparse.Namespace, report: Report) -> dict:  # type: ignore[type-arg]
     custody = data["custody"]
     log = {}
-    with open(os.path.join(root, *custody["log"].split("/")), encoding="utf-8") as fh:
-        for line in fh:
+    for line in read_bundle_text(root, custody["log"]).splitlines():
+        if line.strip():
             entry = json.loads(line)
             entry["_details"] = json.loads(entry["details"])
             log[entry["seq"]] = entry
@@ -592,8 +736,7 @@ def _check_signatures(log: dict, keys: dict, cited: set, every: bool, report: Re
 
 def _check_head(root: str, log: dict, custody: dict, anchor: str | None, report: Report) -> None:  # type: ignore[type-arg]
     head = custody["head"]
-    with open(os.path.join(root, "custody", "head.txt"), encoding="ascii") as fh:
-        text = fh.read().split()
+    text = read_bundle_file(root, "custody/head.txt", MAX_HEADER).decode("ascii", "replace").split()
     if text != [str(head["seq"]), head["entry_hash"]]:
         report.fail("custody/head.txt differs from bundle.json")
     last = log.get(head["seq"])
@@ -614,9 +757,7 @@ def _check_head(root: str, log: dict, custody: dict, anchor: str | None, report:
 
 def check_timestamps(root: str, data: dict, log: dict, tsa_root: str | None, report: Report) -> None:  # type: ignore[type-arg]
     for ts in data["custody"]["timestamps"]:
-        path = os.path.join(root, *ts["token"].split("/"))
-        with open(path, "rb") as fh:
-            token = fh.read()
+        token = read_bundle_file(root, ts["token"])
         before = report.failures
         if hashlib.sha256(token).hexdigest() != ts["token_sha256"]:
             report.fail(f"{ts['token']}: its SHA-256 is not the one recorded when it was obtained")
@@ -640,9 +781,11 @@ def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # 
     if not openssl:
         report.fail(f"{ts['token']}: --tsa-root given but no openssl on PATH")
         return
-    run = subprocess.run([openssl, "ts", "-verify", "-token_in", "-in", os.path.join(root, *ts["token"].split("/")),
+    for name in (ts["token"], ts["chain"]):
+        open_bundle_file(root, name).close()  # regular files inside the bundle, or refused
+    run = subprocess.run([openssl, "ts", "-verify", "-token_in", "-in", inside(root, ts["token"]),
                           "-digest", ts["digest"], "-CAfile", tsa_root,
-                          "-untrusted", os.path.join(root, *ts["chain"].split("/"))],
+                          "-untrusted", inside(root, ts["chain"])],
                          capture_output=True, text=True)
     if "Verification: OK" not in run.stdout:
         report.fail(f"{ts['token']}: openssl ts -verify failed: {(run.stdout + run.stderr).strip()[:300]}")
@@ -716,25 +859,24 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
     before = report.failures
     exhibits = {ex["exhibit"]: ex for ex in data["exhibits"]}
     seen = set()
-    with open(os.path.join(root, "exhibits.csv"), encoding="utf-8-sig", newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            if not row.get("exhibit"):
-                continue
-            ex = exhibits.get(int(row["exhibit"]))
-            if ex is None:
-                report.fail(f"exhibits.csv line {line}: exhibit {row['exhibit']} is not in the bundle")
-                continue
-            seen.add(ex["exhibit"])
-            rec = main_record(ex)
-            wrong = [name for name, value in CSV_FIELDS if row.get(name) != value(ex, rec)]
-            if wrong:
-                report.fail(f"exhibits.csv line {line} (exhibit {ex['exhibit']}): {', '.join(wrong)} "
-                            "differ from the records and the custody log")
+    rows = csv.DictReader(io.StringIO(read_bundle_text(root, "exhibits.csv"), newline=""))
+    for line, row in enumerate(rows, start=2):
+        if not row.get("exhibit"):
+            continue
+        ex = exhibits.get(int(row["exhibit"]))
+        if ex is None:
+            report.fail(f"exhibits.csv line {line}: exhibit {row['exhibit']} is not in the bundle")
+            continue
+        seen.add(ex["exhibit"])
+        rec = main_record(ex)
+        wrong = [name for name, value in CSV_FIELDS if row.get(name) != value(ex, rec)]
+        if wrong:
+            report.fail(f"exhibits.csv line {line} (exhibit {ex['exhibit']}): {', '.join(wrong)} "
+                        "differ from the records and the custody log")
     for number in sorted(set(exhibits) - seen):
         report.fail(f"exhibits.csv: exhibit {number} is not listed")
     for name in ("exhibits.html", "exhibits.txt"):
-        with open(os.path.join(root, name), encoding="utf-8") as fh:
-            shown = set(TOKENS.findall(html.unescape(fh.read())))  # one pass, not one search per value
+        shown = set(TOKENS.findall(html.unescape(read_bundle_text(root, name))))  # one pass, not one per value
         for ex in data["exhibits"]:
             rec = main_record(ex)
             for value in (rec["record_id"], rec["member_sha256"], ex.get("payload_sha256")):
@@ -761,15 +903,21 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--quiet", action="store_true", help="print failures only")
     args = parser.parse_args(argv)
     root = args.bundle
-    if zipfile.is_zipfile(root):
+    try:
+        kind = file_kind(root)
+    except OSError as exc:
+        return _unreadable(f"cannot read {root}: {exc.strerror}")
+    if kind is None:
         return _verify_zip(root, args)
+    if kind != "a folder":
+        return _unreadable(f"{root} is {kind}, not a bundle folder or .zip (refused, not opened)")
     report = Report(args.quiet)
     try:
-        with open(os.path.join(root, "bundle.json"), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exc:
-        print(f"cannot read {os.path.join(root, 'bundle.json')}: {exc}", file=sys.stderr)
-        return 2
+        data = json.loads(read_bundle_text(root, "bundle.json"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (Unsafe, ValueError) as exc:
+        return _unreadable(f"cannot read {os.path.join(root, 'bundle.json')}: {exc}")
     run_checks(root, data, args, report)
     if report.failures:
         print(f"\n{report.failures} problem(s): this bundle is NOT as exported")
@@ -778,29 +926,89 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     return 0
 
 
+def _unreadable(message: str) -> int:
+    print(message, file=sys.stderr)
+    print("\nNOT VERIFIED: the bundle cannot be read")
+    return 2
+
+
 def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) -> None:  # type: ignore[type-arg]
-    check_manifest(root, report)
-    entries = check_wacz(os.path.join(root, data["wacz"]), report)
-    log = check_log(root, data, load_keys(root, args.public_key, report), args, report)
-    if entries:
-        check_records(root, data, entries, log, report)
-    check_timestamps(root, data, log, args.tsa_root, report)
-    check_live(data, log, report)
-    check_index(root, data, report)
+    """Each step on its own: a step that meets a file it cannot read fails with a reason, and the
+    others still run, so a damaged bundle is described whole and always ends with a verdict."""
+    found = {"entries": {}, "log": {}}
+
+    def wacz() -> None:
+        found["entries"] = check_wacz(root, data["wacz"], report)
+
+    def log() -> None:
+        found["log"] = check_log(root, data, load_keys(root, args.public_key, report), args, report)
+
+    def records() -> None:
+        if found["entries"]:
+            check_records(root, data, found["entries"], found["log"], report)
+
+    steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
+             ("records", records),
+             ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+             ("live state", lambda: check_live(data, found["log"], report)),
+             ("exhibit index", lambda: check_index(root, data, report)))
+    for name, step in steps:
+        try:
+            step()
+        except Unsafe as exc:
+            report.fail(f"{name}: {exc}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+                zipfile.BadZipFile, zlib.error, RecursionError) as exc:
+            report.fail(f"{name}: cannot be checked, the bundle is malformed ({type(exc).__name__}: {exc})")
 
 
 def _verify_zip(path: str, args: argparse.Namespace) -> int:
-    """A bundle handed over as one .zip: unpack it to a temporary folder and verify that."""
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(path) as zf:
-            zf.extractall(tmp)
-        tops = os.listdir(tmp)
-        folder = os.path.join(tmp, tops[0]) if len(tops) == 1 else tmp
-        rest = (["--quiet"] if args.quiet else []) + (["--all-signatures"] if args.all_signatures else [])
-        for key in args.public_key:
-            rest += ["--public-key", key]
-        rest += (["--head", args.head] if args.head else []) + (["--tsa-root", args.tsa_root] if args.tsa_root else [])
-        return main([folder, *rest])
+    """A bundle handed over as one .zip: unpack it to a temporary folder, entry by entry and
+    bounded, and verify that folder. The folder is removed afterwards, whatever happens."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="verify-bundle-") as tmp:
+            try:
+                with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+                    _unpack(zf, tmp, shutil.disk_usage(tmp).free)
+            except (Unsafe, zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+                return _unreadable(f"{os.path.basename(path)}: {exc}; nothing was verified")
+            tops = os.listdir(tmp)
+            folder = os.path.join(tmp, tops[0]) if len(tops) == 1 else tmp
+            rest = (["--quiet"] if args.quiet else []) + (["--all-signatures"] if args.all_signatures else [])
+            for key in args.public_key:
+                rest += ["--public-key", key]
+            rest += ["--head", args.head] if args.head else []
+            rest += ["--tsa-root", args.tsa_root] if args.tsa_root else []
+            return main([folder, *rest])
+    except OSError as exc:
+        return _unreadable(f"cannot unpack {path}: {exc}")
+
+
+def _unpack(zf: zipfile.ZipFile, dest: str, free: int) -> None:
+    """Every entry checked before anything is written: plain names inside the bundle, no links,
+    no name twice, sizes that fit the disk, no entry inflating past MAX_RATIO."""
+    infos = zf.infolist()
+    names = set()
+    for info in infos:
+        inside(dest, info.filename.rstrip("/"))  # raises for absolute, drive and ".." names
+        if info.filename in names:
+            raise Unsafe(f"{info.filename!r} appears twice in the zip (refused)")
+        names.add(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise Unsafe(f"{info.filename!r} is a symbolic link in the zip (refused)")
+        if info.file_size > max(MAX_FLOOR, MAX_RATIO * info.compress_size):
+            raise Unsafe(f"{info.filename!r} would inflate more than {MAX_RATIO} times (a zip bomb?)")
+    if sum(i.file_size for i in infos) > free:
+        raise Unsafe("it would not fit on the disk unpacked")
+    for info in infos:
+        target = inside(dest, info.filename.rstrip("/"))
+        if info.is_dir():
+            os.makedirs(target, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        # zipfile stops at the declared size and checks the CRC: a lying entry raises.
+        with zf.open(info) as src, open(target, "xb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
 
 
 if __name__ == "__main__":
