@@ -18,24 +18,35 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # A URL starts at http(s):// not glued to a preceding letter or digit, and runs until white space
 # or a character that cannot appear raw in a cited URL and commonly delimits one in prose:
-# ASCII double quote, angle brackets, backtick, typographic quotes, zero-width characters, and the
+# ASCII double quote, angle brackets, backtick, typographic quotes, zero-width spaces, and the
 # ideographic and full-width punctuation of Chinese and Japanese text, which puts no space after
-# a URL ("见https://example.cn/a。下一句"): 、。〈〉《》「」『』【】（），：；！？［］
-_CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff08\uff09\uff0c\uff1a\uff1b\uff01\uff1f\uff3b\uff3d"
-_URL_RE = re.compile(
-    r"(?<![0-9A-Za-z])https?://[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
-    r"\u2039\u203a\u200b\u200c\u200d\u2060\ufeff" + _CJK_DELIMITERS + r"]+",
-    re.IGNORECASE,
-)
+# a URL ("见https://example.cn/a。下一句"): 、。〈〉《》「」『』【】, and the full-width forms of
+# ASCII punctuation (（），：；！？［］｜ and the rest of U+FF01-FF0F, FF1A-FF20, FF3B-FF40, FF5B-FF65).
+# Zero-width joiners are not delimiters here: inside a word of an Arabic, Persian or Indic path
+# they are part of its spelling (see _cut_at_stray_joiner).
+_CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
+_URL_CHARS = (r"[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
+              r"\u2039\u203a\u200b\u2060\ufeff" + _CJK_DELIMITERS + r"]")
+_URL_RE = re.compile(r"(?<![0-9A-Za-z])https?://" + _URL_CHARS + "+", re.IGNORECASE)
+_URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
 _TRAILING = set(".,;:!?'*\u2026")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
+_OPENERS = {v: k for k, v in _PAIRS.items()}
+# A quote opens inside a URL only right after one of these (Foo_"bar", /'x', ?q="y"); after a
+# letter it is an apostrophe (O'Brien), and before the URL it is the prose quoting the URL.
+_QUOTE_OPENS_AFTER = set("_-/=(~.:{[,")
+_JOINERS = "\u200c\u200d"
+# Wiki-style markers glued to a URL: "...ACAAJ[dead link]", "...[citation needed]", "(archived)".
+_GLUED_MARKER_RE = re.compile(r"(?<=[0-9A-Za-z])[\[(][A-Za-z]{2,}[A-Za-z ]*$")
 _HOST_RE = re.compile(r"(?i)^https?://[^/?#]*[0-9a-z\u00a0-\uffff][^/?#]*")
+_LABEL_RE = re.compile(r"^[^\W_]([\w-]*[^\W_])?$")  # inner hyphens and underscores only
 
 
 @dataclass(frozen=True)
@@ -47,15 +58,24 @@ class UrlSpan:
     end: int
 
 
+def _quote_closes_inside(url: str, quote: str) -> bool:
+    """True when the last character, a quote, closes one opened inside the URL (``_'x'``)."""
+    opener = url.rfind(quote, 0, len(url) - 1)
+    return opener > 0 and url[opener - 1] in _QUOTE_OPENS_AFTER
+
+
 def trim_url(candidate: str) -> str:
     """Drop trailing prose punctuation: ``.html,`` -> ``.html``, ``115071).`` -> ``115071``.
 
     A closing bracket stays when it balances an opening one inside the URL (Wikipedia-style
-    ``Foo_(bar)``), and goes when it closes a parenthesis the URL stands in.
+    ``Foo_(bar)``), and goes when it closes a parenthesis the URL stands in; a closing quote
+    stays when it closes a quote opened inside the URL (``Foo_'bar'``).
     """
     url = candidate
     while url:
         last = url[-1]
+        if last == "'" and _quote_closes_inside(url, "'"):
+            break
         if last in _TRAILING:
             url = url[:-1]
         elif last in _PAIRS and url.count(_PAIRS[last]) < url.count(last):
@@ -65,13 +85,90 @@ def trim_url(candidate: str) -> str:
     return url
 
 
+def _cut_at_unbalanced_closer(url: str) -> str:
+    """A closing bracket with no opener inside the URL ends it: ``[a](https://x)[b](mailto:y)``
+    and ``[[https://a]][[https://b]]`` hold two citations, not one."""
+    depth = {"(": 0, "[": 0, "{": 0}
+    for index, ch in enumerate(url):
+        if ch in depth:
+            depth[ch] += 1
+        elif ch in _PAIRS:
+            opener = _PAIRS[ch]
+            if depth[opener] == 0:
+                return url[:index]
+            depth[opener] -= 1
+    return url
+
+
+def _in_word(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LM"  # letters and combining marks (a virama is a mark)
+
+
+def _cut_at_stray_joiner(url: str) -> str:
+    """A zero-width joiner belongs to the URL only between two letters of one word."""
+    for index, ch in enumerate(url):
+        if ch in _JOINERS and not (0 < index < len(url) - 1 and _in_word(url[index - 1])
+                                   and _in_word(url[index + 1])):
+            return url[:index]
+    return url
+
+
+def _cut_glued_marker(url: str) -> str:
+    marker = _GLUED_MARKER_RE.search(url)
+    if marker and "/" in url[: marker.start()].split("://", 1)[-1]:
+        return url[: marker.start()]
+    return url
+
+
+def _extend_over_quotes(text: str, start: int, end: int) -> int:
+    """Carry a URL on over a double-quoted part of its path (``Foo_"bar"_baz``), which the
+    pattern stops at because a double quote usually delimits a URL in prose."""
+    quoted_url = start > 0 and text[start - 1] == '"'
+    while end < len(text) and text[end] == '"' and text[end - 1] in _QUOTE_OPENS_AFTER:
+        closing = text.find('"', end + 1)
+        if closing < 0 or not _URL_TAIL_RE.fullmatch(text, end + 1, closing):
+            break
+        after = _URL_TAIL_RE.match(text, closing + 1).end()
+        if quoted_url and after == closing + 1:
+            break  # "https://x/a_" "b": that quote closes the one the URL stands in
+        end = after
+    return end
+
+
+def host_is_plausible(url: str) -> bool:
+    """A host a web page could be served from: labels of letters and digits, with hyphens and
+    underscores inside only (or an IP literal); never an empty label, so never a leading dot."""
+    match = _HOST_RE.match(url)
+    if not match:
+        return False
+    netloc = match.group(0).split("://", 1)[1].rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc.find("]") > 1
+    host, _, port = netloc.partition(":")
+    if port and not port.isdigit():
+        return False
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return all(_LABEL_RE.match(label) for label in labels)
+
+
+def _one_url(text: str, match: re.Match[str]) -> str:
+    end = _extend_over_quotes(text, match.start(), match.end())
+    url = text[match.start():end]
+    for cut in (_cut_at_stray_joiner, _cut_at_unbalanced_closer, _cut_glued_marker):
+        url = cut(url)
+    return trim_url(url)
+
+
 def find_urls(text: str) -> list[UrlSpan]:
     """Every http(s) URL in ``text`` with its span, in order of appearance."""
     found = []
-    for match in _URL_RE.finditer(text):
-        url = trim_url(match.group(0))
-        if _HOST_RE.match(url):
+    pos = 0
+    while (match := _URL_RE.search(text, pos)) is not None:
+        url = _one_url(text, match)
+        if host_is_plausible(url):
             found.append(UrlSpan(url, match.start(), match.start() + len(url)))
+        # Search again right after what was taken: a cut may have left the next URL behind.
+        pos = match.start() + max(len(url), len("http://"))
     return found
 
 
