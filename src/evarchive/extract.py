@@ -22,6 +22,9 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .errors import InputError
+from .urls import normalise_url
+
 # A URL starts at http(s):// not glued to a preceding letter or digit, and runs until white space
 # or a character that cannot appear raw in a cited URL and commonly delimits one in prose:
 # ASCII double quote, angle brackets, backtick, typographic quotes, zero-width spaces, and the
@@ -239,7 +242,9 @@ class Citation:
     """One place a report cites a URL: ``url`` verbatim, ``via`` how it was cited."""
 
     url: str
-    via: str  # 'line' | 'inline' | 'link' | 'footnote' | 'endnote'
+    # 'line' | 'inline' (a URL in the text) | 'link' (a hyperlink's target) | 'link-target' (the
+    # target of a hyperlink whose text shows another URL) | 'footnote' | 'endnote'
+    via: str
     paragraph: int
     offset: int
     page: int | None = None
@@ -278,17 +283,29 @@ def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Ci
     """Bare URLs and hyperlinks of one text, without counting a linked URL twice.
 
     When a hyperlink's visible text is itself a URL, the visible URL is the citation (it is what a
-    reader of the printed report sees) and the link target is not counted again.
+    reader of the printed report sees); its target is counted too, as ``link-target``, when it
+    names another source.
     """
     cites = [_Cite(u.url, u.start, u.end, "inline") for u in bare]
     for link in _merge_links(text, links):
         if not is_web_url(link.url):
             continue  # mailto:, relative and internal links cite nothing we can capture
-        if any(u.start < link.end and link.start < u.end for u in bare):
-            continue
-        cites.append(_Cite(link.url.strip(), link.start, link.end, "link"))
+        shown = [u for u in bare if u.start < link.end and link.start < u.end]
+        if not shown:
+            cites.append(_Cite(link.url.strip(), link.start, link.end, "link"))
+        elif not any(_same_source(u.url, link.url.strip()) for u in shown):
+            # The text shows one URL and the link leads to another (an archived copy, or the
+            # original behind an archive link): the reader follows the target, so both count.
+            cites.append(_Cite(link.url.strip(), link.start, link.end, "link-target"))
     cites.sort(key=lambda c: (c.start, c.end))
     return cites
+
+
+def _same_source(a: str, b: str) -> bool:
+    try:
+        return normalise_url(a) == normalise_url(b)
+    except InputError:
+        return a == b
 
 
 def _merge_links(text: str, links: list[Link]) -> list[Link]:
