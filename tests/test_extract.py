@@ -109,7 +109,7 @@ def web_urls(draw: st.DrawFn) -> str:
         url += "x"
     # Likewise a quote opened inside a path (``_'x``) followed by a closing quote in the prose
     # reads as a quoted path segment (``_'x'``), which is how the extractor reads it.
-    return re.sub(r"(?<=[_\-/=(~.:{\[,])'", "", url)
+    return re.sub(r"(?<=[_\-/=(~.:{\[,])'+", "", url)
 
 
 _PREFIXES = st.sampled_from(["", "(", "[", '"', "\u201c", "'", "<", "\u00ab", "\u2018", "(see ", "at: ", "\u201e"])

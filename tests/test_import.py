@@ -670,3 +670,26 @@ def test_two_processes_importing_at_once(tmp_path: Path) -> None:
     archive = Archive.open(archive_dir)
     assert archive.db.execute("SELECT COUNT(*) FROM report_versions").fetchone()[0] == 2
     assert archive.db.execute("SELECT COUNT(*) FROM custody_log WHERE event = 'report-imported'").fetchone()[0] == 2
+
+
+def test_every_skipped_url_is_reported_with_where_it_stands(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.txt"
+    report.write_text("The first claim is sound.\nhttps://example.org/ok\n\n"
+                      "The second cites a host IDNA refuses: https://\u2603.com/page and more.\n\n"
+                      "The third cites what is not a URL at all: https://.example.org/a.\n", encoding="utf-8")
+    assert run("import", report, "--archive", tmp_path / "a", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [(s["url"], s["paragraph"], s["line"]) for s in result["skipped_urls"]] == [
+        ("https://\u2603.com/page", 2, 4), ("https://.example.org/a", 3, 6)]
+    assert "IDNA" in result["skipped_urls"][0]["reason"]
+    assert result["skipped_urls"][1]["reason"] == "not a URL: no host a page could come from"
+    assert result["citations"] == 1
+
+
+def test_skipped_urls_are_shown_to_people_with_their_position(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.txt"
+    report.write_text("A claim.\nhttps://example.org/ok\n\nAnother: https://-bad.example/x\n", encoding="utf-8")
+    assert run("import", report, "--archive", tmp_path / "a") == 0
+    assert "skipped \u00b62 (line 4): https://-bad.example/x: not a URL" in capsys.readouterr().err

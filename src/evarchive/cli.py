@@ -347,7 +347,7 @@ def print_citing_claims(rows: list[dict[str, Any]]) -> None:
 
 def print_import_result(result: Any, quiet: bool) -> None:
     for skipped in result.skipped_urls:
-        err.print(f"[yellow]skipped[/] {escape(skipped['url'])}: {escape(skipped['reason'])}")
+        err.print(f"[yellow]skipped[/] {_where(skipped)}: {escape(skipped['url'])}: {escape(skipped['reason'])}")
     if quiet:
         return  # an unchanged file is not a problem: a nightly `import --quiet` stays silent
     if result.status == "unchanged":

@@ -49,6 +49,7 @@ _JOINERS = "\u200c\u200d"
 # Wiki-style markers glued to a URL: "...ACAAJ[dead link]", "...[citation needed]", "(archived)".
 _GLUED_MARKER_RE = re.compile(r"(?<=[0-9A-Za-z])[\[(][A-Za-z]{2,}[A-Za-z ]*$")
 _HOST_RE = re.compile(r"(?i)^https?://[^/?#]*[0-9a-z\u00a0-\uffff][^/?#]*")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _LABEL_RE = re.compile(r"^[^\W_]([\w-]*[^\W_])?$")  # inner hyphens and underscores only
 
 
@@ -151,7 +152,8 @@ def host_is_plausible(url: str) -> bool:
     if port and not port.isdigit():
         return False
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-    return all(_LABEL_RE.match(label) for label in labels)
+    # Non-ASCII characters are for IDNA to judge (urls.py), which names its reason.
+    return all(_LABEL_RE.match(_NON_ASCII.sub("a", label)) for label in labels)
 
 
 def _one_url(text: str, match: re.Match[str]) -> str:
@@ -162,17 +164,26 @@ def _one_url(text: str, match: re.Match[str]) -> str:
     return trim_url(url)
 
 
-def find_urls(text: str) -> list[UrlSpan]:
-    """Every http(s) URL in ``text`` with its span, in order of appearance."""
-    found = []
+def _scan(text: str) -> Iterator[tuple[UrlSpan, bool]]:
+    """Every http(s) candidate in ``text``, and whether its host is one a page could come from."""
     pos = 0
     while (match := _URL_RE.search(text, pos)) is not None:
         url = _one_url(text, match)
-        if host_is_plausible(url):
-            found.append(UrlSpan(url, match.start(), match.start() + len(url)))
+        yield UrlSpan(url, match.start(), match.start() + len(url)), host_is_plausible(url)
         # Search again right after what was taken: a cut may have left the next URL behind.
         pos = match.start() + max(len(url), len("http://"))
-    return found
+
+
+def find_urls(text: str) -> list[UrlSpan]:
+    """Every http(s) URL in ``text`` with its span, in order of appearance."""
+    return [span for span, plausible in _scan(text) if plausible]
+
+
+def find_non_urls(text: str) -> list[UrlSpan]:
+    """What starts like a URL but names no possible host (``https://.example``, ``https://-x``):
+    not a citation, but reported, so that nothing that looks cited vanishes unseen."""
+    return [span for span, plausible in _scan(text) if not plausible and "://" in span.url
+            and span.url.split("://", 1)[1]]
 
 
 def is_web_url(url: str) -> bool:

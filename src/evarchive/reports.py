@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EvarchiveError, InputError, UsageError
-from .extract import Block, Claim, Document, Link, Note, NoteRef, find_urls, is_web_url, segment
+from .extract import Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, is_web_url, segment
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
 # it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
@@ -970,7 +970,7 @@ class ImportResult:
     sources: int
     sources_archived: int
     sources_new: int
-    skipped_urls: list[dict[str, str]]
+    skipped_urls: list[dict[str, Any]]  # url, reason, paragraph, page, line
     changes: dict[str, list[dict[str, Any]]] | None = None
     previous_version: int | None = None
 
@@ -1007,22 +1007,32 @@ def _source_stats(db: Any, version_id: int) -> dict[str, int]:
         {"sources": 0, "archived": 0}
 
 
-def _check_urls(claims: list[Claim]) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """Normalised form of every citable URL, and the URLs that cannot be captured (skipped)."""
+def _position(paragraph: int, page: int | None, line: int | None) -> dict[str, Any]:
+    return {"paragraph": paragraph, "page": page, "line": line}
+
+
+def _check_urls(document: Document, claims: list[Claim]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Normalised form of every citable URL, and every cited string that cannot be captured
+    (refused scheme, bad host, IDNA failure, no possible host), each with where it stands."""
     from .urls import normalise_url
 
     normalised: dict[str, str] = {}
-    skipped: dict[str, str] = {}
+    skipped: list[dict[str, Any]] = []
     for claim in claims:
         for citation in claim.citations:
             url = citation.url
-            if url in normalised or url in skipped:
+            if url in normalised:
                 continue
             try:
                 normalised[url] = normalise_url(url)
             except EvarchiveError as exc:
-                skipped[url] = exc.message
-    return normalised, [{"url": u, "reason": r} for u, r in skipped.items()]
+                skipped.append({"url": url, "reason": exc.message,
+                                **_position(citation.paragraph, citation.page, claim.line)})
+    for block in document.blocks:
+        for span in find_non_urls(block.text):
+            skipped.append({"url": span.url, "reason": "not a URL: no host a page could come from",
+                            **_position(block.paragraph, block.page, block.line)})
+    return normalised, skipped
 
 
 def _report_row(db: Any, title: str | None, path: str) -> dict[str, Any] | None:
@@ -1086,11 +1096,11 @@ def import_report(db: Any, path: Path | str, title: str | None = None,
     return _store(db, report_file, document, claims, normalised, skipped, title)
 
 
-def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, str], list[dict[str, str]]]:
+def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, str], list[dict[str, Any]]]:
     """Parse and segment a report; refuses one that cites nothing capturable."""
     document = parse_report(report_file)
     claims = segment(document)
-    normalised, skipped = _check_urls(claims)
+    normalised, skipped = _check_urls(document, claims)
     if not normalised:
         why = f" ({len(skipped)} URLs cannot be captured)" if skipped else ""
         raise InputError(f"{report_file.path}: the report cites no http(s) URLs{why}")
@@ -1112,7 +1122,7 @@ def _drop_uncitable(claims: list[Claim], normalised: dict[str, str]) -> list[Cla
 
 
 def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Claim],
-           normalised: dict[str, str], skipped: list[dict[str, str]], title: str | None) -> ImportResult:
+           normalised: dict[str, str], skipped: list[dict[str, Any]], title: str | None) -> ImportResult:
     from . import custody
     from .catalogue import insert, transaction, utc_now
 
