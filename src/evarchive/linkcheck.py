@@ -905,14 +905,6 @@ class _MethodFetcher(Fetcher):
         super().__init__(client, settings, tmp_dir)
         self.method = method
 
-    async def fetch_one(self, url: str) -> CaptureHop:
-        request = self.client.build_request(self.method, url)
-        response = await self.client.send(request, stream=True)
-        try:
-            return await self._read_hop(url, response)
-        finally:
-            await response.aclose()
-
 
 def error_kind(exc: BaseException) -> str:
     """Which kind of unreachable: dns, refused, timeout, tls, reset, network,
