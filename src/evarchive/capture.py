@@ -272,7 +272,9 @@ class Fetcher:
         backoff = self.settings.backoff_base * (2 ** attempt)
         return min(self.settings.backoff_max, backoff * (0.5 + random.random() / 2))
 
-    async def fetch_one(self, url: str, cookies: ChainCookies) -> Hop:
+    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+        if cookies is None:  # a hop on its own starts with no cookies, like a chain
+            cookies = ChainCookies(self.settings.clock().timestamp())
         cookie = cookies.header(url)
         # The request line carries the URL as cited (httpx would re-encode "[]|{}^").
         request = self.client.build_request(
