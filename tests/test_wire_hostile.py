@@ -21,6 +21,8 @@ from warcio.archiveiterator import ArchiveIterator
 from evarchive.archive import Archive
 from evarchive.capture import CaptureOutcome, CaptureSettings, capture_urls
 from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+from evarchive.urls import normalise_url, request_url
+from evarchive.wire import ResponseFraming
 
 
 @pytest.fixture
@@ -197,3 +199,23 @@ def test_the_request_line_carries_the_url_as_cited(local_server: LocalServer, ar
     assert local_server.last_exchange("/echo").target == wire_target
     [request] = requests_of(archive, outcome)
     assert request.startswith(f"GET {wire_target} HTTP/1.1\r\n".encode())
+
+
+def test_both_spellings_of_a_bracket_are_still_one_source() -> None:
+    assert normalise_url("http://h.test/p?f[0]=a|b") == normalise_url("http://h.test/p?f%5B0%5D=a%7cb")
+    assert request_url("http://h.test/p?f%5B0%5D=a") == "http://h.test/p?f%5B0%5D=a"  # as cited
+
+
+@pytest.mark.parametrize("framed", [
+    b"5\r\nhello\r\n0\r\n\r\n",
+    b"5;name=value\r\nhello\r\n1A\r\n" + b"x" * 26 + b"\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n",
+])
+def test_the_end_of_a_chunked_body_is_found_at_any_read_boundary(framed: bytes) -> None:
+    surplus = b"HTTP/1.1 200 OK\r\n"
+    for cut in range(1, len(framed) + len(surplus)):
+        data = framed + surplus
+        framing = ResponseFraming(chunked=True)
+        extra = framing.feed(data[:cut]) + framing.feed(data[cut:])
+        assert (extra, framing.done) == (len(surplus), True), cut
+        clean = ResponseFraming(chunked=True)
+        assert clean.feed(framed[:cut]) + clean.feed(framed[cut:]) == 0

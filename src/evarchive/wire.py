@@ -32,7 +32,7 @@ class NoStatusLine(httpcore.RemoteProtocolError):
     """The server answered with bytes that do not begin with an HTTP status line (HTTP/0.9)."""
 
 
-class _Framing:
+class ResponseFraming:
     """Where the current response ends on the wire (RFC 9112 section 6.3), so that bytes after it
     are seen: fixed length, chunked, or unknown (read until close, tunnels: never surplus)."""
 
@@ -135,7 +135,7 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         self._head_complete = False
         self._reading = False
         self._pending = bytearray()  # head bytes read but not yet handed to the HTTP parser
-        self._framing = _Framing()
+        self._framing = ResponseFraming()
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if self.poisoned:
@@ -209,7 +209,7 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         if status == 101 or (method == b"CONNECT" and 200 <= status < 300):
             return head  # the connection becomes a tunnel
         if method == b"HEAD" or status in (204, 304) or status < 200:
-            self._framing = _Framing(length=0)
+            self._framing = ResponseFraming(length=0)
             return head
         encodings = _header_values(head, b"transfer-encoding")
         lengths = _header_values(head, b"content-length")
@@ -226,13 +226,13 @@ class RecordingStream(httpcore.AsyncNetworkStream):
                     f"{b', '.join(encodings).decode('latin-1')} with Content-Length: {shown}; "
                     "the body was read by Transfer-Encoding, which governs (RFC 9112 section 6.3)")
                 head = _without_header(head, b"content-length")
-            self._framing = _Framing(chunked=chunked)
+            self._framing = ResponseFraming(chunked=chunked)
             return head
         values = {v.strip() for value in lengths for v in value.split(b",")}
         if len(values) == 1:
             value = values.pop()
             if value.isdigit():
-                self._framing = _Framing(length=int(value))
+                self._framing = ResponseFraming(length=int(value))
         return head
 
     def _track(self, data: bytes) -> None:
