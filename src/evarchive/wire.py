@@ -135,6 +135,7 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         self._head_complete = False
         self._reading = False
         self._pending = bytearray()  # head bytes read but not yet handed to the HTTP parser
+        self._scan_from = 0  # the head's end is not before this offset of _pending
         self._framing = ResponseFraming()
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -178,9 +179,10 @@ class RecordingStream(httpcore.AsyncNetworkStream):
             raise NoStatusLine(
                 "the server answered without an HTTP status line (an HTTP/0.9-style response, "
                 f"or not HTTP at all); its answer began {bytes(self._pending[:SAMPLE])!r}")
-        match = HEAD_END.search(self._pending)
+        match = HEAD_END.search(self._pending, self._scan_from)
         if match is None:
             if len(self._pending) <= MAX_HEAD:
+                self._scan_from = max(0, len(self._pending) - 2)  # a head dripped byte by byte
                 return None
             self.response_head = bytearray(self._pending)
             self._head_complete = True
@@ -189,6 +191,7 @@ class RecordingStream(httpcore.AsyncNetworkStream):
             return released
         head = bytes(self._pending[: match.end()])
         del self._pending[: match.end()]
+        self._scan_from = 0
         if head[9:10] == b"1" and not head.startswith(b"HTTP/1.1 101"):
             return head  # informational (1xx): the final head follows
         self.response_head = bytearray(head)
