@@ -164,6 +164,24 @@ def test_bytes_beyond_a_response_never_reach_the_next_capture(local_server: Loca
     assert "bytes beyond the end of this response" in entry
 
 
+def test_a_check_keeps_the_surplus_finding_in_its_evidence(local_server: LocalServer,
+                                                           archive: Archive) -> None:
+    url = local_server.url("/smuggle")
+    [outcome] = capture_urls(archive, [url], one_at_a_time(local_server))
+    assert outcome.status == "captured"
+    cfg = CheckSettings(network=one_at_a_time(local_server, clock=FakeClock()), commit_interval=0.0,
+                        evidence="all", probe=False, head="never")
+    [result] = check_sources(archive, select_sources(archive, [url]), cfg).results
+    assert result.verdict == "ok"
+    rows = archive.db.execute("SELECT warc_file, offset, length FROM check_records "
+                              "WHERE record_type = 'metadata'").fetchall()
+    [(name, offset, length)] = rows
+    with open(archive.warcs_dir / name, "rb") as fh:
+        fh.seek(offset)
+        block = gzip.decompress(fh.read(length)).decode("utf-8")
+    assert f"finding: {url}: the server sent at least" in block
+
+
 def test_chunked_with_an_invalid_content_length_is_captured_with_its_redirect(
         local_server: LocalServer, archive: Archive) -> None:
     url = local_server.url("/redirect-to?url=/chunked-bad-length")

@@ -1624,6 +1624,8 @@ def _metadata_fields(result: CheckResult, obs: Observation, probe: Observation |
     if probe is not None:
         fields += [("probe-url", probe.url), ("probe-status", str(probe.status or ""))]
     fields += [("strikes", str(result.strikes)), ("confirmed", str(result.confirmed).lower())]
+    for hop in [*obs.extra_raw_hops, *obs.raw_hops]:  # what was wrong on the wire (wire.py)
+        fields += [("finding", f"{hop.url}: {text}") for text in hop.findings]
     return fields
 
 
