@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from fakes import FakeClock, NoSleep
-from localserver import CHUNKED_BODY, PLAIN_BODY, SMUGGLE_BODY, LocalServer
+from localserver import CHUNKED_BODY, PLAIN_BODY, SMUGGLE_BODY, LocalServer, Response
 from warcio.archiveiterator import ArchiveIterator
 
 from evarchive.archive import Archive
@@ -146,9 +146,10 @@ def test_check_after_a_non_ascii_cookie_strikes_no_source(local_server: LocalSer
 
 # --------------------------------------------------------------------------- framing
 
+@pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
 def test_bytes_beyond_a_response_never_reach_the_next_capture(local_server: LocalServer,
-                                                              archive: Archive) -> None:
-    urls = [local_server.url("/smuggle"), local_server.url("/plain")]
+                                                              archive: Archive, https: bool) -> None:
+    urls = [local_server.url("/smuggle", https=https), local_server.url("/plain", https=https)]
     smuggler, victim = capture_urls(archive, urls, one_at_a_time(local_server))
     assert (victim.status, victim.payload_sha256) == (
         "captured", local_server.last_exchange("/plain").body_sha256)
@@ -237,3 +238,18 @@ def test_the_end_of_a_chunked_body_is_found_at_any_read_boundary(framed: bytes) 
         assert (extra, framing.done) == (len(surplus), True), cut
         clean = ResponseFraming(chunked=True)
         assert clean.feed(framed[:cut]) + clean.feed(framed[cut:]) == 0
+
+
+def test_informational_heads_and_exact_framing_are_no_finding(local_server: LocalServer,
+                                                              archive: Archive) -> None:
+    early = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+    local_server.set_route("/early-hints", handler=lambda r: Response(raw=early))
+    urls = [local_server.url(p) for p in ("/early-hints", "/plain", "/chunked", "/gzip", "/status/204")]
+    outcomes = capture_urls(archive, urls, one_at_a_time(local_server))
+    assert [(o.status, o.http_status, o.findings) for o in outcomes] == [
+        ("captured", 200, []), ("captured", 200, []), ("captured", 200, []), ("captured", 200, []),
+        ("captured", 204, [])]
+    assert outcomes[0].payload_sha256 == hashlib.sha256(b"hello").hexdigest()
+    [response] = [b for _, b in records_of(archive, outcomes[0].capture_id, "response")]
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
