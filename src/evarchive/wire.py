@@ -8,6 +8,13 @@ Body bytes are not copied here (they are streamed to disk by the capture engine 
 
 HTTP/1.1 without pipelining sends one request at a time per connection, so a write that follows
 a read starts a new exchange on a kept-alive connection.
+
+Because it sees every byte, this layer also guards the parser (h11) above it: it finds where
+each response ends and poisons a connection that carried bytes beyond it (they must never be
+read as the next capture's response); it names an answer without a status line (HTTP/0.9)
+instead of letting it pass for a disconnect; and when Transfer-Encoding and Content-Length
+conflict, it hands the parser the head without Content-Length (Transfer-Encoding governs, RFC
+9112 section 6.3) while the evidence keeps the head exactly as received.
 """
 
 from __future__ import annotations
