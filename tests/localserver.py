@@ -852,6 +852,7 @@ class _Builtins:
             "/echo": self.echo,
             "/cookie/set": self.cookie_set,
             "/cookie/redirect": self.cookie_redirect,
+            "/cookie/check": self.cookie_check,
             "/smuggle": self.smuggle,
             "/http09": lambda r: Response(raw=HTTP09_BODY),
             "/chunked-bad-length": self.chunked_bad_length,
@@ -1100,6 +1101,14 @@ class _Builtins:
         response = redirect_response("/echo")
         response.headers.append((b"Set-Cookie", b"hop=from-the-redirect; Path=/"))
         response.headers.append((b"Set-Cookie", b"utf=caf\xc3\xa9; Path=/"))
+        return response
+
+    def cookie_check(self, req: Request) -> Response:
+        """A site that redirects to the same URL to see whether the client keeps its cookie."""
+        if "checked=yes" in (req.header("cookie") or ""):
+            return html_response(_html_page("Cookie check", "<p>Welcome back.</p>"))
+        response = redirect_response(req.target)
+        response.headers.append((b"Set-Cookie", b"checked=yes; Path=/"))
         return response
 
     def smuggle(self, req: Request) -> Response:

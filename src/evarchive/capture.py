@@ -29,7 +29,6 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from . import __version__, client, custody, parallel
-from .cookies import ChainCookies
 from .archive import Archive
 from .catalogue import (
     ensure_source,
@@ -43,6 +42,7 @@ from .catalogue import (
     update,
     utc_now,
 )
+from .cookies import ChainCookies
 from .errors import CouldNotRunError, InputError
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
@@ -223,16 +223,18 @@ class Fetcher:
 
     async def fetch_chain(self, url: str) -> list[Hop]:
         hops: list[Hop] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, bytes | None]] = set()
         cookies = ChainCookies(self.settings.clock().timestamp())
         current = request_url(url)
         while True:
-            if current in seen:
+            # A redirect back to the same URL with a cookie just set is a cookie check, not a loop.
+            state = (current, cookies.header(current))
+            if state in seen:
                 raise CaptureFailure("RedirectLoop", f"redirect loop back to {current}", hops)
             if len(hops) > self.settings.max_redirects:
                 raise CaptureFailure("TooManyRedirects",
                                      f"more than {self.settings.max_redirects} redirects", hops)
-            seen.add(current)
+            seen.add(state)
             hop = await self.fetch_with_retries(current, cookies)
             hops.append(hop)
             if hop.location is None:
