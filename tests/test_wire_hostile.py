@@ -6,6 +6,7 @@ Real loopback server, real WARC files read back with warcio, no mocks and no sle
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -14,16 +15,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpcore
 import pytest
 from fakes import FakeClock, NoSleep
-from localserver import CHUNKED_BODY, PLAIN_BODY, SMUGGLE_BODY, LocalServer, Response
+from localserver import CHUNKED_BODY, PLAIN_BODY, SMUGGLE_BODY, SMUGGLED_RESPONSE, LocalServer, Response
 from warcio.archiveiterator import ArchiveIterator
 
 from evarchive.archive import Archive
 from evarchive.capture import CaptureOutcome, CaptureSettings, capture_urls
 from evarchive.linkcheck import CheckSettings, check_sources, select_sources
 from evarchive.urls import normalise_url, request_url
-from evarchive.wire import ResponseFraming
+from evarchive.wire import RecordingBackend, RecordingStream, ResponseFraming
 
 
 @pytest.fixture
@@ -265,3 +267,25 @@ def test_informational_heads_and_exact_framing_are_no_finding(local_server: Loca
     assert outcomes[0].payload_sha256 == hashlib.sha256(b"hello").hexdigest()
     [response] = [b for _, b in records_of(archive, outcomes[0].capture_id, "response")]
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_poisoned_connection_reports_itself_readable_and_refuses_requests(local_server: LocalServer) -> None:
+    async def exchange() -> tuple[bytes, RecordingStream]:
+        stream = await RecordingBackend().connect_tcp("127.0.0.1", local_server.http_port, timeout=5)
+        assert isinstance(stream, RecordingStream)
+        await stream.write(b"GET /smuggle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        received = b""
+        while not stream.poisoned and len(received) < 1000:
+            data = await stream.read(65536, timeout=5)
+            assert data, "the server closed before sending the surplus"
+            received += data
+        assert stream.get_extra_info("is_readable") is True  # httpcore closes it instead of reusing it
+        with pytest.raises(httpcore.ConnectionNotAvailable):
+            await stream.write(b"GET /plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await stream.aclose()
+        return received, stream
+
+    received, stream = asyncio.run(exchange())
+    assert received.endswith(SMUGGLE_BODY + SMUGGLED_RESPONSE)
+    assert stream.surplus == len(SMUGGLED_RESPONSE) and stream.surplus_sample == SMUGGLED_RESPONSE[:64]
+    assert stream.request_bytes == b"GET /smuggle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # nothing more was sent
