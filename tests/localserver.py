@@ -75,7 +75,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlsplit
 
 import trustme
 
@@ -114,6 +114,11 @@ CHUNKED_BODY = _html_page(
 CHUNKED_GZIP_DECODED_BODY = _html_page(
     "Chunked gzip page", "<h1>Chunked gzip</h1>\n" + "<p>Gzip body, chunked on the wire.</p>\n" * 40
 )
+
+
+HTTP09_BODY = b"<html>An answer in HTTP/0.9: no status line, no headers.</html>\n"
+SMUGGLE_BODY = b"the declared body"
+SMUGGLED_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nforged"
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -340,6 +345,7 @@ class Response:
     close: bool = False  # close the connection after this response
     frame: bool = True  # add Content-Length / Transfer-Encoding / Connection: close
     delay: float = 0.0  # before the status line
+    raw: bytes | None = None  # sent as the whole response instead: no status line, no headers
 
 
 def html_response(body: bytes | str, status: int = 200, headers: Iterable[HeaderInput] = ()) -> Response:
@@ -844,6 +850,12 @@ class _Builtins:
             "/captcha": self.captcha,
             "/consent": self.consent,
             "/echo": self.echo,
+            "/cookie/set": self.cookie_set,
+            "/cookie/redirect": self.cookie_redirect,
+            "/cookie/check": self.cookie_check,
+            "/smuggle": self.smuggle,
+            "/http09": lambda r: Response(raw=HTTP09_BODY),
+            "/chunked-bad-length": self.chunked_bad_length,
         }
         self.prefixes: list[tuple[str, Handler]] = [
             ("/redirect/", functools.partial(self.redirect_chain, status=302)),
@@ -1078,6 +1090,37 @@ class _Builtins:
             '<button id="accept-all">Accept all cookies</button><button id="reject">Reject</button></div>'
         )
         return html_response(_html_page("Before you continue", main))
+
+    def cookie_set(self, req: Request) -> Response:
+        """Set-Cookie with the raw bytes of ``?c=`` (percent-decoded, so any octet can be sent)."""
+        cookie = unquote_to_bytes(req.query.partition("c=")[2].partition("&")[0])
+        return html_response(_html_page("Cookie", "<p>A cookie was set.</p>"), headers=[(b"Set-Cookie", cookie)])
+
+    def cookie_redirect(self, req: Request) -> Response:
+        """A redirect to /echo that sets a cookie on the way."""
+        response = redirect_response("/echo")
+        response.headers.append((b"Set-Cookie", b"hop=from-the-redirect; Path=/"))
+        response.headers.append((b"Set-Cookie", b"utf=caf\xc3\xa9; Path=/"))
+        return response
+
+    def cookie_check(self, req: Request) -> Response:
+        """A site that redirects to the same URL to see whether the client keeps its cookie."""
+        if "checked=yes" in (req.header("cookie") or ""):
+            return html_response(_html_page("Cookie check", "<p>Welcome back.</p>"))
+        response = redirect_response(req.target)
+        response.headers.append((b"Set-Cookie", b"checked=yes; Path=/"))
+        return response
+
+    def smuggle(self, req: Request) -> Response:
+        """Content-Length shorter than the body: the rest is a forged response for the next request."""
+        return Response(200, SMUGGLE_BODY + SMUGGLED_RESPONSE, [(b"Content-Type", b"text/plain")],
+                        length=len(SMUGGLE_BODY))
+
+    def chunked_bad_length(self, req: Request) -> Response:
+        """Chunked framing with an invalid Content-Length beside it (seen in real crawls)."""
+        headers = [(b"Content-Type", b"text/html"), (b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"-1")]
+        framed = b"".join(_chunk(p) for p in _split_for_chunks(CHUNKED_BODY, [100, 7])) + b"0\r\n\r\n"
+        return Response(200, framed, headers, frame=False)
 
     def echo(self, req: Request) -> Response:
         data = {
@@ -1628,6 +1671,12 @@ class LocalServer:
         delay = resp.delay + self.latency
         if delay > 0:
             await conn.sleep(delay)
+        if resp.raw is not None:
+            ex.response_head = resp.raw
+            self._finish(ex, True)
+            conn.write(resp.raw)
+            conn.close()
+            return False
         no_body = req.method == "HEAD" or resp.status in (204, 304) or resp.status < 200
         fixed = isinstance(resp.body, (bytes, bytearray, memoryview))
         close = resp.close or not req.keep_alive

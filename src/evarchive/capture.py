@@ -42,8 +42,9 @@ from .catalogue import (
     update,
     utc_now,
 )
+from .cookies import ChainCookies
 from .errors import CouldNotRunError, InputError
-from .urls import host_of, request_url, validate_url
+from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
     Block,
@@ -54,7 +55,7 @@ from .warcwriter import (
     warc_fields,
 )
 from .tlsinfo import tls_info, validate_by_handshake
-from .wire import find_recording
+from .wire import NoStatusLine, find_recording
 
 DEFAULT_USER_AGENT = f"evarchive/{__version__} (evidence archiver; +python-httpx)"
 RENAMED_TE_HEADER = b"X-Original-Transfer-Encoding"
@@ -134,6 +135,8 @@ class Hop:
     server_port: int | None
     tls: dict[str, Any] | None
     location: str | None = None
+    findings: list[str] = field(default_factory=list)  # what was wrong on the wire
+    notes: list[str] = field(default_factory=list)  # e.g. a cookie that could not be kept
 
 
 @dataclass
@@ -152,6 +155,7 @@ class CaptureOutcome:
     error_class: str | None = None
     error_message: str | None = None
     truncated: bool = False
+    findings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,7 +208,13 @@ def _reconstruct_head(response: httpx.Response) -> bytes:
 # --------------------------------------------------------------------------- fetching
 
 class Fetcher:
-    """Fetches one URL hop by hop, with retries, into spooled hops."""
+    """Fetches one URL hop by hop, with retries, into spooled hops.
+
+    Each chain starts with no cookies and keeps only those its own responses set (see
+    ``cookies.py``): a capture never depends on what was captured before it.
+    """
+
+    method = "GET"
 
     def __init__(self, client: httpx.AsyncClient, settings: CaptureSettings, tmp_dir: Path) -> None:
         self.client = client
@@ -213,16 +223,19 @@ class Fetcher:
 
     async def fetch_chain(self, url: str) -> list[Hop]:
         hops: list[Hop] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, bytes | None]] = set()
+        cookies = ChainCookies(self.settings.clock().timestamp())
         current = request_url(url)
         while True:
-            if current in seen:
+            # A redirect back to the same URL with a cookie just set is a cookie check, not a loop.
+            state = (current, cookies.header(current))
+            if state in seen:
                 raise CaptureFailure("RedirectLoop", f"redirect loop back to {current}", hops)
             if len(hops) > self.settings.max_redirects:
                 raise CaptureFailure("TooManyRedirects",
                                      f"more than {self.settings.max_redirects} redirects", hops)
-            seen.add(current)
-            hop = await self.fetch_with_retries(current)
+            seen.add(state)
+            hop = await self.fetch_with_retries(current, cookies)
             hops.append(hop)
             if hop.location is None:
                 return hops
@@ -231,11 +244,12 @@ class Fetcher:
             except InputError as exc:
                 raise CaptureFailure("RefusedRedirect", f"redirect refused: {exc.message}", hops) from None
 
-    async def fetch_with_retries(self, url: str) -> Hop:
+    async def fetch_with_retries(self, url: str, cookies: ChainCookies | None = None) -> Hop:
         attempt = 0
+        cookies = cookies if cookies is not None else ChainCookies(self.settings.clock().timestamp())
         while True:
             try:
-                hop = await self.fetch_one(url)
+                hop = await self.fetch_one(url, cookies)
                 if hop.status not in RETRY_STATUSES or attempt >= self.settings.retries:
                     return hop
                 delay = self._retry_delay(attempt, hop.headers.get("retry-after"))
@@ -260,13 +274,28 @@ class Fetcher:
         backoff = self.settings.backoff_base * (2 ** attempt)
         return min(self.settings.backoff_max, backoff * (0.5 + random.random() / 2))
 
-    async def fetch_one(self, url: str) -> Hop:
-        request = self.client.build_request("GET", url)
-        response = await self.client.send(request, stream=True)
+    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+        if cookies is None:  # a hop on its own starts with no cookies, like a chain
+            cookies = ChainCookies(self.settings.clock().timestamp())
+        cookie = cookies.header(url)
+        # The request line carries the URL as cited (httpx would re-encode "[]|{}^").
+        request = self.client.build_request(
+            self.method, url, headers={"Cookie": cookie} if cookie else None,
+            extensions={"target": request_target(url)})
         try:
-            return await self._read_hop(url, response)
+            response = await self.client.send(request, stream=True)
+        except httpx.RemoteProtocolError as exc:
+            if isinstance(exc.__cause__, NoStatusLine):
+                raise CaptureFailure("HTTP09Response", str(exc.__cause__)) from None
+            raise
+        try:
+            cookies.store(url, [v for k, v in response.headers.raw if k.lower() == b"set-cookie"])
+            hop = await self._read_hop(url, response)
         finally:
             await response.aclose()
+        hop.notes += cookies.notes
+        cookies.notes.clear()
+        return hop
 
     async def _read_hop(self, url: str, response: httpx.Response) -> Hop:
         stream = response.extensions.get("network_stream")
@@ -282,6 +311,7 @@ class Fetcher:
         if tls is not None:
             await self._add_validation(tls, url, peer)
         body, length, payload_hex, block_hex, truncated = await self._spool_body(response, head)
+        findings = recording.exchange_findings() if recording else []
         location = response.headers.get("location") if 300 <= response.status_code < 400 else None
         return Hop(url=url, request_bytes=request_bytes, response_head=head,
                    head_reconstructed=reconstructed, status=response.status_code,
@@ -290,7 +320,7 @@ class Fetcher:
                    payload_sha256=payload_hex, block_sha256=block_hex, truncated=truncated,
                    server_ip=None if self.settings.proxy or not peer else str(peer[0]),
                    server_port=None if self.settings.proxy or not peer else int(peer[1]),
-                   tls=tls, location=location)
+                   tls=tls, location=location, findings=findings)
 
     async def _add_validation(self, tls: dict[str, Any], url: str, peer: Any) -> None:
         if not self.settings.insecure:
@@ -510,6 +540,8 @@ def provenance_fields(cited_url: str, hops: list[Hop], settings: CaptureSettings
         ("proxy", _proxy_kind(settings.proxy) or "none"),
         ("transfer-encoding", "stored de-chunked; header renamed to "
                               + RENAMED_TE_HEADER.decode()),
+        ("cookies", "none at the start of the capture; only cookies set during its own redirect "
+                    "chain were sent, as received (see the request records)"),
     ]
     if tls:
         fields += [("tls-version", tls.get("version") or ""), ("tls-cipher", tls.get("cipher") or ""),
@@ -517,6 +549,9 @@ def provenance_fields(cited_url: str, hops: list[Hop], settings: CaptureSettings
                    ("tls-validated", tls.get("validation") or "")]
     if any(h.head_reconstructed for h in hops):
         fields.append(("response-head", "reconstructed from parsed headers (wire bytes unavailable)"))
+    for hop in hops:
+        fields += [("finding", f"{hop.url}: {text}") for text in hop.findings]
+        fields += [("note", f"{hop.url}: {text}") for text in hop.notes]
     if revisit_of:
         fields.append(("revisit-of-capture", str(revisit_of["capture"]["id"])))
     if attempts_note:
@@ -712,7 +747,8 @@ class CaptureRun:
             final_url=row["final_url"], payload_sha256=row["payload_sha256"],
             payload_size=row["payload_size"], warc_file=row["warc_file"],
             error_class=row["error_class"], error_message=row["error_message"],
-            truncated=bool(row["truncated"]))
+            truncated=bool(row["truncated"]),
+            findings=[f"{h.url}: {text}" for h in hops for text in h.findings])
         end = (records[-1].offset + records[-1].length) if records else None
         self.pending.append(PendingCapture(row, records, outcome, end))
         if (len(self.pending) >= self.settings.commit_every
@@ -737,9 +773,11 @@ class CaptureRun:
                     self.db.execute(
                         "UPDATE warc_files SET referenced_size = MAX(referenced_size, ?) "
                         "WHERE name = ?", [item.end_offset, item.row["warc_file"]])
-                entries.append(("capture", item.row["url_requested"], {
-                    "capture_id": capture_id, "capture": item.row,
-                    "records": [r.as_row() for r in item.records]}))
+                details = {"capture_id": capture_id, "capture": item.row,
+                           "records": [r.as_row() for r in item.records]}
+                if item.outcome.findings:
+                    details["findings"] = item.outcome.findings
+                entries.append(("capture", item.row["url_requested"], details))
             custody.append_many(self.db, entries)
         self._last_commit = time.monotonic()
         self.committed += len(batch)

@@ -161,6 +161,8 @@ def print_capture_summary(outcomes: list[Any], quiet: bool) -> None:
     for o in outcomes:
         if o.status == "failed":
             err.print(f"[red]failed[/] {o.url}: {o.error_class}: {o.error_message}")
+        for finding in getattr(o, "findings", ()):  # kept in the capture's metadata and custody entry
+            err.print(f"[yellow]finding[/] {escape(finding)}")
 
 
 @app.command()

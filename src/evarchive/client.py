@@ -5,6 +5,9 @@
 - One connection pool per origin. The pool size *is* the per-host limit (browsers open up to 6
   connections per host), and small pools keep httpcore's request-to-connection matching cheap
   when a run spans many hosts.
+- No cookie jar: httpx's own jar would carry cookies from one capture into every later one
+  (and breaks on non-ASCII cookies). Each redirect chain keeps its own cookies
+  (``cookies.ChainCookies``); the client neither stores nor sends any.
 - ``resolve`` points a host at another address (like curl's ``--resolve``) without touching the
   system's hosts file; TLS still validates the original name.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 
 import httpcore
 import httpx
@@ -129,10 +133,21 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
         self._pools.clear()
 
 
+class _NoCookies(CookieJar):
+    """A jar that never stores a cookie nor adds one to a request."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        return None
+
+    def add_cookie_header(self, request: object) -> None:
+        return None
+
+
 def build_client(settings: ClientSettings) -> httpx.AsyncClient:
     """An httpx client whose transport records wire bytes; redirects are followed by the caller."""
     timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
                             write=settings.read_timeout, pool=None)
     headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
     return httpx.AsyncClient(transport=PerOriginTransport(settings), headers=headers,
-                             timeout=timeout, follow_redirects=False, trust_env=False)
+                             timeout=timeout, follow_redirects=False, trust_env=False,
+                             cookies=_NoCookies())

@@ -905,14 +905,6 @@ class _MethodFetcher(Fetcher):
         super().__init__(client, settings, tmp_dir)
         self.method = method
 
-    async def fetch_one(self, url: str) -> CaptureHop:
-        request = self.client.build_request(self.method, url)
-        response = await self.client.send(request, stream=True)
-        try:
-            return await self._read_hop(url, response)
-        finally:
-            await response.aclose()
-
 
 def error_kind(exc: BaseException) -> str:
     """Which kind of unreachable: dns, refused, timeout, tls, reset, network,
@@ -1632,6 +1624,8 @@ def _metadata_fields(result: CheckResult, obs: Observation, probe: Observation |
     if probe is not None:
         fields += [("probe-url", probe.url), ("probe-status", str(probe.status or ""))]
     fields += [("strikes", str(result.strikes)), ("confirmed", str(result.confirmed).lower())]
+    for hop in [*obs.extra_raw_hops, *obs.raw_hops]:  # what was wrong on the wire (wire.py)
+        fields += [("finding", f"{hop.url}: {text}") for text in hop.findings]
     return fields
 
 

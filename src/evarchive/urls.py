@@ -2,7 +2,9 @@
 
 Three forms of a URL matter:
 - the URL *as cited*, kept verbatim for the court (never rewritten);
-- the *request* form: IDNA host and percent-encoded path, which is what goes on the wire;
+- the *request* form: IDNA host, and the path and query as cited, with only what cannot go on
+  an HTTP request line percent-encoded (non-ASCII, space, controls): the server must see the
+  request the cited URL names, so ``[]|{}^`` and the like are sent as they are;
 - the *normalised* form: the request form made canonical, used only to recognise the same
   source cited twice in different spellings.
 """
@@ -32,6 +34,17 @@ def _quote_non_ascii(text: str, safe: str) -> str:
     out = []
     for ch in text:
         if ch in safe or (ch.isascii() and ch.isalnum()):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def _quote_for_wire(text: str) -> str:
+    """Percent-encode only what may not appear on a request line: non-ASCII, space, controls."""
+    out = []
+    for ch in text:
+        if ch.isascii() and ch.isprintable() and ch != " ":
             out.append(ch)
         else:
             out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
@@ -86,7 +99,8 @@ def validate_url(url: str) -> str:
 
 @functools.lru_cache(maxsize=65536)
 def request_url(url: str) -> str:
-    """The form sent on the wire: IDNA host, non-ASCII percent-encoded, fragment dropped."""
+    """The form sent on the wire: IDNA host, non-ASCII, space and controls percent-encoded,
+    fragment dropped."""
     parts = parse_url(url)
     scheme = parts.scheme.lower()
     host = _bracket_ipv6(_encode_host(parts.hostname or ""))
@@ -94,9 +108,18 @@ def request_url(url: str) -> str:
     if parts.username is not None:
         # Credentials in a cited URL are kept in the citation but never sent.
         pass
-    path = _quote_non_ascii(parts.path or "/", _SAFE_PATH)
-    query = _quote_non_ascii(parts.query, _SAFE_QUERY)
+    path = _quote_for_wire(parts.path or "/")
+    query = _quote_for_wire(parts.query)
     return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def request_target(url: str) -> bytes:
+    """The request line's target for ``url`` (origin form), exactly as it is to be sent."""
+    parts = urlsplit(request_url(url))
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return target.encode("ascii")
 
 
 def _normalise_escapes(text: str) -> str:
@@ -116,8 +139,9 @@ def normalise_url(url: str) -> str:
     host = _bracket_ipv6(parts.hostname or "")
     port = parts.port
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = _normalise_escapes(parts.path) or "/"
-    query = _normalise_escapes(parts.query)
+    # Sent verbatim, but for recognising a source "[" and "%5B" are one spelling.
+    path = _normalise_escapes(_quote_non_ascii(parts.path, _SAFE_PATH)) or "/"
+    query = _normalise_escapes(_quote_non_ascii(parts.query, _SAFE_QUERY))
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
