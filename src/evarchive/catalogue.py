@@ -27,6 +27,16 @@ from .urls import normalise_url, validate_url
 BUSY_TIMEOUT_MS = 60_000
 
 
+def path_value(path: Path) -> str | bytes:
+    """A path to store and use again: its text, or its raw bytes (a BLOB) when they are not
+    UTF-8, which SQLite text cannot hold."""
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 def utc_now() -> str:
     """The current time as an ISO-8601 UTC string with microseconds (the catalogue's format)."""
     return format_time(dt.datetime.now(dt.UTC))

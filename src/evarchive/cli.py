@@ -64,13 +64,20 @@ def browsed_archive(path: Path | None) -> Archive:
     return Archive.existing(path, check=False)
 
 
+def json_text(value: Any) -> str:
+    """One JSON document; a file name that is not UTF-8 appears as \\udcNN escapes, which JSON
+    readers decode back to the same (surrogate-escaped) name instead of failing on the bytes."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json_text(value) + "\n")
 
 
 def print_json_lines(values: list[Any]) -> None:
     for value in values:
-        sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(json_text(value) + "\n")
 
 
 def version_callback(value: bool) -> None:
@@ -1087,7 +1094,7 @@ def catalogue_failure(exc: sqlite3.DatabaseError) -> int:
 
     if is_damage(exc):
         message = (f"the catalogue is damaged ({exc}). See the damage with: sqlite3 catalogue.sqlite "
-                   "'PRAGMA integrity_check'. Restore catalogue.sqlite from a backup, and keep the damaged "
+                   "'PRAGMA integrity_check', then restore catalogue.sqlite from a backup, and keep the damaged "
                    "copy and the warcs/ folder: the evidence itself is in the WARC files.")
     else:
         message = f"the catalogue could not be used: {exc}"
@@ -1097,6 +1104,9 @@ def catalogue_failure(exc: sqlite3.DatabaseError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every error becomes a message on stderr and a documented exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 must never end a command
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         app(args=argv, standalone_mode=False, prog_name="evarchive")
     except EvarchiveError as exc:

@@ -100,7 +100,7 @@ def private_key_path(db: sqlite_utils.Database, key_row: dict[str, Any]) -> Path
     if env:
         return Path(env)
     if key_row.get("private_key_path"):
-        return Path(key_row["private_key_path"])
+        return Path(os.fsdecode(key_row["private_key_path"]))
     cat = catalogue_path(db)
     return signing.default_private_path(cat.parent / "keys") if cat else None
 

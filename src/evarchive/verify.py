@@ -1141,10 +1141,13 @@ class Verifier:
         return found
 
     def check_files(self) -> None:
+        from .errors import shown
+
         on_disk = self.disk_files()
         if self.source_ids is None:
             for name in sorted(set(on_disk) - set(self.files)):
-                self.add("unknown-file", f"{name} is in warcs/ but the catalogue does not know it", file=name)
+                self.add("unknown-file", f"{shown(name)} is in warcs/ but the catalogue does not know it",
+                         file=name)
         tasks = []
         for name, row in self.files.items():
             path = on_disk.get(name)
