@@ -43,7 +43,7 @@ from .catalogue import (
     utc_now,
 )
 from .cookies import ChainCookies
-from .errors import CouldNotRunError, InputError
+from .errors import CouldNotRunError, InputError, shown
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
@@ -803,31 +803,42 @@ def _pid() -> int:
 
 # --------------------------------------------------------------------------- public API
 
-def select_urls(archive: Archive, urls: Iterable[str] = (), from_file: Path | None = None,
-                pending: bool = False, everything: bool = False) -> list[str]:
-    """The URLs a capture command works on, validated before anything is written."""
+def read_url_list(urls: Iterable[str] = (), from_file: Path | None = None) -> list[str]:
+    """The URLs given and those in ``from_file``, validated: call it before creating an archive."""
     chosen: list[str] = list(urls)
     if from_file is not None:
         try:
             text = from_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read URL list {from_file}: {exc}") from None
+            raise InputError(f"cannot read URL list {shown(from_file)}: {exc}") from None
         chosen += [line.strip() for line in text.splitlines()
                    if line.strip() and not line.lstrip().startswith("#")]
+    _refuse_invalid(chosen)
+    return chosen
+
+
+def select_urls(archive: Archive, urls: Iterable[str] = (), from_file: Path | None = None,
+                pending: bool = False, everything: bool = False) -> list[str]:
+    """The URLs a capture command works on, validated before anything is written."""
+    chosen = read_url_list(urls, from_file)
     if pending:
         chosen += [row["url"] for row in _sources_without_good_capture(archive)]
     if everything:
         chosen += [row["url"] for row in archive.db.query("SELECT url FROM sources ORDER BY id")]
+    _refuse_invalid(chosen)
+    unique = list(dict.fromkeys(chosen))
+    return unique
+
+
+def _refuse_invalid(urls: list[str]) -> None:
     refused = []
-    for url in chosen:
+    for url in urls:
         try:
             validate_url(url)
         except InputError as exc:
             refused.append(exc.message)
     if refused:
         raise InputError("nothing was captured:\n  " + "\n  ".join(refused))
-    unique = list(dict.fromkeys(chosen))
-    return unique
 
 
 def _sources_without_good_capture(archive: Archive) -> list[dict[str, Any]]:

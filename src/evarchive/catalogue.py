@@ -11,17 +11,30 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
+import shlex
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from .errors import CouldNotRunError
+from .errors import CouldNotRunError, shown
 from .urls import normalise_url, validate_url
 
 BUSY_TIMEOUT_MS = 60_000
+
+
+def path_value(path: Path) -> str | bytes:
+    """A path to store and use again: its text, or its raw bytes (a BLOB) when they are not
+    UTF-8, which SQLite text cannot hold."""
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def utc_now() -> str:
@@ -38,18 +51,106 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def open_database(path: Path) -> sqlite_utils.Database:
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    # No sqlite-utils plugins: whatever happens to be installed must not add SQL functions to the
-    # evidence catalogue's connection, and scanning every installed package's entry points for
-    # them cost 20-35 ms on every command.
-    db = sqlite_utils.Database(conn, execute_plugins=False)
-    migrate(db)
+def open_database(path: Path, *, create: bool = False, check: bool = True) -> sqlite_utils.Database:
+    """The catalogue for reading and writing, checked for damage (``check``) before any write.
+
+    Only commands that never write may skip the check: damage they run into is still reported
+    by SQLite (SQLITE_CORRUPT), and the check costs about 2 ms per MB of catalogue.
+    """
+    try:
+        conn = sqlite3.connect(_uri(path, "rwc" if create else "rw"), uri=True, isolation_level=None,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if check:
+            check_intact(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # No sqlite-utils plugins: whatever happens to be installed must not add SQL functions to
+        # the evidence catalogue's connection, and scanning every installed package's entry points
+        # for them cost 20-35 ms on every command.
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        migrate(db)
+    except sqlite3.DatabaseError as exc:
+        raise unusable(path, exc) from None
     return db
+
+
+def open_read_only(path: Path, *, check: bool = True) -> sqlite_utils.Database:
+    """The catalogue of an archive whose storage cannot be written (a read-only mount)."""
+    try:
+        conn = read_only_connection(path)
+        if check:
+            check_intact(conn, path)
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        known = max(v for v, _, _ in MIGRATIONS)
+        if schema_version(db) != known:
+            raise CouldNotRunError(
+                f"the catalogue {shown(path)} has schema version {schema_version(db)} and this evarchive "
+                f"reads version {known}; the archive is read-only, so it cannot be upgraded: run "
+                "evarchive on it once mounted read-write (or with the evarchive that wrote it)")
+    except sqlite3.DatabaseError as exc:
+        raise unusable(path, exc) from None
+    return db
+
+
+def read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that never writes, which works on a read-only mount too.
+
+    A WAL database needs its -shm file to be read normally. Without one (the last writer closed
+    cleanly and removed it) on storage where it cannot be created, the file is opened as
+    immutable, which is exact only while the WAL holds no commits: a WAL with commits but no
+    -shm cannot be read faithfully, so it is refused.
+    """
+    wal, shm = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+    mode = "ro"
+    if not os.access(path.parent, os.W_OK) and not shm.exists():
+        if wal.exists() and wal.stat().st_size > 0:
+            raise CouldNotRunError(
+                f"the catalogue {shown(path)} has commits still in {shown(wal.name)} and the archive is "
+                "read-only, so they cannot be read: mount it read-write once (any evarchive command "
+                "folds them into the catalogue), or copy the archive somewhere writable")
+        mode = "ro&immutable=1"
+    conn = sqlite3.connect(_uri(path, mode), uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _uri(path: Path, mode: str) -> str:
+    """A file: URI, so that the open mode can be given and any bytes in the path survive."""
+    return "file:" + urllib.parse.quote(os.fsencode(path.absolute())) + "?mode=" + mode
+
+
+def check_intact(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged catalogue before anything reads or writes it.
+
+    ``quick_check`` reads every page of every table and index (not the index-to-table
+    cross-check of a full ``integrity_check``): damaged B-tree pages are found here instead of
+    half way through a command, and no write ever lands in a damaged file.
+    """
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise damaged(path, "; ".join(problems))
+
+
+def damaged(path: Path, detail: str) -> CouldNotRunError:
+    return CouldNotRunError(
+        f"the catalogue {shown(path)} is damaged ({detail}); nothing was written to it. See the damage "
+        f"with: sqlite3 {shlex.quote(shown(path))} 'PRAGMA integrity_check'. Then restore "
+        "catalogue.sqlite from a backup, and keep the damaged copy and the warcs/ folder: the "
+        "evidence itself is in the WARC files.")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """SQLite saying the file is not a database or its pages are malformed."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def unusable(path: Path, exc: sqlite3.DatabaseError) -> CouldNotRunError:
+    """The CLI-facing error for a catalogue SQLite cannot open or read."""
+    if is_damage(exc):
+        return damaged(path, str(exc))
+    return CouldNotRunError(f"cannot use the catalogue {shown(path)}: {exc}")
 
 
 @contextlib.contextmanager

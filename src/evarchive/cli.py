@@ -8,6 +8,7 @@ stderr. Every ``EvarchiveError`` is turned into a message and an exit code in ``
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -47,31 +48,36 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only proble
 
 
 def open_archive(path: Path | None) -> Archive:
+    """For commands that add evidence: the archive is created on first use (input validated first)."""
     return Archive.open(path)
 
 
-def existing_archive(path: Path | None, error: type[EvarchiveError] = UsageError) -> Archive:
-    """Open an archive that must already exist (commands that read or re-check what it holds).
+def existing_archive(path: Path | None, error: type[EvarchiveError] = UsageError,
+                     write: bool = False) -> Archive:
+    """Open an archive that must already exist (commands that re-check or export what it holds)."""
+    return Archive.existing(path, missing=error, write=write)
 
-    Creating one at a mistyped path would print an empty, all-is-well answer, which a cron job
-    would then repeat every night without anyone noticing.
-    """
-    from .archive import CATALOGUE_NAME, default_archive_path
 
-    root = path if path is not None else default_archive_path()
-    if not (root / CATALOGUE_NAME).is_file():
-        raise error(f"no archive at {root}: give --archive DIR or set EVARCHIVE_ARCHIVE "
-                    "(`evarchive archive`, `import` and `capture` create one)")
-    return Archive.open(root)
+def browsed_archive(path: Path | None) -> Archive:
+    """An existing archive for a command that only shows what it holds: no damage check on opening
+    (its cost grows with the catalogue); damage such a command reads is still exit 3."""
+    return Archive.existing(path, check=False)
+
+
+def json_text(value: Any) -> str:
+    """One JSON document; a file name that is not UTF-8 appears as \\udcNN escapes, which JSON
+    readers decode back to the same (surrogate-escaped) name instead of failing on the bytes."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json_text(value) + "\n")
 
 
 def print_json_lines(values: list[Any]) -> None:
     for value in values:
-        sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(json_text(value) + "\n")
 
 
 def version_callback(value: bool) -> None:
@@ -200,15 +206,16 @@ def capture(
     Exit 0 when every URL was captured, 1 when any failed (the failures are in the
     catalogue), 2 for usage errors (refused URLs: nothing is written).
     """
-    from .capture import select_urls
+    from .capture import read_url_list, select_urls
 
     if not (urls or from_file or pending or everything):
         raise UsageError("give URLs, --from FILE, --pending or --all")
     settings = capture_settings(concurrency, per_host, timeout, read_timeout, connect_timeout,
                                 max_body, retries, user_agent, proxy, insecure, ca_file,
                                 resolve or [], warc_size, workers)
-    arch = open_archive(archive)
-    chosen = select_urls(arch, urls or [], from_file, pending, everything)
+    given = read_url_list(urls or [], from_file)
+    arch = open_archive(archive) if given else existing_archive(archive, write=True)
+    chosen = select_urls(arch, given, None, pending, everything)
     outcomes = run_captures(arch, chosen, settings, quiet, as_json)
     if not as_json:
         print_capture_summary(outcomes, quiet)
@@ -227,7 +234,7 @@ def sources(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """
     from .catalogue import source_summaries
 
-    rows = source_summaries(existing_archive(archive).db)
+    rows = source_summaries(browsed_archive(archive).db)
     if as_json:
         print_json(rows)
         return
@@ -265,7 +272,7 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
 
     Exit 0; 2 when the source (or the archive) is unknown.
     """
-    details = source_details(existing_archive(archive), url)
+    details = source_details(browsed_archive(archive), url)
     if as_json:
         print_json(details)
         return
@@ -400,10 +407,10 @@ def _describe_change(key: str, item: dict[str, Any]) -> str:
 
 def check_report_before_creating_archive(archive: Path | None, report: Path, max_bytes: int | None) -> None:
     """Unusable input must not leave a new, empty archive behind: read it before creating one."""
-    from .archive import default_archive_path
+    from .archive import CATALOGUE_NAME, default_archive_path
     from .reports import check_report
 
-    if not (archive or default_archive_path()).exists():
+    if not ((archive or default_archive_path()) / CATALOGUE_NAME).is_file():
         check_report(report, max_bytes)
 
 
@@ -447,7 +454,7 @@ def reports_cmd(archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """
     from .reports import list_reports
 
-    arch = existing_archive(archive)
+    arch = browsed_archive(archive)
     rows = list_reports(arch.db, arch.warcs_dir)
     if as_json:
         print_json(rows)
@@ -489,7 +496,7 @@ def claims_cmd(
     """
     from .reports import report_claims
 
-    arch = existing_archive(archive)
+    arch = browsed_archive(archive)
     rows = report_claims(arch.db, report, arch.warcs_dir)
     if as_json:
         print_json(rows)
@@ -607,7 +614,7 @@ def verify(
     from .signing import trusted_public_keys
     from .verify import verify_archive
 
-    arch = open_archive(archive)
+    arch = existing_archive(archive)
     result = verify_archive(arch, deep=deep, report=report, urls=urls or [],
                             tsa_roots=tsa_roots_if_any(arch, tsa_roots),
                             public_keys=trusted_public_keys(arch, public_key))
@@ -640,7 +647,7 @@ def log_cmd(
     """Print the hash-chained custody log (every event that touched the evidence)."""
     from . import custody
 
-    arch = open_archive(archive)
+    arch = browsed_archive(archive)
     if head:
         last = custody.head(arch.db)
         seq, digest = (last["seq"], last["entry_hash"]) if last else (0, custody.GENESIS_HASH)
@@ -698,7 +705,7 @@ def keys_sign_pending(
     """Sign the log entries written while the private key was not available."""
     from . import custody, signing
 
-    arch = open_archive(archive)
+    arch = existing_archive(archive, write=True)
     row = custody.active_key(arch.db)
     if row is None:
         raise UsageError("no signing key is in force (run evarchive keys generate)")
@@ -723,7 +730,7 @@ def timestamp(
     """Get a trusted RFC 3161 timestamp over the custody-log head (covers every capture so far)."""
     from .timestamping import configured_roots, configured_tsas, stamp_archive
 
-    arch = open_archive(archive)
+    arch = existing_archive(archive, write=True)
     urls = configured_tsas(arch, tsa or [])
     if not urls:
         raise UsageError("no TSA configured: pass --tsa URL (or set EVARCHIVE_TSA)")
@@ -881,7 +888,7 @@ def check(
         refuse_bad_urls(urls)
     # Given URLs are new material (an archive is created for them); without them, the check
     # re-checks what an archive holds, and a missing archive means the run could not happen.
-    arch = open_archive(archive) if urls else existing_archive(archive, CouldNotRunError)
+    arch = open_archive(archive) if urls else existing_archive(archive, CouldNotRunError, write=True)
     show_bar = not quiet and not as_json and err.is_terminal
     with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not show_bar, transient=True) as progress:
@@ -950,7 +957,7 @@ def diff(
 
     network = replace(_check_capture_settings(), ca_file=str(ca_file) if ca_file else None,
                       resolve=_parse_resolve(resolve or []))
-    result = diff_source(existing_archive(archive), url, live=live, network=network)
+    result = diff_source(browsed_archive(archive), url, live=live, network=network)
     if as_json:
         print_json(result.as_dict())
         return
@@ -981,7 +988,7 @@ def rot(
 
     from .linkcheck import last_check_run, rot_view
 
-    arch = existing_archive(archive)
+    arch = browsed_archive(archive)
     rows = rot_view(arch, report, everything)
     last = last_check_run(arch)
     if last is None:
@@ -1056,7 +1063,8 @@ def export_cmd(
     elif not quiet:
         err.print(f"wrote {result.path}: {result.exhibits} exhibits ({result.records} WARC records), "
                   f"{result.claims} claims; manifest SHA-256 {result.manifest_sha256} "
-                  f"(custody-log entry {result.log_seq})")
+                  + (f"(custody-log entry {result.log_seq})" if result.log_seq is not None else
+                     "(the archive is read-only: the export is NOT recorded in its custody log)"))
     for item in result.not_exported:
         err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {escape(item['url'])}: "
                   + escape("; ".join(item["problems"])))
@@ -1081,8 +1089,26 @@ def _is_a(exc: BaseException, name: str) -> bool:
 INTERRUPTED = "evarchive: interrupted; the archive is consistent, run the command again to finish"
 
 
+def catalogue_failure(exc: sqlite3.DatabaseError) -> int:
+    """Damage found part way through a command (past the check on opening), or storage that
+    became unwritable: a message and exit 3, not a traceback."""
+    from .catalogue import is_damage
+
+    if is_damage(exc):
+        message = (f"the catalogue is damaged ({exc}). See the damage with: sqlite3 catalogue.sqlite "
+                   "'PRAGMA integrity_check', then restore catalogue.sqlite from a backup, and keep the damaged "
+                   "copy and the warcs/ folder: the evidence itself is in the WARC files.")
+    else:
+        message = f"the catalogue could not be used: {exc}"
+    err.print(f"[red]evarchive:[/] {escape(message)}")
+    return 3
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every error becomes a message on stderr and a documented exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 must never end a command
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         app(args=argv, standalone_mode=False, prog_name="evarchive")
     except EvarchiveError as exc:
@@ -1101,6 +1127,8 @@ def main(argv: list[str] | None = None) -> int:
         if _is_a(exc, "ClickException"):
             exc.show(file=sys.stderr)  # type: ignore[attr-defined]
             return 2
+        if isinstance(exc, sqlite3.DatabaseError):
+            return catalogue_failure(exc)
         raise
     return 0
 

@@ -82,10 +82,9 @@ _KEY_CACHE: dict[str, tuple[float, Any]] = {}
 
 
 def catalogue_path(db: sqlite_utils.Database) -> Path | None:
-    for _seq, name, file in db.execute("PRAGMA database_list").fetchall():
-        if name == "main" and file:
-            return Path(file)
-    return None
+    # As bytes: the path may hold bytes that are not UTF-8, which SQLite cannot return as text.
+    row = db.execute("SELECT CAST(file AS BLOB) FROM pragma_database_list WHERE name = 'main'").fetchone()
+    return Path(os.fsdecode(row[0])) if row and row[0] else None
 
 
 def active_key(db: sqlite_utils.Database) -> dict[str, Any] | None:
@@ -101,7 +100,7 @@ def private_key_path(db: sqlite_utils.Database, key_row: dict[str, Any]) -> Path
     if env:
         return Path(env)
     if key_row.get("private_key_path"):
-        return Path(key_row["private_key_path"])
+        return Path(os.fsdecode(key_row["private_key_path"]))
     cat = catalogue_path(db)
     return signing.default_private_path(cat.parent / "keys") if cat else None
 

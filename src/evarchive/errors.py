@@ -39,3 +39,10 @@ class CouldNotRunError(EvarchiveError):
 
 class ArchiveLockedError(CouldNotRunError):
     """Another process holds a lock this command needs."""
+
+
+def shown(path: object) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 appear as \\xNN escapes."""
+    import os
+
+    return os.fsencode(path).decode("utf-8", "backslashreplace")  # type: ignore[arg-type]

@@ -48,7 +48,7 @@ import sqlite_utils
 from . import __version__, custody
 from .archive import Archive
 from .catalogue import one, to_json, transaction
-from .errors import CouldNotRunError, UsageError
+from .errors import CouldNotRunError, UsageError, shown
 from .warcwriter import warc_digest, warc_fields
 
 WACZ_NAME = "evidence.wacz"
@@ -241,14 +241,18 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
         manifest_sha, wacz_sha, files = build(archive, plan, staging)
         # The log entry and the bundle appear together: the entry is rolled back if the bundle
         # cannot be put in place, and the bundle is only moved there inside its transaction.
-        with transaction(archive.db):
-            entry = _log_export(archive.db, out, plan, manifest_sha, wacz_sha)
+        if archive.read_only:  # a read-only mount: the bundle is written, the entry cannot be
+            entry = None
             _publish(staging, out, is_zip)
+        else:
+            with transaction(archive.db):
+                entry = _log_export(archive.db, out, plan, manifest_sha, wacz_sha)
+                _publish(staging, out, is_zip)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(out, len(plan.exported), sum(len(e.records) for e in plan.exported),
                         len(plan.claims), plan.unsupported, plan.unpreserved_sources, _not_exported(plan),
-                        manifest_sha, wacz_sha, entry["seq"], plan.head, files)
+                        manifest_sha, wacz_sha, entry["seq"] if entry else None, plan.head, files)
 
 
 def _check_out(out: Path) -> bool:
@@ -973,7 +977,7 @@ def _log_export(db: sqlite_utils.Database, out: Path, plan: Plan, manifest_sha: 
                 wacz_sha: str) -> dict[str, Any]:
     """The export is itself an event: which evidence left the archive, when, in which bundle."""
     details = {
-        "bundle": str(out.resolve()), "manifest_sha256": manifest_sha, "wacz_sha256": wacz_sha,
+        "bundle": shown(out.resolve()), "manifest_sha256": manifest_sha, "wacz_sha256": wacz_sha,
         "selection": plan.mode, "report_id": plan.report["id"] if plan.report else None,
         "version_id": plan.version["id"] if plan.version else None,
         "captures": [e.row["id"] for e in plan.exported if e.kind == "capture"],
@@ -981,7 +985,7 @@ def _log_export(db: sqlite_utils.Database, out: Path, plan: Plan, manifest_sha: 
         "not_exported": [[e.kind, e.row["id"]] for e in plan.exhibits if not e.number],
         "unsupported_claims": [c["id"] for c in plan.unsupported],
         "log_head_seq": plan.head["seq"] if plan.head else 0, "log_scope": plan.log_scope}
-    return custody.append(db, "export", out.name, details)
+    return custody.append(db, "export", shown(out.name), details)
 
 
 # --------------------------------------------------------------------------- the exhibit index data

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import EvarchiveError, InputError, UsageError
+from .errors import EvarchiveError, InputError, UsageError, shown
 from .extract import Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, is_web_url, segment
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
@@ -1126,7 +1126,7 @@ def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Cl
     from . import custody
     from .catalogue import insert, transaction, utc_now
 
-    path = str(report_file.path.resolve())
+    path = shown(report_file.path.resolve())  # the report's identity, and shown to people
     with transaction(db):
         found = _find_version(db, report_file.sha256)  # another process may have just imported it
         if found:

@@ -152,7 +152,7 @@ def introduce_key(archive: Any, private_path: Path | None = None, *, overwrite: 
     """Generate a key pair and put it in force: a signing_keys row (public part only) and a
     ``keys-generate`` log entry that the new key itself signs (proof of possession)."""
     from . import custody
-    from .catalogue import insert, transaction, utc_now
+    from .catalogue import insert, path_value, transaction, utc_now
 
     path = private_path or default_private_path(archive.path / "keys")
     pair = generate(path, overwrite=overwrite)
@@ -162,7 +162,7 @@ def introduce_key(archive: Any, private_path: Path | None = None, *, overwrite: 
         db.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [now])
         insert(db, "signing_keys", {
             "key_id": pair.key_id, "public_key_pem": pair.public_pem, "created_at": now,
-            "private_key_path": None if private_path is None else str(path.resolve())})
+            "private_key_path": None if private_path is None else path_value(path.resolve())})
         custody.append(db, "keys-generate", pair.key_id, {
             "algorithm": "ed25519", "public_key_pem": pair.public_pem})
     return pair

@@ -1141,10 +1141,13 @@ class Verifier:
         return found
 
     def check_files(self) -> None:
+        from .errors import shown
+
         on_disk = self.disk_files()
         if self.source_ids is None:
             for name in sorted(set(on_disk) - set(self.files)):
-                self.add("unknown-file", f"{name} is in warcs/ but the catalogue does not know it", file=name)
+                self.add("unknown-file", f"{shown(name)} is in warcs/ but the catalogue does not know it",
+                         file=name)
         tasks = []
         for name, row in self.files.items():
             path = on_disk.get(name)
@@ -1392,15 +1395,15 @@ class Verifier:
 
     def _log_checks(self) -> list[Problem]:
         """check_log + check_timestamps on a private connection; returns their problems."""
-        import sqlite3
-
         import sqlite_utils
+
+        from .catalogue import read_only_connection
 
         path = self.catalogue_file
         sub = Verifier.__new__(Verifier)
         sub.__dict__.update(self.__dict__)
         sub.result = VerifyResult(self.result.mode, self.scope)
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path else None
+        conn = read_only_connection(path) if path else None
         sub.db = sqlite_utils.Database(conn, execute_plugins=False) if conn else self.db
         try:
             sub.check_log()
@@ -1783,10 +1786,17 @@ def verify_archive(
                     raise UsageError(f"{url} is not a known source")
                 source_ids.add(src["id"])
             scope["urls"] = urls
+    # A read-only archive (a mount) is verified all the same; only the run cannot be recorded.
+    unrecordable = record and getattr(archive, "read_only", False)
+    record = record and not unrecordable
     run_id = _start_run(archive.db, "deep" if deep else "fast", scope) if record else None
     verifier = Verifier(archive, deep=deep, source_ids=source_ids, scope=scope, tsa_roots=tsa_roots,
                         public_keys=public_keys, workers=workers, progress=progress)
     result = verifier.run()
+    if unrecordable:
+        result.problems.append(Problem(
+            "run-not-recorded", "the archive is read-only: this verification run was not recorded "
+            "(neither in verification_runs nor in the custody log)", severity="note"))
     result.run_id = run_id
     if record and run_id is not None:
         _end_run(archive.db, run_id, result)

@@ -27,7 +27,7 @@ from typing import IO, Any
 import sqlite_utils
 
 from . import __version__, custody
-from .catalogue import format_time, insert, one, to_json, transaction, update, utc_now
+from .catalogue import format_time, insert, one, path_value, to_json, transaction, update, utc_now
 
 DEFAULT_MAX_WARC_SIZE = 1 << 30
 try:  # ISA-L deflates 5-7x faster than zlib at a ratio close to zlib's level 6.
@@ -189,7 +189,7 @@ class WarcWriter:
         with transaction(self.db):
             insert(self.db, "warc_files", {
                 "name": name, "created_at": utc_now(), "status": "open",
-                "referenced_size": 0, "pid": os.getpid(), "writer_lock": str(lock_path)})
+                "referenced_size": 0, "pid": os.getpid(), "writer_lock": path_value(lock_path)})
         self._file = open(path, "xb")  # never overwrite an existing file
         self._name = name
         self._size = 0
@@ -312,7 +312,7 @@ class InterruptedFile:
         return max(0, self.size - self.referenced_size)
 
 
-def _writer_is_dead(lock_path: str | None) -> bool:
+def _writer_is_dead(lock_path: str | bytes | None) -> bool:
     if not lock_path or not os.path.exists(lock_path):
         return True
     fd = os.open(lock_path, os.O_RDWR)
