@@ -22,11 +22,14 @@ import hashlib
 import io
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from localserver import (
+    HOSTILE_BOMB_INFLATED,
+    HOSTILE_COOKIES,
+    HOSTILE_HUGE_SIZE,
     HOSTILE_SMUGGLING_PAGE,
+    HOSTILE_SURPLUS,
     Exchange,
     LocalServer,
     article_page,
@@ -346,19 +353,21 @@ def test_step_2_archive_preserves_every_claim(scenario: Scenario) -> None:
 
 
 def test_step_2_every_payload_is_what_the_server_sent(scenario: Scenario) -> None:
-    """Read back from the WARC with warcio: each payload is the bytes served for that request."""
+    """Read back from the WARC with warcio: each payload is the bytes served for that request
+    (for the smuggling page, only the bytes its Content-Length covers)."""
     s = scenario
     wrong = {}
     for name, url in s.sources.urls.items():
         capture = captures_of(s.archive, url)[0]  # the archive step's (later steps add more)
-        assert capture["status"] == "ok", (name, capture["error_message"])
+        if capture["status"] != "ok":
+            wrong[name] = f"capture failed: {capture['error_message']}"
+            continue
         (exchange,) = s.served[name]
+        expected = sha256(HOSTILE_SMUGGLING_PAGE) if name == "smuggle" else exchange.body_sha256
         payload = response_payload(s.archive, capture)
-        expected = HOSTILE_SMUGGLING_PAGE if name == "smuggle" else None  # only what Content-Length covers
-        expected_sha = sha256(expected) if expected is not None else exchange.body_sha256
-        if sha256(payload) != expected_sha or capture["payload_sha256"] != expected_sha:
-            wrong[name] = payload[:200]
-    assert wrong == {}, "stored payload differs from what the server sent for that request"
+        if (sha256(payload), capture["payload_sha256"]) != (expected, expected):
+            wrong[name] = f"stored {len(payload)} bytes, not the {exchange.body_size} served: {payload[:80]!r}"
+    assert wrong == {}
 
 
 def test_step_2_the_cookie_does_not_follow_into_the_next_capture(scenario: Scenario) -> None:
@@ -376,21 +385,27 @@ def test_step_2_the_cookie_does_not_follow_into_the_next_capture(scenario: Scena
     assert b"\ncookie:" not in sent.lower()
 
 
-def test_step_2_the_smuggled_bytes_are_a_finding_not_the_next_page(scenario: Scenario) -> None:
+def test_step_2_the_page_after_the_smuggling_page_has_its_true_body(scenario: Scenario) -> None:
+    s = scenario
+    (smuggle_exchange,) = s.served["smuggle"]
+    (after,) = s.served["after_smuggle"]
+    capture = captures_of(s.archive, s.sources["after_smuggle"])[0]
+    assert capture["status"] == "ok", capture["error_message"]
+    payload = response_payload(s.archive, capture)
+    assert b"Forged page" not in payload, "the bytes smuggled by the previous response were stored as this page"
+    assert sha256(payload) == after.body_sha256
+    # A connection that carried bytes beyond a response is never used again.
+    assert after.request.client != smuggle_exchange.request.client, "the smuggling connection was reused"
+
+
+def test_step_2_the_smuggling_capture_records_a_finding(scenario: Scenario) -> None:
     s = scenario
     smuggle = captures_of(s.archive, s.sources["smuggle"])[0]
     assert smuggle["status"] == "ok", smuggle["error_message"]
-    # The finding travels with the capture's provenance (its WARC metadata record).
-    findings = [v for k, v in metadata_fields(s.archive, smuggle) if k == "finding"]
-    assert any("Content-Length" in f for f in findings), metadata_fields(s.archive, smuggle)
-    # The page captured next on that host has its own body, on a connection of its own.
-    (after,) = s.served["after_smuggle"]
-    capture = captures_of(s.archive, s.sources["after_smuggle"])[0]
-    payload = response_payload(s.archive, capture)
-    assert b"Forged page" not in payload
-    assert sha256(payload) == after.body_sha256
-    (smuggle_exchange,) = s.served["smuggle"]
-    assert after.request.client != smuggle_exchange.request.client, "the connection was reused"
+    # The finding travels with the capture's provenance, its WARC metadata record.
+    fields = metadata_fields(s.archive, smuggle)
+    findings = [value for key, value in fields if key == "finding"]
+    assert any("Content-Length" in f for f in findings), f"no finding about the surplus bytes in {fields}"
 
 
 def test_step_3_nightly_check_exit_code_and_output(scenario: Scenario) -> None:
@@ -484,3 +499,36 @@ def test_step_7_verify_deep_after_export(scenario: Scenario) -> None:
 
 def test_the_server_saw_no_handler_crash(scenario: Scenario) -> None:
     assert scenario.server_errors == []
+
+
+# ---------------------------------------------------------------- the hostile routes themselves
+
+
+def test_the_hostile_routes_send_what_they_claim(local_server: LocalServer) -> None:
+    """The scenario's premises, checked on the wire with the standard library only."""
+    with socket.create_connection(("127.0.0.1", local_server.http_port), timeout=10) as sock:
+        sock.sendall(b"GET /hostile/smuggle HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while not received.endswith(HOSTILE_SURPLUS):
+            received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert f"Content-Length: {len(HOSTILE_SMUGGLING_PAGE)}".encode() in head
+    assert body == HOSTILE_SMUGGLING_PAGE + HOSTILE_SURPLUS
+
+    with urllib.request.urlopen(local_server.url("/hostile/cookie"), timeout=10) as answer:
+        cookies = answer.headers.get_all("Set-Cookie")
+    assert [c.encode("latin-1") for c in cookies] == list(HOSTILE_COOKIES)
+    assert cookies[0].encode("latin-1").decode("utf-8").startswith("visitor=Zoë-Łódź")
+
+    with urllib.request.urlopen(local_server.url("/hostile/bomb"), timeout=10) as answer:
+        assert answer.headers["Content-Encoding"] == "gzip"
+        bomb = answer.read()
+    # Inflating all of it takes seconds: its start, and the size its gzip trailer declares.
+    start = zlib.decompressobj(31).decompress(bomb, 1 << 20)
+    assert start.startswith(b"<!DOCTYPE html>") and start.endswith(b" " * 1024) and len(start) == 1 << 20
+    assert len(bomb) < 1_100_000 and int.from_bytes(bomb[-4:], "little") == HOSTILE_BOMB_INFLATED
+
+    with urllib.request.urlopen(local_server.url("/hostile/huge"), timeout=30) as answer:
+        huge = answer.read()
+    assert len(huge) == HOSTILE_HUGE_SIZE and b"\n" not in huge
+    assert huge.endswith(b"</html>")
