@@ -80,10 +80,16 @@ class Run:
                 f"{self.peak_rss_mb:.0f} MB peak RSS\nstdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}")
 
     def json(self) -> Any:
-        return json.loads(self.stdout)
+        try:
+            return json.loads(self.stdout)
+        except json.JSONDecodeError:
+            pytest.fail(f"no JSON on stdout:\n{self}")
 
     def json_lines(self) -> list[Any]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+        try:
+            return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+        except json.JSONDecodeError:
+            pytest.fail(f"no JSON lines on stdout:\n{self}")
 
 
 def run_cli(tmp: Path, *args: str, deadline: float = STEP_DEADLINE, program: list[str] | None = None) -> Run:
@@ -116,7 +122,7 @@ def run_cli(tmp: Path, *args: str, deadline: float = STEP_DEADLINE, program: lis
 
 @dataclass
 class Sources:
-    """The report's eleven sources on three loopback hosts, in citation (and capture) order."""
+    """The report's eleven sources on four loopback hosts, in citation (and capture) order."""
 
     server: LocalServer
     host_a: str = "127.0.0.2"  # a news site: two articles, one that will drift, one that will vanish
@@ -429,6 +435,8 @@ def test_step_3_nightly_check_verdicts(scenario: Scenario) -> None:
     }, {s.sources.name_of(u): (c["verdict"], c["reason"]) for u, c in s.checks.items()}
     gone = s.checks[s.sources["vanishing"]]
     assert (gone["http_status"], gone["strikes"], gone["confirmed"]) == (404, 1, 0)  # one strike is not death
+    sent_cookies = [e.path for exchanges in s.served_at_check.values() for e in exchanges if e.request.header("cookie")]
+    assert sent_cookies == [], "the check sent a cookie that another source had set"
 
 
 def test_step_3_nightly_check_keeps_evidence_of_every_change(scenario: Scenario) -> None:
