@@ -66,11 +66,13 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -820,6 +822,110 @@ def _static_handler(response: Response) -> Handler:
     return handler
 
 
+# --------------------------------------------------------------------------
+# Hostile pages: /hostile/...
+#
+# The classes of hostile input the scenario test (tests/test_scenario.py)
+# sends through the real CLI: a non-ASCII cookie, a response longer than its
+# Content-Length, a gzip bomb and a huge single-line page.  Everything here is
+# deterministic and built at most once per process.
+# --------------------------------------------------------------------------
+
+# Valid UTF-8 (not latin-1, not ASCII) in one cookie, and a plain one beside it,
+# so "no cookie reaches the next capture" does not depend on the bad one.
+HOSTILE_COOKIES = (b"visitor=Zo\xc3\xab-\xc5\x81\xc3\xb3d\xc5\xba; Path=/", b"tracker=abc123; Path=/")
+HOSTILE_BOMB_INFLATED = 1 << 30  # what /hostile/bomb's ~1 MB gzip body inflates to
+HOSTILE_HUGE_SIZE = 20 << 20  # default size of the one-line /hostile/huge page
+
+
+def hostile_article(title: str, text: str) -> bytes:
+    paras = "".join(f"<p>{p}</p>" for p in _sentences(f"hostile/{title}", 12))
+    return _html_page(title, f"<main><article><h1>{title}</h1><p>{text}</p>{paras}</article></main>")
+
+
+HOSTILE_COOKIE_PAGE = hostile_article("Cookie page", "This page sets a cookie whose value is UTF-8.")
+HOSTILE_SMUGGLING_PAGE = hostile_article("Smuggling page", "Content-Length covers this page only.")
+HOSTILE_FORGED_PAGE = hostile_article("Forged page", "Sent after the previous response, inside no response.")
+# What /hostile/smuggle sends beyond its Content-Length: a whole response, which a
+# client reusing the connection takes as the answer to its next request.
+HOSTILE_SURPLUS = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n"
+    % len(HOSTILE_FORGED_PAGE)
+) + HOSTILE_FORGED_PAGE
+
+
+@functools.lru_cache(maxsize=1)
+def gzip_bomb() -> bytes:
+    """An HTML page of ``HOSTILE_BOMB_INFLATED`` bytes (a title, then spaces), gzipped to ~1 MB.
+
+    Deflating 1 GiB takes seconds; instead one MiB of spaces is deflated once, ending in
+    a full flush (byte-aligned, no back-references across it), and that segment is
+    repeated: a valid stream that inflates to every byte of the page.
+    """
+    head = b'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bomb page</title></head><body><p>'
+    spaces = b" " * (1 << 20)
+    assert HOSTILE_BOMB_INFLATED % len(spaces) == 0
+    count = HOSTILE_BOMB_INFLATED // len(spaces) - 1
+    first = head + spaces[len(head) :]
+
+    def segment(data: bytes) -> bytes:
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return deflater.compress(data) + deflater.flush(zlib.Z_FULL_FLUSH)
+
+    crc = zlib.crc32(first)
+    for _ in range(count):
+        crc = zlib.crc32(spaces, crc)
+    last_block = zlib.compressobj(9, zlib.DEFLATED, -15).flush()  # an empty final block
+    gzip_header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # mtime 0, max compression
+    trailer = struct.pack("<II", crc, HOSTILE_BOMB_INFLATED & 0xFFFFFFFF)
+    return gzip_header + segment(first) + segment(spaces) * count + last_block + trailer
+
+
+@functools.lru_cache(maxsize=4)
+def _huge_block(edition: int) -> bytes:
+    rng = random.Random(f"hostile-huge-{edition}")
+    return (" ".join(rng.choice(_WORDS) for _ in range(40_000)) + " ").encode()
+
+
+def huge_line_pieces(size: int, edition: int = 1) -> Iterator[bytes]:
+    """``size`` bytes of HTML without a single newline; each edition has other words."""
+    head = b'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Huge page</title></head>'
+    head += b"<body><main><article><h1>One very long line</h1><p>"
+    tail = b"</p></article></main></body></html>"
+    yield head
+    left, block = size - len(head) - len(tail), _huge_block(edition)
+    while left > 0:
+        piece = block[:left]
+        left -= len(piece)
+        yield piece
+    yield tail
+
+
+def huge_line_response(size: int = HOSTILE_HUGE_SIZE, edition: int = 1) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        for piece in huge_line_pieces(size, edition):
+            yield piece
+
+    return Response(200, body(), [(b"Content-Type", b"text/html; charset=utf-8")], length=size)
+
+
+def _hostile(req: Request) -> Response:
+    name = req.path[len("/hostile/") :]
+    if name == "cookie":
+        return html_response(HOSTILE_COOKIE_PAGE, headers=[("Set-Cookie", c) for c in HOSTILE_COOKIES])
+    if name == "smuggle":
+        # Content-Length says the page; the bytes after it go out on the same write.
+        body = HOSTILE_SMUGGLING_PAGE + HOSTILE_SURPLUS
+        return Response(200, body, [(b"Content-Type", b"text/html; charset=utf-8")], length=len(HOSTILE_SMUGGLING_PAGE))
+    if name == "bomb":
+        return Response(
+            200, gzip_bomb(), [(b"Content-Type", b"text/html; charset=utf-8"), (b"Content-Encoding", b"gzip")]
+        )
+    if name == "huge":
+        return huge_line_response(req.int_arg("size", HOSTILE_HUGE_SIZE), req.int_arg("edition", 1))
+    return html_response(_html_page("Not found", f"<h1>No hostile page {name}</h1>"), 404)
+
+
 class _Builtins:
     """The built-in routes, present on every host, and their per-key state."""
 
@@ -858,6 +964,7 @@ class _Builtins:
             "/chunked-bad-length": self.chunked_bad_length,
         }
         self.prefixes: list[tuple[str, Handler]] = [
+            ("/hostile/", _hostile),
             ("/redirect/", functools.partial(self.redirect_chain, status=302)),
             ("/redirect301/", functools.partial(self.redirect_chain, status=301)),
             ("/status/", self.status),
