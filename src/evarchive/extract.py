@@ -220,6 +220,7 @@ class Block:
     links: list[Link] = field(default_factory=list)
     note_refs: list[NoteRef] = field(default_factory=list)
     paragraph: int = 0  # 1-based position among the body blocks; set by Document
+    code: list[tuple[int, int]] = field(default_factory=list)  # spans set in code (see cited_in_code)
 
 
 @dataclass
@@ -340,8 +341,19 @@ def note_citations(note: Note) -> list[_Cite]:
     return _dedupe_links(note.text, find_urls(note.text), note.links)
 
 
+def cited_in_code(text: str, span: UrlSpan, code: list[tuple[int, int]]) -> bool:
+    """The rule for code, inline or block, in every format: code is quoted material, so a URL in
+    it is a citation only when the code holds nothing but that URL (`` `https://x` ``); a URL
+    inside a program or a command (``fetch("https://x")``) is part of the code, not evidence."""
+    for start, end in code:
+        if start <= span.start < end:
+            return text[start:end].strip() == span.url
+    return True
+
+
 def block_citations(block: Block, notes: dict[str, Note]) -> list[_Cite]:
-    cites = _dedupe_links(block.text, find_urls(block.text), block.links)
+    bare = [u for u in find_urls(block.text) if cited_in_code(block.text, u, block.code)]
+    cites = _dedupe_links(block.text, bare, block.links)
     for ref in block.note_refs:
         note = notes.get(ref.key)
         if note is None:

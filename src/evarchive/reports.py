@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,7 @@ class _Builder:
     parts: list[str]
     links: list[Link]
     refs: list[NoteRef]
+    code: list[tuple[int, int]] = field(default_factory=list)
 
     @classmethod
     def new(cls) -> _Builder:
@@ -225,8 +226,12 @@ def _markdown_inline(children: Iterable[Any], notes: dict[str, str]) -> _Builder
     out = _Builder.new()
     open_links: list[tuple[str, int]] = []
     for token in children:
-        if token.type in ("text", "code_inline"):
+        if token.type == "text":
             _add_with_note_refs(out, token.content, notes)
+        elif token.type == "code_inline":
+            start = out.length
+            out.add(token.content)
+            out.code.append((start, out.length))
         elif token.type in ("softbreak", "hardbreak"):
             out.add("\n")
         elif token.type == "link_open":
@@ -261,11 +266,18 @@ def read_markdown(data: bytes, path: Path) -> Document:
     blocks: list[Block] = []
     title = None
     for i, token in enumerate(tokens):
+        line = token.map[0] + 1 if token.map else None
+        if token.type in ("fence", "code_block"):
+            # Code blocks follow the rule for code (extract.cited_in_code): a block holding
+            # nothing but a URL cites it; a program's URLs are not citations.
+            text = token.content.strip()
+            if [u.url for u in find_urls(text)] == [text]:
+                blocks.append(Block(text, line=line, code=[(0, len(text))]))
+            continue
         if token.type != "inline":
             continue
         built = _markdown_inline(token.children or [], definitions)
-        line = token.map[0] + 1 if token.map else None
-        blocks.append(Block(built.text(), line=line, links=built.links, note_refs=built.refs))
+        blocks.append(Block(built.text(), line=line, links=built.links, note_refs=built.refs, code=built.code))
         if title is None and i > 0 and tokens[i - 1].type == "heading_open":
             title = built.text().strip() or None
     notes = {}
