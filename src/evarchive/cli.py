@@ -1055,6 +1055,8 @@ def export_cmd(
         err.print(f"wrote {result.path}: {result.exhibits} exhibits ({result.records} WARC records), "
                   f"{result.claims} claims; manifest SHA-256 {result.manifest_sha256} "
                   f"(custody-log entry {result.log_seq})")
+    for note in result.housekeeping if not quiet else []:
+        err.print(f"[yellow]earlier export[/] {escape(note)}")
     for item in result.not_exported:
         err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {escape(item['url'])}: "
                   + escape("; ".join(item["problems"])))
