@@ -430,6 +430,40 @@ def test_redirect_to_a_refused_scheme_fails_clearly(archive, settings, local_ser
     assert "only http and https" in outcome.error_message
 
 
+def _refused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("target", "error_class"), [
+    ("data:text/html,hi", "RefusedRedirect"), ("javascript:alert(1)", "RefusedRedirect"),
+    ("ftp://example.org/x", "RefusedRedirect"), ("http://127.0.0.1:{port}/gone", "ConnectError")])
+def test_a_failed_redirect_keeps_the_hops_received_before_it(archive, settings, local_server, target, error_class):
+    from urllib.parse import quote
+
+    settings.retries = 0
+    target = target.format(port=_refused_port())
+    hop2 = local_server.url("/redirect-to?url=" + quote(target, safe=""))
+    local_server.set_route("/moved-then-refused", status=301, location=hop2, body="")
+    cited = local_server.url("/moved-then-refused")
+    [outcome] = capture_urls(archive, [cited], settings)
+    assert (outcome.status, outcome.error_class, outcome.http_status) == ("failed", error_class, 302)
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["redirect_chain"] == [{"url": cited, "status": 301, "location": hop2},
+                                           {"url": hop2, "status": 302, "location": target}]
+    records = all_records(archive)
+    assert [(r["type"], r["headers"]["WARC-Target-URI"]) for r in records[1:]] == [
+        ("request", cited), ("response", cited), ("request", hop2), ("response", hop2), ("metadata", cited)]
+    assert by_type(records, "response")[1]["raw"].startswith(b"HTTP/1.1 302 ")
+    stored = {r["record_id"] for r in archive.db.query("SELECT record_id FROM capture_records WHERE capture_id = ?",
+                                                       [capture["id"]])}
+    assert stored == {r["headers"]["WARC-Record-ID"] for r in records[1:]}
+    warcio_check(archive)
+
+
 # --------------------------------------------------------------------------- worker processes
 
 def test_large_run_spreads_over_worker_processes(tmp_path, multi_host_server):

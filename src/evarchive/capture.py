@@ -211,8 +211,10 @@ class Fetcher:
         self.settings = settings
         self.tmp_dir = tmp_dir
 
-    async def fetch_chain(self, url: str) -> list[Hop]:
-        hops: list[Hop] = []
+    async def fetch_chain(self, url: str, hops: list[Hop] | None = None) -> list[Hop]:
+        """The hops to the final answer. Each hop received goes into `hops` at once, so a caller
+        that passes its own list keeps the chain when a later hop fails (refused host, timeout)."""
+        hops = [] if hops is None else hops
         seen: set[str] = set()
         current = request_url(url)
         while True:
@@ -618,12 +620,14 @@ class CaptureRun:
         hops: list[Hop] = []
         try:
             async with asyncio.timeout(self.settings.total_timeout):
-                hops = await fetcher.fetch_chain(url)
+                await fetcher.fetch_chain(url, hops)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                for hop in hops:
+                    hop.body.close()
                 raise
             kind, message = classify_exception(exc)
-            hops = exc.hops if isinstance(exc, CaptureFailure) else []
+            # The hops received before the failure are evidence too (the redirect that led there).
             return self._record_safely(url, source_id, started, hops, failure=(kind, message))
         return self._record_safely(url, source_id, started, hops, failure=None)
 

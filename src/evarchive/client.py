@@ -129,10 +129,24 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
         self._pools.clear()
 
 
+class HopByHopClient(httpx.AsyncClient):
+    """Never judges a Location header: the caller follows redirects itself, hop by hop.
+
+    httpx builds the next request even with follow_redirects=False, and raises on a Location it
+    cannot build (``data:``, ``javascript:``), which would lose the redirect response itself: the
+    caller decides what such a target means, with the response in hand."""
+
+    def _build_redirect_request(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        try:
+            return super()._build_redirect_request(request, response)
+        except (httpx.InvalidURL, httpx.RemoteProtocolError):
+            return None  # type: ignore[return-value]  # next_request is never used here
+
+
 def build_client(settings: ClientSettings) -> httpx.AsyncClient:
     """An httpx client whose transport records wire bytes; redirects are followed by the caller."""
     timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
                             write=settings.read_timeout, pool=None)
     headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
-    return httpx.AsyncClient(transport=PerOriginTransport(settings), headers=headers,
-                             timeout=timeout, follow_redirects=False, trust_env=False)
+    return HopByHopClient(transport=PerOriginTransport(settings), headers=headers,
+                          timeout=timeout, follow_redirects=False, trust_env=False)

@@ -1199,14 +1199,15 @@ class CheckRun:
         is already under way, so they go before sources not yet started."""
         host_limit = self._per_host.setdefault(_host_key(url), Slots(self.settings.network.per_host))
         start = time.monotonic()
+        hops: list[CaptureHop] = []  # filled hop by hop: what was received survives a later failure
         try:
             async with host_limit.slot(urgent), self._total.slot(urgent):
                 async with asyncio.timeout(self.settings.network.total_timeout):
-                    hops = await fetcher.fetch_chain(url)
+                    await fetcher.fetch_chain(url, hops)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            self._open_hops.extend(hops)
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
-            hops = exc.hops if isinstance(exc, CaptureFailure) else []
             self._open_hops.extend(hops)
             _, message = classify_exception(exc)
             obs = _observation(url, hops)
