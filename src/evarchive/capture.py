@@ -279,6 +279,8 @@ class Fetcher:
             head = _reconstruct_head(response)
         head, _ = _rename_transfer_encoding(head)
         request_bytes = bytes(recording.request_bytes) if recording else b""
+        if self.settings.proxy:
+            request_bytes = client.redact_proxy_authorization(request_bytes)
         peer = stream.get_extra_info("server_addr") if stream is not None else None
         tls = tls_info(stream)
         if tls is not None:
@@ -627,6 +629,7 @@ class CaptureRun:
                     hop.body.close()
                 raise
             kind, message = classify_exception(exc)
+            message = client.redact_proxy(message, self.settings.proxy)
             # The hops received before the failure are evidence too (the redirect that led there).
             return self._record_safely(url, source_id, started, hops, failure=(kind, message))
         return self._record_safely(url, source_id, started, hops, failure=None)
