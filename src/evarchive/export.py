@@ -53,6 +53,7 @@ from .warcwriter import warc_digest, warc_fields
 WACZ_NAME = "evidence.wacz"
 MANIFEST_NAME = "SHA256SUMS"
 VERIFY_SCRIPT = "verify_bundle.py"
+ZIP_STAGED = ".bundle.zip"  # OUT.zip as built in the staging folder, before it is linked into place
 WACZ_VERSION = "1.1.1"
 BUNDLE_FORMAT = "evarchive-bundle-1"
 COPY_CHUNK = 1 << 20
@@ -240,6 +241,9 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
     try:
         manifest_sha, wacz_sha, files = build(archive, plan, staging.path)
         publishing.pause_point("built")
+        if is_zip:  # zipped before the entry: between entry and publishing only a link is made
+            _zip_dir(staging.path, staging.path / ZIP_STAGED, out.stem)
+        _check_out(out)  # again: building took a while, and an entry for a refused bundle is noise
         # The entry is committed before the bundle appears at OUT, so no bundle ever sits there
         # unknown to the log; its outcome entry follows (or the next export records it).
         entry = publishing.log_prepared(archive.db, out.name, _export_details(out, plan, manifest_sha, wacz_sha),
@@ -702,8 +706,7 @@ def _file_sha256(path: Path) -> str:
 def _publish(staging: Path, out: Path, is_zip: bool) -> None:
     """Move the finished bundle into place without ever replacing something at OUT."""
     if is_zip:
-        tmp = staging / ".bundle.zip"
-        _zip_dir(staging, tmp, out.stem)
+        tmp = staging / ZIP_STAGED
         try:
             os.link(tmp, out)  # atomic, and fails if OUT appeared meanwhile: never overwrite
         except FileExistsError:
