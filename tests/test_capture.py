@@ -481,7 +481,8 @@ def _refused_port() -> int:
 
 @pytest.mark.parametrize(("target", "error_class"), [
     ("data:text/html,hi", "RefusedRedirect"), ("javascript:alert(1)", "RefusedRedirect"),
-    ("ftp://example.org/x", "RefusedRedirect"), ("http://127.0.0.1:{port}/gone", "ConnectError")])
+    ("ftp://example.org/x", "RefusedRedirect"), ("http://[bad/x", "RefusedRedirect"),
+    ("http://127.0.0.1:{port}/gone", "ConnectError")])
 def test_a_failed_redirect_keeps_the_hops_received_before_it(archive, settings, local_server, target, error_class):
     from urllib.parse import quote
 

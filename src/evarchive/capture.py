@@ -232,6 +232,9 @@ class Fetcher:
                 current = request_url(urljoin(current, hop.location))
             except InputError as exc:
                 raise CaptureFailure("RefusedRedirect", f"redirect refused: {exc.message}", hops) from None
+            except ValueError as exc:  # urljoin on a malformed Location (an unclosed IPv6 bracket)
+                raise CaptureFailure("RefusedRedirect", f"redirect refused: malformed Location {hop.location!r}: "
+                                     f"{exc}", hops) from None
 
     async def fetch_with_retries(self, url: str) -> Hop:
         attempt = 0
