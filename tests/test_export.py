@@ -677,3 +677,16 @@ def test_export_killed_at_each_moment_leaves_no_unknown_bundle_and_the_next_expo
     assert_every_bundle_is_known(setup, out)
     if out.is_dir():
         assert run_verifier(out).returncode == 0
+
+
+def test_a_staging_folder_without_an_owner_is_reported_and_kept(setup: Setup,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Earlier versions named staging folders without their pid: nothing says whether their
+    # export still runs, so they are only reported.
+    old = setup.tmp / ".bundle.partial-0badcafe"
+    old.mkdir()
+    (old / "evidence.wacz").write_bytes(b"half")
+    assert setup.export(setup.tmp / "next", "--report", TITLE) == 0
+    assert f"earlier export left in place {old}: a staging folder of an interrupted export" in \
+        " ".join(capsys.readouterr().err.split())
+    assert (old / "evidence.wacz").read_bytes() == b"half"

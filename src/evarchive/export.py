@@ -17,7 +17,8 @@ directory) holding:
   library only) and ``VERIFY.md``; ``SHA256SUMS`` over every other file.
 
 The archive is only read; the export itself is recorded in the custody log (``export`` event,
-with the SHA-256 of ``SHA256SUMS``) once the bundle is complete.
+with the SHA-256 of ``SHA256SUMS``) once the bundle is complete and before it appears at OUT,
+then its outcome (``publishing.py``).
 """
 
 from __future__ import annotations
