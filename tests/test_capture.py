@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -404,6 +405,46 @@ def test_proxy_is_used_and_its_credentials_never_recorded(archive, settings, loc
     assert b"s3cret-pw" not in stored and b"researcher" not in stored
 
 
+def test_credentials_sent_to_an_http_proxy_stay_out_of_the_request_record(archive, settings, local_server):
+    url = "http://www.lrt.lt/naujienos/plain-proxy-test"  # plain http: the proxy gets the request itself
+    local_server.set_route(url, body="<p>through a proxy</p>")
+    settings.proxy = local_server.proxy_url.replace("http://", "http://researcher:s3cret-pw@")
+    [outcome] = capture_urls(archive, [url], settings)
+    assert outcome.status == "captured", outcome.error_message
+    assert b"Proxy-Authorization: Basic " in local_server.last_exchange().raw_request  # it was sent
+    [request] = by_type(all_records(archive), "request")
+    assert b"\r\nProxy-Authorization: [withheld by evarchive: proxy credentials]\r\n" in request["raw"]
+    assert base64.b64encode(b"researcher:s3cret-pw") not in request["raw"]
+    warcio_check(archive)
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_a_refusing_proxy_is_named_nowhere(tmp_path, local_server, scheme):
+    import socket
+
+    with socket.socket() as sock:  # nothing listens there
+        sock.bind(("127.0.0.23", 0))
+        port = sock.getsockname()[1]
+    proxy = f"{scheme}://researcher:s3cret-pw@127.0.0.23:{port}"
+    arch = tmp_path / "a"
+    url = local_server.url("/plain")
+    captured = run_cli("capture", url, "--json", "--retries", "0", "--proxy", proxy, archive=arch)
+    assert captured.returncode == 1, captured.stderr
+    [outcome] = [json.loads(line) for line in captured.stdout.splitlines()]
+    assert (outcome["error_class"], outcome["error_message"]) == (
+        "ConnectError", "All connection attempts failed; [Errno 111] Connect call failed (<proxy>)")
+    checked = run_cli("check", url, "--json", "--retries", "0", "--proxy", proxy, archive=arch)
+    [check] = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert (check["verdict"], check["detail"]) == ("unreachable", "refused"), checked.stderr
+    assert "<proxy>" in check["reason"]
+    stored = b"".join(p.read_bytes() for p in arch.rglob("*") if p.is_file())  # catalogue, its WAL, WARCs
+    stored += b"".join(gzip.decompress(p.read_bytes()) for p in arch.rglob("*.warc.gz"))
+    said = (captured.stdout + captured.stderr + checked.stdout + checked.stderr).encode()
+    # (the port alone is a number that may occur anywhere; its forms next to an address are searched)
+    for secret in (b"127.0.0.23", f":{port}".encode(), f", {port})".encode(), b"s3cret-pw", b"researcher"):
+        assert secret not in stored and secret not in said, secret
+
+
 def test_unsupported_proxy_scheme_is_a_usage_error(archive, settings, local_server):
     settings.proxy = "ftp://127.0.0.1:21"
     with pytest.raises(InputError, match="unsupported proxy"):
@@ -428,6 +469,41 @@ def test_redirect_to_a_refused_scheme_fails_clearly(archive, settings, local_ser
     [outcome] = capture_urls(archive, [local_server.url("/redirect-to?url=ftp://example.org/x")], settings)
     assert outcome.status == "failed" and outcome.error_class == "RefusedRedirect"
     assert "only http and https" in outcome.error_message
+
+
+def _refused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("target", "error_class"), [
+    ("data:text/html,hi", "RefusedRedirect"), ("javascript:alert(1)", "RefusedRedirect"),
+    ("ftp://example.org/x", "RefusedRedirect"), ("http://[bad/x", "RefusedRedirect"),
+    ("http://127.0.0.1:{port}/gone", "ConnectError")])
+def test_a_failed_redirect_keeps_the_hops_received_before_it(archive, settings, local_server, target, error_class):
+    from urllib.parse import quote
+
+    settings.retries = 0
+    target = target.format(port=_refused_port())
+    hop2 = local_server.url("/redirect-to?url=" + quote(target, safe=""))
+    local_server.set_route("/moved-then-refused", status=301, location=hop2, body="")
+    cited = local_server.url("/moved-then-refused")
+    [outcome] = capture_urls(archive, [cited], settings)
+    assert (outcome.status, outcome.error_class, outcome.http_status) == ("failed", error_class, 302)
+    [capture] = captures_of(archive.db, outcome.source_id)
+    assert capture["redirect_chain"] == [{"url": cited, "status": 301, "location": hop2},
+                                           {"url": hop2, "status": 302, "location": target}]
+    records = all_records(archive)
+    assert [(r["type"], r["headers"]["WARC-Target-URI"]) for r in records[1:]] == [
+        ("request", cited), ("response", cited), ("request", hop2), ("response", hop2), ("metadata", cited)]
+    assert by_type(records, "response")[1]["raw"].startswith(b"HTTP/1.1 302 ")
+    stored = {r["record_id"] for r in archive.db.query("SELECT record_id FROM capture_records WHERE capture_id = ?",
+                                                       [capture["id"]])}
+    assert stored == {r["headers"]["WARC-Record-ID"] for r in records[1:]}
+    warcio_check(archive)
 
 
 # --------------------------------------------------------------------------- worker processes

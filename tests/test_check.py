@@ -335,6 +335,31 @@ def test_unreachable_kinds(local_server: LocalServer, arch: Archive, clock: Fake
     assert [m[0] for m in meta] == ["metadata"] and b"error-kind: dns" in meta[0][3]
 
 
+@pytest.mark.parametrize(("target", "kind"), [("data:text/html,hi", "protocol"),
+                                            ("http://127.0.0.1:{port}/gone", "refused")])
+def test_a_redirect_that_fails_keeps_its_hops_as_evidence(local_server: LocalServer, arch: Archive,
+                                                          clock: FakeClock, sleeper: NoSleep,
+                                                          target: str, kind: str) -> None:
+    from urllib.parse import quote
+
+    url = local_server.url("/article/moves-away")
+    capture(arch, local_server, sleeper, url)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        target = target.format(port=sock.getsockname()[1])
+    hop2 = local_server.url("/redirect-to?url=" + quote(target, safe=""))
+    local_server.set_route("/article/moves-away", status=301, location=hop2, body="")
+    cfg = settings(local_server, clock, sleeper, net={"retries": 0})
+    result = run_check(arch, [url], cfg)[url]
+    assert (result.verdict, result.detail, result.http_status) == ("unreachable", kind, 302)
+    row = arch.db.execute("SELECT redirect_chain FROM checks WHERE id = ?", [result.check_id]).fetchone()
+    assert json.loads(row[0]) == [{"url": url, "status": 301, "location": hop2},
+                                  {"url": hop2, "status": 302, "location": target}]
+    assert [(r[0], r[1]) for r in evidence_of(arch, result.check_id)] == [
+        ("request", url), ("response", url), ("request", hop2), ("response", hop2), ("metadata", url)]
+    assert [r[2] for r in evidence_of(arch, result.check_id) if r[0] == "response"] == ["301", "302"]
+
+
 def test_hanging_host_times_out(local_server: LocalServer, arch: Archive, clock: FakeClock,
                                 sleeper: NoSleep) -> None:
     url = local_server.url("/hang")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import pytest
 from thirdparty import pywb_collection, tool
 
-from evarchive import cli
+from evarchive import cli, publishing
 from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings, capture_urls
 from evarchive.export import zip_data_offsets
@@ -578,3 +581,112 @@ def test_a_check_row_edited_after_the_fact_is_shown_unverified(setup: Setup) -> 
     assert ex["live"]["vouched"] is False and "UNVERIFIED" in ex["live"]["text"]
     assert "UNVERIFIED: this check does not match the custody log" in (out / "exhibits.html").read_text()
     assert run_verifier(out).returncode == 0  # the bundle says so honestly
+
+
+# --------------------------------------------------------------------------- killed exports
+
+def start_paused_export(setup: Setup, out: Path, point: str) -> tuple[subprocess.Popen[str], Path]:
+    """`evarchive export` in its own process, stopped at `point` (the library's test hook)."""
+    flag = setup.tmp / f"paused-{point}"
+    env = {**os.environ, publishing.PAUSE_ENV: f"{point}:{flag}"}
+    proc = subprocess.Popen([sys.executable, "-m", "evarchive.cli", "export", str(out), "--report", TITLE,
+                             "--archive", str(setup.archive_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not flag.exists():  # polled, not slept: returns as soon as the export is there
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the export never reached its pause point"
+        time.sleep(0.01)
+    return proc, flag
+
+
+def export_entries(setup: Setup) -> list[dict[str, Any]]:
+    rows = setup.arch.db.query("SELECT seq, event, details FROM custody_log WHERE event LIKE 'export%' ORDER BY seq")
+    return [{"seq": r["seq"], "event": r["event"], **json.loads(r["details"])} for r in rows]
+
+
+def manifest_sha256(bundle: Path) -> str:
+    if bundle.suffix == ".zip":
+        with zipfile.ZipFile(bundle) as zf:
+            return hashlib.sha256(zf.read(f"{bundle.stem}/SHA256SUMS")).hexdigest()
+    return hashlib.sha256((bundle / "SHA256SUMS").read_bytes()).hexdigest()
+
+
+def assert_every_bundle_is_known(setup: Setup, bundle: Path) -> None:
+    """The invariant: a bundle at OUT has an export entry naming exactly that bundle."""
+    if bundle.exists():
+        known = {(e["bundle"], e["manifest_sha256"]) for e in export_entries(setup) if e["event"] == "export"}
+        assert (str(bundle.resolve()), manifest_sha256(bundle)) in known
+
+
+def partials(setup: Setup) -> list[Path]:
+    return sorted(p for p in setup.tmp.iterdir() if ".partial-" in p.name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "name", "outcome"), [
+    ("built", "bundle", None),  # nothing logged yet: nothing to settle, only the leftover folder
+    ("before-publish", "bundle", "export-unpublished"),
+    ("after-publish", "bundle", "export-published"),
+    ("before-publish", "bundle.zip", "export-unpublished"),
+    ("after-publish", "bundle.zip", "export-published"),
+])
+def test_export_killed_at_each_moment_leaves_no_unknown_bundle_and_the_next_export_settles_it(
+        setup: Setup, capsys: pytest.CaptureFixture[str], point: str, name: str, outcome: str | None) -> None:
+    out = setup.tmp / name
+    proc, _flag = start_paused_export(setup, out, point)
+    staging = partials(setup)  # none once a folder bundle was renamed into place
+    assert len(staging) == (0 if point == "after-publish" and name == "bundle" else 1)
+    assert all(f".partial-{proc.pid}-" in p.name for p in staging)
+
+    # While it lives, another export neither judges its entry nor touches its folder.
+    before = [e["event"] for e in export_entries(setup) if e.get("bundle") == str(out.resolve())]
+    assert setup.export(setup.tmp / "meanwhile", "--report", TITLE) == 0
+    assert partials(setup) == staging
+    assert [e["event"] for e in export_entries(setup) if e.get("bundle") == str(out.resolve())] == before
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.exists() == (point == "after-publish")
+    assert_every_bundle_is_known(setup, out)
+    killed = [e for e in export_entries(setup) if e.get("bundle") == str(out.resolve())]
+    assert [e["event"] for e in killed] == ([] if point == "built" else ["export"])
+    assert partials(setup) == staging
+    left = {p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in staging}
+
+    capsys.readouterr()
+    assert setup.export(setup.tmp / "next", "--report", TITLE, "--json") == 0
+    housekeeping = json.loads(capsys.readouterr().out)["housekeeping"]
+    assert partials(setup) == []
+    settled = [e for e in export_entries(setup) if e.get("bundle") == str(out.resolve())]
+    if outcome is None:
+        assert settled == []
+    else:
+        assert [e["event"] for e in settled] == ["export", outcome]
+        assert settled[1]["export_seq"] == settled[0]["seq"]
+        assert settled[1]["manifest_sha256"] == settled[0]["manifest_sha256"]
+        first, then = settled[0]["seq"], settled[1]["seq"]
+        expected = {"export-unpublished": f"was prepared but never published; recorded in custody-log entry {then}",
+                    "export-published": "was interrupted after publishing; the bundle is in place "
+                                        f"(custody-log entry {then})"}[outcome]
+        assert [n for n in housekeeping if not n.startswith("removed")] == [
+            f"export of {out.resolve()} (custody-log entry {first}) {expected}"]
+    assert [n for n in housekeeping if n.startswith("removed")] == [
+        f"removed {p.resolve()} ({size:,} bytes), the staging folder of a killed export (pid {proc.pid})"
+        for p, size in left.items()]
+    assert_every_bundle_is_known(setup, out)
+    if out.is_dir():
+        assert run_verifier(out).returncode == 0
+
+
+def test_a_staging_folder_without_an_owner_is_reported_and_kept(setup: Setup,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Earlier versions named staging folders without their pid: nothing says whether their
+    # export still runs, so they are only reported.
+    old = setup.tmp / ".bundle.partial-0badcafe"
+    old.mkdir()
+    (old / "evidence.wacz").write_bytes(b"half")
+    assert setup.export(setup.tmp / "next", "--report", TITLE) == 0
+    assert f"earlier export left in place {old}: a staging folder of an interrupted export" in \
+        " ".join(capsys.readouterr().err.split())
+    assert (old / "evidence.wacz").read_bytes() == b"half"

@@ -221,8 +221,10 @@ class Fetcher:
         self.settings = settings
         self.tmp_dir = tmp_dir
 
-    async def fetch_chain(self, url: str) -> list[Hop]:
-        hops: list[Hop] = []
+    async def fetch_chain(self, url: str, hops: list[Hop] | None = None) -> list[Hop]:
+        """The hops to the final answer. Each hop received goes into `hops` at once, so a caller
+        that passes its own list keeps the chain when a later hop fails (refused host, timeout)."""
+        hops = [] if hops is None else hops
         seen: set[tuple[str, bytes | None]] = set()
         cookies = ChainCookies(self.settings.clock().timestamp())
         current = request_url(url)
@@ -243,6 +245,9 @@ class Fetcher:
                 current = request_url(urljoin(current, hop.location))
             except InputError as exc:
                 raise CaptureFailure("RefusedRedirect", f"redirect refused: {exc.message}", hops) from None
+            except ValueError as exc:  # urljoin on a malformed Location (an unclosed IPv6 bracket)
+                raise CaptureFailure("RefusedRedirect", f"redirect refused: malformed Location {hop.location!r}: "
+                                     f"{exc}", hops) from None
 
     async def fetch_with_retries(self, url: str, cookies: ChainCookies | None = None) -> Hop:
         attempt = 0
@@ -306,6 +311,8 @@ class Fetcher:
             head = _reconstruct_head(response)
         head, _ = _rename_transfer_encoding(head)
         request_bytes = bytes(recording.request_bytes) if recording else b""
+        if self.settings.proxy:
+            request_bytes = client.redact_proxy_authorization(request_bytes)
         peer = stream.get_extra_info("server_addr") if stream is not None else None
         tls = tls_info(stream)
         if tls is not None:
@@ -653,12 +660,15 @@ class CaptureRun:
         hops: list[Hop] = []
         try:
             async with asyncio.timeout(self.settings.total_timeout):
-                hops = await fetcher.fetch_chain(url)
+                await fetcher.fetch_chain(url, hops)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                for hop in hops:
+                    hop.body.close()
                 raise
             kind, message = classify_exception(exc)
-            hops = exc.hops if isinstance(exc, CaptureFailure) else []
+            message = client.redact_proxy(message, self.settings.proxy)
+            # The hops received before the failure are evidence too (the redirect that led there).
             return self._record_safely(url, source_id, started, hops, failure=(kind, message))
         return self._record_safely(url, source_id, started, hops, failure=None)
 

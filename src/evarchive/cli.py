@@ -1065,6 +1065,8 @@ def export_cmd(
                   f"{result.claims} claims; manifest SHA-256 {result.manifest_sha256} "
                   + (f"(custody-log entry {result.log_seq})" if result.log_seq is not None else
                      "(the archive is read-only: the export is NOT recorded in its custody log)"))
+    for note in result.housekeeping if not quiet else []:
+        err.print(f"[yellow]earlier export[/] {escape(note)}")
     for item in result.not_exported:
         err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {escape(item['url'])}: "
                   + escape("; ".join(item["problems"])))

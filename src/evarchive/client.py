@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
+from urllib.parse import unquote
 
 import httpcore
 import httpx
@@ -71,6 +73,47 @@ def validate_proxy(proxy: str | None) -> None:
         raise InputError(f"malformed proxy URL: {exc}") from None
     if url.scheme.lower() not in PROXY_SCHEMES or not url.host:
         raise InputError(f"unsupported proxy {url.scheme}://...: use http://, https:// or socks5://HOST:PORT")
+
+
+# With a proxy every connection goes to it, so any socket address in an error message is its.
+_SOCKADDR = re.compile(r"\(\s*'[^']*'\s*,\s*\d+(?:\s*,\s*\d+){0,2}\s*\)")
+PROXY_SHOWN = "<proxy>"
+
+
+def redact_proxy(message: str, proxy: str | None) -> str:
+    """`message` without the proxy's address, port or credentials: provenance records that a
+    proxy was used, never where it is or how to log in to it (error messages reach the
+    catalogue, the custody log and the output)."""
+    if not proxy or not message:
+        return message
+    message = message.replace(proxy, PROXY_SHOWN)
+    message = _SOCKADDR.sub(f"({PROXY_SHOWN})", message)
+    secrets = set()
+    try:
+        url = httpx.URL(proxy)
+    except httpx.InvalidURL:
+        url = None
+    if url is not None:
+        host = url.host
+        if url.port is not None:
+            message = re.sub(rf"[\w.\-\[\]:]*:{url.port}(?!\d)", PROXY_SHOWN, message)
+        secrets |= {host, f"[{host}]", url.username, url.password,
+                    unquote(url.userinfo.decode("latin-1")) if url.userinfo else ""}
+        raw = proxy.split("//", 1)[-1].rsplit("@", 1)
+        if len(raw) == 2:  # the credentials as written (percent-encoded or not)
+            secrets |= {raw[0], *raw[0].split(":", 1)}
+    for secret in sorted((x for x in secrets if x), key=len, reverse=True):
+        message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", PROXY_SHOWN, message)
+    return message
+
+
+_PROXY_AUTHORIZATION = re.compile(rb"(?im)^(proxy-authorization[ \t]*:)[^\r\n]*")
+
+
+def redact_proxy_authorization(request_head: bytes) -> bytes:
+    """A request as sent to an HTTP proxy carries its credentials (Proxy-Authorization): the
+    request record keeps the header's name, never its value."""
+    return _PROXY_AUTHORIZATION.sub(rb"\1 [withheld by evarchive: proxy credentials]", request_head)
 
 
 def _proxy_pool(proxy: str, common: dict) -> httpcore.AsyncConnectionPool:
@@ -143,11 +186,25 @@ class _NoCookies(CookieJar):
         return None
 
 
+class HopByHopClient(httpx.AsyncClient):
+    """Never judges a Location header: the caller follows redirects itself, hop by hop.
+
+    httpx builds the next request even with follow_redirects=False, and raises on a Location it
+    cannot build (``data:``, ``javascript:``), which would lose the redirect response itself: the
+    caller decides what such a target means, with the response in hand."""
+
+    def _build_redirect_request(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        try:
+            return super()._build_redirect_request(request, response)
+        except (httpx.InvalidURL, httpx.RemoteProtocolError):
+            return None  # type: ignore[return-value]  # next_request is never used here
+
+
 def build_client(settings: ClientSettings) -> httpx.AsyncClient:
     """An httpx client whose transport records wire bytes; redirects are followed by the caller."""
     timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
                             write=settings.read_timeout, pool=None)
     headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
-    return httpx.AsyncClient(transport=PerOriginTransport(settings), headers=headers,
-                             timeout=timeout, follow_redirects=False, trust_env=False,
-                             cookies=_NoCookies())
+    return HopByHopClient(transport=PerOriginTransport(settings), headers=headers,
+                          timeout=timeout, follow_redirects=False, trust_env=False,
+                          cookies=_NoCookies())

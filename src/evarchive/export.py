@@ -17,7 +17,8 @@ directory) holding:
   library only) and ``VERIFY.md``; ``SHA256SUMS`` over every other file.
 
 The archive is only read; the export itself is recorded in the custody log (``export`` event,
-with the SHA-256 of ``SHA256SUMS``) once the bundle is complete.
+with the SHA-256 of ``SHA256SUMS``) once the bundle is complete and before it appears at OUT,
+then its outcome (``publishing.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import struct
 import textwrap
@@ -45,15 +45,16 @@ from typing import Any
 
 import sqlite_utils
 
-from . import __version__, custody
+from . import __version__, custody, publishing
 from .archive import Archive
-from .catalogue import one, to_json, transaction
+from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
 from .warcwriter import warc_digest, warc_fields
 
 WACZ_NAME = "evidence.wacz"
 MANIFEST_NAME = "SHA256SUMS"
 VERIFY_SCRIPT = "verify_bundle.py"
+ZIP_STAGED = ".bundle.zip"  # OUT.zip as built in the staging folder, before it is linked into place
 WACZ_VERSION = "1.1.1"
 BUNDLE_FORMAT = "evarchive-bundle-1"
 COPY_CHUNK = 1 << 20
@@ -206,6 +207,7 @@ class ExportResult:
     log_seq: int | None
     head: dict[str, Any] | None
     files: list[str]
+    housekeeping: list[str] = field(default_factory=list)  # interrupted exports settled, leftovers removed
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "exhibits": self.exhibits, "records": self.records,
@@ -214,7 +216,7 @@ class ExportResult:
                 "not_exported": self.not_exported, "manifest_sha256": self.manifest_sha256,
                 "wacz_sha256": self.wacz_sha256, "export_log_seq": self.log_seq,
                 "log_head": {"seq": self.head["seq"], "entry_hash": self.head["entry_hash"]}
-                if self.head else None, "files": self.files}
+                if self.head else None, "files": self.files, "housekeeping": self.housekeeping}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -235,24 +237,36 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
     check_integrity(archive, plan)
     number_exhibits(plan)
     plan.created = _now_seconds()
-    staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
-    staging.mkdir()
+    housekeeping = ([] if archive.read_only else publishing.reconcile(archive.db)) + \
+        publishing.remove_abandoned_in(out.parent)
+    staging = publishing.make_staging(out)
     try:
-        manifest_sha, wacz_sha, files = build(archive, plan, staging)
-        # The log entry and the bundle appear together: the entry is rolled back if the bundle
-        # cannot be put in place, and the bundle is only moved there inside its transaction.
-        if archive.read_only:  # a read-only mount: the bundle is written, the entry cannot be
+        manifest_sha, wacz_sha, files = build(archive, plan, staging.path)
+        publishing.pause_point("built")
+        if is_zip:  # zipped before the entry: between entry and publishing only a link is made
+            _zip_dir(staging.path, staging.path / ZIP_STAGED, out.stem)
+        _check_out(out)  # again: building took a while, and an entry for a refused bundle is noise
+        if archive.read_only:  # a read-only mount: the bundle is written, no entry can be
             entry = None
-            _publish(staging, out, is_zip)
+            _publish(staging.path, out, is_zip)
         else:
-            with transaction(archive.db):
-                entry = _log_export(archive.db, out, plan, manifest_sha, wacz_sha)
-                _publish(staging, out, is_zip)
+            # The entry is committed before the bundle appears at OUT, so no bundle ever sits there
+            # unknown to the log; its outcome entry follows (or the next export records it).
+            entry = publishing.log_prepared(archive.db, shown(out.name),
+                                            _export_details(out, plan, manifest_sha, wacz_sha), staging.path)
+            publishing.pause_point("before-publish")
+            try:
+                _publish(staging.path, out, is_zip)
+            except BaseException:
+                publishing.log_outcome(archive.db, entry["seq"], later_run=False)  # it says what is at OUT
+                raise
+            publishing.pause_point("after-publish")
+            publishing.log_outcome(archive.db, entry["seq"], later_run=False)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.close()
     return ExportResult(out, len(plan.exported), sum(len(e.records) for e in plan.exported),
                         len(plan.claims), plan.unsupported, plan.unpreserved_sources, _not_exported(plan),
-                        manifest_sha, wacz_sha, entry["seq"] if entry else None, plan.head, files)
+                        manifest_sha, wacz_sha, entry["seq"] if entry else None, plan.head, files, housekeeping)
 
 
 def _check_out(out: Path) -> bool:
@@ -698,8 +712,7 @@ def _file_sha256(path: Path) -> str:
 def _publish(staging: Path, out: Path, is_zip: bool) -> None:
     """Move the finished bundle into place without ever replacing something at OUT."""
     if is_zip:
-        tmp = staging / ".bundle.zip"
-        _zip_dir(staging, tmp, out.stem)
+        tmp = staging / ZIP_STAGED
         try:
             os.link(tmp, out)  # atomic, and fails if OUT appeared meanwhile: never overwrite
         except FileExistsError:
@@ -710,7 +723,6 @@ def _publish(staging: Path, out: Path, is_zip: bool) -> None:
     if out.exists():
         raise UsageError(f"{out} already exists; an export never overwrites anything")
     staging.rename(out)
-    staging.mkdir()  # the caller's cleanup expects it
 
 
 def _copy_exclusive(src: Path, dest: Path) -> None:
@@ -973,10 +985,9 @@ def _rows_by_seq(db: sqlite_utils.Database, cols: str, seqs: list[int]) -> list[
     return rows
 
 
-def _log_export(db: sqlite_utils.Database, out: Path, plan: Plan, manifest_sha: str,
-                wacz_sha: str) -> dict[str, Any]:
+def _export_details(out: Path, plan: Plan, manifest_sha: str, wacz_sha: str) -> dict[str, Any]:
     """The export is itself an event: which evidence left the archive, when, in which bundle."""
-    details = {
+    return {
         "bundle": shown(out.resolve()), "manifest_sha256": manifest_sha, "wacz_sha256": wacz_sha,
         "selection": plan.mode, "report_id": plan.report["id"] if plan.report else None,
         "version_id": plan.version["id"] if plan.version else None,
@@ -985,7 +996,6 @@ def _log_export(db: sqlite_utils.Database, out: Path, plan: Plan, manifest_sha: 
         "not_exported": [[e.kind, e.row["id"]] for e in plan.exhibits if not e.number],
         "unsupported_claims": [c["id"] for c in plan.unsupported],
         "log_head_seq": plan.head["seq"] if plan.head else 0, "log_scope": plan.log_scope}
-    return custody.append(db, "export", shown(out.name), details)
 
 
 # --------------------------------------------------------------------------- the exhibit index data

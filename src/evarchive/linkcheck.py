@@ -62,6 +62,7 @@ from .capture import (
 )
 from .capture import Hop as CaptureHop
 from .catalogue import insert, one, to_json, transaction, update, utc_now
+from .client import redact_proxy
 from .errors import ArchiveLockedError, EvarchiveError, UsageError
 from .textdiff import PageText
 from .urls import host_of, request_url
@@ -1191,20 +1192,21 @@ class CheckRun:
         is already under way, so they go before sources not yet started."""
         host_limit = self._per_host.setdefault(_host_key(url), Slots(self.settings.network.per_host))
         start = time.monotonic()
+        hops: list[CaptureHop] = []  # filled hop by hop: what was received survives a later failure
         try:
             async with host_limit.slot(urgent), self._total.slot(urgent):
                 async with asyncio.timeout(self.settings.network.total_timeout):
-                    hops = await fetcher.fetch_chain(url)
+                    await fetcher.fetch_chain(url, hops)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            self._open_hops.extend(hops)
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
-            hops = exc.hops if isinstance(exc, CaptureFailure) else []
             self._open_hops.extend(hops)
             _, message = classify_exception(exc)
             obs = _observation(url, hops)
             obs.error_kind = error_kind(exc)
             obs.error_message = _timeout_message(exc, self.settings.network) \
-                if obs.error_kind == "timeout" else message
+                if obs.error_kind == "timeout" else redact_proxy(message, self.settings.network.proxy)
             obs.elapsed_ms = (time.monotonic() - start) * 1000
             return obs
         self._open_hops.extend(hops)
@@ -1839,7 +1841,7 @@ async def _fetch_page(url: str, network: CaptureSettings, tmp_dir: Path) -> Page
         try:
             hops = await fetcher.fetch_chain(url)
         except Exception as exc:  # noqa: BLE001 - reported as a finding
-            raise FindingsError(f"{url}: {classify_exception(exc)[1]}") from None
+            raise FindingsError(f"{url}: {redact_proxy(classify_exception(exc)[1], network.proxy)}") from None
         try:
             obs = _observation(url, hops)
             return obs.page()
