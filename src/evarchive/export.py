@@ -253,7 +253,7 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
             # The entry is committed before the bundle appears at OUT, so no bundle ever sits there
             # unknown to the log; its outcome entry follows (or the next export records it).
             entry = publishing.log_prepared(archive.db, shown(out.name),
-                                            _export_details(out, plan, manifest_sha, wacz_sha), staging.path)
+                                            _export_details(out, plan, manifest_sha, wacz_sha), staging.path, out)
             publishing.pause_point("before-publish")
             try:
                 _publish(staging.path, out, is_zip)

@@ -31,6 +31,7 @@ import sqlite_utils
 
 from . import custody
 from .catalogue import one, to_json, transaction
+from .errors import shown
 
 MANIFEST_NAME = "SHA256SUMS"
 PENDING_PREFIX = "export-pending:"  # meta key of an export entry whose outcome is not logged yet
@@ -141,15 +142,25 @@ def remove_abandoned_in(folder: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- custody entries
 
+def _path_field(path: Path) -> str:
+    # A path's bytes, so that a folder name that is not UTF-8 comes back exactly (JSON and
+    # SQLite text hold only valid Unicode).
+    return os.fsencode(path.resolve()).hex()
+
+
+def _path_of(info: dict[str, Any], key: str) -> Path:
+    return Path(os.fsdecode(bytes.fromhex(info[f"{key}_fs"])))
+
+
 def log_prepared(db: sqlite_utils.Database, subject: str, details: dict[str, Any],
-                 staging: Path) -> dict[str, Any]:
+                 staging: Path, bundle: Path) -> dict[str, Any]:
     """Commit the export entry, marked pending, before anything appears at its bundle path."""
     with transaction(db):
         entry = custody.append(db, "export", subject, {**details, "outcome": "logged-separately"})
         db.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
                    [f"{PENDING_PREFIX}{entry['seq']}",
                     to_json({"bundle": details["bundle"], "manifest_sha256": details["manifest_sha256"],
-                             "staging": str(staging.resolve())})])
+                             "bundle_fs": _path_field(bundle), "staging_fs": _path_field(staging)})])
     return entry
 
 
@@ -160,7 +171,7 @@ def log_outcome(db: sqlite_utils.Database, export_seq: int, later_run: bool) -> 
         if pending is None:
             return None  # settled by another process meanwhile
         info = json.loads(pending["value"])
-        bundle = Path(info["bundle"])
+        bundle = _path_of(info, "bundle")
         found = bundle_manifest_sha256(bundle)
         published = found == info["manifest_sha256"]
         details: dict[str, Any] = {"export_seq": export_seq, "bundle": info["bundle"],
@@ -174,7 +185,7 @@ def log_outcome(db: sqlite_utils.Database, export_seq: int, later_run: bool) -> 
             details["reason"] = ("prepared but never published: the export was interrupted"
                                  if later_run else "the bundle could not be put in place")
         event = "export-published" if published else "export-unpublished"
-        entry = custody.append(db, event, bundle.name, details)
+        entry = custody.append(db, event, shown(bundle.name), details)
         db.execute("DELETE FROM meta WHERE key = ?", [f"{PENDING_PREFIX}{export_seq}"])
     return entry
 
@@ -184,8 +195,8 @@ def reconcile(db: sqlite_utils.Database) -> list[str]:
     notes = []
     for row in list(db.query("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", [f"{PENDING_PREFIX}%"])):
         info = json.loads(row["value"])
-        staging = Path(info["staging"])
-        if _in_progress(staging, Path(info["bundle"])):
+        staging = _path_of(info, "staging")
+        if _in_progress(staging, _path_of(info, "bundle")):
             continue
         seq = int(row["key"][len(PENDING_PREFIX):])
         entry = log_outcome(db, seq, later_run=True)
