@@ -301,6 +301,28 @@ def test_claim_without_intact_capture_exits_1_and_the_index_says_so(setup: Setup
     assert run_verifier(out).returncode == 0
 
 
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(setup: Setup) -> None:
+    """A claim beginning with =HYPERLINK( must open as text, and the bundle still verifies."""
+    with open(setup.report, "a", encoding="utf-8") as fh:
+        fh.write(f"\n=HYPERLINK(\"http://evil.example\",\"click\") says page A.\n\n{setup.urls['a']}\n")
+    import_report(setup.arch.db, setup.report, TITLE)
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    with open(out / "exhibits.csv", encoding="utf-8-sig", newline="") as fh:
+        texts = [r["claim_text"] for r in csv.DictReader(fh) if r["claim"] == "4"]
+    assert set(texts) == {"'=HYPERLINK(\"http://evil.example\",\"click\") says page A."}  # a row per exhibit
+    assert run_verifier(out).returncode == 0
+
+
+def test_verify_md_gives_the_steps_for_linux_macos_and_windows(setup: Setup) -> None:
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    steps = (out / "VERIFY.md").read_text(encoding="utf-8")
+    for command in ("sha256sum -c SHA256SUMS", "shasum -a 256 -c SHA256SUMS",
+                    "Get-FileHash -Algorithm SHA256 -LiteralPath $name", "py verify_bundle.py"):
+        assert command in steps
+
+
 def test_tampered_capture_is_named_and_not_exported(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     db = setup.arch.db
     cap_id, = db.execute("SELECT c.id FROM captures c JOIN sources s ON s.id = c.source_id "

@@ -1205,6 +1205,16 @@ def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None
             rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"]]
 
 
+# A cell starting with one of these is a formula to spreadsheet programs (=HYPERLINK(...) in a
+# claim would run on opening the file): such cells get a leading apostrophe, which spreadsheets
+# show as text and verify_bundle.py removes again before comparing.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def render_csv(data: dict[str, Any]) -> str:
     """One row per claim and exhibit (a claim without evidence gets a row saying so). UTF-8 with a
     byte-order mark: spreadsheet programs otherwise garble non-ASCII claims and URLs."""
@@ -1213,16 +1223,16 @@ def render_csv(data: dict[str, Any]) -> str:
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     exhibits = {e["exhibit"]: e for e in data["exhibits"]}
+    rows = []
     if data["claims"]:
         for claim in data["claims"]:
             for cit in claim["citations"]:
                 numbers = cit["exhibits"] + [n for n in claim["check_exhibits"]
                                              if exhibits[n]["source_id"] == cit["source_id"]]
-                for n in numbers or [None]:
-                    writer.writerow(_csv_row(claim, cit["url"], exhibits.get(n) if n else None))
+                rows += [_csv_row(claim, cit["url"], exhibits.get(n) if n else None) for n in numbers or [None]]
     else:
-        for ex in data["exhibits"]:
-            writer.writerow(_csv_row(None, ex["source_url"], ex))
+        rows = [_csv_row(None, ex["source_url"], ex) for ex in data["exhibits"]]
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return buf.getvalue()
 
 
@@ -1445,13 +1455,32 @@ def render_verify(data: dict[str, Any]) -> str:
 VERIFY_INTRO = """# Verifying this citation bundle
 
 Everything here can be checked with standard tools: `sha256sum` (coreutils; on macOS
-`shasum -a 256`), `python3` (3.8 or later, nothing to install), and optionally `openssl`.
-Nothing needs evarchive, and nothing needs the network.
+`shasum -a 256`; on Windows PowerShell's `Get-FileHash`), Python 3.8 or later (nothing to
+install; on Windows from python.org, run as `py`), and optionally `openssl`. Nothing needs
+evarchive, and nothing needs the network. Open a terminal in this folder first.
 
 ## 1. Every file is as exported
 
+Linux:
+
 ```sh
 sha256sum -c SHA256SUMS
+```
+
+macOS:
+
+```sh
+shasum -a 256 -c SHA256SUMS
+```
+
+Windows (PowerShell):
+
+```powershell
+Get-Content SHA256SUMS | ForEach-Object {{
+  $hash, $name = $_ -split '  ', 2
+  $found = (Get-FileHash -Algorithm SHA256 -LiteralPath $name).Hash
+  if ($found -eq $hash.ToUpper()) {{ "OK      $name" }} else {{ "FAILED  $name" }}
+}}
 ```
 
 Every line must say `OK`. `SHA256SUMS` itself is vouched for by the archive: its SHA-256 is in
@@ -1461,7 +1490,7 @@ the custody-log entry that recorded this export (ask the archive holder for
 ## 2. Every exhibit record, the custody log and the index agree
 
 ```sh
-python3 verify_bundle.py
+python3 verify_bundle.py        # Windows: py verify_bundle.py
 ```
 
 It re-hashes every file, checks the WACZ package ({wacz}: its `datapackage.json` hashes),

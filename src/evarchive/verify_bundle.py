@@ -851,6 +851,13 @@ CSV_FIELDS = (("payload_sha256", lambda ex, rec: ex.get("payload_sha256") or "")
 TOKENS = re.compile(r"<urn:uuid:[0-9a-fA-F-]{36}>|(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 
+def csv_value(cell: str | None) -> str | None:
+    """A cell as exported: the apostrophe that keeps spreadsheets from running a formula removed."""
+    if cell and cell[0] == "'" and cell[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+        return cell[1:]
+    return cell
+
+
 def main_record(ex: dict) -> dict:  # type: ignore[type-arg]
     return next((r for r in ex["records"] if r["record_id"] == ex["main_record"]), ex["records"][-1])
 
@@ -869,7 +876,7 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
             continue
         seen.add(ex["exhibit"])
         rec = main_record(ex)
-        wrong = [name for name, value in CSV_FIELDS if row.get(name) != value(ex, rec)]
+        wrong = [name for name, value in CSV_FIELDS if csv_value(row.get(name)) != value(ex, rec)]
         if wrong:
             report.fail(f"exhibits.csv line {line} (exhibit {ex['exhibit']}): {', '.join(wrong)} "
                         "differ from the records and the custody log")
