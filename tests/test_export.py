@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -297,8 +298,25 @@ def test_claim_without_intact_capture_exits_1_and_the_index_says_so(setup: Setup
     assert "NOT SUPPORTED" in (out / "exhibits.html").read_text(encoding="utf-8")
     with open(out / "exhibits.csv", encoding="utf-8-sig", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["claim"] == "4"]
-    assert [(r["cited_url"], r["kind"]) for r in rows] == [(lost, "NO INTACT CAPTURE")]
+    assert [(r["cited_url"], r["kind"]) for r in rows] == [(lost, "NO INTACT CAPTURE: never captured")]
     assert run_verifier(out).returncode == 0
+
+
+def test_a_failed_capture_gives_its_reason_in_every_index(setup: Setup) -> None:
+    refused = "http://127.0.0.1:9/refused"  # the discard port: nothing listens on loopback
+    with open(setup.report, "a", encoding="utf-8") as fh:
+        fh.write(f"\nA claim whose page could not be reached.\n\n{refused}\n")
+    import_report(setup.arch.db, setup.report, TITLE)
+    [failed] = capture_urls(setup.arch, [refused], setup.settings)
+    assert failed.status == "failed"
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 1
+    [cited] = [c for c in load(out)["claims"][3]["citations"]]
+    why = cited["why_no_exhibit"]
+    assert why.startswith("the latest capture, ") and f"failed: {failed.error_class}: " in why
+    for name in ("exhibits.txt", "exhibits.csv"):
+        assert f"NO INTACT CAPTURE: {why}" in (out / name).read_text(encoding="utf-8-sig")
+    assert html.escape(why, quote=True) in (out / "exhibits.html").read_text(encoding="utf-8")
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(setup: Setup) -> None:

@@ -153,6 +153,7 @@ class Plan:
     created: str = ""
     log_scope: str = "chain"
     log_entries: list[dict[str, Any]] = field(default_factory=list)
+    attempts: dict[int, dict[str, Any]] = field(default_factory=dict)  # source id -> its latest capture
     _exported: list[Exhibit] | None = field(default=None, repr=False)
     _by_source: dict[int, list[Exhibit]] | None = field(default=None, repr=False)
     _cited: dict[int, dict[str, None]] | None = field(default=None, repr=False)
@@ -327,7 +328,33 @@ def select(archive: Archive, report: str | None, urls: list[str], latest: bool, 
         live = {sid: live_status(check, live_entries.get(check["id"])) for sid, check in latest_checks.items()}
         return Plan(mode, rep, version, claims, sources, exhibits, latest_checks, live,
                     custody.head(db), _keys(db), _timestamps(db),
-                    {r["name"]: r for r in db.query("SELECT * FROM warc_files")})
+                    {r["name"]: r for r in db.query("SELECT * FROM warc_files")},
+                    attempts=_latest_attempts(db, source_ids))
+
+
+def _latest_attempts(db: sqlite_utils.Database, source_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each source's latest capture attempt, so an index can say why a claim has no exhibit."""
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(source_ids):
+        marks = ",".join("?" * len(chunk))
+        for row in db.query(f"""
+                SELECT c.source_id, c.status, c.started_at, c.http_status, c.error_class, c.error_message
+                FROM captures c JOIN (SELECT source_id, MAX(id) AS id FROM captures
+                                      WHERE source_id IN ({marks}) GROUP BY source_id) last ON last.id = c.id""",
+                            chunk):
+            found[row["source_id"]] = row
+    return found
+
+
+def why_no_exhibit(attempt: dict[str, Any] | None) -> str:
+    """Why a cited source has no intact capture in the bundle, in a clerk's words."""
+    if attempt is None:
+        return "never captured"
+    if attempt["status"] != "ok":
+        status = f" (HTTP {attempt['http_status']})" if attempt.get("http_status") else ""
+        return (f"the latest capture, {attempt['started_at']}, failed{status}: {attempt['error_class']}: "
+                f"{attempt['error_message']}")
+    return "its captures did not pass the integrity check at export (see 'not exported')"
 
 
 def _report_claims(db: sqlite_utils.Database, ref: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
@@ -1037,11 +1064,18 @@ def where(claim: dict[str, Any]) -> str:
 
 def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"claim": claim["ordinal"], "where": where(claim), "text": claim["text"], "sha256": claim["sha256"],
-            "citations": [{"url": c["url"], "source_id": c["source_id"], "via": c["via"], "note": c["note"],
-                           "exhibits": [e.number for e in plan.by_source(c["source_id"], "capture")]}
-                          for c in claim["citations"]],
+            "citations": [_citation_data(c, plan) for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
             "supported": bool(claim["exhibits"])}
+
+
+def _citation_data(cited: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    exhibits = [e.number for e in plan.by_source(cited["source_id"], "capture")]
+    data = {"url": cited["url"], "source_id": cited["source_id"], "via": cited["via"], "note": cited["note"],
+            "exhibits": exhibits}
+    if not exhibits:
+        data["why_no_exhibit"] = why_no_exhibit(plan.attempts.get(cited["source_id"]))
+    return data
 
 
 def _source_data(source: dict[str, Any], plan: Plan) -> dict[str, Any]:
@@ -1190,10 +1224,10 @@ def _chain_text(chain: list[dict[str, Any]]) -> str:
     return " -> ".join(f"{hop['url']} [{hop['status']}]" for hop in chain)
 
 
-def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None) -> list[Any]:
+def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None, why: str = "") -> list[Any]:
     head = [claim["claim"], claim["where"], claim["text"]] if claim else ["", "", ""]
     if ex is None:
-        return [*head, cited, "", "NO INTACT CAPTURE"] + [""] * (len(CSV_COLUMNS) - 6)
+        return [*head, cited, "", f"NO INTACT CAPTURE: {why}"] + [""] * (len(CSV_COLUMNS) - 6)
     rec, tls = _main(ex), ex.get("tls") or {}
     return [*head, cited, ex["exhibit"], ex["kind"] if ex["kind"] == "capture" else f"check: {ex['verdict']}",
             ex.get("captured_at") or ex.get("checked_at"), ex["final_url"] or "",
@@ -1229,7 +1263,8 @@ def render_csv(data: dict[str, Any]) -> str:
             for cit in claim["citations"]:
                 numbers = cit["exhibits"] + [n for n in claim["check_exhibits"]
                                              if exhibits[n]["source_id"] == cit["source_id"]]
-                rows += [_csv_row(claim, cit["url"], exhibits.get(n) if n else None) for n in numbers or [None]]
+                rows += [_csv_row(claim, cit["url"], exhibits.get(n) if n else None, cit.get("why_no_exhibit", ""))
+                         for n in numbers or [None]]
     else:
         rows = [_csv_row(None, ex["source_url"], ex) for ex in data["exhibits"]]
     writer.writerows([csv_cell(cell) for cell in row] for row in rows)
@@ -1318,7 +1353,8 @@ def render_text(data: dict[str, Any]) -> str:
             out += textwrap.wrap(f"Claim {claim['claim']} ({claim['where']}): {claim['text']}", 100,
                                  subsequent_indent="    ")
             for cit in claim["citations"]:
-                ex_text = ", ".join(f"exhibit {n}" for n in cit["exhibits"]) or "NO INTACT CAPTURE"
+                ex_text = (", ".join(f"exhibit {n}" for n in cit["exhibits"])
+                           or f"NO INTACT CAPTURE: {cit.get('why_no_exhibit', '')}")
                 out.append(f"    cited: {cit['url']}  ->  {ex_text}")
             if not claim["supported"]:
                 out.append("    !! NOT SUPPORTED: no intact capture of any source this claim cites")
@@ -1409,7 +1445,7 @@ def _html_claim(claim: dict[str, Any]) -> str:
     items = []
     for cit in claim["citations"]:
         links = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in cit["exhibits"])
-        missing = '<span class="bad">no intact capture</span>'
+        missing = f'<span class="bad">no intact capture: {_h(cit.get("why_no_exhibit", ""))}</span>'
         items.append(f"<li>cited: <code>{_h(cit['url'])}</code> &rarr; {links or missing}</li>")
     checks = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in claim["check_exhibits"])
     if checks:
