@@ -589,7 +589,9 @@ def verify(
     urls: Annotated[list[str] | None, typer.Argument(help="Verify only the evidence of these sources.")] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Also inflate and parse every record and check every "
                                        "digest and catalogue row against it.")] = False,
-    report: Annotated[str | None, typer.Option("--report", help="Verify only the evidence a report cites.")] = None,
+    report: Annotated[str | None, typer.Option("--report", "-r", metavar="REPORT",
+                                               help="Only the evidence a report cites (id, title or "
+                                                    "path).")] = None,
     public_key: Annotated[list[Path] | None, typer.Option(
         "--public-key", help="Trusted Ed25519 public key (PEM) for log signatures; default keys/*.pub.")] = None,
     tsa_roots: Annotated[Path | None, typer.Option(

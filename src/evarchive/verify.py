@@ -1731,21 +1731,13 @@ def claims_citing(db: Any, source_ids: set[int]) -> dict[int, list[str]]:
 
 
 def report_sources(db: Any, report: str) -> set[int]:
-    """Source ids cited by a report named by id, title, name or path."""
-    from .errors import UsageError
+    """Source ids cited by any version of a report, found as every command finds one (id, title or path)."""
+    from .reports import find_report
 
-    rep, cl, cit = _columns(db, "reports"), _columns(db, "claims"), _columns(db, "citations")
-    if not rep or "report_id" not in cl or not {"claim_id", "source_id"} <= cit:
-        raise UsageError("this catalogue has no reports yet (import one first)")
-    keys = [c for c in ("id", "title", "name", "path", "filename", "slug") if c in rep]
-    cond = " OR ".join(f"CAST([{k}] AS TEXT) = ?" for k in keys)
-    found = [r["id"] for r in db.query(f"SELECT id FROM reports WHERE {cond}", [report] * len(keys))]
-    if not found:
-        raise UsageError(f"no report {report!r} in the catalogue")
-    marks = ",".join("?" for _ in found)
-    return {r["source_id"] for r in db.query(
-        f"SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
-        f"WHERE c.report_id IN ({marks})", found)}
+    found = find_report(db, report)  # UsageError for an unknown report
+    return {r[0] for r in db.execute(
+        "SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
+        "WHERE c.report_id = ?", [found["id"]])}
 
 
 # ------------------------------------------------------------------ entry point
