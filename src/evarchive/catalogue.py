@@ -381,6 +381,11 @@ def _migration_3_integrity(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_5_check_records_by_file(db: sqlite_utils.Database) -> None:
+    """verify reads every record of a file, whoever wrote it: check records too, by file."""
+    db.execute("CREATE INDEX check_records_file ON check_records(warc_file, offset)")
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -390,6 +395,7 @@ MIGRATIONS: list[Migration] = [
     (3, "integrity: verification runs, timestamps, signing keys", _migration_3_integrity),
     (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
      _migration_4_checks),
+    (5, "checks: their evidence records found by file", _migration_5_check_records_by_file),
 ]
 
 
