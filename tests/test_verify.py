@@ -565,6 +565,24 @@ def test_an_edited_check_record_row_is_named(local_server: Any, tmp_path: Path) 
         ("record-mismatch", "target_uri", rec["record_id"])]
 
 
+@pytest.mark.parametrize("edit, deep, found", [
+    ("UPDATE check_records SET offset = offset + 1 WHERE id = ?", True, {"record-missing", "record-orphan"}),
+    ("DELETE FROM check_records WHERE id = ?", False, {"catalogue-deleted"}),
+    ("DELETE FROM check_records WHERE id = ?", True, {"catalogue-deleted", "record-orphan"}),
+])
+def test_a_moved_or_deleted_check_record_row_is_found(local_server: Any, tmp_path: Path, edit: str, deep: bool,
+                                                      found: set[str]) -> None:
+    a = checked_archive(tmp_path, local_server)
+    rec = [r for r in check_records(a) if r["record_type"] == "response"][0]
+    sql(a, edit, (rec["id"],))
+    result = verify_archive(a, deep=deep)
+    assert kinds(result) == found
+    assert all(p.file in (None, rec["warc_file"]) and p.record_id in (None, rec["record_id"])
+               for p in result.failures), result.failures
+    named = {(p.check_id, p.url) for p in result.failures if p.kind != "record-orphan" or "UPDATE" in edit}
+    assert named == {(rec["check_id"], rec["url"])}
+
+
 def test_check_rows_added_behind_evarchives_back_are_reported(local_server: Any, tmp_path: Path) -> None:
     a = checked_archive(tmp_path, local_server)
     sql(a, "INSERT INTO checks (source_id, checked_at, ended_at, verdict, reason) "
@@ -613,7 +631,7 @@ from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings, capture_urls
 arch = Archive.open(sys.argv[1])
 urls = [sys.argv[2] + f"?n={i}" for i in range(int(sys.argv[3]))]
-capture_urls(arch, urls, CaptureSettings(concurrency=4, per_host=4))
+capture_urls(arch, urls, CaptureSettings(concurrency=4, per_host=4, workers=1, commit_every=1))
 """
 
 
@@ -623,8 +641,8 @@ def test_verify_while_a_capture_process_commits(local_server: Any, tmp_path: Pat
 
     root = tmp_path / "busy"
     Archive.open(root).close()
-    for attempt in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", CAPTURE_LOOP, str(root), local_server.url("/plain"), "150"])
+    for attempt in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", CAPTURE_LOOP, str(root), local_server.url("/plain"), "40"])
         runs = 0
         try:
             while proc.poll() is None or runs == 0:
