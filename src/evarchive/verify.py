@@ -9,8 +9,9 @@ Two levels:
 * deep: additionally every gzip member is inflated and parsed as a WARC
   record; block and payload digests are recomputed; every catalogued record
   must be found at its recorded offset with its recorded length, id and
-  hashes; every record on disk must belong to a capture, be the file's
-  warcinfo, or lie in the known tail of an interrupted run. Files are split
+  hashes; every record on disk must belong to a capture or to a check (the
+  evidence a live check wrote), be the file's warcinfo, or lie in the known
+  tail of an interrupted run. Files are split
   at catalogued member offsets so one large file keeps every core busy (one
   thread hashes the whole file meanwhile); each catalogued member is inflated
   whole by libdeflate, and accepted only if it is exactly one clean gzip
@@ -28,7 +29,11 @@ catalogued member (offset/length/member_sha256) so the problem names the
 record, not just the file. Every problem is tied to the capture, its source
 URL and the claims citing it.
 
-Verification never writes to `warcs/`; it records its run in the catalogue.
+Every catalogue query of a run reads one snapshot (see Verifier._snapshot): rows, log entries
+and WARC bytes committed by a capture running meanwhile are left to the next run. A file still
+open is judged only by the records the snapshot references.
+
+Verification never writes to `warcs/`; it records its run (row and custody entry) at the end.
 """
 
 from __future__ import annotations
