@@ -1120,11 +1120,11 @@ class Verifier:
         self.workers = workers
         self.progress = progress
         self.result = VerifyResult("deep" if deep else "fast", self.scope)
-        # Looked up only when a problem names them, then kept (shared with the log thread).
         self.catalogue_file = catalogue_path(self.db)
-        self.files: dict[str, dict[str, Any]] = {}
-        self.scope_captures: set[int] | None = None
+        self.files: dict[str, dict[str, Any]] = {}  # warc_files rows in scope, set by load()
+        self.scope_captures: set[int] | None = None  # None: the whole archive
         self.scope_checks: set[int] = set()
+        # Looked up only when a problem names them, then kept (shared with the log thread).
         self._capture_cache: dict[int, dict[str, Any] | None] = {}
         self._check_url_cache: dict[int, str | None] = {}
         self._intact_cache: dict[int, list[int]] = {}
