@@ -1124,6 +1124,7 @@ class Verifier:
         self.files: dict[str, dict[str, Any]] = {}  # warc_files rows in scope, set by load()
         self.scope_captures: set[int] | None = None  # None: the whole archive
         self.scope_checks: set[int] = set()
+        self.files_with_checks: set[str] = set()  # fast mode: files holding a check's evidence
         # Looked up only when a problem names them, then kept (shared with the log thread).
         self._capture_cache: dict[int, dict[str, Any] | None] = {}
         self._check_url_cache: dict[int, str | None] = {}
@@ -1209,6 +1210,8 @@ class Verifier:
                     f"SELECT warc_file FROM check_records WHERE check_id IN ({marks})", part))
         self.files = {r["name"]: r for r in _dict_rows(db, "SELECT * FROM warc_files ORDER BY name")
                       if wanted_files is None or r["name"] in wanted_files}
+        if not self.deep:
+            self.files_with_checks = {r[0] for r in db.execute("SELECT DISTINCT warc_file FROM check_records")}
 
     # -- run
     def run(self) -> VerifyResult:
@@ -1335,8 +1338,9 @@ class Verifier:
             self.check_referenced(name, path)
 
     def check_referenced(self, name: str, path: Path) -> None:
-        """A file still open: only the records the snapshot references are judged, each by its
-        member SHA-256; whatever a live writer appended after them belongs to later commits."""
+        """Each catalogued record of the file by its member SHA-256 alone. For a file still open,
+        only the records the snapshot references are judged: whatever a live writer appended
+        after them belongs to later commits."""
         recs = self.records_of(name)
         try:
             hashes = member_hashes(path, [(r["offset"], r["length"]) for r in recs]) if recs else {}
@@ -1349,8 +1353,9 @@ class Verifier:
                 self.add("record-missing", f"the catalogue places record {rec['record_id']} at offset "
                          f"{rec['offset']} of {name}, but the file ends before it", **self._capture_where(rec))
             elif got != rec["member_sha256"]:
-                self.add("record-changed", f"the bytes of record {rec['record_id']} ({rec['record_type']}) "
-                         f"at offset {rec['offset']} of {name} changed", **self._capture_where(rec))
+                self.add("record-changed", f"the {rec['length']} bytes at offset {rec['offset']} of {name} are not "
+                         f"those catalogued for record {rec['record_id']} ({rec['record_type']}): its member "
+                         "SHA-256 differs", **self._capture_where(rec))
 
     def _collect(self, path: Path, row: dict[str, Any], result: Callable[[], FileScan]) -> int:
         scan = result()
@@ -1427,6 +1432,10 @@ class Verifier:
                       file=name, offset=row["referenced_size"])
         intact = scan.size == row["size"] and scan.sha256 == row["sha256"]
         if intact and not self.deep:
+            if name in self.files_with_checks:
+                # A check's entry vouches only for its records' member hashes: their offsets and
+                # lengths are vouched for by finding those hashes there.
+                self.check_referenced(name, path)
             return  # the common case needs no catalogue rows at all
         recs = self.records_of(name)
         if scan.size != row["size"]:
