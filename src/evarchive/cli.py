@@ -569,6 +569,7 @@ def print_verify_result(result: Any, quiet: bool) -> None:
         for p in result.failures:
             where = " ".join(x for x in (
                 p.file or "", f"@{p.offset}" if p.offset is not None else "", p.record_id or "",
+                f"check {p.check_id}" if p.check_id is not None else "",
                 f"log #{p.log_seq}" if p.log_seq is not None else "",
                 f"{p.table}.{p.column}" if p.column else "") if x)
             table.add_row(p.message, where, p.url or "", "; ".join(p.claims))
