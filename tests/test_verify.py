@@ -489,3 +489,224 @@ def test_record_row_inserted_behind_evarchives_back(arch: Archive) -> None:
     result = verify_archive(arch, record=False)
     assert [(p.kind, p.table, p.record_id, p.capture_id) for p in result.failures] == [
         ("catalogue-unvouched", "capture_records", "<urn:uuid:planted>", rec["capture_id"])]
+
+
+# ------------------------------------------------------------------ the evidence of live checks
+
+def checked_archive(tmp_path: Path, server: Any) -> Archive:
+    """capture -> check with evidence: a drifted page, a gone page and a redirect home."""
+    from fakes import FakeClock, NoSleep
+    from localserver import article_page
+
+    from evarchive.capture import CaptureSettings, capture_urls
+    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+
+    a = Archive.open(tmp_path / "checked")
+    urls = [server.url("/article/kappa"), server.url("/status/404"), server.url("/redirect-home")]
+    capture_urls(a, urls[:1], CaptureSettings(sleep=NoSleep(), ca_file=server.ca_pem_path))
+    server.set_route("/article/kappa", body=article_page("kappa", True, 1))
+    net = CaptureSettings(sleep=NoSleep(), clock=FakeClock(), retries=1, ca_file=server.ca_pem_path)
+    check_sources(a, select_sources(a, urls), CheckSettings(network=net, commit_interval=0.0))
+    return a
+
+
+def check_records(a: Archive) -> list[dict[str, Any]]:
+    return list(a.db.query("SELECT r.*, s.url FROM check_records r JOIN checks k ON k.id = r.check_id "
+                           "JOIN sources s ON s.id = k.source_id ORDER BY r.warc_file, r.offset"))
+
+
+def test_a_routine_check_leaves_the_archive_intact(local_server: Any, tmp_path: Path) -> None:
+    a = checked_archive(tmp_path, local_server)
+    recs = check_records(a)
+    assert {r["record_type"] for r in recs} >= {"request", "response", "metadata"}
+    fast, deep = verify_archive(a), verify_archive(a, deep=True)
+    assert fast.failures == [] and deep.failures == []
+    assert deep.records == len(records(a)) + len(recs) + a.db.execute("SELECT COUNT(*) FROM warc_files").fetchone()[0]
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_tampered_check_record_is_named(local_server: Any, tmp_path: Path, deep: bool) -> None:
+    a = checked_archive(tmp_path, local_server)
+    rec = max((r for r in check_records(a) if r["record_type"] == "response"), key=lambda r: r["length"])
+    flip(a.warcs_dir / rec["warc_file"], rec["offset"] + rec["length"] // 2)
+    result = verify_archive(a, deep=deep)
+    assert "record-changed" in kinds(result)
+    named = [p for p in result.failures if p.record_id is not None]
+    assert named and {(p.record_id, p.check_id, p.url) for p in named} == {
+        (rec["record_id"], rec["check_id"], rec["url"])}
+    assert all(p.file == rec["warc_file"] for p in result.failures)
+
+
+@pytest.mark.parametrize("edit, column", [
+    ("UPDATE checks SET verdict = 'ok' WHERE id = ?", "verdict"),
+    ("UPDATE checks SET checked_at = '2020-01-01T00:00:00.000000Z' WHERE id = ?", None),
+])
+def test_an_edited_check_row_is_named(local_server: Any, tmp_path: Path, edit: str, column: str | None) -> None:
+    a = checked_archive(tmp_path, local_server)
+    check_id = a.db.execute("SELECT id FROM checks WHERE verdict = 'gone' ORDER BY id LIMIT 1").fetchone()[0]
+    sql(a, edit, (check_id,))
+    result = verify_archive(a, deep=True)
+    edited = [(p.kind, p.table, p.check_id) for p in result.failures]
+    assert set(edited) == {("catalogue-edited", "checks", check_id)}
+    assert {p.column for p in result.failures} == {column}
+
+
+def test_an_edited_check_record_row_is_named(local_server: Any, tmp_path: Path) -> None:
+    a = checked_archive(tmp_path, local_server)
+    rec = [r for r in check_records(a) if r["record_type"] == "metadata"][0]
+    sql(a, "UPDATE check_records SET member_sha256 = ? WHERE id = ?", ("0" * 64, rec["id"]))
+    result = verify_archive(a)
+    assert sorted((p.kind, p.table, p.column, p.record_id, p.check_id) for p in result.failures) == [
+        ("catalogue-edited", "check_records", "member_sha256", rec["record_id"], rec["check_id"]),
+        ("record-changed", None, None, rec["record_id"], rec["check_id"])]  # the bytes there hash otherwise
+    sql(a, "UPDATE check_records SET member_sha256 = ?, target_uri = 'http://elsewhere.example/' WHERE id = ?",
+        (rec["member_sha256"], rec["id"]))
+    result = verify_archive(a, deep=True)
+    assert [(p.kind, p.column, p.record_id) for p in result.failures] == [
+        ("record-mismatch", "target_uri", rec["record_id"])]
+
+
+@pytest.mark.parametrize("edit, deep, found", [
+    ("UPDATE check_records SET offset = offset + 1 WHERE id = ?", True, {"record-missing", "record-orphan"}),
+    ("UPDATE check_records SET offset = offset + 1 WHERE id = ?", False, {"record-changed"}),
+    ("UPDATE check_records SET length = length - 1 WHERE id = ?", False, {"record-changed"}),
+    ("DELETE FROM check_records WHERE id = ?", False, {"catalogue-deleted"}),
+    ("DELETE FROM check_records WHERE id = ?", True, {"catalogue-deleted", "record-orphan"}),
+])
+def test_a_moved_or_deleted_check_record_row_is_found(local_server: Any, tmp_path: Path, edit: str, deep: bool,
+                                                      found: set[str]) -> None:
+    a = checked_archive(tmp_path, local_server)
+    rec = [r for r in check_records(a) if r["record_type"] == "response"][0]
+    sql(a, edit, (rec["id"],))
+    result = verify_archive(a, deep=deep)
+    assert kinds(result) == found
+    assert all(p.file in (None, rec["warc_file"]) and p.record_id in (None, rec["record_id"])
+               for p in result.failures), result.failures
+    named = {(p.check_id, p.url) for p in result.failures if p.kind != "record-orphan" or "UPDATE" in edit}
+    assert named == {(rec["check_id"], rec["url"])}
+
+
+def test_check_rows_added_behind_evarchives_back_are_reported(local_server: Any, tmp_path: Path) -> None:
+    a = checked_archive(tmp_path, local_server)
+    sql(a, "INSERT INTO checks (source_id, checked_at, ended_at, verdict, reason) "
+           "SELECT source_id, checked_at, ended_at, 'ok', 'planted' FROM checks LIMIT 1")
+    planted = a.db.execute("SELECT MAX(id) FROM checks").fetchone()[0]
+    result = verify_archive(a)
+    assert [(p.kind, p.table, p.check_id) for p in result.failures] == [
+        ("catalogue-unvouched", "checks", planted)]
+
+
+# ------------------------------------------------------------------ one snapshot
+
+@pytest.mark.parametrize("point", ["load", "check_files", "check_unvouched", "attach_claims"])
+def test_a_capture_committed_during_verify_is_not_judged(arch: Archive, point: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever moment a capture commits while verify runs, verify judges the state it started from."""
+    from evarchive import verify as v
+    from evarchive.warcwriter import WarcWriter
+
+    original = getattr(v.Verifier, point)
+    committed: list[int] = []
+
+    def commit_then_go_on(self: Any, *args: Any) -> Any:
+        if not committed:
+            other = Archive.open(arch.path)  # another process's connection, in effect
+            writer = WarcWriter(other.warcs_dir, other.locks_dir, other.db)
+            committed.append(evidence.add_capture(other, writer, "http://example.org/late", b"late" * 100))
+            writer.close()
+            other.close()
+        return original(self, *args)
+
+    monkeypatch.setattr(v.Verifier, point, commit_then_go_on)
+    for deep in (False, True):
+        committed.clear()
+        result = verify_archive(arch, deep=deep)
+        assert committed and result.failures == [], result.failures
+    monkeypatch.undo()
+    assert verify_archive(arch, deep=True).failures == []  # and the next run sees it all, intact
+    runs = list(arch.db.query("SELECT result FROM verification_runs"))
+    assert [r["result"] for r in runs] == ["intact"] * 3
+
+
+CAPTURE_LOOP = """
+import sys
+from evarchive.archive import Archive
+from evarchive.capture import CaptureSettings, capture_urls
+arch = Archive.open(sys.argv[1])
+urls = [sys.argv[2] + f"?n={i}" for i in range(int(sys.argv[3]))]
+capture_urls(arch, urls, CaptureSettings(concurrency=4, per_host=4, workers=1, commit_every=1))
+"""
+
+
+@pytest.mark.slow
+def test_verify_while_a_capture_process_commits(local_server: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    root = tmp_path / "busy"
+    Archive.open(root).close()
+    for attempt in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", CAPTURE_LOOP, str(root), local_server.url("/plain"), "40"])
+        runs = 0
+        try:
+            while proc.poll() is None or runs == 0:
+                a = Archive.open(root)
+                try:
+                    result = verify_archive(a, deep=runs % 2 == 1)
+                finally:
+                    a.close()
+                assert result.failures == [], (attempt, runs, result.failures)
+                runs += 1
+        finally:
+            proc.wait(timeout=60)
+        assert proc.returncode == 0
+    a = Archive.open(root)
+    assert a.db.execute("SELECT COUNT(*) FROM verification_runs WHERE result <> 'intact'").fetchone()[0] == 0
+    assert verify_archive(a, deep=True).failures == []
+    a.close()
+
+
+# ------------------------------------------------------------------ past verifications
+
+@pytest.mark.parametrize("column, value", [("started_at", "2001-01-01T00:00:00.000000Z"), ("result", "problems"),
+                                           ("problems", 3)])
+def test_an_edited_verification_run_is_named(arch: Archive, column: str, value: Any) -> None:
+    verify_archive(arch)
+    run_id = arch.db.execute("SELECT MAX(id) FROM verification_runs").fetchone()[0]
+    sql(arch, f"UPDATE verification_runs SET {column} = ? WHERE id = ?", (value, run_id))
+    result = verify_archive(arch, deep=True, record=False)
+    assert [(p.kind, p.table, p.column) for p in result.failures] == [
+        ("catalogue-edited", "verification_runs", column)]
+
+
+def test_a_verification_run_added_behind_evarchives_back_is_reported(arch: Archive) -> None:
+    verify_archive(arch)
+    sql(arch, "INSERT INTO verification_runs (started_at, ended_at, mode, scope, result) "
+              "VALUES ('2001-01-01T00:00:00.000000Z', '2001-01-01T00:00:01.000000Z', 'deep', '{}', 'intact')")
+    result = verify_archive(arch, record=False)
+    assert [(p.kind, p.table) for p in result.failures] == [("catalogue-unvouched", "verification_runs")]
+
+
+# ------------------------------------------------------------------ --report
+
+def test_every_report_option_finds_a_report_by_title_path_and_id(local_server: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command that takes --report resolves a reference the same way."""
+    import typer.main
+
+    from evarchive.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVARCHIVE_ARCHIVE", raising=False)
+    Path("r.txt").write_text(f"The ministry confirmed the figures.\n{local_server.url('/article/lambda')}\n")
+    root = str(tmp_path / "archive")
+    assert main(["archive", "r.txt", "-a", root, "--title", "Our Brief"]) == 0
+    taking_report = sorted(name for name, cmd in typer.main.get_command(app).commands.items()
+                           if any("--report" in p.opts for p in cmd.params))
+    extra = {"check": ["--quiet"], "claims": [], "export": ["OUT"], "rot": [], "verify": ["--quiet"]}
+    assert taking_report == sorted(extra)
+    for n, ref in enumerate(["Our Brief", "r.txt", str(tmp_path / "r.txt"), "1"]):
+        for command in taking_report:
+            args = [f"bundle-{n}" if a == "OUT" else a for a in extra[command]]
+            assert main([command, "--report", ref, "-a", root, *args]) == 0, (command, ref)
+    for command in taking_report:
+        assert main([command, "--report", "No such report", "-a", root, *extra[command]]) == 2, command

@@ -94,7 +94,7 @@ def open_read_only(path: Path, *, check: bool = True) -> sqlite_utils.Database:
     return db
 
 
-def read_only_connection(path: Path) -> sqlite3.Connection:
+def read_only_connection(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection that never writes, which works on a read-only mount too.
 
     A WAL database needs its -shm file to be read normally. Without one (the last writer closed
@@ -111,9 +111,15 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
                 "read-only, so they cannot be read: mount it read-write once (any evarchive command "
                 "folds them into the catalogue), or copy the archive somewhere writable")
         mode = "ro&immutable=1"
-    conn = sqlite3.connect(_uri(path, mode), uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(_uri(path, mode), uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                           check_same_thread=check_same_thread)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
+
+
+def writer_connection(path: Path) -> sqlite3.Connection:
+    """A plain read-write connection to an existing catalogue (never creates one)."""
+    return sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
 
 
 def _uri(path: Path, mode: str) -> str:
@@ -482,6 +488,11 @@ def _migration_3_integrity(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_5_check_records_by_file(db: sqlite_utils.Database) -> None:
+    """verify reads every record of a file, whoever wrote it: check records too, by file."""
+    db.execute("CREATE INDEX check_records_file ON check_records(warc_file, offset)")
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -491,6 +502,7 @@ MIGRATIONS: list[Migration] = [
     (3, "integrity: verification runs, timestamps, signing keys", _migration_3_integrity),
     (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
      _migration_4_checks),
+    (5, "checks: their evidence records found by file", _migration_5_check_records_by_file),
 ]
 
 

@@ -578,6 +578,7 @@ def print_verify_result(result: Any, quiet: bool) -> None:
         for p in result.failures:
             where = " ".join(x for x in (
                 p.file or "", f"@{p.offset}" if p.offset is not None else "", p.record_id or "",
+                f"check {p.check_id}" if p.check_id is not None else "",
                 f"log #{p.log_seq}" if p.log_seq is not None else "",
                 f"{p.table}.{p.column}" if p.column else "") if x)
             table.add_row(p.message, where, p.url or "", "; ".join(p.claims))
@@ -598,7 +599,9 @@ def verify(
     urls: Annotated[list[str] | None, typer.Argument(help="Verify only the evidence of these sources.")] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Also inflate and parse every record and check every "
                                        "digest and catalogue row against it.")] = False,
-    report: Annotated[str | None, typer.Option("--report", help="Verify only the evidence a report cites.")] = None,
+    report: Annotated[str | None, typer.Option("--report", "-r", metavar="REPORT",
+                                               help="Only the evidence a report cites (id, title or "
+                                                    "path).")] = None,
     public_key: Annotated[list[Path] | None, typer.Option(
         "--public-key", help="Trusted Ed25519 public key (PEM) for log signatures; default keys/*.pub.")] = None,
     tsa_roots: Annotated[Path | None, typer.Option(

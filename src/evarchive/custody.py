@@ -194,7 +194,42 @@ def vouched(entry: dict[str, Any], details: Any = None) -> list[tuple[str, str, 
     elif event == "keys-generate":
         out.append(("signing_keys", "key_id", entry["subject"],
                     {"public_key_pem": details.get("public_key_pem")}))
+    elif event == "check" and isinstance(details.get("checks"), list):
+        # A check's entry names a few of its columns, the SHA-256 of its whole row and the
+        # member SHA-256 of each record it wrote; verify compares the columns here and the
+        # row hash and records itself (CHECK_EXTRAS are no columns).
+        for check in details["checks"]:
+            if isinstance(check, dict):
+                out.append(("checks", "id", check.get("check_id"),
+                            {k: check[k] for k in ("source_id", "verdict", "confirmed", *CHECK_EXTRAS)
+                             if k in check}))
+    elif event == "verify" and _bindable_id(details.get("run_id")):
+        out.append(("verification_runs", "id", details["run_id"], _verification_row(details)))
     return out
+
+
+CHECK_EXTRAS = ("row_sha256", "records")
+
+
+def _bindable_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _verification_row(details: dict[str, Any]) -> dict[str, Any]:
+    """The verification_runs row a verify entry vouches for.
+
+    Entries carry the whole row under "run"; entries written before they did carry only the
+    outcome, which is all that can be vouched for in their rows."""
+    if isinstance(details.get("run"), dict):
+        return details["run"]
+    older = {"mode": "mode", "result": "result", "problems": "problems", "files": "files",
+             "bytes": "bytes", "log_head_checked": "log_head"}
+    row = {column: details[key] for key, column in older.items() if key in details}
+    if "scope" in details:
+        row["scope"] = to_json(details["scope"])
+    if "by_kind" in details:
+        row["summary"] = to_json(details["by_kind"])
+    return row
 
 
 def iter_entries(db: sqlite_utils.Database, batch: int = 512) -> Iterator[list[dict[str, Any]]]:

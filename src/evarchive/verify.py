@@ -9,8 +9,9 @@ Two levels:
 * deep: additionally every gzip member is inflated and parsed as a WARC
   record; block and payload digests are recomputed; every catalogued record
   must be found at its recorded offset with its recorded length, id and
-  hashes; every record on disk must belong to a capture, be the file's
-  warcinfo, or lie in the known tail of an interrupted run. Files are split
+  hashes; every record on disk must belong to a capture or to a check (the
+  evidence a live check wrote), be the file's warcinfo, or lie in the known
+  tail of an interrupted run. Files are split
   at catalogued member offsets so one large file keeps every core busy (one
   thread hashes the whole file meanwhile); each catalogued member is inflated
   whole by libdeflate, and accepted only if it is exactly one clean gzip
@@ -28,17 +29,23 @@ catalogued member (offset/length/member_sha256) so the problem names the
 record, not just the file. Every problem is tied to the capture, its source
 URL and the claims citing it.
 
-Verification never writes to `warcs/`; it records its run in the catalogue.
+Every catalogue query of a run reads one snapshot (see Verifier._snapshot): rows, log entries
+and WARC bytes committed by a capture running meanwhile are left to the next run. A file still
+open is judged only by the records the snapshot references.
+
+Verification never writes to `warcs/`; it records its run (row and custody entry) at the end.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
 import re
+import sqlite3
 import threading
 import zlib
 from collections import deque
@@ -48,6 +55,10 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
+
+from .catalogue import read_only_connection, writer_connection
+from .custody import catalogue_path
+from .errors import CouldNotRunError
 
 # Inflater: both below release the GIL and inflate 2-3x faster than zlib. On the bench corpus
 # (HTML-like text and incompressible bodies, AMD EPYC with AVX-512) zlib-ng took about 12% less
@@ -739,6 +750,7 @@ class Problem:
     offset: int | None = None
     record_id: str | None = None
     capture_id: int | None = None
+    check_id: int | None = None  # a live check whose evidence or row this is about
     url: str | None = None
     log_seq: int | None = None
     table: str | None = None
@@ -867,6 +879,7 @@ class _RowCheck:
         self.seen: dict[str, _Seen] = {}
         self.columns: dict[str, list[str]] = {}  # per table, as `SELECT rowid AS __rowid, *` returns them
         self.shapes: dict[tuple[str, tuple[str, ...]], _Shape] = {}
+        self.check_records_due: list[tuple[int, Any, list[Any]]] = []  # (seq, check id, member hashes)
 
     def add(self, entry: dict[str, Any], details: Any) -> None:
         from . import custody
@@ -886,6 +899,7 @@ class _RowCheck:
             rows = current.get((table, keycol), {})
             self.compare(seq, table, key, expected, rows.get(key) if _bindable(key) else None)
         self.items.clear()
+        self.compare_check_records()
 
     def fetch(self, table: str, keycol: str, keys: set[Any]) -> dict[Any, tuple[Any, ...]]:
         out: dict[Any, tuple[Any, ...]] = {}
@@ -947,6 +961,8 @@ class _RowCheck:
         getter, names, complete = self.shape(table, tuple(expected))
         values = tuple(expected.values()) if complete else tuple(expected[k] for k in names)
         if getter(current) == values:
+            if table == "checks":
+                self.compare_check(seq, key, expected, current, edited=False)
             return
         row = self.as_dict(table, current)
         where = self.v.row_where(table, key, row, expected)
@@ -955,6 +971,59 @@ class _RowCheck:
                 self.out.append(Problem("catalogue-edited", f"{table} {key}: {column} is {row[column]!r}, but log "
                                         f"entry {seq} recorded {value!r}", table=table, column=column,
                                         log_seq=seq, **where))
+        if table == "checks":
+            self.compare_check(seq, key, expected, current, edited=True)
+
+    def compare_check(self, seq: int, key: Any, expected: dict[str, Any], current: tuple[Any, ...],
+                      edited: bool) -> None:
+        """A check's entry holds the SHA-256 of its whole row (to_json of it, as it was inserted)
+        and the member SHA-256 of each record it wrote; the records are compared per batch."""
+        from .catalogue import to_json
+
+        row_sha256 = expected.get("row_sha256")
+        if not edited and row_sha256 is not None and \
+                hashlib.sha256(to_json(self.as_dict("checks", current)).encode()).hexdigest() != row_sha256:
+            self.out.append(Problem("catalogue-edited", f"checks {key} was edited: the row no longer has the SHA-256 "
+                                    f"log entry {seq} recorded for it", table="checks", log_seq=seq,
+                                    **self.v._check_where(key)))
+        if isinstance(expected.get("records"), list):
+            self.check_records_due.append((seq, key, expected["records"]))
+
+    def compare_check_records(self) -> None:
+        """Each check's record rows against the member hashes its entry lists: a row whose hash
+        the entry lacks is an edit (paired with a hash no row has), or unvouched if none is left."""
+        if not self.check_records_due:
+            return
+        by_check: dict[Any, list[tuple[Any, ...]]] = {}
+        for part, marks in _in_chunks(sorted({k for _s, k, _h in self.check_records_due if _bindable(k)})):
+            cursor = self.db.execute(f"SELECT rowid AS __rowid, * FROM check_records WHERE check_id IN ({marks}) "
+                                     "ORDER BY offset", part)
+            cols = self.columns.setdefault("check_records", [d[0] for d in cursor.description])
+            k = cols.index("check_id")
+            for row in cursor:
+                by_check.setdefault(row[k], []).append(row)
+        seen = self.seen.setdefault("check_records", _Seen())
+        for seq, check_id, hashes in self.check_records_due:
+            left = list(hashes)
+            strays = []
+            for row in by_check.get(check_id, []) if _bindable(check_id) else []:
+                rec = self.as_dict("check_records", row)
+                if rec["member_sha256"] in left:
+                    left.remove(rec["member_sha256"])
+                    seen.add(row[0])
+                else:
+                    strays.append((row[0], rec))
+            for (rowid, rec), vouched in zip(strays, left, strict=False):
+                seen.add(rowid)
+                self.out.append(Problem("catalogue-edited", f"check_records {rec['record_id']}: member_sha256 is "
+                                        f"{rec['member_sha256']!r}, but log entry {seq} recorded {vouched!r}",
+                                        table="check_records", column="member_sha256", log_seq=seq,
+                                        **self.v._capture_where(rec)))
+            for vouched in left[len(strays):]:
+                self.out.append(Problem("catalogue-deleted", f"a record of check {check_id} (member SHA-256 "
+                                        f"{vouched}) vouched for by log entry {seq} is missing from the catalogue",
+                                        table="check_records", log_seq=seq, **self.v._check_where(check_id)))
+        self.check_records_due.clear()
 
 
 def _sql_name(name: str) -> str:
@@ -1019,6 +1088,13 @@ def capture_match_sql(db: Any, capture_keys: list[str], record_keys: list[str]) 
     return join, same
 
 
+# Every catalogued record of one file (the warc_records view), its owner as capture_id or check_id.
+_RECORDS_OF_FILE = ("SELECT CASE WHEN owner = 'capture' THEN owner_id END AS capture_id, "
+                    "CASE WHEN owner = 'check' THEN owner_id END AS check_id, id, warc_file, offset, length, "
+                    "record_id, record_type, target_uri, block_sha256, payload_sha256, member_sha256 "
+                    "FROM warc_records WHERE warc_file = ? ORDER BY offset")
+
+
 class Verifier:
     """One verification run over the whole archive or a scope of sources."""
 
@@ -1044,8 +1120,14 @@ class Verifier:
         self.workers = workers
         self.progress = progress
         self.result = VerifyResult("deep" if deep else "fast", self.scope)
+        self.catalogue_file = catalogue_path(self.db)
+        self.files: dict[str, dict[str, Any]] = {}  # warc_files rows in scope, set by load()
+        self.scope_captures: set[int] | None = None  # None: the whole archive
+        self.scope_checks: set[int] = set()
+        self.files_with_checks: set[str] = set()  # fast mode: files holding a check's evidence
         # Looked up only when a problem names them, then kept (shared with the log thread).
         self._capture_cache: dict[int, dict[str, Any] | None] = {}
+        self._check_url_cache: dict[int, str | None] = {}
         self._intact_cache: dict[int, list[int]] = {}
 
     # -- helpers
@@ -1069,16 +1151,30 @@ class Verifier:
         return self._capture_cache[capture_id]
 
     def _capture_where(self, record: dict[str, Any] | None, capture_id: int | None = None) -> dict[str, Any]:
-        """file/offset/record/capture/url for a problem about a catalogued record."""
+        """file/offset/record/capture (or check)/url for a problem about a catalogued record."""
         where: dict[str, Any] = {}
         if record is not None:
             where.update(file=record["warc_file"], offset=record["offset"], record_id=record["record_id"])
-            capture_id = record["capture_id"]
+            capture_id = record.get("capture_id")
+            if record.get("check_id") is not None:
+                where.update(self._check_where(record["check_id"]))
         if capture_id is not None:
             where["capture_id"] = capture_id
             cap = self.capture(capture_id) if self.capture_in_scope(capture_id) else None
             if cap is not None:
                 where["url"] = cap["source_url"] if cap["source_url"] is not None else cap["url_requested"]
+        return where
+
+    def _check_where(self, check_id: Any) -> dict[str, Any]:
+        """check/url for a problem about a live check's row or evidence."""
+        where: dict[str, Any] = {"check_id": check_id}
+        if _bindable(check_id):
+            if check_id not in self._check_url_cache:
+                found = self.db.execute("SELECT s.url FROM checks k JOIN sources s ON s.id = k.source_id "
+                                        "WHERE k.id = ?", [check_id]).fetchone()
+                self._check_url_cache[check_id] = found[0] if found else None
+            if self._check_url_cache[check_id] is not None:
+                where["url"] = self._check_url_cache[check_id]
         return where
 
     def capture_in_scope(self, capture_id: Any) -> bool:
@@ -1087,49 +1183,110 @@ class Verifier:
         return capture_id in self.scope_captures
 
     def records_of(self, name: str) -> list[dict[str, Any]]:
-        """The catalogued records of one file, by offset (fetched per file, when needed)."""
-        return _dict_rows(self.db, "SELECT * FROM capture_records WHERE warc_file = ? ORDER BY offset", [name])
+        """The catalogued records of one file, by offset, whoever wrote them: captures and the
+        evidence of live checks (fetched per file, when needed)."""
+        return _dict_rows(self.db, _RECORDS_OF_FILE, [name])
 
     # -- catalogue: only what every run needs; rows are fetched when a check needs them
     def load(self) -> None:
         db = self.db
-        self.scope_captures: set[int] | None = None
+        self.scope_captures = None
+        self.scope_checks = set()
         wanted_files: set[str] | None = None
         if self.source_ids is not None:
             self.scope_captures = set()
             for part, marks in _in_chunks(sorted(self.source_ids)):
                 self.scope_captures.update(r[0] for r in db.execute(
                     f"SELECT id FROM captures WHERE source_id IN ({marks})", part))
+                self.scope_checks.update(r[0] for r in db.execute(
+                    f"SELECT id FROM checks WHERE source_id IN ({marks})", part))
             wanted_files = set()
             for part, marks in _in_chunks(sorted(self.scope_captures)):
                 wanted_files.update(r[0] for r in db.execute(
                     f"SELECT warc_file FROM capture_records WHERE capture_id IN ({marks}) UNION "
                     f"SELECT warc_file FROM captures WHERE id IN ({marks}) AND warc_file IS NOT NULL", part + part))
+            for part, marks in _in_chunks(sorted(self.scope_checks)):
+                wanted_files.update(r[0] for r in db.execute(
+                    f"SELECT warc_file FROM check_records WHERE check_id IN ({marks})", part))
         self.files = {r["name"]: r for r in _dict_rows(db, "SELECT * FROM warc_files ORDER BY name")
                       if wanted_files is None or r["name"] in wanted_files}
+        if not self.deep:
+            self.files_with_checks = {r[0] for r in db.execute("SELECT DISTINCT warc_file FROM check_records")}
 
     # -- run
     def run(self) -> VerifyResult:
         import time
 
         started = time.perf_counter()
-        self.load()
+        # Listed before the snapshot is taken: a WARC file's row is committed before the file is
+        # created, so every file listed here is known to the snapshot, and a file created later
+        # (by a capture running meanwhile) is not judged.
+        on_disk = self.disk_files()
         # The log and token checks are Python work; file hashing and inflating run outside the
         # GIL on the pool. Overlap them so the catalogue checks cost (almost) no wall time. The
-        # log thread uses its own read-only connection: sqlite3 connections are not shared
-        # across threads.
-        from .custody import catalogue_path
-
-        self.catalogue_file = catalogue_path(self.db)
-        with ThreadPoolExecutor(max_workers=1) as side:
-            log_job = side.submit(self._log_checks)
-            self.check_files()
-            self.check_records_point_at_files()
-            log_problems = log_job.result()
-        self.result.problems.extend(log_problems)
-        self.attach_claims()
+        # log thread uses its own read-only connection, reading the same snapshot.
+        side = self._side_connection()
+        try:
+            with self._snapshot(side):
+                self.load()
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    log_job = pool.submit(self._log_checks, side)
+                    self.check_files(on_disk)
+                    self.check_records_point_at_files()
+                    log_problems = log_job.result()
+                self.result.problems.extend(log_problems)
+                self.attach_claims()
+        finally:
+            if side is not None:
+                side.close()
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _side_connection(self) -> sqlite3.Connection | None:
+        if self.catalogue_file is None:
+            return None
+        return read_only_connection(self.catalogue_file, check_same_thread=False)
+
+    @contextlib.contextmanager
+    def _snapshot(self, side: sqlite3.Connection | None) -> Iterator[None]:
+        """Every catalogue query of the run reads one state of the catalogue.
+
+        Each connection reads inside one read transaction, which WAL pins to the state at its
+        first read. Both are pinned while this run holds the write lock, so no commit falls
+        between them: rows and log entries committed later (a capture running meanwhile) are
+        never judged, and neither are the bytes they reference."""
+        conns = [self.db.conn] + ([side] if side is not None else [])
+        barrier = self._write_barrier()
+        try:
+            for conn in conns:
+                if not conn.in_transaction:
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # pins the snapshot
+        finally:
+            if barrier is not None:
+                barrier.execute("ROLLBACK")
+                barrier.close()
+        try:
+            yield
+        finally:
+            for conn in conns:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _write_barrier(self) -> sqlite3.Connection | None:
+        """The catalogue's write lock, held while the snapshots are pinned (None when the
+        catalogue cannot be written at all: then nothing can commit between them either)."""
+        if self.catalogue_file is None or getattr(self.archive, "read_only", False):
+            return None
+        conn = writer_connection(self.catalogue_file)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                return None
+            raise CouldNotRunError(f"the catalogue stayed locked by another run ({exc}); try again") from None
+        return conn
 
     # -- files
     def disk_files(self) -> dict[str, Path]:
@@ -1140,22 +1297,29 @@ class Verifier:
                 found[path.relative_to(root).as_posix()] = path
         return found
 
-    def check_files(self) -> None:
+    def check_files(self, on_disk: dict[str, Path] | None = None) -> None:
         from .errors import shown
 
-        on_disk = self.disk_files()
+        if on_disk is None:
+            on_disk = self.disk_files()
         if self.source_ids is None:
             for name in sorted(set(on_disk) - set(self.files)):
                 self.add("unknown-file", f"{shown(name)} is in warcs/ but the catalogue does not know it",
                          file=name)
         tasks = []
+        still_open = []
         for name, row in self.files.items():
             path = on_disk.get(name)
-            if path is None:
+            if path is None and (self.archive.warcs_dir / name).exists():
+                path = self.archive.warcs_dir / name  # created after the listing, by the writer of its row
+            if path is None and row["status"] == "open" and not row["referenced_size"]:
+                self.note("file-open", f"{name} is registered but not written yet", file=name)
+            elif path is None:
                 self.file_missing(name, row)
             elif row["status"] == "open" or row["sha256"] is None:
                 self.note("file-open", f"{name} is still open (being written, or left by a crashed run "
-                          "not yet recovered); its hash is checked once it is sealed", file=name)
+                          "not yet recovered); its records are checked, its hash once it is sealed", file=name)
+                still_open.append((name, path))
             else:
                 tasks.append((name, path, row))
         tasks.sort(key=lambda t: -(t[2]["size"] or 0))  # largest first, so the pool ends together
@@ -1172,6 +1336,28 @@ class Verifier:
                     ahead -= self._collect(*pending.popleft())
             while pending:
                 self._collect(*pending.popleft())
+        for name, path in still_open:
+            self.check_referenced(name, path)
+
+    def check_referenced(self, name: str, path: Path) -> None:
+        """Each catalogued record of the file by its member SHA-256 alone. For a file still open,
+        only the records the snapshot references are judged: whatever a live writer appended
+        after them belongs to later commits."""
+        recs = self.records_of(name)
+        try:
+            hashes = member_hashes(path, [(r["offset"], r["length"]) for r in recs]) if recs else {}
+        except OSError as exc:
+            self.add("file-unreadable", f"{name}: {exc.strerror}", file=name)
+            return
+        for rec in recs:
+            got = hashes.get((rec["offset"], rec["length"]))
+            if got is None:
+                self.add("record-missing", f"the catalogue places record {rec['record_id']} at offset "
+                         f"{rec['offset']} of {name}, but the file ends before it", **self._capture_where(rec))
+            elif got != rec["member_sha256"]:
+                self.add("record-changed", f"the {rec['length']} bytes at offset {rec['offset']} of {name} are not "
+                         f"those catalogued for record {rec['record_id']} ({rec['record_type']}): its member "
+                         "SHA-256 differs", **self._capture_where(rec))
 
     def _collect(self, path: Path, row: dict[str, Any], result: Callable[[], FileScan]) -> int:
         scan = result()
@@ -1186,7 +1372,7 @@ class Verifier:
         """Queue the work for one file; returns what yields its FileScan once done."""
         if not self.deep:
             return pool.submit(hash_file, path, name).result
-        spans = self.db.execute("SELECT offset, length FROM capture_records WHERE warc_file = ? ORDER BY offset",
+        spans = self.db.execute("SELECT offset, length FROM warc_records WHERE warc_file = ? ORDER BY offset",
                                 [name]).fetchall()
         known = [offset for offset, _length in spans] + [0]
         try:
@@ -1224,13 +1410,18 @@ class Verifier:
         self.records_lost(recs, f"its file {name} is missing")
 
     def records_lost(self, recs: list[dict[str, Any]], why: str) -> None:
-        """One problem per capture whose records are gone."""
-        seen: set[int] = set()
+        """One problem per capture (or check) whose records are gone."""
+        seen: set[tuple[str, int]] = set()
         for rec in recs:
-            if rec["capture_id"] in seen:
+            owner = ("capture", rec["capture_id"]) if rec.get("capture_id") is not None else ("check", rec["check_id"])
+            if owner in seen:
                 continue
-            seen.add(rec["capture_id"])
-            self.add("capture-lost", f"capture {rec['capture_id']} is lost: {why}", **self._capture_where(rec))
+            seen.add(owner)
+            if owner[0] == "capture":
+                self.add("capture-lost", f"capture {owner[1]} is lost: {why}", **self._capture_where(rec))
+            else:
+                self.add("check-evidence-lost", f"the evidence of check {owner[1]} is lost: {why}",
+                         **self._capture_where(rec))
 
     def compare_file(self, row: dict[str, Any], path: Path, scan: FileScan) -> None:
         name = row["name"]
@@ -1243,6 +1434,10 @@ class Verifier:
                       file=name, offset=row["referenced_size"])
         intact = scan.size == row["size"] and scan.sha256 == row["sha256"]
         if intact and not self.deep:
+            if name in self.files_with_checks:
+                # A check's entry vouches only for its records' member hashes: their offsets and
+                # lengths are vouched for by finding those hashes there.
+                self.check_referenced(name, path)
             return  # the common case needs no catalogue rows at all
         recs = self.records_of(name)
         if scan.size != row["size"]:
@@ -1319,7 +1514,12 @@ class Verifier:
             rec = rec_at.get(m.offset)
             if rec is not None and self.member_agrees(rec, m):
                 continue  # nearly every record: no problem, so no need to work out where it is
-            where = self._capture_where(rec) if rec else {"file": name, "offset": m.offset, "record_id": m.record_id}
+            if rec is not None:
+                where = self._capture_where(rec)
+            else:  # a record the catalogue places elsewhere (its offset was edited) is still named as its own
+                moved = next((r for r in recs if r["record_id"] == m.record_id), None) if m.record_id else None
+                where = {**(self._capture_where(moved) if moved else {}), "file": name, "offset": m.offset,
+                         "record_id": m.record_id}
             self.check_record_digests(name, m, where)
             if rec is not None:
                 self.compare_record(rec, m, where)
@@ -1383,34 +1583,27 @@ class Verifier:
     def check_records_point_at_files(self) -> None:
         """Records whose file warc_files does not list (one grouped query, not a row scan in Python)."""
         rows = self.db.execute(
-            "SELECT warc_file, capture_id FROM capture_records "
+            "SELECT warc_file, owner, owner_id FROM warc_records "
             "WHERE warc_file NOT IN (SELECT name FROM warc_files) ORDER BY warc_file, offset").fetchall()
-        by_file: dict[str, list[int]] = {}
-        for name, capture_id in rows:
-            by_file.setdefault(name, []).append(capture_id)
-        for name, captures in by_file.items():
-            if self.scope_captures is None or any(c in self.scope_captures for c in captures):
-                self.add("file-uncatalogued", f"{len(captures)} records point at {name}, which warc_files does "
+        by_file: dict[str, list[tuple[str, int]]] = {}
+        for name, owner, owner_id in rows:
+            by_file.setdefault(name, []).append((owner, owner_id))
+        for name, owners in by_file.items():
+            if self.scope_captures is None or any(
+                    i in (self.scope_captures if o == "capture" else self.scope_checks) for o, i in owners):
+                self.add("file-uncatalogued", f"{len(owners)} records point at {name}, which warc_files does "
                          "not list", file=name)
 
-    def _log_checks(self) -> list[Problem]:
-        """check_log + check_timestamps on a private connection; returns their problems."""
+    def _log_checks(self, conn: sqlite3.Connection | None) -> list[Problem]:
+        """check_log + check_timestamps on the private connection `conn`; returns their problems."""
         import sqlite_utils
 
-        from .catalogue import read_only_connection
-
-        path = self.catalogue_file
         sub = Verifier.__new__(Verifier)
         sub.__dict__.update(self.__dict__)
         sub.result = VerifyResult(self.result.mode, self.scope)
-        conn = read_only_connection(path) if path else None
-        sub.db = sqlite_utils.Database(conn, execute_plugins=False) if conn else self.db
-        try:
-            sub.check_log()
-            sub.check_timestamps()
-        finally:
-            if conn is not None:
-                conn.close()
+        sub.db = sqlite_utils.Database(conn, execute_plugins=False) if conn is not None else self.db
+        sub.check_log()
+        sub.check_timestamps()
         self.result.log_head = sub.result.log_head
         return sub.result.problems
 
@@ -1560,17 +1753,20 @@ class Verifier:
         return check
 
     def check_unvouched(self, seen: dict[str, _Seen], same_captures: _Seen) -> None:
-        """Rows no entry vouches for were added behind evarchive's back, or the log lost its tail.
+        """Rows no entry vouches for were added behind evarchive's back, or the log lost its tail."""
+        # The usual case: every capture (so every record that belongs to one) matched in SQL.
+        if same_captures.count != self.db.execute("SELECT COUNT(*) FROM captures").fetchone()[0]:
+            self.check_unvouched_captures(seen, same_captures)
+        self.check_unvouched_checks(seen)
+        if self.source_ids is None:
+            self.check_unvouched_runs(seen)
+        self.check_unvouched_files(seen)
 
-        A capture whose entry matched in SQL is vouched for, and so is each of its records
-        (the entry lists exactly the capture's records as they are now).
-        """
+    def check_unvouched_captures(self, seen: dict[str, _Seen], same_captures: _Seen) -> None:
+        """A capture whose entry matched in SQL is vouched for, and so is each of its records
+        (the entry lists exactly the capture's records as they are now)."""
         none = _Seen()
         caps = seen.get("captures", none)
-        if same_captures.count == self.db.execute("SELECT COUNT(*) FROM captures").fetchone()[0]:
-            # The usual case: every capture (so every record that belongs to one) matched in SQL.
-            self.check_unvouched_files(seen)
-            return
         for (cid,) in self.db.execute("SELECT id FROM captures ORDER BY id"):
             if cid not in caps and cid not in same_captures and (
                     self.scope_captures is None or cid in self.scope_captures):
@@ -1588,7 +1784,32 @@ class Verifier:
                                            "ORDER BY warc_file, offset", part):
                 self.add("catalogue-unvouched", f"record {rec['record_id']} is in no custody-log entry",
                          table="capture_records", **self._capture_where(rec))
-        self.check_unvouched_files(seen)
+
+    def check_unvouched_checks(self, seen: dict[str, _Seen]) -> None:
+        checks, recs = seen.get("checks", _Seen()), seen.get("check_records", _Seen())
+        for (cid,) in self.db.execute("SELECT id FROM checks ORDER BY id").fetchall():
+            if cid not in checks and (self.source_ids is None or cid in self.scope_checks):
+                self.add("catalogue-unvouched", f"check {cid} is in no custody-log entry (added outside evarchive, "
+                         "or the end of the log was removed)", table="checks", **self._check_where(cid))
+        unseen = [rowid for rowid, check_id in self.db.execute("SELECT id, check_id FROM check_records ORDER BY id")
+                  if rowid not in recs and (self.source_ids is None or check_id in self.scope_checks)]
+        for part, marks in _in_chunks(unseen):
+            for rec in _dict_rows(self.db, f"SELECT * FROM check_records WHERE id IN ({marks}) "
+                                           "ORDER BY warc_file, offset", part):
+                self.add("catalogue-unvouched", f"record {rec['record_id']} of check {rec['check_id']} is in no "
+                         "custody-log entry", table="check_records", **self._capture_where(rec))
+
+    def check_unvouched_runs(self, seen: dict[str, _Seen]) -> None:
+        runs = seen.get("verification_runs", _Seen())
+        for run_id, result in self.db.execute("SELECT id, result FROM verification_runs ORDER BY id").fetchall():
+            if run_id in runs:
+                continue
+            if result is None:  # left by a verification that was interrupted before it could record its end
+                self.note("verification-unfinished", f"verification run {run_id} never finished; no custody-log "
+                          "entry vouches for it", table="verification_runs")
+            else:
+                self.add("catalogue-unvouched", f"verification run {run_id} is in no custody-log entry (added "
+                         "outside evarchive, or the end of the log was removed)", table="verification_runs")
 
     def check_unvouched_files(self, seen: dict[str, _Seen]) -> None:
         files = seen.get("warc_files", _Seen())
@@ -1608,6 +1829,10 @@ class Verifier:
             return current is not None and current["capture_id"] in self.scope_captures
         if table == "warc_files":
             return key in self.files
+        if table == "checks":
+            return key in self.scope_checks
+        if table == "check_records":
+            return current is not None and current["check_id"] in self.scope_checks
         return False
 
     def row_where(self, table: str, key: Any, current: dict[str, Any] | None,
@@ -1622,6 +1847,10 @@ class Verifier:
                                                                             "record_id": key}
         if table == "warc_files":
             return {"file": key}
+        if table == "checks":
+            return self._check_where(key)
+        if table == "check_records" and current is not None:
+            return self._capture_where(current)
         return {}
 
     # -- timestamps
@@ -1734,21 +1963,13 @@ def claims_citing(db: Any, source_ids: set[int]) -> dict[int, list[str]]:
 
 
 def report_sources(db: Any, report: str) -> set[int]:
-    """Source ids cited by a report named by id, title, name or path."""
-    from .errors import UsageError
+    """Source ids cited by any version of a report, found as every command finds one (id, title or path)."""
+    from .reports import find_report
 
-    rep, cl, cit = _columns(db, "reports"), _columns(db, "claims"), _columns(db, "citations")
-    if not rep or "report_id" not in cl or not {"claim_id", "source_id"} <= cit:
-        raise UsageError("this catalogue has no reports yet (import one first)")
-    keys = [c for c in ("id", "title", "name", "path", "filename", "slug") if c in rep]
-    cond = " OR ".join(f"CAST([{k}] AS TEXT) = ?" for k in keys)
-    found = [r["id"] for r in db.query(f"SELECT id FROM reports WHERE {cond}", [report] * len(keys))]
-    if not found:
-        raise UsageError(f"no report {report!r} in the catalogue")
-    marks = ",".join("?" for _ in found)
-    return {r["source_id"] for r in db.query(
-        f"SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
-        f"WHERE c.report_id IN ({marks})", found)}
+    found = find_report(db, report)  # UsageError for an unknown report
+    return {r[0] for r in db.execute(
+        "SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
+        "WHERE c.report_id = ?", [found["id"]])}
 
 
 # ------------------------------------------------------------------ entry point
@@ -1767,7 +1988,7 @@ def verify_archive(
     progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Verify the archive (or the evidence of a report / some URLs) and record the run."""
-    from .catalogue import find_source
+    from .catalogue import find_source, utc_now
     from .errors import UsageError
 
     urls = list(urls)
@@ -1789,7 +2010,7 @@ def verify_archive(
     # A read-only archive (a mount) is verified all the same; only the run cannot be recorded.
     unrecordable = record and getattr(archive, "read_only", False)
     record = record and not unrecordable
-    run_id = _start_run(archive.db, "deep" if deep else "fast", scope) if record else None
+    started_at = utc_now()
     verifier = Verifier(archive, deep=deep, source_ids=source_ids, scope=scope, tsa_roots=tsa_roots,
                         public_keys=public_keys, workers=workers, progress=progress)
     result = verifier.run()
@@ -1797,37 +2018,32 @@ def verify_archive(
         result.problems.append(Problem(
             "run-not-recorded", "the archive is read-only: this verification run was not recorded "
             "(neither in verification_runs nor in the custody log)", severity="note"))
-    result.run_id = run_id
-    if record and run_id is not None:
-        _end_run(archive.db, run_id, result)
+    if record:
+        result.run_id = _record_run(archive.db, started_at, result)
     return result
 
 
-def _start_run(db: Any, mode: str, scope: dict[str, Any]) -> int:
-    from .catalogue import insert, to_json, transaction, utc_now
-
-    with transaction(db):
-        return insert(db, "verification_runs", {"started_at": utc_now(), "mode": mode, "scope": to_json(scope)})
-
-
-def _end_run(db: Any, run_id: int, result: VerifyResult) -> None:
+def _record_run(db: Any, started_at: str, result: VerifyResult) -> int:
+    """The run's row and its custody entry, in one transaction; the entry carries the whole row,
+    so that a later edit of it (its time, its result) is found like any other."""
     from . import custody
-    from .catalogue import to_json, transaction, update, utc_now
+    from .catalogue import insert, to_json, transaction, utc_now
 
     kinds: dict[str, int] = {}
     for p in result.failures:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
-    values = {
-        "ended_at": utc_now(), "result": "intact" if result.intact else "problems",
-        "problems": len(result.failures), "notes": len(result.notes), "files": result.files,
-        "bytes": result.bytes, "records": result.records, "log_head": result.log_head,
-        "summary": to_json(kinds),
+    row = {
+        "started_at": started_at, "ended_at": utc_now(), "mode": result.mode, "scope": to_json(result.scope),
+        "result": "intact" if result.intact else "problems", "problems": len(result.failures),
+        "notes": len(result.notes), "files": result.files, "bytes": result.bytes, "records": result.records,
+        "log_seq": 0, "log_head": result.log_head, "summary": to_json(kinds),
     }
     with transaction(db):
         head = custody.head(db)
-        values["log_seq"] = head["seq"] if head else 0
-        update(db, "verification_runs", run_id, values)
+        row["log_seq"] = head["seq"] if head else 0
+        run_id = insert(db, "verification_runs", row)
         custody.append(db, "verify", f"run {run_id}", {
-            "run_id": run_id, "mode": result.mode, "scope": result.scope, "result": values["result"],
-            "problems": values["problems"], "by_kind": kinds, "files": result.files,
+            "run_id": run_id, "run": row, "mode": result.mode, "scope": result.scope, "result": row["result"],
+            "problems": row["problems"], "by_kind": kinds, "files": result.files,
             "bytes": result.bytes, "log_head_checked": result.log_head})
+    return run_id
