@@ -49,6 +49,7 @@ from . import __version__, custody, publishing
 from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
+from .queries import find_report, latest_version
 from .warcwriter import warc_digest, warc_fields
 
 WACZ_NAME = "evidence.wacz"
@@ -358,11 +359,8 @@ def why_no_exhibit(attempt: dict[str, Any] | None) -> str:
 
 
 def _report_claims(db: sqlite_utils.Database, ref: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    from .reports import find_report
-
     rep = find_report(db, ref)  # UsageError for an unknown report
-    version = one(db, "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version DESC LIMIT 1",
-                  [rep["id"]])
+    version = latest_version(db, rep["id"])
     if version is None:
         raise UsageError(f"report {ref!r} has no imported version")
     claims = {row["id"]: {**row, "citations": [], "exhibits": [], "checks": []} for row in db.query(

@@ -1720,14 +1720,9 @@ def refuse_bad_urls(urls: list[str]) -> None:
 
 def report_sources(archive: Archive, report: str) -> list[dict[str, Any]]:
     """Sources cited by the latest version of a report (by id, title or path)."""
-    from .reports import find_report
+    from .queries import find_report, sources_of_latest_version
 
-    db = archive.db
-    found = find_report(db, report)
-    return list(db.query(
-        "SELECT DISTINCT s.* FROM sources s JOIN citations c ON c.source_id = s.id "
-        "WHERE c.version_id = (SELECT id FROM report_versions WHERE report_id = ? "
-        "ORDER BY version DESC LIMIT 1) ORDER BY s.id", [found["id"]]))
+    return sources_of_latest_version(archive.db, find_report(archive.db, report)["id"])
 
 
 def check_sources(archive: Archive, sources: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EvarchiveError, InputError, UsageError, shown
+from .errors import EvarchiveError, InputError, shown
 from .extract import Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, is_web_url, segment
+from .queries import IS_LATEST_VERSION, find_report, latest_version
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
 # it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
@@ -1148,7 +1149,7 @@ def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Cl
             name = title or document.title or report_file.path.stem
             report = {"id": insert(db, "reports", {"title": name, "path": path, "created_at": utc_now()}),
                       "title": name}
-        previous = _latest_version(db, report["id"])
+        previous = latest_version(db, report["id"])
         source_ids, new_sources = _ensure_sources(db, normalised)
         citations = sum(len(c.citations) for c in claims)
         distinct = len({normalised[x.url] for c in claims for x in c.citations})
@@ -1170,13 +1171,6 @@ def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Cl
                         version_id, report_file.sha256, path, report_file.format, len(claims),
                         citations, distinct, stats["archived"], new_sources, skipped, changes,
                         previous["version"] if previous else None)
-
-
-def _latest_version(db: Any, report_id: int) -> dict[str, Any] | None:
-    from .catalogue import one
-
-    return one(db, "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version DESC LIMIT 1",
-               [report_id])
 
 
 def _insert_claims(db: Any, report_id: int, version_id: int, claims: list[Claim],
@@ -1309,30 +1303,13 @@ def list_reports(db: Any, warcs_dir: Path | None = None) -> list[dict[str, Any]]
                v.imported_at, v.claims, v.citations, v.sources,
                (SELECT COUNT(*) FROM report_versions x WHERE x.report_id = r.id) AS versions
         FROM reports r JOIN report_versions v ON v.report_id = r.id
-        WHERE v.version = (SELECT MAX(version) FROM report_versions x WHERE x.report_id = r.id)
+        WHERE """ + IS_LATEST_VERSION + """
         ORDER BY r.id"""))
     for row in rows:
         claims = claims_of_version(db, row["version_id"], warcs_dir)
         row["claims_preserved"] = sum(c["preserved"] for c in claims)
         row["sources_archived"] = _source_stats(db, row["version_id"])["archived"]
     return rows
-
-
-def find_report(db: Any, ref: str) -> dict[str, Any]:
-    """A report by id, title or path (the latest version's path or any version's)."""
-    from .catalogue import one
-
-    row = None
-    if ref.isdigit():
-        row = one(db, "SELECT * FROM reports WHERE id = ?", [int(ref)])
-    row = row or one(db, "SELECT * FROM reports WHERE title = ? ORDER BY id LIMIT 1", [ref])
-    if row is None:
-        resolved = str(Path(ref).resolve())
-        row = one(db, "SELECT r.* FROM reports r JOIN report_versions v ON v.report_id = r.id "
-                      "WHERE v.path = ? OR r.path = ? ORDER BY v.id DESC LIMIT 1", [resolved, resolved])
-    if row is None:
-        raise UsageError(f"no report {ref!r} in the catalogue (see `evarchive reports`)")
-    return row
 
 
 def claims_of_version(db: Any, version_id: int, warcs_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -1434,7 +1411,7 @@ def report_claims(db: Any, ref: str | None = None, warcs_dir: Path | None = None
     reports = [find_report(db, ref)] if ref else list(db.query("SELECT * FROM reports ORDER BY id"))
     out = []
     for report in reports:
-        latest = _latest_version(db, report["id"])
+        latest = latest_version(db, report["id"])
         if latest is None:
             continue
         for claim in claims_of_version(db, latest["id"], warcs_dir):
@@ -1450,8 +1427,7 @@ def claims_citing(db: Any, source_id: int) -> list[dict[str, Any]]:
                k.line, k.text, c.url AS cited_as, c.via, c.note
         FROM citations c JOIN claims k ON k.id = c.claim_id
         JOIN report_versions v ON v.id = c.version_id JOIN reports r ON r.id = v.report_id
-        WHERE c.source_id = ?
-          AND v.version = (SELECT MAX(version) FROM report_versions x WHERE x.report_id = r.id)
+        WHERE c.source_id = ? AND """ + IS_LATEST_VERSION + """
         ORDER BY r.id, k.ordinal""", [source_id]))
 
 

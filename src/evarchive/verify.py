@@ -1964,12 +1964,9 @@ def claims_citing(db: Any, source_ids: set[int]) -> dict[int, list[str]]:
 
 def report_sources(db: Any, report: str) -> set[int]:
     """Source ids cited by any version of a report, found as every command finds one (id, title or path)."""
-    from .reports import find_report
+    from .queries import find_report, source_ids_of_any_version
 
-    found = find_report(db, report)  # UsageError for an unknown report
-    return {r[0] for r in db.execute(
-        "SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
-        "WHERE c.report_id = ?", [found["id"]])}
+    return source_ids_of_any_version(db, find_report(db, report)["id"])  # UsageError for an unknown report
 
 
 # ------------------------------------------------------------------ entry point

@@ -1,0 +1,55 @@
+"""The catalogue queries that more than one command needs, each written once.
+
+Commands call these instead of spelling the SQL again, so that "the latest version of a report"
+or "the report called R" means the same thing to ``claims``, ``check``, ``verify`` and ``export``.
+Every function takes the catalogue's ``sqlite_utils.Database`` and only reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .catalogue import one
+from .errors import UsageError
+
+
+def find_report(db: Any, ref: str) -> dict[str, Any]:
+    """A report by id, title, or the path it was imported from (any version's). UsageError when
+    none matches: every command that takes ``--report`` resolves it here."""
+    row = None
+    if ref.isdigit():
+        row = one(db, "SELECT * FROM reports WHERE id = ?", [int(ref)])
+    row = row or one(db, "SELECT * FROM reports WHERE title = ? ORDER BY id LIMIT 1", [ref])
+    if row is None:
+        resolved = str(Path(ref).resolve())
+        row = one(db, "SELECT r.* FROM reports r JOIN report_versions v ON v.report_id = r.id "
+                      "WHERE v.path = ? OR r.path = ? ORDER BY v.id DESC LIMIT 1", [resolved, resolved])
+    if row is None:
+        raise UsageError(f"no report {ref!r} in the catalogue (see `evarchive reports`)")
+    return row
+
+
+def latest_version(db: Any, report_id: int) -> dict[str, Any] | None:
+    """The newest imported version of a report (None for a report with no version)."""
+    return one(db, "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version DESC LIMIT 1",
+               [report_id])
+
+
+# The same rule as latest_version, inside a query whose rows are versions ``v`` of reports ``r``.
+IS_LATEST_VERSION = "v.version = (SELECT MAX(version) FROM report_versions x WHERE x.report_id = r.id)"
+
+
+def sources_of_latest_version(db: Any, report_id: int) -> list[dict[str, Any]]:
+    """Sources cited by the latest version of a report, in source order."""
+    return list(db.query(
+        "SELECT DISTINCT s.* FROM sources s JOIN citations c ON c.source_id = s.id "
+        "WHERE c.version_id = (SELECT id FROM report_versions WHERE report_id = ? "
+        "ORDER BY version DESC LIMIT 1) ORDER BY s.id", [report_id]))
+
+
+def source_ids_of_any_version(db: Any, report_id: int) -> set[int]:
+    """Source ids cited by any version of a report (verify keeps the evidence of every edition)."""
+    return {r[0] for r in db.execute(
+        "SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
+        "WHERE c.report_id = ?", [report_id])}
