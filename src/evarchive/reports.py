@@ -17,6 +17,7 @@ from typing import Any
 from .errors import EvarchiveError, InputError, shown
 from .extract import Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, is_web_url, segment
 from .queries import IS_LATEST_VERSION, find_report, latest_version
+from .records import member_sha256
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
 # it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
@@ -1389,15 +1390,7 @@ class _RecordChecker:
         fh = self.files[name]
         if fh is None or record["member_sha256"] is None:
             return False
-        fh.seek(record["offset"])
-        digest, left = hashlib.sha256(), record["length"]
-        while left > 0:
-            chunk = fh.read(min(left, 1 << 20))
-            if not chunk:
-                return False  # the file ends before the record does
-            digest.update(chunk)
-            left -= len(chunk)
-        return digest.hexdigest() == record["member_sha256"]
+        return member_sha256(fh, record["offset"], record["length"]) == record["member_sha256"]
 
     def close(self) -> None:
         for fh in self.files.values():
