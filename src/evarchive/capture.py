@@ -43,7 +43,7 @@ from .catalogue import (
     utc_now,
 )
 from .cookies import ChainCookies
-from .errors import CouldNotRunError, InputError, shown
+from .errors import CouldNotRunError, InputError, UsageError, shown
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
@@ -98,6 +98,21 @@ class CaptureSettings:
     workers: int | None = None  # processes for large runs; None: one per core (at most 2)
     sleep: Sleep = field(default=asyncio.sleep, repr=False)
     clock: Clock = field(default=_utc_clock, repr=False)
+
+    def __post_init__(self) -> None:
+        """One validation for every command that talks to the network (capture, archive, check,
+        diff): a bad value is a usage error before anything is fetched or written."""
+        at_least_one = {"--concurrency": self.concurrency, "--per-host": self.per_host,
+                        "--workers": 1 if self.workers is None else self.workers, "--warc-size": self.max_warc_size}
+        positive = {"--timeout": self.total_timeout, "--connect-timeout": self.connect_timeout,
+                    "--read-timeout": self.read_timeout}
+        problems = [f"{name} must be at least 1" for name, value in at_least_one.items() if value < 1]
+        problems += [f"{name} must be more than 0 seconds" for name, value in positive.items() if value <= 0]
+        problems += [f"{name} must not be negative" for name, value in
+                     {"--retries": self.retries, "--max-body": self.max_body}.items() if value < 0]
+        if problems:
+            raise UsageError("; ".join(problems))
+        client.validate_proxy(self.proxy)
 
     def public(self) -> dict[str, Any]:
         """Settings as written to warcinfo and the run row: no credentials, no callables."""

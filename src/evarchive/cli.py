@@ -112,9 +112,7 @@ def capture_settings(concurrency: int, per_host: int, timeout: float, read_timeo
                      resolve: list[str], warc_size: int, workers: int | None = None) -> Any:
     from .capture import DEFAULT_USER_AGENT, CaptureSettings
 
-    if concurrency < 1 or per_host < 1:
-        raise UsageError("--concurrency and --per-host must be at least 1")
-    return CaptureSettings(
+    return CaptureSettings(  # validates every value (UsageError)
         concurrency=concurrency, per_host=per_host, total_timeout=timeout,
         read_timeout=read_timeout, connect_timeout=connect_timeout, max_body=max_body,
         retries=retries, user_agent=user_agent or DEFAULT_USER_AGENT, proxy=proxy,
@@ -526,6 +524,9 @@ def archive_cmd(
         metavar="HOST:ADDRESS:PORT",
         help="Connect to ADDRESS:PORT for HOST, without touching /etc/hosts (repeatable).")] = None,
     warc_size: Annotated[int, typer.Option(help="Start a new WARC file past this size.")] = 1 << 30,
+    workers: Annotated[int | None, typer.Option(
+        help="Processes for large runs (default: one per core, at most 2; hosts are split "
+             "between them).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -540,7 +541,7 @@ def archive_cmd(
 
     settings = capture_settings(concurrency, per_host, timeout, read_timeout, connect_timeout,
                                 max_body, retries, user_agent, proxy, insecure, ca_file,
-                                resolve or [], warc_size)
+                                resolve or [], warc_size, workers)
     check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
     result = import_report(arch.db, report, title)
@@ -766,10 +767,6 @@ def check_settings(concurrency: int, per_host: int, timeout: float, connect_time
     from .capture import DEFAULT_USER_AGENT
     from .linkcheck import CheckSettings, StrikeRule, _check_capture_settings, parse_interval
 
-    if concurrency < 1 or per_host < 1:
-        raise UsageError("--concurrency and --per-host must be at least 1")
-    if strikes < 1:
-        raise UsageError("--strikes must be at least 1")
     try:
         interval = parse_interval(min_interval)
     except ValueError as exc:
@@ -780,14 +777,9 @@ def check_settings(concurrency: int, per_host: int, timeout: float, connect_time
         retries=retries, user_agent=user_agent or DEFAULT_USER_AGENT, proxy=proxy,
         insecure=insecure, ca_file=str(ca_file) if ca_file else None,
         resolve=_parse_resolve(resolve), workers=workers)
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be at least 1")
-    try:
-        return CheckSettings(network=network, rule=StrikeRule(strikes, interval),
-                             drift_threshold=drift_threshold, head=head, probe=probe,
-                             evidence=evidence, recapture=recapture)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    return CheckSettings(network=network, rule=StrikeRule(strikes, interval),  # validates (UsageError)
+                         drift_threshold=drift_threshold, head=head, probe=probe,
+                         evidence=evidence, recapture=recapture)
 
 
 def _check_line(r: Any) -> str:

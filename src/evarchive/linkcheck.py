@@ -717,13 +717,13 @@ class CheckSettings:
 
     def __post_init__(self) -> None:
         if self.head not in HEAD_MODES:
-            raise ValueError(f"head must be one of {HEAD_MODES}")
+            raise UsageError(f"--head must be one of {', '.join(HEAD_MODES)}")
         if self.evidence not in EVIDENCE_MODES:
-            raise ValueError(f"evidence must be one of {EVIDENCE_MODES}")
+            raise UsageError(f"--evidence must be one of {', '.join(EVIDENCE_MODES)}")
         if not 0.0 < self.drift_threshold <= 1.0:
-            raise ValueError("drift threshold must be in (0, 1]")
+            raise UsageError("--drift-threshold must be more than 0 and at most 1")
         if self.rule.strikes < 1:
-            raise ValueError("strikes must be at least 1")
+            raise UsageError("--strikes must be at least 1")
 
     def clock(self) -> dt.datetime:
         return self.network.clock()
