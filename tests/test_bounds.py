@@ -316,3 +316,59 @@ def test_a_docx_whose_parts_stay_within_the_limits_still_imports(
     code, err = _import(padded, tmp_path / "archive", capsys)
     assert code == 0, err
     assert _claim_count(tmp_path / "archive") > 0
+
+
+# ------------------------------------------------------------------ other readers of gzip
+
+def test_the_clerks_verifier_inflates_a_bomb_member_in_bounded_steps() -> None:
+    import tracemalloc
+
+    from localserver import gzip_bomb
+
+    from evarchive.verify_bundle import parse_member
+
+    bomb = gzip_bomb(1 << 30)  # a "record" that inflates to 1 GiB of HTML, no WARC header
+    tracemalloc.start()
+    try:
+        fields, block, payload, error = parse_member([bomb[i:i + (1 << 20)] for i in range(0, len(bomb), 1 << 20)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (fields, block, payload) == (None, None, None)
+    assert error == "no end of the WARC header in its first MiB"
+    assert peak < 32 << 20, peak
+
+
+# ------------------------------------------------------------------ one page never ends the run
+
+def test_a_page_whose_judging_fails_gets_a_verdict_and_the_run_goes_on(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of memory while judging one page (forced here: the bounds above leave no real page
+    that does it) costs that page its comparison, not the night's run."""
+    from evarchive import linkcheck
+
+    poisoned, fine = local_server.url("/article/poisoned"), local_server.url("/article/fine")
+    archive_dir = tmp_path / "archive"
+    for url in (poisoned, fine):
+        capture(archive_dir, local_server, url)
+    local_server.set_route("/article/poisoned", body=article_page("poisoned", True, 1))
+    real_extract = textdiff.extract
+
+    def extract(html: str | bytes) -> PageText:
+        if "Correction: an earlier version" in str(html):  # only the edited page says so
+            raise MemoryError("forced")
+        return real_extract(html)
+
+    monkeypatch.setattr(textdiff, "extract", extract)
+    archive = Archive.open(archive_dir)
+    try:
+        net = CaptureSettings(sleep=NoSleep(), ca_file=local_server.ca_pem_path, retries=0)
+        report = linkcheck.check_sources(archive, linkcheck.select_sources(archive, [poisoned, fine]),
+                                         linkcheck.CheckSettings(network=net, commit_interval=0.0))
+        by_url = {r.url: r for r in report.results}
+        assert (by_url[poisoned].verdict, by_url[poisoned].detail) == ("drifted", "not-judged")
+        assert "could not be judged (MemoryError: forced)" in by_url[poisoned].reason
+        assert (by_url[fine].verdict, by_url[fine].detail) == ("ok", "same-text")
+        assert archive.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 2
+    finally:
+        archive.close()

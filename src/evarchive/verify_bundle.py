@@ -297,6 +297,21 @@ def _check_resources(path, package, entries, name, report):  # type: ignore[no-u
 
 # --------------------------------------------------------------------------- 3. records
 
+INFLATE_STEP = 1 << 20  # bytes inflated at a time: a small member may inflate a thousandfold
+
+
+def _inflate_steps(inflater, chunks):  # type: ignore[no-untyped-def]
+    """The member's inflated bytes, at most INFLATE_STEP at a time; None for bytes after its end."""
+    for chunk in chunks:
+        if inflater.eof:
+            yield None
+            return
+        pending = chunk
+        while pending:
+            yield inflater.decompress(pending, INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+
+
 def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """Inflate one gzip member: (WARC header fields, block sha256, payload sha256, error)."""
     inflater = zlib.decompressobj(wbits=31)
@@ -308,14 +323,15 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     http_head = b""
     trailer = b""
     try:
-        for chunk in chunks:
-            if inflater.eof:
+        for data in _inflate_steps(inflater, chunks):
+            if data is None:
                 return fields, None, None, "bytes after the end of the gzip member"
-            data = inflater.decompress(chunk)
             while data:
                 if fields is None:
                     head += data
                     end = head.find(b"\r\n\r\n")
+                    if end < 0 and len(head) > INFLATE_STEP:
+                        return None, None, None, "no end of the WARC header in its first MiB"
                     if end < 0:
                         data = b""
                         continue
@@ -335,10 +351,14 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
                         if split >= 0:
                             payload = hashlib.sha256(http_head[split + 4:])
                             http_head = b""
+                        elif len(http_head) > INFLATE_STEP:
+                            return fields, None, None, "no end of the HTTP header in its first MiB"
                     elif payload is not None and payload is not block:
                         payload.update(take)
                     remaining -= len(take)
                 trailer += data[len(take):]
+                if len(trailer) > 4:
+                    return fields, None, None, "not a complete WARC record"
                 data = b""
         if not inflater.eof or inflater.unused_data:
             return fields, None, None, "not exactly one complete gzip member"
@@ -488,7 +508,7 @@ def _warcinfo_length(fh, start: int, size: int, name: str, report: Report) -> in
     data = fh.read(min(size, 1 << 20))
     inflater = zlib.decompressobj(wbits=31)
     try:
-        text = inflater.decompress(data)
+        text = inflater.decompress(data, 1 << 20)  # a warcinfo record is a few hundred bytes
     except zlib.error:
         text = b""
     if not inflater.eof or b"WARC-Type: warcinfo" not in text.split(b"\r\n\r\n")[0]:
