@@ -127,6 +127,7 @@ def test_check_and_diff_of_a_1_gib_gzip_bomb_are_bounded(local_server: LocalServ
     assert shown.code == 0, shown.err
     data = json.loads(shown.out)
     assert data["stored"] and data["changes"]
+    assert data["new"].endswith("(only its start is compared: over 4 MiB of HTML)")
     print(f"diff: {shown.seconds:.1f} s, peak RSS {shown.peak_mb:.0f} MB")
     assert shown.seconds < timeout, shown.seconds
     assert shown.peak_mb < RSS_LIMIT_MB, shown.peak_mb

@@ -1880,9 +1880,13 @@ def diff_source(archive: Archive, url: str, live: bool = False,
         new = asyncio.run(_fetch_page(source["url"], network or _check_capture_settings(),
                                       archive.tmp_dir))
         new_label, stored = f"live now ({utc_now()}; fetched for this diff, not stored)", False
-    old_label = f"capture {capture['id']} of {capture['started_at']}"
-    return DiffResult(source["url"], source["id"], old_label, new_label, old, new,
+    old_label = f"capture {capture['id']} of {capture['started_at']}" + _cut_label(old)
+    return DiffResult(source["url"], source["id"], old_label, new_label + _cut_label(new), old, new,
                       textdiff.similarity(old, new), stored)
+
+
+def _cut_label(page: PageText) -> str:
+    return f" (only its start is compared: {page.cut})" if page.cut else ""
 
 
 def _capture_page(archive: Archive, capture: dict[str, Any]) -> PageText:
