@@ -194,6 +194,16 @@ def test_main_text_is_capped_and_says_so() -> None:
     assert textdiff.extract("<html><body><p>short</p></body></html>").cut == ""
 
 
+def test_deeply_nested_markup_is_read_to_a_bounded_depth() -> None:
+    """100,000 unclosed <div>s (1 MB) kept the HTML5 parser busy for minutes."""
+    started = time.monotonic()
+    page = textdiff.extract("<html><body><main>" + '<div class="menu">word ' * 100_000 + "</main></body></html>")
+    assert page.cut == "elements nested too deep to read in full"
+    unclosed_paragraphs = textdiff.extract("<html><body><main>" + "<p>word " * 100_000 + "</main></body></html>")
+    assert unclosed_paragraphs.cut == "" and len(unclosed_paragraphs.paragraphs) == 100_000
+    assert time.monotonic() - started < 10
+
+
 def test_inflation_is_bounded_and_reports_the_overflow() -> None:
     import gzip
 

@@ -75,6 +75,16 @@ _TOKEN = re.compile(
     r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE
 )
 _SHINGLE = 3
+# Nesting read before the rest of a page is left out (see _too_deep): a
+# depth, and the sum of depths (a real 4 MiB page sums to about 2 million).
+MAX_DEPTH = 1024
+MAX_NESTING_WORK = 20_000_000
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
+# Elements that never hold others open: void ones, and those the next
+# sibling closes implicitly (a page of unclosed <p>s is one level deep).
+_FLAT = frozenset(
+    "area base br col embed hr img input link meta source track wbr param keygen "
+    "p li dt dd tr td th option optgroup thead tbody tfoot colgroup caption rb rt rp rtc".split())
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,11 @@ def extract(html: str | bytes) -> PageText:
     if isinstance(html, bytes):
         html = decode_body(html)
     cut = f"over {_mib(MAX_HTML_BYTES)} of HTML" if len(html) > MAX_HTML_BYTES else ""
-    tree = LexborHTMLParser(html[:MAX_HTML_BYTES] if cut else html)
+    html = html[:MAX_HTML_BYTES]
+    too_deep = _too_deep(html)
+    if too_deep is not None:
+        html, cut = html[:too_deep], "elements nested too deep to read in full"
+    tree = LexborHTMLParser(html)
     title = _clean(_first_text(tree, "title"))[:MAX_TEXT_CHARS]
     _drop(tree, _ALWAYS_DROP)
     _drop_boilerplate(tree)
@@ -189,6 +203,35 @@ def extract(html: str | bytes) -> PageText:
     if not cut and not full:
         cut = f"over {_mib(MAX_TEXT_CHARS)} of main text"
     return PageText(title=title, h1=h1, paragraphs=paragraphs, cut=cut)
+
+
+def _too_deep(html: str) -> int | None:
+    """Where elements are first nested deeper than MAX_DEPTH, or the sum of
+    the depths of every element opened so far passes MAX_NESTING_WORK,
+    counting as the markup is written (void and implicitly closed elements
+    aside, script and style contents skipped); None when neither happens.
+    Why: an HTML5 parser checks the stack of open elements at each block tag
+    (so 100,000 unclosed <div>s, 1 MB, took minutes), and removing
+    boilerplate walks up from each element; browsers cap the depth too."""
+    depth, pos, work = 0, 0, 0
+    while (tag := _TAG.search(html, pos)) is not None:
+        pos = tag.end()
+        name = tag.group(2).lower()
+        if name in _FLAT or tag.group(3):
+            continue
+        if tag.group(1):
+            depth = max(0, depth - 1)
+            continue
+        if name in ("script", "style"):
+            end = html.find(f"</{name}", pos)  # HTML ends these at the first such tag, any case
+            end = end if end >= 0 else html.lower().find(f"</{name}", pos)
+            pos = end if end >= 0 else len(html)
+            continue
+        depth += 1
+        work += depth
+        if depth > MAX_DEPTH or work > MAX_NESTING_WORK:
+            return tag.start()
+    return None
 
 
 def _first_text(node: LexborHTMLParser | LexborNode, selector: str) -> str:
