@@ -1557,7 +1557,7 @@ def _observation(url: str, hops: list[CaptureHop]) -> Observation:
 def _unjudged(obs: Observation, baseline: Baseline | None, exc: Exception) -> Verdict:
     """The verdict when judging an answer failed (out of memory, a parser
     error): said as such, from what is known without judging."""
-    what = f"{type(exc).__name__}: {exc}"[:160].rstrip()
+    what = (type(exc).__name__ + (f": {exc}" if str(exc) else ""))[:160]
     if baseline and baseline.payload_sha256 and baseline.payload_sha256 == obs.payload_sha256:
         return Verdict("ok", "same-bytes", f"identical to the last capture (judging its text "
                                            f"failed: {what})", 1.0)
@@ -1698,14 +1698,9 @@ def _uncount(item: _Pending) -> None:
 
 
 def _capture_text(archive: Archive, capture_row: dict[str, Any]) -> PageText | None:
+    """The capture's main text, from as much of its payload as a page is read."""
     body = read_capture_payload(archive, capture_row, textdiff.MAX_HTML_BYTES)
-    return None if body is None else _payload_page(body, capture_row["content_type"])
-
-
-def _payload_page(body: bytes, content_type: str | None) -> PageText:
-    """Main text of a payload read with ``read_response_payload`` (already
-    content-decoded; more than MAX_HTML_BYTES means there was more)."""
-    return textdiff.page_of(body, content_type)
+    return None if body is None else textdiff.page_of(body, capture_row["content_type"])
 
 
 def read_capture_payload(archive: Archive, capture_row: dict[str, Any],
@@ -1872,7 +1867,7 @@ def diff_source(archive: Archive, url: str, live: bool = False,
     old = _capture_page(archive, capture)
     if evidence:
         body = read_response_payload(archive, evidence, textdiff.MAX_HTML_BYTES) or b""
-        new = _payload_page(body, evidence["content_type"])
+        new = textdiff.page_of(body, evidence["content_type"])
         new_label = (f"live answer of check {evidence['check_id']} at {evidence['checked_at']} "
                      f"({evidence['verdict']}; {evidence['warc_file']})")
         stored = True

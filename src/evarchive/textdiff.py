@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import codecs
 import difflib
-from collections import Counter
 import hashlib
 import re
 import unicodedata
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
