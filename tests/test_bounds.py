@@ -383,3 +383,17 @@ def test_a_page_whose_judging_fails_gets_a_verdict_and_the_run_goes_on(
         assert archive.db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 2
     finally:
         archive.close()
+
+
+def test_a_docx_listing_a_flood_of_parts_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flood = tmp_path / "flood.docx"
+    with zipfile.ZipFile(DATA / "writer_report.docx") as src, zipfile.ZipFile(flood, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+        for n in range(20_000):
+            out.writestr(f"word/media/empty{n}.bin", b"")
+        count = len(out.infolist())
+    code, err = _import(flood, tmp_path / "archive", capsys)
+    assert code == 2
+    assert f"the document has {count:,} parts, more than the 10,000 a report may have" in err
+    assert not (tmp_path / "archive").exists()

@@ -26,6 +26,7 @@ MAX_PACKAGE_BYTES = 256 * 1024 * 1024
 # a real package inflates to little more than its own size; its XML is a few MiB.
 MAX_DOCX_INFLATED = 512 * 1024 * 1024
 MAX_DOCX_XML_PART = 64 * 1024 * 1024
+MAX_DOCX_PARTS = 10_000  # Word writes a few dozen, plus one per picture
 _SAFE_XML: Any = None
 SNIFF_BYTES = 64 * 1024
 
@@ -611,8 +612,18 @@ def _refuse_inflating_package(data: bytes, path: Path) -> None:
     about its size cannot get past them either: zipfile stops reading it at the declared
     size (and then fails its CRC check)."""
     import io
+    import struct
     import zipfile
 
+    # The number of parts first, from the zip's end record: zipfile builds an object for every
+    # part, and a 256 MiB package can list millions of them.
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
+    if end >= 0 and len(data) >= end + 12:
+        count = struct.unpack_from("<H", data, end + 10)[0]
+        if count > MAX_DOCX_PARTS:
+            raise InputError(f"{path}: the document has {count:,} parts, more than the "
+                             f"{MAX_DOCX_PARTS:,} a report may have (a zip bomb?); nothing was "
+                             f"imported")
     try:
         parts = zipfile.ZipFile(io.BytesIO(data)).infolist()
     except (zipfile.BadZipFile, ValueError):
