@@ -75,8 +75,10 @@ _TOKEN = re.compile(
     r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE
 )
 _SHINGLE = 3
-# Nesting read before the rest of a page is left out (see _too_deep): a
-# depth, and the sum of depths (a real 4 MiB page sums to about 2 million).
+# Markup read before the rest of a page is left out (see _markup_end):
+# elements (a long article has a few thousand), a depth, and the sum of
+# depths (a real 4 MiB page sums to about 2 million).
+MAX_ELEMENTS = 100_000
 MAX_DEPTH = 1024
 MAX_NESTING_WORK = 20_000_000
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
@@ -188,9 +190,9 @@ def extract(html: str | bytes) -> PageText:
         html = decode_body(html)
     cut = f"over {_mib(MAX_HTML_BYTES)} of HTML" if len(html) > MAX_HTML_BYTES else ""
     html = html[:MAX_HTML_BYTES]
-    too_deep = _too_deep(html)
-    if too_deep is not None:
-        html, cut = html[:too_deep], "elements nested too deep to read in full"
+    end = _markup_end(html)
+    if end is not None:
+        html, cut = html[:end[0]], end[1]
     tree = LexborHTMLParser(html)
     title = _clean(_first_text(tree, "title"))[:MAX_TEXT_CHARS]
     _drop(tree, _ALWAYS_DROP)
@@ -205,32 +207,38 @@ def extract(html: str | bytes) -> PageText:
     return PageText(title=title, h1=h1, paragraphs=paragraphs, cut=cut)
 
 
-def _too_deep(html: str) -> int | None:
-    """Where elements are first nested deeper than MAX_DEPTH, or the sum of
-    the depths of every element opened so far passes MAX_NESTING_WORK,
-    counting as the markup is written (void and implicitly closed elements
-    aside, script and style contents skipped); None when neither happens.
+def _markup_end(html: str) -> tuple[int, str] | None:
+    """Where the markup passes what a page may hold, and which limit it
+    passes; None when it stays within them. Counted as the markup is written
+    (script and style contents skipped): elements (MAX_ELEMENTS), and for
+    those that hold others open (not void ones, nor those the next sibling
+    closes) the depth (MAX_DEPTH) and the sum of depths (MAX_NESTING_WORK).
     Why: an HTML5 parser checks the stack of open elements at each block tag
-    (so 100,000 unclosed <div>s, 1 MB, took minutes), and removing
-    boilerplate walks up from each element; browsers cap the depth too."""
-    depth, pos, work = 0, 0, 0
+    (100,000 unclosed <div>s, 1 MB, took minutes), removing boilerplate walks
+    up from each element, and each element costs memory (a million <p>s,
+    4 MB, took 600 MB). Browsers cap the depth too."""
+    depth, pos, work, elements = 0, 0, 0, 0
     while (tag := _TAG.search(html, pos)) is not None:
         pos = tag.end()
-        name = tag.group(2).lower()
-        if name in _FLAT or tag.group(3):
-            continue
         if tag.group(1):
-            depth = max(0, depth - 1)
+            if tag.group(2).lower() not in _FLAT:
+                depth = max(0, depth - 1)
             continue
+        elements += 1
+        if elements > MAX_ELEMENTS:
+            return tag.start(), f"over {MAX_ELEMENTS:,} elements"
+        name = tag.group(2).lower()
         if name in ("script", "style"):
             end = html.find(f"</{name}", pos)  # HTML ends these at the first such tag, any case
             end = end if end >= 0 else html.lower().find(f"</{name}", pos)
             pos = end if end >= 0 else len(html)
             continue
+        if name in _FLAT or tag.group(3):
+            continue
         depth += 1
         work += depth
         if depth > MAX_DEPTH or work > MAX_NESTING_WORK:
-            return tag.start()
+            return tag.start(), "elements nested too deep to read in full"
     return None
 
 
