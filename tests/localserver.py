@@ -239,6 +239,59 @@ def bench_article_page(n: int) -> bytes:
     return _html_page(f"Benchmark article {n}", head_meta + body)
 
 
+@functools.lru_cache(maxsize=1)
+def _one_line_block() -> bytes:
+    # About 60 KiB of prose without a newline, repeated to any length.
+    return (" ".join(_sentences("one-line", 600)) + " ").encode()
+
+
+def one_line_page_response(size: int, edition: str = "1") -> Response:
+    """An HTML page of exactly ``size`` bytes on a single line, whose article
+    is one paragraph starting "Edition <edition>."; streamed, never built in
+    memory (100 MB costs the test process nothing)."""
+    head = ("<!DOCTYPE html><html><head><title>One long line</title></head><body><main>"
+            f"<article><h1>One long line</h1><p>Edition {edition}. ").encode()
+    tail = b"</p></article></main></body></html>"
+    if size < len(head) + len(tail):
+        raise ValueError(f"size must be at least {len(head) + len(tail)}")
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        block, left = memoryview(_one_line_block()), size - len(head) - len(tail)
+        while left > 0:
+            piece = block[:left]
+            yield piece  # type: ignore[misc]  # memoryview: no copy
+            left -= len(piece)
+        yield tail
+
+    return Response(200, body(), [(b"Content-Type", b"text/html; charset=utf-8")], length=size)
+
+
+@functools.lru_cache(maxsize=2)
+def gzip_bomb(size: int) -> bytes:
+    """A valid gzip stream that inflates to ``size`` bytes of one-line HTML
+    (1 GiB in about 1.5 MB). Built in under a second: one deflate block of
+    "boom " words, ended by a full flush so that it stands alone, repeated."""
+    head = b"<!DOCTYPE html><html><head><title>Bomb</title></head><body><main><p>"
+    chunk = b"boom " * (1 << 18)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    first = packer.compress(head) + packer.flush(zlib.Z_FULL_FLUSH)
+    block = packer.compress(chunk) + packer.flush(zlib.Z_FULL_FLUSH)
+    count, rest = divmod(size - len(head), len(chunk))
+    last = packer.compress(chunk[:rest]) + packer.flush(zlib.Z_FINISH)
+    crc = zlib.crc32(head)
+    for _ in range(count):
+        crc = zlib.crc32(chunk, crc)
+    crc = zlib.crc32(chunk[:rest], crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, mtime 0
+    return header + first + block * count + last + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+def gzip_bomb_response(size: int) -> Response:
+    headers = [(b"Content-Type", b"text/html; charset=utf-8"), (b"Content-Encoding", b"gzip")]
+    return Response(200, gzip_bomb(size), headers)
+
+
 # --------------------------------------------------------------------------
 # Requests, responses and the exchange log
 # --------------------------------------------------------------------------

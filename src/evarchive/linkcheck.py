@@ -178,10 +178,9 @@ class Observation:
         unchanged pages never need it)."""
         if self._page is None:
             final = self.final
-            text = textdiff.decode_body(
-                self.body, self.content_type,
-                final.header("content-encoding") if final else None)
-            self._page = textdiff.extract(text) if self.is_html else PageText()
+            self._page = textdiff.page_of(
+                self.body, self.content_type, final.header("content-encoding") if final else None,
+                self.truncated) if self.is_html else PageText()
         return self._page
 
     def raw_bytes(self) -> bytes:
@@ -190,7 +189,7 @@ class Observation:
             final, limit = self.final, 65536
             body = self.body
             if _is_compressed(final):
-                body = textdiff.undo_content_encoding(body, final.header("content-encoding"))
+                body = textdiff.undo_content_encoding(body, final.header("content-encoding"), limit)
             self._raw_bytes = body[:limit].lower()
         return self._raw_bytes
 
@@ -200,9 +199,10 @@ class Observation:
         boilerplate). Computed once."""
         if self._raw is None:
             final, limit = self.final, 65536
-            self._raw = textdiff.decode_body(
-                self.body[:limit] if not _is_compressed(final) else self.body, self.content_type,
-                final.header("content-encoding") if final else None)[:limit].lower()
+            body = self.body[:limit]
+            if _is_compressed(final):
+                body = textdiff.undo_content_encoding(self.body, final.header("content-encoding"), limit)
+            self._raw = textdiff.decode_body(body, self.content_type)[:limit].lower()
         return self._raw
 
 
@@ -544,6 +544,15 @@ def _compare(obs: Observation, baseline: Baseline | None, same_bytes: bool,
         return Verdict("ok", "no-capture", "answers 200 (no capture to compare with)")
     sim = _similarity(obs, baseline)
     shown = f"similarity {sim:.2f}" if sim is not None else "content differs"
+    cut = _cut_sides(obs, baseline) if sim is not None else ""
+    if cut:
+        shown += f"; {cut}"
+    if sim is not None and sim >= threshold and cut and not moved:
+        # The start matches and the bytes differ: the change may lie beyond
+        # what was read, so "unchanged" would be a claim not checked.
+        return Verdict("drifted", "too-large", f"too large to compare in full: the main text "
+                                               f"read matches the last capture ({shown}), but "
+                                               f"the bytes differ", sim)
     if sim is not None and sim >= threshold:
         if moved:
             return Verdict("moved", "permanent-redirect",
@@ -552,6 +561,13 @@ def _compare(obs: Observation, baseline: Baseline | None, same_bytes: bool,
     via = f" after a redirect to {obs.final_url}" if obs.redirected else ""
     return Verdict("drifted", "text" if sim is not None else "bytes",
                    f"main text changed since the last capture{via} ({shown})", sim)
+
+
+def _cut_sides(obs: Observation, baseline: Baseline) -> str:
+    """Which side was compared by its start only, in words ("" when neither)."""
+    sides = [f"the {name} ({page.cut})" for name, page in
+             (("live page", obs.page()), ("capture", baseline.page)) if page is not None and page.cut]
+    return f"only the start of {' and of '.join(sides)} was compared" if sides else ""
 
 
 def _similarity(obs: Observation, baseline: Baseline) -> float | None:
@@ -1124,6 +1140,19 @@ class CheckRun:
         baseline = self._baseline(capture_row) if capture_row else None
         obs = await self._observe(url, capture_row)
         obs.known_wall = _known_wall(obs, self._last_checks.get(source["id"]))
+        try:
+            verdict, probe, stable_digest = await self._judge(obs, baseline, capture_row)
+        except Exception as exc:  # noqa: BLE001 - one page must never end the whole run
+            obs._page = None
+            verdict, probe, stable_digest = _unjudged(obs, baseline, exc), None, None
+        elapsed = (time.monotonic() - t0) * 1000
+        return self._finish(source, host, started, obs, probe, baseline, verdict, elapsed,
+                            stable_digest)
+
+    async def _judge(self, obs: Observation, baseline: Baseline | None,
+                     capture_row: dict[str, Any] | None
+                     ) -> tuple[Verdict, Observation | None, str | None]:
+        """The verdict, the probe it rests on, and the stable-text digest of a volatile page."""
         probe: Observation | None = None
         verdict = self._head_verdict(obs, capture_row) or classify(
             obs, baseline, None, self.settings.drift_threshold)
@@ -1133,9 +1162,7 @@ class CheckRun:
         stable_digest = None
         if verdict.verdict == "drifted" and verdict.detail == "text" and self.settings.second_look:
             verdict, stable_digest = await self._second_look(obs, baseline, verdict)
-        elapsed = (time.monotonic() - t0) * 1000
-        return self._finish(source, host, started, obs, probe, baseline, verdict, elapsed,
-                            stable_digest)
+        return verdict, probe, stable_digest
 
     async def _observe(self, url: str, capture_row: dict[str, Any] | None) -> Observation:
         mode = self.settings.head
@@ -1280,10 +1307,11 @@ class CheckRun:
         if cached:
             return PageText(cached["title"] or "", cached["h1"] or "",
                             tuple(json.loads(cached["paragraphs"])))
-        body = read_capture_payload(self.archive, capture_row)
-        if body is None:
+        page = _capture_text(self.archive, capture_row)
+        if page is None:
             return None
-        page = textdiff.extract(textdiff.decode_body(body, capture_row["content_type"]))
+        if page.cut:
+            return page  # only its start: not worth keeping as the capture's text
         self._cache_rows.append({
             "capture_id": capture_row["id"], "extractor_version": textdiff.EXTRACTOR_VERSION,
             "text_sha256": textdiff.text_digest(page), "title": page.title, "h1": page.h1,
@@ -1520,6 +1548,18 @@ def _observation(url: str, hops: list[CaptureHop]) -> Observation:
     return obs
 
 
+def _unjudged(obs: Observation, baseline: Baseline | None, exc: Exception) -> Verdict:
+    """The verdict when judging an answer failed (out of memory, a parser
+    error): said as such, from what is known without judging."""
+    what = (type(exc).__name__ + (f": {exc}" if str(exc) else ""))[:160]
+    if baseline and baseline.payload_sha256 and baseline.payload_sha256 == obs.payload_sha256:
+        return Verdict("ok", "same-bytes", f"identical to the last capture (judging its text "
+                                           f"failed: {what})", 1.0)
+    return Verdict("drifted", "not-judged", f"answered {obs.status}, but the answer could not be "
+                                            f"judged ({what}); its bytes differ from the last "
+                                            f"capture")
+
+
 def _timeout_message(exc: BaseException, net: CaptureSettings) -> str:
     """Which limit ran out, in words (httpx's own messages name cancel scopes)."""
     names = {type(e).__name__ for e in _causes(exc)}
@@ -1653,18 +1693,30 @@ def _uncount(item: _Pending) -> None:
                      "change": None, "newly_failed": 0})
 
 
-def read_capture_payload(archive: Archive, capture_row: dict[str, Any]) -> bytes | None:
+def _capture_text(archive: Archive, capture_row: dict[str, Any]) -> PageText | None:
+    """The capture's main text, from as much of its payload as a page is read."""
+    body = read_capture_payload(archive, capture_row, textdiff.MAX_HTML_BYTES)
+    return None if body is None else textdiff.page_of(body, capture_row["content_type"])
+
+
+def read_capture_payload(archive: Archive, capture_row: dict[str, Any],
+                         limit: int = CHECK_MAX_BODY) -> bytes | None:
     """The decoded payload of a capture's final response record (following a
-    revisit to the original), read from the WARC without modifying it."""
+    revisit to the original), read from the WARC without modifying it: at
+    most ``limit`` + 1 bytes (more means the payload goes on)."""
     capture_id = capture_row["refers_to_capture_id"] or capture_row["id"]
     record = one(archive.db, "SELECT * FROM capture_records WHERE capture_id = ? AND "
                              "record_type = 'response' ORDER BY id DESC LIMIT 1", [capture_id])
     if record is None:
         return None
-    return read_response_payload(archive, record)
+    return read_response_payload(archive, record, limit)
 
 
-def read_response_payload(archive: Archive, record: dict[str, Any]) -> bytes | None:
+def read_response_payload(archive: Archive, record: dict[str, Any],
+                          limit: int = CHECK_MAX_BODY) -> bytes | None:
+    """A response record's payload, content-decoded, at most ``limit`` + 1
+    bytes: a gzip body may inflate a thousandfold, and warcio inflates it
+    block by block as it is read, so reading less inflates less."""
     from warcio.archiveiterator import ArchiveIterator
 
     path = archive.warcs_dir / record["warc_file"]
@@ -1676,7 +1728,7 @@ def read_response_payload(archive: Archive, record: dict[str, Any]) -> bytes | N
         return None
     for warc_record in ArchiveIterator(io.BytesIO(member)):
         if warc_record.rec_type == "response":
-            return warc_record.content_stream().read()
+            return warc_record.content_stream().read(limit + 1)
     return None
 
 
@@ -1805,8 +1857,8 @@ def diff_source(archive: Archive, url: str, live: bool = False,
         raise UsageError(f"{url} has no capture to compare with: capture it first")
     old = _capture_page(archive, capture)
     if evidence:
-        body = read_response_payload(archive, evidence) or b""
-        new = textdiff.extract(textdiff.decode_body(body, evidence["content_type"]))
+        body = read_response_payload(archive, evidence, textdiff.MAX_HTML_BYTES) or b""
+        new = textdiff.page_of(body, evidence["content_type"])
         new_label = (f"live answer of check {evidence['check_id']} at {evidence['checked_at']} "
                      f"({evidence['verdict']}; {evidence['warc_file']})")
         stored = True
@@ -1814,18 +1866,22 @@ def diff_source(archive: Archive, url: str, live: bool = False,
         new = asyncio.run(_fetch_page(source["url"], network or _check_capture_settings(),
                                       archive.tmp_dir))
         new_label, stored = f"live now ({utc_now()}; fetched for this diff, not stored)", False
-    old_label = f"capture {capture['id']} of {capture['started_at']}"
-    return DiffResult(source["url"], source["id"], old_label, new_label, old, new,
+    old_label = f"capture {capture['id']} of {capture['started_at']}" + _cut_label(old)
+    return DiffResult(source["url"], source["id"], old_label, new_label + _cut_label(new), old, new,
                       textdiff.similarity(old, new), stored)
 
 
+def _cut_label(page: PageText) -> str:
+    return f" (only its start is compared: {page.cut})" if page.cut else ""
+
+
 def _capture_page(archive: Archive, capture: dict[str, Any]) -> PageText:
-    body = read_capture_payload(archive, capture)
-    if body is None:
+    page = _capture_text(archive, capture)
+    if page is None:
         from .errors import FindingsError
 
         raise FindingsError(f"capture {capture['id']}: its response record cannot be read")
-    return textdiff.extract(textdiff.decode_body(body, capture["content_type"]))
+    return page
 
 
 async def _fetch_page(url: str, network: CaptureSettings, tmp_dir: Path) -> PageText:

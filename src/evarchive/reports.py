@@ -23,6 +23,13 @@ from .records import member_sha256
 # it whole would only burn memory. PDFs and docx files carry images, so they get a larger cap.
 MAX_TEXT_BYTES = 32 * 1024 * 1024
 MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+# What a docx package may inflate to: all its parts (python-docx holds every one in memory),
+# and one XML part (parsed into a tree several times its size). Pictures barely compress, so
+# a real package inflates to little more than its own size; its XML is a few MiB.
+MAX_DOCX_INFLATED = 512 * 1024 * 1024
+MAX_DOCX_XML_PART = 64 * 1024 * 1024
+MAX_DOCX_PARTS = 10_000  # Word writes a few dozen, plus one per picture
+_SAFE_XML: Any = None
 SNIFF_BYTES = 64 * 1024
 
 FORMATS = ("txt", "md", "html", "docx", "pdf")
@@ -257,14 +264,27 @@ def _add_with_note_refs(out: _Builder, text: str, notes: dict[str, str]) -> None
     out.add(text[pos:])
 
 
+MAX_MARKDOWN_NESTING = 200  # far deeper than any report; deeper still runs into Python's recursion limit
+
+
 def read_markdown(data: bytes, path: Path) -> Document:
     from markdown_it import MarkdownIt
 
     source, definitions = _split_markdown_footnotes(decode_text(data, path))
-    md = MarkdownIt("commonmark").enable("table")
+    # markdown-it stops reading a document nested deeper than maxNesting (20 in the commonmark
+    # preset: ten levels of list) and drops the rest without a word; raised, and refused when hit.
+    md = MarkdownIt("commonmark", {"maxNesting": MAX_MARKDOWN_NESTING}).enable("table")
     md.normalizeLink = lambda url: url  # keep the URL as cited: no re-escaping
     md.validateLink = lambda url: True
-    tokens = md.parse(source)
+    try:
+        tokens = md.parse(source)
+        too_deep = any(token.level >= MAX_MARKDOWN_NESTING - 1 for token in tokens)
+    except RecursionError:
+        too_deep = True
+    if too_deep:
+        raise InputError(f"{path}: the Markdown is nested deeper than the Markdown reader can "
+                         f"follow (lists and quotes {MAX_MARKDOWN_NESTING // 2} levels deep); "
+                         f"nothing was imported")
     blocks: list[Block] = []
     title = None
     for i, token in enumerate(tokens):
@@ -295,6 +315,7 @@ _BLOCK_TAGS = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote
                "th", "dt", "dd", "figcaption", "caption", "section", "article", "aside", "header",
                "footer", "nav", "main", "tr", "table", "ul", "ol", "dl", "form", "hr", "address",
                "details", "summary", "body", "figure", "center", "fieldset", "tbody", "thead"}
+MAX_HTML_DEPTH = 2048  # libxml2's nesting limit even with huge_tree
 _SKIP_TAGS = {"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"}
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
 _MARKER_TEXT = re.compile(r"^[\[(]?\s*(\d{1,4}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})\s*[\])]?$",
@@ -327,28 +348,38 @@ class _HtmlWalker:
                 text = text.lstrip(" ")
         self.current.add(text)
 
-    def walk(self, element: Any, pre: bool = False) -> None:
+    def walk(self, top: Any, pre: bool = False) -> None:
+        """Depth first with an explicit stack: a report nested two thousand levels deep
+        must not run into Python's recursion limit."""
+        stack: list[tuple[Any, bool, int | None]] = [(top, pre, None)]  # start: None = entering
+        while stack:
+            element, pre, start = stack.pop()
+            if start is not None:
+                self._leave(element, pre, start)
+                continue
+            tag = element.tag if isinstance(element.tag, str) else ""
+            if tag in _SKIP_TAGS:
+                self.add_text(element.tail, pre)
+                continue
+            if element in self.note_targets:
+                self.current.refs.append(NoteRef(self.note_targets[element], self.current.length))
+                self.add_text(element.tail, pre)
+                continue
+            if tag in _BLOCK_TAGS:
+                self.flush()
+            if tag == "br":
+                self.current.add("\n")
+            stack.append((element, pre, self.current.length))
+            inner = pre or tag == "pre"
+            self.add_text(element.text, inner)
+            stack.extend((child, inner, None) for child in reversed(element))
+
+    def _leave(self, element: Any, pre: bool, start: int) -> None:
         tag = element.tag if isinstance(element.tag, str) else ""
-        if tag in _SKIP_TAGS:
-            self.add_text(element.tail, pre)
-            return
-        if element in self.note_targets:
-            self.current.refs.append(NoteRef(self.note_targets[element], self.current.length))
-            self.add_text(element.tail, pre)
-            return
-        is_block = tag in _BLOCK_TAGS
-        if is_block:
-            self.flush()
-        if tag == "br":
-            self.current.add("\n")
-        start = self.current.length
-        self.add_text(element.text, pre or tag == "pre")
-        for child in element:
-            self.walk(child, pre or tag == "pre")
         href = element.get("href") if tag == "a" else None
         if href and not href.startswith("#"):
             self.current.links.append(Link(self._absolute(href), start, self.current.length))
-        if is_block:
+        if tag in _BLOCK_TAGS:
             self.flush()
         self.add_text(element.tail, pre)
 
@@ -415,10 +446,17 @@ def read_html(data: bytes, path: Path) -> Document:
     import lxml.html
     from lxml import etree
 
+    # huge_tree lifts libxml2's limits (256 levels of nesting, 10 MB text nodes), past
+    # which it silently drops the rest of the document: claims would be lost unseen.
+    parser = lxml.html.HTMLParser(huge_tree=True)
     try:
-        root = lxml.html.document_fromstring(data)
+        root = lxml.html.document_fromstring(data, parser=parser)
     except (etree.ParserError, ValueError) as exc:
         raise InputError(f"{path}: not readable as HTML ({exc})") from None
+    if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+        raise InputError(f"{path}: the HTML is nested deeper than {MAX_HTML_DEPTH} levels, more "
+                         f"than the HTML reader can follow; nothing was imported (close the "
+                         f"open elements, or save the report again from its editor)")
     title_el = root.find(".//title")
     base_el = root.find(".//base[@href]")
     markers, note_holders = _html_note_targets(root)
@@ -560,13 +598,17 @@ def _docx_paragraphs(root: Any, rels: dict[str, str]) -> list[_Builder]:
 def _docx_notes(document_part: Any) -> dict[str, Note]:
     from lxml import etree
 
+    global _SAFE_XML
+    if _SAFE_XML is None:  # as python-docx parses the other parts: entities never expanded
+        _SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True)
+
     notes: dict[str, Note] = {}
     for reltype, prefix, kind in ((_RT_FOOTNOTES, "fn", "footnote"), (_RT_ENDNOTES, "en", "endnote")):
         part = next((r.target_part for r in document_part.rels.values()
                      if r.reltype == reltype and not r.is_external), None)
         if part is None:
             continue
-        root = etree.fromstring(part.blob)
+        root = etree.fromstring(part.blob, _SAFE_XML)
         rels = _external_rels(part)
         for number, element in enumerate(root.iter(_W + kind), start=1):
             if element.get(_W + "type") in ("separator", "continuationSeparator", "continuationNotice"):
@@ -578,6 +620,42 @@ def _docx_notes(document_part: Any) -> dict[str, Note]:
     return notes
 
 
+def _refuse_inflating_package(data: bytes, path: Path) -> None:
+    """Refuse a package whose parts inflate past the limits (a 2 MB zip can hold gigabytes),
+    judged from the sizes the zip declares before anything is inflated. A part that lies
+    about its size cannot get past them either: zipfile stops reading it at the declared
+    size (and then fails its CRC check)."""
+    import io
+    import struct
+    import zipfile
+
+    # The number of parts first, from the zip's end record: zipfile builds an object for every
+    # part, and a 256 MiB package can list millions of them.
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
+    if end >= 0 and len(data) >= end + 12:
+        count = struct.unpack_from("<H", data, end + 10)[0]
+        if count > MAX_DOCX_PARTS:
+            raise InputError(f"{path}: the document has {count:,} parts, more than the "
+                             f"{MAX_DOCX_PARTS:,} a report may have (a zip bomb?); nothing was "
+                             f"imported")
+    try:
+        parts = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError):
+        return  # not a zip at all: python-docx says the file is malformed
+    total = 0
+    for part in parts:
+        total += part.file_size
+        if part.filename.lower().endswith((".xml", ".rels")) and part.file_size > MAX_DOCX_XML_PART:
+            raise InputError(f"{path}: the document inflates past the limit: its part "
+                             f"{part.filename} inflates to {part.file_size / 2**20:,.0f} MiB, more "
+                             f"than the {MAX_DOCX_XML_PART >> 20} MiB a report's XML part may "
+                             f"have (a zip bomb?); nothing was imported")
+    if total > MAX_DOCX_INFLATED:
+        raise InputError(f"{path}: the document inflates past the limit: its parts inflate to "
+                         f"{total / 2**20:,.0f} MiB, more than {MAX_DOCX_INFLATED >> 20} MiB "
+                         f"(a zip bomb?); nothing was imported")
+
+
 def read_docx(data: bytes, path: Path) -> Document:
     try:
         import docx
@@ -586,6 +664,7 @@ def read_docx(data: bytes, path: Path) -> Document:
                          "missing here: pip install python-docx") from None
     import io
 
+    _refuse_inflating_package(data, path)
     try:
         package = docx.Document(io.BytesIO(data))
         rels = _external_rels(package.part)

@@ -626,7 +626,7 @@ def _warcinfo_length(fh, start: int, size: int, name: str, report: Report) -> in
     data = fh.read(min(size, 1 << 20))
     inflater = zlib.decompressobj(wbits=31)
     try:
-        text = inflater.decompress(data)
+        text = inflater.decompress(data, 1 << 20)  # a warcinfo record is a few hundred bytes
     except zlib.error:
         text = b""
     if not inflater.eof or b"WARC-Type: warcinfo" not in text.split(b"\r\n\r\n")[0]:
