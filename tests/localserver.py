@@ -908,7 +908,7 @@ HOSTILE_SURPLUS = (
 
 
 @functools.lru_cache(maxsize=1)
-def gzip_bomb() -> bytes:
+def hostile_gzip_bomb() -> bytes:
     """An HTML page of ``HOSTILE_BOMB_INFLATED`` bytes (a title, then spaces), gzipped to ~1 MB.
 
     Deflating 1 GiB takes seconds; instead one MiB of spaces is deflated once, ending in
@@ -972,7 +972,7 @@ def _hostile(req: Request) -> Response:
         return Response(200, body, [(b"Content-Type", b"text/html; charset=utf-8")], length=len(HOSTILE_SMUGGLING_PAGE))
     if name == "bomb":
         return Response(
-            200, gzip_bomb(), [(b"Content-Type", b"text/html; charset=utf-8"), (b"Content-Encoding", b"gzip")]
+            200, hostile_gzip_bomb(), [(b"Content-Type", b"text/html; charset=utf-8"), (b"Content-Encoding", b"gzip")]
         )
     if name == "huge":
         return huge_line_response(req.int_arg("size", HOSTILE_HUGE_SIZE), req.int_arg("edition", 1))
