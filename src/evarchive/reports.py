@@ -184,26 +184,28 @@ _FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^([^\]\s]+)\]:[ \t]?(.*)$")
 _FOOTNOTE_REF = re.compile(r"\[\^([^\]\s]+)\]")
 
 
-def _split_markdown_footnotes(text: str) -> tuple[str, dict[str, str]]:
+def _split_markdown_footnotes(text: str) -> tuple[str, dict[str, str], dict[str, int]]:
     """Pull ``[^label]: text`` definitions (with indented continuation lines) out of the source.
 
     Their lines are blanked rather than removed so that line numbers still match the file.
     """
     lines = text.split("\n")
     notes: dict[str, str] = {}
+    starts: dict[str, int] = {}  # label -> 1-based line of its definition
     label: str | None = None
     for i, line in enumerate(lines):
         match = _FOOTNOTE_DEF.match(line)
         if match:
             label = match.group(1)
             notes[label] = match.group(2)
+            starts.setdefault(label, i + 1)
             lines[i] = ""
         elif label is not None and line.startswith(("    ", "\t")) and line.strip():
             notes[label] += "\n" + line.strip()
             lines[i] = ""
         elif line.strip():
             label = None
-    return "\n".join(lines), notes
+    return "\n".join(lines), notes, starts
 
 
 @dataclass
@@ -264,13 +266,19 @@ def _add_with_note_refs(out: _Builder, text: str, notes: dict[str, str]) -> None
     out.add(text[pos:])
 
 
+def _links_in_raw_html(tokens: list[Any]) -> bool:
+    raw = (t.content for t in tokens if t.type == "html_block")
+    inline = (c.content for t in tokens if t.type == "inline" for c in t.children or [] if c.type == "html_inline")
+    return any("href=" in text for text in (*raw, *inline))
+
+
 MAX_MARKDOWN_NESTING = 200  # far deeper than any report; deeper still runs into Python's recursion limit
 
 
 def read_markdown(data: bytes, path: Path) -> Document:
     from markdown_it import MarkdownIt
 
-    source, definitions = _split_markdown_footnotes(decode_text(data, path))
+    source, definitions, note_lines = _split_markdown_footnotes(decode_text(data, path))
     # markdown-it stops reading a document nested deeper than maxNesting (20 in the commonmark
     # preset: ten levels of list) and drops the rest without a word; raised, and refused when hit.
     md = MarkdownIt("commonmark", {"maxNesting": MAX_MARKDOWN_NESTING}).enable("table")
@@ -285,6 +293,11 @@ def read_markdown(data: bytes, path: Path) -> Document:
         raise InputError(f"{path}: the Markdown is nested deeper than the Markdown reader can "
                          f"follow (lists and quotes {MAX_MARKDOWN_NESTING // 2} levels deep); "
                          f"nothing was imported")
+    if not definitions and _links_in_raw_html(tokens):
+        # Markdown whose links and notes are written in HTML (<a href>, <li id="fn1">): read as
+        # the HTML it renders to, where HTML's links and footnotes are understood.
+        document = read_html(md.render(source).encode("utf-8"), path)
+        return Document("md", document.blocks, document.notes, document.title)
     blocks: list[Block] = []
     title = None
     for i, token in enumerate(tokens):
@@ -305,7 +318,7 @@ def read_markdown(data: bytes, path: Path) -> Document:
     notes = {}
     for label, text in definitions.items():
         built = _markdown_inline(md.parseInline(text)[0].children or [], {})
-        notes[f"md:{label}"] = Note("footnote", label, built.text(), built.links)
+        notes[f"md:{label}"] = Note("footnote", label, built.text(), built.links, line=note_lines.get(label))
     return Document("md", blocks, notes, title)
 
 
@@ -316,6 +329,7 @@ _BLOCK_TAGS = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote
                "footer", "nav", "main", "tr", "table", "ul", "ol", "dl", "form", "hr", "address",
                "details", "summary", "body", "figure", "center", "fieldset", "tbody", "thead"}
 MAX_HTML_DEPTH = 2048  # libxml2's nesting limit even with huge_tree
+_CODE_TAGS = {"code", "pre", "kbd", "samp", "tt", "var"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"}
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
 _MARKER_TEXT = re.compile(r"^[\[(]?\s*(\d{1,4}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})\s*[\])]?$",
@@ -336,7 +350,8 @@ class _HtmlWalker:
         if text.strip() or self.current.refs:
             for link in self.current.links:
                 link.end = min(link.end, len(text))
-            self.blocks.append(Block(text, links=self.current.links, note_refs=self.current.refs))
+            code = [(start, min(end, len(text))) for start, end in self.current.code]
+            self.blocks.append(Block(text, links=self.current.links, note_refs=self.current.refs, code=code))
         self.current = _Builder.new()
 
     def add_text(self, text: str | None, pre: bool) -> None:
@@ -379,6 +394,8 @@ class _HtmlWalker:
         href = element.get("href") if tag == "a" else None
         if href and not href.startswith("#"):
             self.current.links.append(Link(self._absolute(href), start, self.current.length))
+        if tag in _CODE_TAGS:  # the rule for code: extract.cited_in_code
+            self.current.code.append((start, self.current.length))
         if tag in _BLOCK_TAGS:
             self.flush()
         self.add_text(element.tail, pre)
