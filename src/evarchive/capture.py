@@ -826,9 +826,33 @@ def select_urls(archive: Archive, urls: Iterable[str] = (), from_file: Path | No
 
 
 def _sources_without_good_capture(archive: Archive) -> list[dict[str, Any]]:
+    """Sources with no good capture, and sources whose last good capture is not intact."""
     from .catalogue import sources_without_capture
 
-    return sources_without_capture(archive.db)
+    rows = sources_without_capture(archive.db)
+    damaged = _sources_with_damaged_capture(archive)
+    if damaged:
+        rows += [dict(row) for row in archive.db.query(
+            f"SELECT * FROM sources WHERE id IN ({','.join('?' * len(damaged))}) ORDER BY id",
+            sorted(damaged))]
+    return rows
+
+
+def _sources_with_damaged_capture(archive: Archive) -> set[int]:
+    """Sources whose last good capture has a record that is not whole at its offsets.
+
+    Only files a failed or killed run left (``interrupted``) are read: a cleanly closed file
+    was written and fsynced in full before its captures were committed, whereas a run stopped
+    by a failed write (by an older evarchive, before writes stopped at the first failure) could
+    commit offsets that name the wrong bytes. ``verify --deep`` checks every file.
+    """
+    rows = archive.db.query(
+        "SELECT c.source_id, r.warc_file, r.offset, r.length, r.member_sha256 "
+        "FROM (SELECT source_id, MAX(id) AS id FROM captures WHERE status = 'ok' "
+        "      GROUP BY source_id) c "
+        "JOIN capture_records r ON r.capture_id = c.id "
+        "JOIN warc_files w ON w.name = r.warc_file WHERE w.status = 'interrupted'")
+    return {row["source_id"] for row in rows if not _record_intact(archive.warcs_dir, row)}
 
 
 def recover(archive: Archive) -> list[Any]:
