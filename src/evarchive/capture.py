@@ -556,6 +556,8 @@ class CaptureRun:
             self.run_id = self._start_run_row(len(urls))
             self.source_ids = ensure_sources(self.db, urls)
         except (OSError, sqlite3.Error) as exc:
+            if storage_failure(exc) is None:
+                raise
             raise self._stopped_error(exc, len(urls)) from exc
         global_limit = asyncio.Semaphore(self.settings.concurrency)
         host_limits: dict[str, asyncio.Semaphore] = {}
