@@ -65,9 +65,10 @@ def url_file(tmp_path: Path, urls: list[str]) -> Path:
 @pytest.mark.parametrize("run", range(20))
 def test_disk_full_commits_only_intact_records_and_pending_finishes(run, tmp_path, small_fs, local_server):
     archive_dir = small_fs.path / "archive"
+    small_fs.resize(16)  # small enough to keep twenty runs quick
     # Bodies over 1 MiB are spooled to archive/tmp on the same filesystem, and closing a spool
     # gives its space back: just what lets a write after the failure succeed.
-    sizes = [300_000, 1_500_000] * 24  # about 43 MB for a 30 MB filesystem
+    sizes = [300_000, 1_500_000] * 12  # about 22 MB for a 16 MB filesystem
     urls = [local_server.url(f"/large?size={size}&run={run}&n={i}") for i, size in enumerate(sizes)]
 
     first = cli("capture", "--from", str(url_file(tmp_path, urls)), "--per-host", "16",
@@ -194,3 +195,42 @@ def test_pending_recaptures_a_committed_capture_whose_bytes_are_not_intact(tmp_p
         with open(archive_dir / "warcs" / row["warc_file"], "rb") as fh:
             fh.seek(row["offset"])
             assert hashlib.sha256(fh.read(row["length"])).hexdigest() == row["member_sha256"]
+
+
+def test_writer_appends_nothing_after_a_failed_write(small_fs):
+    """Once a write has failed, the file never grows again, even when space comes back, and
+    every record written before the failure is whole at the offset it names."""
+    import io
+    import os
+
+    from evarchive.archive import Archive
+    from evarchive.warcwriter import Block, RecordSpec, WarcWriter
+
+    arch = Archive.open(small_fs.path / "archive")
+    writer = WarcWriter(arch.warcs_dir, arch.locks_dir, arch.db)
+    body = os.urandom(1_000_000)  # incompressible: 1 MB of file per record
+    written = []
+    try:
+        with pytest.raises(OSError) as failed:
+            for _ in range(40):
+                written.append(writer.write(RecordSpec(
+                    "resource", "urn:test", "2026-01-01T00:00:00Z", Block(b"", io.BytesIO(body), len(body)))))
+        assert failed.value.errno == 28
+        path = arch.warcs_dir / writer.current_name
+        size = path.stat().st_size
+        small_fs.resize(ROOM_AGAIN_MB)
+        with pytest.raises(OSError, match="no more writes after a failed one"):
+            writer.write(RecordSpec("resource", "urn:test", "2026-01-01T00:00:00Z", Block(b"small")))
+        with pytest.raises(OSError, match="no more writes after a failed one"):
+            writer.begin_capture()
+        writer.sync()  # fsyncs what the OS holds; appends nothing
+        assert path.stat().st_size == size
+        writer.close()  # a failed writer is abandoned, never sealed as if whole
+        assert path.stat().st_size == size
+    finally:
+        arch.close()
+    assert written
+    with open(path, "rb") as fh:
+        for record in written:
+            fh.seek(record.offset)
+            assert hashlib.sha256(fh.read(record.length)).hexdigest() == record.member_sha256
