@@ -64,7 +64,9 @@ def storage_failure(exc: BaseException) -> str | None:
                 return f"{seen.strerror}: the disk is full"
             return seen.strerror or str(seen)
         code = getattr(seen, "sqlite_errorcode", None)
-        if isinstance(seen, sqlite3.Error) and code is not None and code & 0xFF in (SQLITE_FULL, SQLITE_IOERR):
+        if isinstance(seen, sqlite3.Error) and code is not None and code & 0xFF == SQLITE_FULL:
+            return f"the catalogue could not be written ({seen}): the disk is full"
+        if isinstance(seen, sqlite3.Error) and code is not None and code & 0xFF == SQLITE_IOERR:
             return f"the catalogue could not be written ({seen}): the disk is full or failing"
         seen = seen.__cause__ or seen.__context__
     return None

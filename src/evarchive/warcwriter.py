@@ -295,8 +295,10 @@ class WarcWriter:
     def _write(self, spec: RecordSpec) -> WrittenRecord:
         try:
             return self._write_member(spec)
-        except OSError as exc:
-            self._failure = self._failure or exc
+        except BaseException as exc:  # part of the record may be in the file: stop for good
+            if self._failure is None:
+                self._failure = exc if isinstance(exc, OSError) else OSError(
+                    errno.EIO, f"a record write was interrupted ({type(exc).__name__})")
             raise
 
     def _write_member(self, spec: RecordSpec) -> WrittenRecord:
