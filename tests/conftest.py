@@ -16,7 +16,9 @@ Add new fixtures below the local-server section, grouped by concern.
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +83,43 @@ def _reset_local_servers(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     for server in servers:
         server.raise_errors()
+
+
+# --------------------------------------------------------------------------
+# Small filesystems (disk-full cases)
+# --------------------------------------------------------------------------
+
+
+class SmallFilesystem:
+    """A real tmpfs of a few MB: writes past its size fail with ENOSPC, as on a full disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mount(self, megabytes: int) -> None:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(self.path)],
+                       check=True, capture_output=True)
+
+    def resize(self, megabytes: int) -> None:
+        """Give the filesystem more room (what freeing space does), keeping every byte on it."""
+        subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(self.path)],
+                       check=True, capture_output=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
+    """A 30 MB tmpfs at ``small_fs.path``, unmounted after the test (needs root)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("disk-full tests need root to mount a tmpfs, and CI runs them")
+        pytest.skip("mounting a tmpfs needs root")
+    fs = SmallFilesystem(tmp_path / "small-fs")
+    fs.path.mkdir()
+    fs.mount(30)
+    try:
+        yield fs
+    finally:
+        fs.unmount()

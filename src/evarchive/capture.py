@@ -43,7 +43,7 @@ from .catalogue import (
     utc_now,
 )
 from .cookies import ChainCookies
-from .errors import CouldNotRunError, InputError, UsageError, shown
+from .errors import ArchiveWriteError, InputError, UsageError, shown, storage_failure
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
@@ -187,7 +187,8 @@ class CaptureFailure(Exception):
 
 
 class StorageError(Exception):
-    """Writing the WARC or the catalogue failed (full disk, I/O error): the run must stop."""
+    """Writing the WARC, the catalogue or a body spool failed (full disk, I/O error): the run
+    must stop. It is this machine's failure, never the site's: no capture row records it."""
 
 
 class RetryableStatus(Exception):
@@ -370,7 +371,10 @@ class Fetcher:
                 if length + len(chunk) > limit:
                     chunk = chunk[: limit - length]
                     truncated = True
-                body.write(chunk)
+                try:
+                    body.write(chunk)  # past 1 MiB this writes to archive/tmp
+                except OSError as exc:
+                    raise StorageError() from exc
                 payload.update(chunk)
                 block.update(chunk)
                 length += len(chunk)
@@ -600,15 +604,20 @@ class CaptureRun:
         self._last_commit = time.monotonic()
         self.run_id: int | None = None
         self.source_ids: dict[str, int] = {}
-        self.committed = 0
+        self.committed: list[CaptureOutcome] = []  # in commit order; only what the catalogue holds
+        self._stopped: BaseException | None = None  # the storage failure that ended the run
 
     # ----------------------------------------------------------------- orchestration
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
-        self.run_id = self._start_run_row(len(urls))
-        self.source_ids = ensure_sources(self.db, urls)
+        try:
+            self.run_id = self._start_run_row(len(urls))
+            self.source_ids = ensure_sources(self.db, urls)
+        except (OSError, sqlite3.Error) as exc:
+            if storage_failure(exc) is None:
+                raise
+            raise self._stopped_error(exc, len(urls)) from exc
         global_limit = asyncio.Semaphore(self.settings.concurrency)
         host_limits: dict[str, asyncio.Semaphore] = {}
-        outcomes: list[CaptureOutcome] = []
         async with build_client(self.settings) as client:
             fetcher = Fetcher(client, self.settings, self.archive.tmp_dir)
 
@@ -617,48 +626,56 @@ class CaptureRun:
                 limit = host_limits.setdefault(host, asyncio.Semaphore(self.settings.per_host))
                 # The host slot first: a task waiting for its host must not hold a global slot.
                 async with limit, global_limit:
-                    outcome = await self.capture_one(fetcher, url)
-                outcomes.append(outcome)
-                if self.on_result:
-                    self.on_result(outcome)
+                    await self.capture_one(fetcher, url)
 
             tasks = [asyncio.ensure_future(one_url(u)) for u in urls]
             try:
                 await asyncio.gather(*tasks)
+                self._finish_or_stop()
             except StorageError as exc:
+                # Stop every other task before anything else: none may write after the failure.
+                self._stopped = self._stopped or exc.__cause__ or exc
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                committed = self._abandon_storage()
-                raise CouldNotRunError(
-                    f"writing the archive failed ({exc.__cause__}); {committed} captures of this run "
-                    "are safely committed, the rest were not. Free space (or fix the problem) and run "
-                    "`evarchive capture --pending` to finish.") from exc
+                self._abandon_storage()
+                raise self._stopped_error(self._stopped, len(urls)) from exc
             except BaseException:
                 self._finish()  # Ctrl-C: keep what is complete, close the file cleanly
                 raise
-            self._finish()
         order = {u: i for i, u in enumerate(urls)}
-        return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+        return sorted(self.committed, key=lambda o: order.get(o.url, 0))
 
     def _finish(self) -> None:
         self.commit_pending()
         self.writer.close()
         self._end_run_row()
 
-    def _abandon_storage(self) -> int:
+    def _finish_or_stop(self) -> None:
+        try:
+            self._finish()
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError() from exc
+
+    def _stopped_error(self, cause: BaseException, total: int) -> ArchiveWriteError:
+        reason = storage_failure(cause) or f"{type(cause).__name__}: {cause}"
+        return stopped_by_storage(reason, len(self.committed), total)
+
+    def _abandon_storage(self) -> None:
         """After a failed write: commit only what is provably on disk, then seal the file.
 
-        A failed write may leave half a gzip member in the file, so the writer never appends
-        again; the file is sealed as interrupted and the half member is its unreferenced tail.
-        If even that cannot be written (a full disk), the next run seals it.
+        A failed write may leave part of a gzip member in the file, so the writer never appends
+        again; the file is sealed as interrupted and the partial member is its unreferenced tail.
+        A waiting capture is committed only once its records are fsynced and read back whole at
+        the offsets it names; any other is left uncommitted, for ``capture --pending``. If even
+        the catalogue cannot be written (a full disk), the next run seals the file.
         """
-        before = len(self.pending)
         try:
+            self.writer.sync()
+            self.pending = [item for item in self.pending
+                            if all(_record_intact(self.archive.warcs_dir, r.as_row()) for r in item.records)]
             self.commit_pending()
-            committed_now = before
         except (OSError, sqlite3.Error):
-            committed_now = 0
             self.pending = []
         self.writer.abandon()
         try:
@@ -666,7 +683,6 @@ class CaptureRun:
             self._end_run_row()
         except (OSError, sqlite3.Error):
             pass
-        return self.committed + committed_now
 
     async def capture_one(self, fetcher: Fetcher, url: str) -> CaptureOutcome:
         source_id = self.source_ids.get(url) or ensure_source(self.db, url)
@@ -677,7 +693,9 @@ class CaptureRun:
             async with asyncio.timeout(self.settings.total_timeout):
                 await fetcher.fetch_chain(url, hops)
         except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+            if isinstance(exc, StorageError):
+                self._stopped = self._stopped or exc.__cause__ or exc
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError, StorageError)):
                 for hop in hops:
                     hop.body.close()
                 raise
@@ -689,9 +707,14 @@ class CaptureRun:
 
     def _record_safely(self, url: str, source_id: int, started: str, hops: list[Hop],
                        failure: tuple[str, str] | None) -> CaptureOutcome:
+        if self._stopped is not None:  # a task that finishes after the failure records nothing
+            for hop in hops:
+                hop.body.close()
+            raise StorageError() from self._stopped
         try:
             return self._record(url, source_id, started, hops, failure)
         except (OSError, sqlite3.Error) as exc:
+            self._stopped = exc
             raise StorageError() from exc
 
     # ----------------------------------------------------------------- recording
@@ -786,7 +809,7 @@ class CaptureRun:
         if not self.pending:
             return
         self.writer.sync()
-        batch, self.pending = self.pending, []
+        batch = self.pending
         entries = []
         with transaction(self.db):
             for item in batch:
@@ -804,8 +827,12 @@ class CaptureRun:
                     details["findings"] = item.outcome.findings
                 entries.append(("capture", item.row["url_requested"], details))
             custody.append_many(self.db, entries)
+        self.pending = []  # only now: a batch whose transaction failed is still waiting
         self._last_commit = time.monotonic()
-        self.committed += len(batch)
+        self.committed.extend(item.outcome for item in batch)
+        if self.on_result:
+            for item in batch:
+                self.on_result(item.outcome)
 
     # ----------------------------------------------------------------- run rows
     def _start_run_row(self, count: int) -> int:
@@ -818,6 +845,14 @@ class CaptureRun:
     def _end_run_row(self) -> None:
         with transaction(self.db):
             update(self.db, "runs", self.run_id, {"ended_at": utc_now()})
+
+
+def stopped_by_storage(reason: str, committed: int, total: int) -> ArchiveWriteError:
+    """The exit-3 error of a capture run that the archive's storage stopped."""
+    return ArchiveWriteError(
+        f"writing the archive failed ({reason}); {committed} of the {total} captures of this run "
+        "are committed, the rest were not. Free space (or fix the problem) and run "
+        "`evarchive capture --pending` to finish.", reason)
 
 
 def _pid() -> int:
@@ -867,9 +902,33 @@ def _refuse_invalid(urls: list[str]) -> None:
 
 
 def _sources_without_good_capture(archive: Archive) -> list[dict[str, Any]]:
+    """Sources with no good capture, and sources whose last good capture is not intact."""
     from .catalogue import sources_without_capture
 
-    return sources_without_capture(archive.db)
+    rows = sources_without_capture(archive.db)
+    damaged = _sources_with_damaged_capture(archive)
+    if damaged:
+        rows += [dict(row) for row in archive.db.query(
+            f"SELECT * FROM sources WHERE id IN ({','.join('?' * len(damaged))}) ORDER BY id",
+            sorted(damaged))]
+    return rows
+
+
+def _sources_with_damaged_capture(archive: Archive) -> set[int]:
+    """Sources whose last good capture has a record that is not whole at its offsets.
+
+    Only files a failed or killed run left (``interrupted``) are read: a cleanly closed file
+    was written and fsynced in full before its captures were committed, whereas a run stopped
+    by a failed write (by an older evarchive, before writes stopped at the first failure) could
+    commit offsets that name the wrong bytes. ``verify --deep`` checks every file.
+    """
+    rows = archive.db.query(
+        "SELECT c.source_id, r.warc_file, r.offset, r.length, r.member_sha256 "
+        "FROM (SELECT source_id, MAX(id) AS id FROM captures WHERE status = 'ok' "
+        "      GROUP BY source_id) c "
+        "JOIN capture_records r ON r.capture_id = c.id "
+        "JOIN warc_files w ON w.name = r.warc_file WHERE w.status = 'interrupted'")
+    return {row["source_id"] for row in rows if not _record_intact(archive.warcs_dir, row)}
 
 
 def recover(archive: Archive) -> list[Any]:

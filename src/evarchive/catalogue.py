@@ -172,7 +172,15 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        # A COMMIT that fails (a full disk) may leave the transaction open; a later "nested"
+        # use would then join it and never commit. Roll it back so nothing counts as written.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from . import __version__
 from .archive import Archive
-from .errors import EvarchiveError, FindingsError, UsageError
+from .errors import EvarchiveError, FindingsError, UsageError, storage_failure, storage_failure_error
 
 app = typer.Typer(
     name="evarchive",
@@ -1124,6 +1124,11 @@ def main(argv: list[str] | None = None) -> int:
         if _is_a(exc, "ClickException"):
             exc.show(file=sys.stderr)  # type: ignore[attr-defined]
             return 2
+        reason = storage_failure(exc)
+        if reason is not None:  # a full disk, even under the catalogue: a message, not a traceback
+            stopped = storage_failure_error(reason)
+            err.print(f"[red]evarchive:[/] {stopped.message}")
+            return stopped.exit_code
         if isinstance(exc, sqlite3.DatabaseError):
             return catalogue_failure(exc)
         raise

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class EvarchiveError(Exception):
     """Base of every error evarchive reports to a user."""
@@ -35,6 +38,46 @@ class CouldNotRunError(EvarchiveError):
     """The work could not run at all (lock held by another run, archive unusable)."""
 
     exit_code = 3
+
+
+class ArchiveWriteError(CouldNotRunError):
+    """Writing the archive failed (a full disk, an I/O error): the work stopped, and what it
+    committed before the failure is intact. ``reason`` says what failed, for a caller that
+    rewords the message (a parallel run counting every worker's captures)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+SQLITE_FULL, SQLITE_IOERR = 13, 10
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """What went wrong, when ``exc`` (or what caused it) is the archive's storage failing to
+    take a write: a full disk, a quota, a file size limit, an I/O error. None otherwise."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
+            if seen.errno in (errno.ENOSPC, errno.EDQUOT):
+                return f"{seen.strerror}: the disk is full"
+            return seen.strerror or str(seen)
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(seen, sqlite3.Error) and code is not None and code & 0xFF == SQLITE_FULL:
+            return f"the catalogue could not be written ({seen}): the disk is full"
+        if isinstance(seen, sqlite3.Error) and code is not None and code & 0xFF == SQLITE_IOERR:
+            return f"the catalogue could not be written ({seen}): the disk is full or failing"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def storage_failure_error(reason: str) -> ArchiveWriteError:
+    """The exit-3 error for a command stopped by storage that takes no more writes."""
+    return ArchiveWriteError(
+        f"writing the archive failed ({reason}); nothing committed before this was lost. Free space "
+        "(or fix the disk) and run the command again; `evarchive capture --pending` finishes "
+        "interrupted captures.", reason)
 
 
 class ArchiveLockedError(CouldNotRunError):

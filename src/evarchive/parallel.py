@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .archive import Archive
-from .errors import CouldNotRunError, EvarchiveError
+from .errors import ArchiveWriteError, CouldNotRunError, EvarchiveError
 from .urls import host_of
 
 MIN_URLS_PER_WORKER = 100  # below this, starting workers costs more than it saves
@@ -120,6 +120,7 @@ def _worker(work: Callable[[Any, ResultBatch], None], share: Any, what: str, res
             work(share, batch)
         batch.flush()
     except EvarchiveError as exc:
+        batch.flush()  # what the worker committed before it stopped reaches the parent first
         results.put(("error", exc))
         return
     except KeyboardInterrupt:
@@ -177,8 +178,14 @@ def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers
             for outcome in payload:
                 on_result(outcome)
 
-    run_in_workers(shares, _capture_share(archive.path, per_worker), gather, "capture",
-                   "run `evarchive capture --pending` to finish")
+    try:
+        run_in_workers(shares, _capture_share(archive.path, per_worker), gather, "capture",
+                       "run `evarchive capture --pending` to finish")
+    except ArchiveWriteError as exc:
+        from .capture import stopped_by_storage
+
+        # A worker counts only its own captures; every outcome gathered here is a committed one.
+        raise stopped_by_storage(exc.reason, len(outcomes), len(urls)) from exc
     order = {u: i for i, u in enumerate(urls)}
     return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 

@@ -6,12 +6,18 @@ written, and the writer holds an exclusive ``flock`` on a lock file beside it fo
 writes. A later process that can take that lock knows the writer died, seals the file as
 ``interrupted`` and reports any bytes past the last committed record (the unreferenced tail).
 A closed file is never opened for writing again.
+
+A write that fails (a full disk, an I/O error) may leave part of a record in the file, so the
+writer stops for good: every later write raises, and the file is abandoned with what is on disk.
+Writes go straight to the OS (no user-space buffer), so the bytes of every record that returned
+are in the file at the offset it names, and an fsync after a failure never appends anything.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import os
@@ -168,11 +174,22 @@ class WarcWriter:
         self._size = 0
         self._file_hash = hashlib.sha256()
         self._serial = 0
+        self._failure: OSError | None = None
 
     # ----------------------------------------------------------------- file lifecycle
     @property
     def current_name(self) -> str | None:
         return self._name
+
+    @property
+    def failure(self) -> OSError | None:
+        """The write that failed, once one has: the writer then refuses every further write."""
+        return self._failure
+
+    def _refuse_if_failed(self) -> None:
+        if self._failure is not None:
+            raise OSError(self._failure.errno, "no more writes after a failed one: "
+                          f"{self._failure.strerror or self._failure}")
 
     def _new_name(self) -> str:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
@@ -190,30 +207,30 @@ class WarcWriter:
             insert(self.db, "warc_files", {
                 "name": name, "created_at": utc_now(), "status": "open",
                 "referenced_size": 0, "pid": os.getpid(), "writer_lock": path_value(lock_path)})
-        self._file = open(path, "xb")  # never overwrite an existing file
+        self._file = open(path, "xb", buffering=0)  # never overwrite an existing file
         self._name = name
         self._size = 0
         self._file_hash = hashlib.sha256()
-        info = self._write_warcinfo()
+        info = self._write(self._warcinfo_spec())
         self.sync()
         with transaction(self.db):
             update(self.db, "warc_files", name, {
                 "warcinfo_record_id": info.record_id, "warcinfo_length": info.length,
                 "referenced_size": info.offset + info.length}, key_column="name")
 
-    def _write_warcinfo(self) -> WrittenRecord:
+    def _warcinfo_spec(self) -> RecordSpec:
         fields = [("software", SOFTWARE), ("format", "WARC File Format 1.1"),
                   ("conformsTo", "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/"),
                   ("python", platform.python_version()), ("host-os", platform.platform())]
         fields.extend(self.warcinfo.items())
         body = warc_fields(fields)
-        spec = RecordSpec("warcinfo", "", utc_now(), Block(body),
+        return RecordSpec("warcinfo", "", utc_now(), Block(body),
                           content_type="application/warc-fields",
                           headers=[("WARC-Filename", self._name or "")])
-        return self._write(spec)
 
     def begin_capture(self) -> str:
         """Make sure a file is open with room; a capture's records never span two files."""
+        self._refuse_if_failed()
         if self._file is not None and self._size >= self.max_size:
             self.close()
         if self._file is None:
@@ -224,6 +241,9 @@ class WarcWriter:
     def close(self) -> None:
         """Seal the current file: fsync, record size and SHA-256, never write it again."""
         if self._file is None:
+            return
+        if self._failure is not None:  # what is on disk is not what this writer tracked
+            self.abandon()
             return
         self.sync()
         self._file.close()
@@ -257,17 +277,31 @@ class WarcWriter:
             self._lock_fd = None
 
     def sync(self) -> None:
+        """fsync what the OS holds; after a failed write that is every record that returned."""
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                self._failure = self._failure or exc
+                raise
 
     # ----------------------------------------------------------------- records
     def write(self, spec: RecordSpec) -> WrittenRecord:
+        self._refuse_if_failed()
         if self._file is None:
             self.begin_capture()
         return self._write(spec)
 
     def _write(self, spec: RecordSpec) -> WrittenRecord:
+        try:
+            return self._write_member(spec)
+        except BaseException as exc:  # part of the record may be in the file: stop for good
+            if self._failure is None:
+                self._failure = exc if isinstance(exc, OSError) else OSError(
+                    errno.EIO, f"a record write was interrupted ({type(exc).__name__})")
+            raise
+
+    def _write_member(self, spec: RecordSpec) -> WrittenRecord:
         assert self._file is not None and self._name is not None
         block_hex = spec.block.precomputed_sha256 or block_sha256(spec.block)
         header = _header_bytes(spec, block_hex)
@@ -275,24 +309,40 @@ class WarcWriter:
         member_hash = hashlib.sha256()
         offset = self._size
         length = 0
+        waiting = bytearray()  # small pieces are gathered so a short record costs one write
 
         def emit(data: bytes) -> None:
             nonlocal length
             if data:
-                self._file.write(data)  # type: ignore[union-attr]
                 member_hash.update(data)
                 self._file_hash.update(data)
                 length += len(data)
+                waiting.extend(data)
+                if len(waiting) >= COPY_CHUNK:
+                    self._write_all(waiting)
+                    waiting.clear()
 
         emit(compressor.compress(header))
         for chunk in spec.block.chunks():
             emit(compressor.compress(chunk))
         emit(compressor.compress(b"\r\n\r\n"))
         emit(compressor.flush())
+        self._write_all(waiting)
         self._size += length
         return WrittenRecord(self._name, offset, length, spec.record_id, spec.warc_type,
                              spec.target_uri, block_hex, spec.payload_sha256,
                              member_hash.hexdigest())
+
+    def _write_all(self, data: bytearray) -> None:
+        """Hand every byte to the OS; a raw write may take only part of them."""
+        assert self._file is not None
+        with memoryview(data) as view:
+            done = 0
+            while done < len(view):
+                written = self._file.write(view[done:])
+                if not written:
+                    raise OSError(errno.EIO, "the WARC file took no bytes")
+                done += written
 
     @property
     def size(self) -> int:
