@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .errors import CouldNotRunError, shown
+from .errors import CouldNotRunError, shown, storage_failure, storage_failure_error
 from .urls import normalise_url, validate_url
 
 BUSY_TIMEOUT_MS = 60_000
@@ -156,6 +156,9 @@ def unusable(path: Path, exc: sqlite3.DatabaseError) -> CouldNotRunError:
     """The CLI-facing error for a catalogue SQLite cannot open or read."""
     if is_damage(exc):
         return damaged(path, str(exc))
+    reason = storage_failure(exc)
+    if reason is not None:  # a full disk under the catalogue: say so, and what to do
+        return storage_failure_error(reason)
     return CouldNotRunError(f"cannot use the catalogue {shown(path)}: {exc}")
 
 
