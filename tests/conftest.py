@@ -81,3 +81,15 @@ def _reset_local_servers(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     for server in servers:
         server.raise_errors()
+
+
+# --------------------------------------------------------------------------
+# Capture engine
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _http_engine_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With Chromium installed, `capture` would default to the browser engine; the tests of the
+    # HTTP engine (everything outside test_browser.py) pin it. Browser tests pass --engine browser.
+    monkeypatch.setenv("EVARCHIVE_ENGINE", "http")
