@@ -54,8 +54,9 @@ def warc_records(archive: Path) -> list[dict[str, Any]]:
     return out
 
 
-def png_pixels(data: bytes) -> tuple[int, int, set[bytes]]:
-    """Width, height and the set of distinct pixels of an 8-bit RGB/RGBA PNG (a tiny decoder)."""
+def png_pixels(data: bytes, rows: int = 400) -> tuple[int, int, set[bytes]]:
+    """Width, height and distinct pixels of the top ``rows`` of an 8-bit RGB/RGBA PNG (a tiny
+    decoder: pure Python is slow, and the top of a page is enough to tell it is not blank)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", b""
     while pos < len(data):
@@ -69,9 +70,10 @@ def png_pixels(data: bytes) -> tuple[int, int, set[bytes]]:
     width, height, depth, colour = struct.unpack(">IIBB", header[:10])
     assert depth == 8 and colour in (2, 6)
     bpp = 3 if colour == 2 else 4
-    raw, stride = zlib.decompress(idat), width * bpp
+    stride = width * bpp
+    raw = zlib.decompressobj().decompress(idat, (stride + 1) * rows)
     previous, pixels = bytearray(stride), set()
-    for y in range(height):
+    for y in range(min(rows, height)):
         kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
@@ -86,7 +88,7 @@ def png_pixels(data: bytes) -> tuple[int, int, set[bytes]]:
                 p = left + up - corner
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
                 line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        if y % 50 == 0:  # a sample of rows is enough to tell a blank image
+        if y % 10 == 0:
             pixels.update(bytes(line[i:i + bpp]) for i in range(0, stride, bpp * 8))
         previous = line
     return width, height, pixels
