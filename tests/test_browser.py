@@ -286,3 +286,18 @@ def test_no_chromium_outlives_the_run(tmp_path, local_server, chromium):
 
     capture_api(tmp_path, [local_server.url("/plain")], chromium)
     assert _processes_marked("--evarchive-run=") == []
+
+
+def test_check_recapture_uses_the_engine_of_the_last_good_capture(tmp_path, local_server, chromium):
+    from localserver import article_page
+
+    url = local_server.url("/article/kappa")
+    archive = tmp_path / "a"
+    assert run_cli("capture", "--engine", "browser", url, archive=archive).returncode == 0
+    local_server.set_route("/article/kappa", body=article_page("kappa", True, 2))
+    result = run_cli("check", "--recapture", url, archive=archive)
+    assert result.returncode == 1, result.stderr  # drifted: a finding
+    db = Archive.open(archive).db
+    recaptured = db.execute("SELECT c.engine, c.status FROM check_recaptures r "
+                            "JOIN captures c ON c.id = r.capture_id").fetchall()
+    assert recaptured == [("browser", "ok")]

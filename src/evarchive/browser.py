@@ -785,6 +785,33 @@ def _forget_mark(pid_file: Path, mark: str) -> None:
         pass
 
 
+async def recapture_by_engine(archive: Archive, settings: CaptureSettings,
+                              urls: list[str]) -> list[CaptureOutcome]:
+    """Capture ``urls`` anew, each with the engine of its source's last good capture.
+
+    A source last captured by the browser falls back to the HTTP engine only when Chromium is
+    gone; that capture's engine column says so.
+    """
+    from .catalogue import find_source, last_good_capture
+
+    by_engine: dict[str, list[str]] = {"http": [], "browser": []}
+    for url in urls:
+        source = find_source(archive.db, url)
+        last = last_good_capture(archive.db, source["id"]) if source else None
+        by_engine["browser" if last and last.get("engine") == "browser" else "http"].append(url)
+    chromium = find_chromium()
+    if chromium is None:
+        by_engine["http"] += by_engine.pop("browser")
+    outcomes: list[CaptureOutcome] = []
+    if by_engine["http"]:
+        outcomes += await CaptureRun(archive, settings).run(by_engine["http"])
+    if by_engine.get("browser"):
+        assert chromium is not None
+        run = BrowserCaptureRun(archive, settings, BrowserSettings(chromium=chromium))
+        outcomes += await run.run(by_engine["browser"])
+    return outcomes
+
+
 def capture_with_browser(archive: Archive, urls: list[str], settings: CaptureSettings,
                          browser_settings: BrowserSettings,
                          on_result: Callable[[CaptureOutcome], None] | None = None
@@ -801,4 +828,5 @@ def capture_with_browser(archive: Archive, urls: list[str], settings: CaptureSet
 
 
 __all__ = ["BrowserCaptureRun", "BrowserSettings", "EngineChoice", "capture_with_browser",
+           "recapture_by_engine",
            "choose_engine", "find_chromium", "png_size", "reap_orphans"]
