@@ -1148,10 +1148,19 @@ def browser_page(req: Request) -> Response:
         "/browser/poll": lambda: _html_page("Polling", (
             "<h1>Polling page</h1><p>Refreshes forever.</p><script>"
             "setInterval(() => fetch('/browser/ping?t=' + Date.now()), 100);</script>")),
+        "/browser/bigpost": lambda: _html_page("Big upload", (
+            "<h1>Big upload</h1><script>fetch('data:text/plain,local');"
+            "fetch(URL.createObjectURL(new Blob(['local'])));"
+            "fetch('/echo', {method: 'POST', body: 'x'.repeat(17 * 1024 * 1024)})</script>")),
         "/browser/wall": lambda: _html_page("Before you continue", (
             '<div class="consent-wall"><h2>We value your privacy</h2><p>We use cookies.</p>'
             '<button>Accept all cookies</button></div>')),
     }
+    if req.path.startswith("/browser/bench/"):
+        return html_response(browser_bench_page(req.path.rsplit("/", 1)[1]))
+    if req.path.startswith("/browser/img/"):
+        k = sum(req.path.encode()) % 200
+        return Response(200, solid_png(80, 60, (k, 255 - k, 90)), [(b"Content-Type", b"image/png")])
     if req.path == "/browser/redirect":
         return redirect_response("/browser/article")
     if req.path in pages:
@@ -1170,6 +1179,23 @@ def _browser_article() -> bytes:
         b'<img data-src="/browser/observed.png" width="60" height="40" alt="observed">\n'
         b'<script src="/browser/app.js"></script>\n</body></html>\n'
     )
+
+
+BENCH_IMAGES = 12
+
+
+def browser_bench_page(slug: str) -> bytes:
+    """The benchmark article: stylesheet, font, script + JSON, 12 images of which half lazy."""
+    images = "\n".join(
+        f'<p>{" ".join(_sentences(f"{slug}-{k}", 3))}</p><img src="/browser/img/{slug}/{k}.png" '
+        f'width="80" height="60" alt="figure {k}"{" loading=lazy" if k % 2 else ""}>'
+        for k in range(BENCH_IMAGES))
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Bench {slug}</title>'
+        '<link rel="stylesheet" href="/browser/style.css"></head>\n<body>\n'
+        f'<h1>Bench article {slug}</h1><p id="dynamic">loading</p>\n{images}\n'
+        '<script src="/browser/app.js"></script>\n</body></html>\n'
+    ).encode()
 
 
 BROWSER_ARTICLE_RESOURCES = ("/browser/style.css", "/browser/app.js", "/browser/data.json",

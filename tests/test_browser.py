@@ -301,3 +301,22 @@ def test_check_recapture_uses_the_engine_of_the_last_good_capture(tmp_path, loca
     recaptured = db.execute("SELECT c.engine, c.status FROM check_recaptures r "
                             "JOIN captures c ON c.id = r.capture_id").fetchall()
     assert recaptured == [("browser", "ok")]
+
+
+def test_what_the_recorder_refused_is_a_finding_and_data_urls_are_listed(tmp_path, local_server, chromium):
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/bigpost")], chromium)
+    assert outcome.status == "captured"
+    # Chromium may retry the upload once on a new connection: each refusal is its own finding.
+    assert set(outcome.findings) == {"the proxy refused a browser request: request body too large"}
+    capture = next(iter(archive.db.query("SELECT findings FROM captures")))
+    assert json.loads(capture["findings"]) == outcome.findings
+    record = next(iter(archive.db.query("SELECT * FROM capture_records WHERE record_type = 'metadata'")))
+    with open(archive.warcs_dir / record["warc_file"], "rb") as fh:
+        fh.seek(record["offset"])
+        meta = next(iter(ArchiveIterator(fh))).content_stream().read().decode()
+    requests = json.loads(next(line for line in meta.splitlines()
+                               if line.startswith("browser-requests: ")).split(": ", 1)[1])
+    served = {r["url"].split(":")[0] if r["url"].startswith(("data:", "blob:")) else r["url"]: r["served"]
+              for r in requests}
+    assert (served["data"], served["blob"]) == ("data: URL (no network)", "blob: URL (no network)")
+    assert served[local_server.url("/echo")].startswith("never reached the network: net::")

@@ -288,6 +288,7 @@ class PageResult:
     page_height: int | None = None
     screenshot_height: int | None = None
     download: bool = False
+    memory_cache: list[str] = field(default_factory=list)  # URLs served from the browser's memory
 
 
 class PageDriver:
@@ -308,6 +309,7 @@ class PageDriver:
         try:
             page = await context.new_page()
             self._watch(context, page, result)
+            await self._watch_devtools(context, page, result)
             await self._load(page, url, result)
             if not result.download:
                 await self._settle(page, result)
@@ -363,6 +365,26 @@ class PageDriver:
         context.on("response", on_response)
         page.on("dialog", on_dialog)
         page.on("popup", on_popup)
+
+    async def _watch_devtools(self, context: Any, page: Any, result: PageResult) -> None:
+        """What Playwright's events leave out: data:/blob: loads and memory-cache hits."""
+        cdp = await context.new_cdp_session(page)
+        urls: dict[str, str] = {}
+
+        def on_will_send(event: dict[str, Any]) -> None:
+            url = event.get("request", {}).get("url", "")
+            urls[event.get("requestId", "")] = url
+            if url.split(":", 1)[0].lower() in ("data", "blob"):
+                result.requests.append(BrowserRequest(url[:200], event["request"].get("method", "GET"),
+                                                      str(event.get("type", "other")).lower(), False,
+                                                      finished=True))
+
+        def on_from_cache(event: dict[str, Any]) -> None:
+            result.memory_cache.append(urls.get(event.get("requestId", ""), "?")[:2000])
+
+        cdp.on("Network.requestWillBeSent", on_will_send)
+        cdp.on("Network.requestServedFromCache", on_from_cache)
+        await cdp.send("Network.enable")
 
     async def _load(self, page: Any, url: str, result: PageResult) -> None:
         from playwright.async_api import Error as PlaywrightError
@@ -602,6 +624,9 @@ class BrowserCaptureRun(CaptureRun):
                      page: PageResult) -> CaptureOutcome:
         ended = format_time(self.settings.clock())
         chain = page_chain(url, session.exchanges)
+        if not chain:  # the browser may spell the URL differently: its first navigation
+            first = next((r.url for r in page.requests if r.navigation), None)
+            chain = page_chain(first, session.exchanges) if first else []
         hops = [ex.hop for ex in chain if ex.hop is not None]
         failure = _page_failure(url, chain, hops)
         rows, findings = account(page.requests, session.exchanges, page.bodies)
@@ -695,7 +720,8 @@ class BrowserCaptureRun(CaptureRun):
             "recorded-exchanges": len(recorded),
             "failed-exchanges": [{"url": ex.url, "error": f"{ex.error_class}: {ex.error_message}"}
                                  for ex in session.exchanges if ex.hop is None],
-            "requests": rows, "findings": findings, "steps": page.steps, "wall": wall,
+            "requests": rows, "memory-cache": page.memory_cache, "findings": findings,
+            "steps": page.steps, "wall": wall,
         }
 
 
