@@ -320,3 +320,24 @@ def test_what_the_recorder_refused_is_a_finding_and_data_urls_are_listed(tmp_pat
               for r in requests}
     assert (served["data"], served["blob"]) == ("data: URL (no network)", "blob: URL (no network)")
     assert served[local_server.url("/echo")].startswith("never reached the network: net::")
+
+
+def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_path):
+    import zipfile
+
+    out = tmp_path / "bundle"
+    result = run_cli("export", str(out), article_capture["url"], archive=article_capture["archive"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wacz] = list(out.rglob("*.wacz"))
+    with zipfile.ZipFile(wacz) as zf:
+        pages = [json.loads(line) for line in zf.read("pages/pages.jsonl").decode().splitlines()[1:]]
+        uris = []
+        for name in (n for n in zf.namelist() if n.startswith("archive/")):
+            with zf.open(name) as fh:
+                uris += [rec.rec_headers.get_header("WARC-Target-URI") for rec in ArchiveIterator(fh)]
+    [page] = pages
+    assert page["url"] == article_capture["url"]
+    assert page["title"].endswith("(Browser article)")
+    assert BROWSER_SCRIPT_TEXT in page["text"]
+    url = article_capture["url"]
+    assert {f"urn:evarchive:{kind}:{url}" for kind in ("screenshot-full", "pdf", "dom", "provenance")} <= set(uris)
