@@ -282,10 +282,16 @@ def test_orphaned_chromium_of_a_killed_run_is_reported_and_ended(tmp_path, local
 
 
 def test_no_chromium_outlives_the_run(tmp_path, local_server, chromium):
-    from evarchive.browser import _processes_marked
+    import asyncio
 
-    capture_api(tmp_path, [local_server.url("/plain")], chromium)
-    assert _processes_marked("--evarchive-run=") == []
+    from evarchive.browser import BrowserCaptureRun, _processes_marked
+
+    archive = Archive.open(tmp_path / "a")
+    run = BrowserCaptureRun(archive, CaptureSettings(), BrowserSettings(chromium=chromium))
+    [outcome] = asyncio.run(run.run([local_server.url("/plain")]))
+    assert outcome.status == "captured"
+    assert _processes_marked(f"--evarchive-run={run.run_mark}") == []
+    assert not (archive.locks_dir / "chromium.pids").exists()
 
 
 def test_check_recapture_uses_the_engine_of_the_last_good_capture(tmp_path, local_server, chromium):
@@ -341,3 +347,32 @@ def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_pat
     assert BROWSER_SCRIPT_TEXT in page["text"]
     url = article_capture["url"]
     assert {f"urn:evarchive:{kind}:{url}" for kind in ("screenshot-full", "pdf", "dom", "provenance")} <= set(uris)
+
+
+def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_server, chromium):
+    import signal
+    import time
+
+    from evarchive.browser import _processes_marked
+
+    archive = tmp_path / "a"
+    victim = subprocess.Popen([sys.executable, "-m", "evarchive.cli", "capture", "--engine", "browser",
+                               local_server.url("/plain"), local_server.url("/browser/poll"),
+                               "--archive", str(archive)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        local_server.wait_for_exchange("/browser/ping", timeout=60)  # the browser is at work
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    [mark] = (archive / "locks" / "chromium.pids").read_text().split()
+    # Whether Chromium notices its parent's death before the next run starts is a race; the next
+    # run ends whatever is left either way, and forgets the mark.
+    result = run_cli("capture", "--engine", "http", local_server.url("/plain"), archive=archive)
+    assert result.returncode == 0, result.stderr
+    assert not (archive / "locks" / "chromium.pids").exists()
+    deadline = time.monotonic() + 10
+    while _processes_marked(f"--evarchive-run={mark}") and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGKILL is asynchronous: wait for the kernel, not for a fixed time
+    assert _processes_marked(f"--evarchive-run={mark}") == []
+    verify = run_cli("verify", "--deep", archive=archive)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

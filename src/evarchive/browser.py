@@ -604,6 +604,8 @@ class BrowserCaptureRun(CaptureRun):
             except TimeoutError:
                 page.steps.append(f"the capture was cut at the total timeout "
                                   f"({self.settings.total_timeout:g} s)")
+            except Exception as exc:  # noqa: BLE001 - a crashed tab: keep what was recorded
+                page.steps.append(f"the browser failed: {str(exc).splitlines()[0][:300]}")
             finally:
                 await session.close()
             try:
