@@ -154,6 +154,28 @@ def _processes_marked(mark: str) -> list[int]:
     return found
 
 
+def _with_descendants(pids: list[int]) -> list[int]:
+    """``pids`` and every process below them (Chromium's zygotes and renderers do not carry
+    the run mark on their command lines)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, frontier = list(pids), list(pids)
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            if child not in found:
+                found.append(child)
+                frontier.append(child)
+    return found
+
+
 def _kill(pids: list[int]) -> None:
     for pid in pids:
         try:
@@ -172,7 +194,7 @@ def reap_orphans(archive: Archive) -> list[int]:
     orphans: list[int] = []
     for mark in marks:
         orphans += _processes_marked(RUN_MARK + mark)
-    _kill(orphans)
+    _kill(_with_descendants(orphans))
     pid_file.unlink(missing_ok=True)
     return orphans
 
@@ -577,7 +599,7 @@ class BrowserCaptureRun(CaptureRun):
                     await _close_quietly(browser)
                 self._finish()
         finally:
-            _kill(_processes_marked(RUN_MARK + self.run_mark))  # never outlive the run
+            _kill(_with_descendants(_processes_marked(RUN_MARK + self.run_mark)))  # never outlive the run
             authority.close()
             _forget_mark(pid_file, self.run_mark)
         order = {u: i for i, u in enumerate(urls)}
