@@ -349,6 +349,13 @@ def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_pat
     assert {f"urn:evarchive:{kind}:{url}" for kind in ("screenshot-full", "pdf", "dom", "provenance")} <= set(uris)
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_server, chromium):
     import signal
     import time
@@ -365,14 +372,21 @@ def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_ser
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     [mark] = (archive / "locks" / "chromium.pids").read_text().split()
+    from evarchive.browser import _with_descendants
+
+    tree = _with_descendants(_processes_marked(f"--evarchive-run={mark}"))
     # Whether Chromium notices its parent's death before the next run starts is a race; the next
     # run ends whatever is left either way, and forgets the mark.
     result = run_cli("capture", "--engine", "http", local_server.url("/plain"), archive=archive)
     assert result.returncode == 0, result.stderr
     assert not (archive / "locks" / "chromium.pids").exists()
     deadline = time.monotonic() + 10
-    while _processes_marked(f"--evarchive-run={mark}") and time.monotonic() < deadline:
+
+    def alive() -> list[int]:  # the browser, its renderers and zygotes
+        return _processes_marked(f"--evarchive-run={mark}") + [p for p in tree if b"chromium" in _cmdline(p)]
+
+    while alive() and time.monotonic() < deadline:
         time.sleep(0.1)  # SIGKILL is asynchronous: wait for the kernel, not for a fixed time
-    assert _processes_marked(f"--evarchive-run={mark}") == []
+    assert alive() == []
     verify = run_cli("verify", "--deep", archive=archive)
     assert verify.returncode == 0, verify.stdout + verify.stderr
