@@ -390,3 +390,32 @@ def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_ser
     assert alive() == []
     verify = run_cli("verify", "--deep", archive=archive)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_pywb_replays_the_page_with_its_script_data_and_stylesheet(article_capture, tmp_path, chromium):
+    import asyncio
+
+    from playwright.async_api import async_playwright
+    from thirdparty import pywb_collection
+
+    files = sorted(str(p) for p in (article_capture["archive"] / "warcs").glob("*.warc.gz"))
+
+    async def rendered(url: str) -> tuple[str, str]:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, chromium_sandbox=os.geteuid() != 0)
+            try:
+                page = await browser.new_page()
+                await page.goto(url, wait_until="networkidle", timeout=60000)
+                # pywb shows the archived page in an iframe under its banner
+                frame = next(f for f in page.frames if "mp_/" in f.url)
+                await frame.wait_for_function(f"document.body.innerText.includes({BROWSER_SCRIPT_TEXT!r})",
+                                              timeout=30000)
+                colour = await frame.evaluate("getComputedStyle(document.querySelector('h1')).color")
+                return await frame.evaluate("document.body.innerText"), colour
+            finally:
+                await browser.close()
+
+    with pywb_collection(tmp_path / "pywb", "ev", *files) as collection:
+        text, colour = asyncio.run(rendered(f"{collection}/2026/{article_capture['url']}"))
+    assert BROWSER_SCRIPT_TEXT in text  # app.js and data.json came from the WARC
+    assert colour == "rgb(160, 16, 16)"  # and so did the stylesheet
