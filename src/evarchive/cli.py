@@ -343,6 +343,13 @@ def print_provenance(cap: dict[str, Any]) -> None:
         rows += [("TLS", f"{cap['tls_version']} {cap['tls_cipher']}"),
                  ("certificate", f"leaf sha256 {cap['cert_sha256']}, {validated}"
                   + (" (captured with --insecure)" if cap["insecure"] else ""))]
+    if cap.get("engine") == "browser":
+        rows.append(("engine", "browser (Chromium; every request recorded, screenshots and PDF)"))
+        for label, key in (("findings", "findings"), ("cut short", "steps")):
+            for item in json.loads(cap[key]) if cap.get(key) else []:
+                rows.append((label, item))
+        if cap.get("wall"):
+            rows.append(("wall", f"{cap['wall']} (captured as it is: not the article)"))
     rows.append(("WARC file", cap["warc_file"] or "-"))
     for rec in cap.get("records") or []:
         rows.append((f"  {rec['record_type']}", f"offset {rec['offset']}, length {rec['length']}, "
