@@ -1161,6 +1161,8 @@ def browser_page(req: Request) -> Response:
     if req.path.startswith("/browser/img/"):
         k = sum(req.path.encode()) % 200
         return Response(200, solid_png(80, 60, (k, 255 - k, 90)), [(b"Content-Type", b"image/png")])
+    if req.path == "/browser/iframe":  # ?src=URL of the framed page (another host)
+        return html_response(_html_page("Framed", f'<h1>Frame host</h1><iframe src="{req.arg("src")}"></iframe>'))
     if req.path == "/browser/redirect":
         return redirect_response("/browser/article")
     if req.path in pages:

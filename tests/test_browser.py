@@ -419,3 +419,24 @@ def test_pywb_replays_the_page_with_its_script_data_and_stylesheet(article_captu
         text, colour = asyncio.run(rendered(f"{collection}/2026/{article_capture['url']}"))
     assert BROWSER_SCRIPT_TEXT in text  # app.js and data.json came from the WARC
     assert colour == "rgb(160, 16, 16)"  # and so did the stylesheet
+
+
+def test_iframe_from_another_host_and_a_cited_pdf(tmp_path, multi_host_server, chromium):
+    from urllib.parse import quote
+
+    server = multi_host_server
+    framed = server.url("/browser/article", host_ip="127.0.0.2")
+    pdf = server.url("/browser/doc.pdf")
+    archive, outcomes = capture_api(tmp_path, [server.url(f"/browser/iframe?src={quote(framed, safe='')}"), pdf],
+                                    chromium)
+    frame_page, cited_pdf = outcomes
+    assert frame_page.status == "captured" and frame_page.findings == []
+    responses = {r["target_uri"]: r for r in archive.db.query(
+        "SELECT r.target_uri, r.payload_sha256, c.url_requested FROM capture_records r "
+        "JOIN captures c ON c.id = r.capture_id WHERE r.record_type = 'response'")}
+    framed_base = framed.rsplit("/browser/", 1)[0]
+    for path in BROWSER_ARTICLE_RESOURCES:  # the other host's page and everything it needed
+        assert responses[framed_base + path]["payload_sha256"] == hashlib.sha256(BROWSER_ASSETS[path][1]).hexdigest()
+    # A cited PDF is the document itself, recorded as served, whatever the viewer shows.
+    assert cited_pdf.status == "captured" and cited_pdf.findings == []
+    assert cited_pdf.payload_sha256 == hashlib.sha256(BROWSER_ASSETS["/browser/doc.pdf"][1]).hexdigest()

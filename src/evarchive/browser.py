@@ -438,9 +438,14 @@ class PageDriver:
 
     async def _settle(self, page: Any, result: PageResult) -> None:
         await self._quiet(result, "after the load event")
-        scrolled = await _safe(page.evaluate(SCROLL_SCRIPT, {
-            "budget": self.settings.scroll_timeout * 1000, "limit": self.settings.max_height}),
-            None, result, "scrolling", self.settings.scroll_timeout + 5)
+        # Every frame scrolls, in parallel: lazy content inside iframes (other hosts included)
+        # loads only when its own document is scrolled.
+        arg = {"budget": self.settings.scroll_timeout * 1000, "limit": self.settings.max_height}
+        frames = [page.main_frame, *(f for f in page.frames if f is not page.main_frame)]
+        scrolls = [_safe(frame.evaluate(SCROLL_SCRIPT, arg), None, result,
+                         "scrolling" if frame is page.main_frame else f"scrolling a frame ({frame.url[:200]})",
+                         self.settings.scroll_timeout + 5) for frame in frames]
+        scrolled = (await asyncio.gather(*scrolls))[0]
         if scrolled and not scrolled.get("reachedEnd"):
             result.steps.append(f"scrolling stopped before the end of the page "
                                 f"(bound {self.settings.scroll_timeout:g} s or "
