@@ -1133,6 +1133,9 @@ BROWSER_ASSETS: dict[str, tuple[str, bytes]] = {
     "/browser/lazy.png": ("image/png", solid_png(60, 40, (200, 120, 20))),
     "/browser/observed.png": ("image/png", solid_png(60, 40, (20, 160, 60))),
     "/browser/ping": ("application/json", b'{"ok": true}'),
+    "/browser/sw.js": ("application/javascript",
+                       b"self.addEventListener('activate', e => e.waitUntil(clients.claim()));\n"
+                       b"self.addEventListener('fetch', e => e.respondWith(new Response('from the worker')));\n"),
     "/browser/doc.pdf": ("application/pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"),
 }
 
@@ -1152,6 +1155,14 @@ def browser_page(req: Request) -> Response:
             "<h1>Big upload</h1><script>fetch('data:text/plain,local');"
             "fetch(URL.createObjectURL(new Blob(['local'])));"
             "fetch('/echo', {method: 'POST', body: 'x'.repeat(17 * 1024 * 1024)})</script>")),
+        "/browser/sw": lambda: _html_page("Service worker", (
+            '<h1>Service worker</h1><p id="sw">pending</p><script>'
+            "const out = document.getElementById('sw');"
+            "const show = () => fetch('/browser/data.json').then(r => r.text()).then(t => { out.textContent = t; });"
+            "const claimed = new Promise(ok => { navigator.serviceWorker.oncontrollerchange = ok;"
+            " setTimeout(ok, 300); });"
+            "navigator.serviceWorker.register('/browser/sw.js').then(() => claimed, () => null).then(show);"
+            "</script>")),
         "/browser/wall": lambda: _html_page("Before you continue", (
             '<div class="consent-wall"><h2>We value your privacy</h2><p>We use cookies.</p>'
             '<button>Accept all cookies</button></div>')),

@@ -440,3 +440,16 @@ def test_iframe_from_another_host_and_a_cited_pdf(tmp_path, multi_host_server, c
     # A cited PDF is the document itself, recorded as served, whatever the viewer shows.
     assert cited_pdf.status == "captured" and cited_pdf.findings == []
     assert cited_pdf.payload_sha256 == hashlib.sha256(BROWSER_ASSETS["/browser/doc.pdf"][1]).hexdigest()
+
+
+def test_service_workers_are_blocked(tmp_path, local_server, chromium):
+    # quiet_ms: the page waits 300 ms for a worker to take control before it fetches
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/sw")], chromium, quiet_ms=1500)
+    assert outcome.status == "captured" and outcome.findings == []
+    text = next(iter(archive.db.query("SELECT * FROM capture_records WHERE target_uri LIKE 'urn:evarchive:text:%'")))
+    with open(archive.warcs_dir / text["warc_file"], "rb") as fh:
+        fh.seek(text["offset"])
+        visible = next(iter(ArchiveIterator(fh))).content_stream().read().decode()
+    # Chromium lets the page register its worker, but the worker never answers a request: the
+    # page's fetch() went through the recorder, not to the worker's canned answer.
+    assert BROWSER_SCRIPT_TEXT in visible and "from the worker" not in visible
