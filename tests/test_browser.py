@@ -453,3 +453,12 @@ def test_service_workers_are_blocked(tmp_path, local_server, chromium):
     # Chromium lets the page register its worker, but the worker never answers a request: the
     # page's fetch() went through the recorder, not to the worker's canned answer.
     assert BROWSER_SCRIPT_TEXT in visible and "from the worker" not in visible
+
+
+def test_a_chromium_that_does_not_start_is_exit_3(tmp_path, local_server):
+    result = run_cli("capture", "--engine", "browser", "--chromium", "/bin/false", local_server.url("/plain"),
+                     archive=tmp_path / "a")
+    assert result.returncode == 3
+    assert "Chromium (/bin/false) did not start" in result.stderr
+    db = Archive.open(tmp_path / "a").db
+    assert db.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0

@@ -19,6 +19,7 @@ import platform
 import secrets
 import shutil
 import signal
+import sqlite3
 import struct
 import time
 import zlib
@@ -571,10 +572,7 @@ class BrowserCaptureRun(CaptureRun):
             async with build_client(self.settings) as client, async_playwright() as pw:
                 client.headers = {}  # the browser's own headers go upstream, not the defaults
                 refuse_cookies(client)
-                browser = await pw.chromium.launch(
-                    executable_path=self.browser_settings.chromium, headless=True,
-                    args=self._chromium_args(authority), chromium_sandbox=os.geteuid() != 0,
-                    proxy={"server": "http://127.0.0.1:9"})  # contexts set their own; 9 is discard
+                browser = await self._launch(pw, authority)
                 self.chromium_version = browser.version
                 tabs = asyncio.Semaphore(self.browser_settings.tabs)
 
@@ -610,6 +608,19 @@ class BrowserCaptureRun(CaptureRun):
         order = {u: i for i, u in enumerate(urls)}
         return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 
+    async def _launch(self, pw: Any, authority: RunAuthority) -> Any:
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            return await pw.chromium.launch(
+                executable_path=self.browser_settings.chromium, headless=True,
+                args=self._chromium_args(authority), chromium_sandbox=os.geteuid() != 0,
+                proxy={"server": "http://127.0.0.1:9"})  # contexts set their own; 9 is discard
+        except PlaywrightError as exc:
+            self._finish()
+            raise CouldNotRunError(f"Chromium ({self.browser_settings.chromium}) did not start: "
+                                   f"{str(exc).splitlines()[0][:300]}") from None
+
     def _chromium_args(self, authority: RunAuthority) -> list[str]:
         return [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={authority.leaf_spki_sha256_b64}",
                 RUN_MARK + self.run_mark]
@@ -637,14 +648,8 @@ class BrowserCaptureRun(CaptureRun):
                 await session.close()
             try:
                 return self._record_page(url, source_id, started, session, page)
-            except StorageError:
-                raise
-            except (OSError, Exception) as exc:
-                import sqlite3
-
-                if isinstance(exc, (OSError, sqlite3.Error)):
-                    raise StorageError() from exc
-                raise
+            except (OSError, sqlite3.Error) as exc:
+                raise StorageError() from exc
         finally:
             session.release_bodies()
 
