@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .archive import Archive
@@ -42,9 +42,11 @@ from .capture import (
 )
 from .catalogue import ensure_source, format_time, to_json
 from .errors import CouldNotRunError
-from .mitm import Exchange, ProxySession, RunAuthority, refuse_cookies
 from .urls import request_url, validate_url
 from .warcwriter import Block, RecordSpec, WrittenRecord, warc_fields
+
+if TYPE_CHECKING:  # the proxy (and its X.509 machinery) loads only when the browser engine runs
+    from .mitm import Exchange, ProxySession, RunAuthority
 
 ENGINES = ("auto", "browser", "http")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -559,6 +561,8 @@ class BrowserCaptureRun(CaptureRun):
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
         from playwright.async_api import async_playwright
 
+        from .mitm import RunAuthority, refuse_cookies
+
         self.run_id = self._start_run_row(len(urls))
         from .catalogue import ensure_sources
 
@@ -627,6 +631,8 @@ class BrowserCaptureRun(CaptureRun):
 
     async def capture_page(self, browser: Any, client: Any, authority: RunAuthority,
                            url: str) -> CaptureOutcome:
+        from .mitm import ProxySession
+
         source_id = self.source_ids.get(url) or ensure_source(self.db, url)
         started = format_time(self.settings.clock())
         session = ProxySession(client, self.settings, self.archive.tmp_dir, authority,
