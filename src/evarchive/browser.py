@@ -453,6 +453,9 @@ class PageDriver:
             result.steps.append(f"scrolling stopped before the end of the page "
                                 f"(bound {self.settings.scroll_timeout:g} s or "
                                 f"{self.settings.max_height} px)")
+        # Scrolling may have just asked for lazy content: the quiet window starts now, not at
+        # the last request seen.
+        self.last_activity = max(self.last_activity, time.monotonic())
         await self._quiet(result, "after scrolling")
 
     async def _take_artefacts(self, page: Any, result: PageResult) -> None:
