@@ -334,6 +334,8 @@ def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_pat
     out = tmp_path / "bundle"
     result = run_cli("export", str(out), article_capture["url"], archive=article_capture["archive"])
     assert result.returncode == 0, result.stdout + result.stderr
+    checked = subprocess.run([sys.executable, "verify_bundle.py"], cwd=out, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # the standalone checker agrees
     [wacz] = list(out.rglob("*.wacz"))
     with zipfile.ZipFile(wacz) as zf:
         pages = [json.loads(line) for line in zf.read("pages/pages.jsonl").decode().splitlines()[1:]]
