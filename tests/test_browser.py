@@ -464,3 +464,18 @@ def test_a_chromium_that_does_not_start_is_exit_3(tmp_path, local_server):
     assert "Chromium (/bin/false) did not start" in result.stderr
     db = Archive.open(tmp_path / "a").db
     assert db.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+
+
+def test_memory_bound_cuts_the_page_and_keeps_what_was_recorded(tmp_path, local_server, chromium):
+    # A bound no browser fits in: the first sample cuts the page that never goes quiet.
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/poll")], chromium,
+                                     max_memory_mb=1, quiet_timeout=60)
+    steps = json.loads(next(iter(archive.db.query("SELECT steps FROM captures")))["steps"])
+    import re
+
+    assert re.fullmatch(r"cut: evarchive and its browser used \d+ MB, over the bound of 1 MB; what had "
+                        r"loaded is kept", steps[0])
+    assert outcome.artefacts == ["provenance"]  # cut long before the page went quiet: no screenshot
+    assert outcome.findings == []
+    verify = run_cli("verify", "--deep", archive=tmp_path / "a")
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -97,6 +97,7 @@ class BrowserSettings:
     scroll_timeout: float = 10.0
     max_height: int = 20000
     artefact_timeout: float = 30.0
+    max_memory_mb: int = 1536  # PSS of evarchive's whole process tree, Chromium included
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +178,19 @@ def _with_descendants(pids: list[int]) -> list[int]:
                 found.append(child)
                 frontier.append(child)
     return found
+
+
+def tree_memory_mb(root: int) -> float:
+    """Proportional set size (shared pages divided among their sharers) of ``root`` and every
+    process below it, in MB: what the tree really holds, unlike a sum of RSS."""
+    total = 0
+    for pid in _with_descendants([root]):
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+    return total / 1024
 
 
 def _kill(pids: list[int]) -> None:
@@ -323,10 +337,20 @@ class PageDriver:
         self.browser = browser
         self.settings = settings
         self.user_agent = user_agent
+        self.result = PageResult()  # kept when the capture is cut: what was seen so far
+        self.context: Any = None
+        self.stopped = False
+
+    async def cut(self, reason: str) -> None:
+        """End the page now (memory bound): its context closes, what was recorded is kept."""
+        self.result.steps.append(reason)
+        self.stopped = True
+        if self.context is not None:
+            await _close_quietly(self.context)
 
     async def capture(self, url: str, proxy_port: int) -> PageResult:
-        result = PageResult()
-        context = await self.browser.new_context(
+        result = self.result
+        context = self.context = await self.browser.new_context(
             proxy={"server": f"http://127.0.0.1:{proxy_port}", "bypass": "<-loopback>"},
             viewport={"width": self.settings.viewport_width, "height": self.settings.viewport_height},
             device_scale_factor=self.settings.device_scale, service_workers="block",
@@ -336,14 +360,17 @@ class PageDriver:
             self._watch(context, page, result)
             await self._watch_devtools(context, page, result)
             await self._load(page, url, result)
-            if not result.download:
+            if not result.download and not self.stopped:
                 await self._settle(page, result)
+            if not result.download and not self.stopped:
                 await self._take_artefacts(page, result)
+            if self.stopped:
+                return result
             result.user_agent = await _safe(page.evaluate("navigator.userAgent"), "", result,
                                             "reading the user agent", 5)
             await self._collect_bodies(result)
         finally:
-            await context.close()
+            await _close_quietly(context)
         return result
 
     def _watch(self, context: Any, page: Any, result: PageResult) -> None:
@@ -431,10 +458,12 @@ class PageDriver:
     async def _quiet(self, result: PageResult, what: str) -> None:
         """Wait until no request has been in flight for ``quiet_ms``, within the bound."""
         deadline = time.monotonic() + self.settings.quiet_timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopped:
             if not self.inflight and (time.monotonic() - self.last_activity) * 1000 >= self.settings.quiet_ms:
                 return
             await asyncio.sleep(0.05)
+        if self.stopped:
+            return
         result.steps.append(f"the network never went quiet {what} within "
                             f"{self.settings.quiet_timeout:g} s ({len(self.inflight)} requests "
                             "still open); captured what had loaded")
@@ -560,6 +589,7 @@ class BrowserCaptureRun(CaptureRun):
         self.writer.warcinfo["browser-settings"] = browser_settings.public()
         self.run_mark = secrets.token_hex(8)
         self.chromium_version = ""
+        self.drivers: set[PageDriver] = set()
 
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
         from playwright.async_api import async_playwright
@@ -591,6 +621,7 @@ class BrowserCaptureRun(CaptureRun):
                         self.on_result(outcome)
 
                 tasks = [asyncio.ensure_future(one_url(u)) for u in urls]
+                watchdog = asyncio.ensure_future(self._watch_memory())
                 try:
                     await asyncio.gather(*tasks)
                 except StorageError as exc:
@@ -606,6 +637,7 @@ class BrowserCaptureRun(CaptureRun):
                     self._finish()
                     raise
                 finally:
+                    watchdog.cancel()
                     await _close_quietly(browser)
                 self._finish()
         finally:
@@ -614,6 +646,19 @@ class BrowserCaptureRun(CaptureRun):
             _forget_mark(pid_file, self.run_mark)
         order = {u: i for i, u in enumerate(urls)}
         return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+
+    async def _watch_memory(self) -> None:
+        """Keep the whole process tree under the memory bound by cutting the pages in progress."""
+        limit = self.browser_settings.max_memory_mb
+        while True:
+            await asyncio.sleep(1.0)
+            used = await asyncio.to_thread(tree_memory_mb, os.getpid())
+            if used <= limit:
+                continue
+            reason = (f"cut: evarchive and its browser used {used:.0f} MB, over the bound of "
+                      f"{limit} MB; what had loaded is kept")
+            for driver in list(self.drivers):
+                await driver.cut(reason)
 
     async def _launch(self, pw: Any, authority: RunAuthority) -> Any:
         from playwright.async_api import Error as PlaywrightError
@@ -642,18 +687,20 @@ class BrowserCaptureRun(CaptureRun):
                                self.settings.clock)
         user_agent = None if self.settings.user_agent.startswith("evarchive/") else self.settings.user_agent
         driver = PageDriver(browser, self.browser_settings, user_agent)
-        page = PageResult()
+        page = driver.result
+        self.drivers.add(driver)
         try:
             port = await session.start()
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
-                    page = await driver.capture(url, port)
+                    await driver.capture(url, port)
             except TimeoutError:
                 page.steps.append(f"the capture was cut at the total timeout "
                                   f"({self.settings.total_timeout:g} s)")
-            except Exception as exc:  # noqa: BLE001 - a crashed tab: keep what was recorded
+            except Exception as exc:  # noqa: BLE001 - a crashed or cut tab: keep what was recorded
                 page.steps.append(f"the browser failed: {str(exc).splitlines()[0][:300]}")
             finally:
+                self.drivers.discard(driver)
                 await session.close()
             try:
                 return self._record_page(url, source_id, started, session, page)
