@@ -381,7 +381,7 @@ def _migration_3_integrity(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migration_5_browser(db: sqlite_utils.Database) -> None:
+def _migration_6_browser(db: sqlite_utils.Database) -> None:
     """The browser engine: which engine made each capture, its findings, walls and artefacts.
 
     Captures made before this migration were all made by the HTTP engine. An artefact
@@ -419,7 +419,8 @@ MIGRATIONS: list[Migration] = [
     (3, "integrity: verification runs, timestamps, signing keys", _migration_3_integrity),
     (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
      _migration_4_checks),
-    (5, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_5_browser),
+    # 6, not 5: the main line's 5 (check records found by file) was taken first.
+    (6, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_6_browser),
 ]
 
 
