@@ -123,3 +123,15 @@ def small_fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
         yield fs
     finally:
         fs.unmount()
+
+
+# --------------------------------------------------------------------------
+# Capture engine
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _http_engine_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With Chromium installed, `capture` would default to the browser engine; the tests of the
+    # HTTP engine (everything outside test_browser.py) pin it. Browser tests pass --engine browser.
+    monkeypatch.setenv("EVARCHIVE_ENGINE", "http")

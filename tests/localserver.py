@@ -1028,6 +1028,7 @@ class _Builtins:
             ("/article/", functools.partial(self.article, edited=False)),
             ("/article-edited/", functools.partial(self.article, edited=True)),
             ("/bench/article/", self.bench_article),
+            ("/browser/", browser_page),
         ]
         self.counters: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -1293,6 +1294,131 @@ class _Builtins:
             "body_size": len(req.body),
         }
         return Response(200, json.dumps(data).encode(), [(b"Content-Type", b"application/json")])
+
+
+# --------------------------------------------------------------------------
+# Browser-engine pages (/browser/...): what a modern article loads
+# --------------------------------------------------------------------------
+
+BROWSER_SCRIPT_TEXT = "Figures inserted by script after fetch"
+
+
+def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour (no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * width
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(row * height, 9, )) + chunk(b"IEND", b""))
+
+
+BROWSER_ASSETS: dict[str, tuple[str, bytes]] = {
+    "/browser/style.css": ("text/css", (
+        b"@font-face { font-family: 'Evidence Sans'; src: url('/browser/font.woff2') format('woff2'); }\n"
+        b"body { font-family: 'Evidence Sans', sans-serif; background: #eef3ff url('/browser/bg.png') repeat-x; "
+        b"color: #112; margin: 0; padding: 20px; }\n"
+        b"h1 { color: #a01010; font-size: 40px; }\n")),
+    "/browser/app.js": ("application/javascript", (
+        b"fetch('/browser/data.json').then(r => r.json()).then(d => {\n"
+        b"  document.getElementById('dynamic').textContent = d.text;\n});\n"
+        b"const io = new IntersectionObserver(entries => { for (const e of entries) {\n"
+        b"  if (e.isIntersecting && !e.target.src) { e.target.src = e.target.dataset.src; } } });\n"
+        b"document.querySelectorAll('img[data-src]').forEach(img => io.observe(img));\n")),
+    "/browser/data.json": ("application/json", json.dumps({"text": BROWSER_SCRIPT_TEXT}).encode()),
+    # Not a usable font: the browser still requests it, which is what the tests need.
+    "/browser/font.woff2": ("font/woff2", b"wOF2" + bytes(range(256)) * 4),
+    "/browser/bg.png": ("image/png", solid_png(4, 60, (40, 90, 200))),
+    "/browser/lazy.png": ("image/png", solid_png(60, 40, (200, 120, 20))),
+    "/browser/observed.png": ("image/png", solid_png(60, 40, (20, 160, 60))),
+    "/browser/ping": ("application/json", b'{"ok": true}'),
+    "/browser/sw.js": ("application/javascript",
+                       b"self.addEventListener('activate', e => e.waitUntil(clients.claim()));\n"
+                       b"self.addEventListener('fetch', e => e.respondWith(new Response('from the worker')));\n"),
+    "/browser/doc.pdf": ("application/pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"),
+}
+
+
+def browser_page(req: Request) -> Response:
+    if req.path in BROWSER_ASSETS:
+        ctype, body = BROWSER_ASSETS[req.path]
+        return Response(200, body, [(b"Content-Type", ctype.encode())])
+    pages = {
+        "/browser/article": _browser_article,
+        "/browser/alert": lambda: _html_page("Alert", "<h1>Alert page</h1><script>alert('hello')</script>"),
+        "/browser/tall": lambda: _html_page("Tall", '<div style="height:30000px;background:#c33">tall</div>'),
+        "/browser/poll": lambda: _html_page("Polling", (
+            "<h1>Polling page</h1><p>Refreshes forever.</p><script>"
+            "setInterval(() => fetch('/browser/ping?t=' + Date.now()), 100);</script>")),
+        "/browser/bigpost": lambda: _html_page("Big upload", (
+            "<h1>Big upload</h1><script>fetch('data:text/plain,local');"
+            "fetch(URL.createObjectURL(new Blob(['local'])));"
+            "fetch('/echo', {method: 'POST', body: 'x'.repeat(17 * 1024 * 1024)})</script>")),
+        "/browser/sw": lambda: _html_page("Service worker", (
+            '<h1>Service worker</h1><p id="sw">pending</p><script>'
+            "const out = document.getElementById('sw');"
+            "const show = () => fetch('/browser/data.json').then(r => r.text()).then(t => { out.textContent = t; });"
+            "const claimed = new Promise(ok => { navigator.serviceWorker.oncontrollerchange = ok;"
+            " setTimeout(ok, 300); });"
+            "navigator.serviceWorker.register('/browser/sw.js').then(() => claimed, () => null).then(show);"
+            "</script>")),
+        "/browser/wall": lambda: _html_page("Before you continue", (
+            '<div class="consent-wall"><h2>We value your privacy</h2><p>We use cookies.</p>'
+            '<button>Accept all cookies</button></div>')),
+    }
+    if req.path.startswith("/browser/bench/"):
+        return html_response(browser_bench_page(req.path.rsplit("/", 1)[1]))
+    if req.path.startswith("/browser/img/"):
+        k = sum(req.path.encode()) % 200
+        return Response(200, solid_png(80, 60, (k, 255 - k, 90)), [(b"Content-Type", b"image/png")])
+    if req.path == "/browser/iframe":  # ?src=URL of the framed page (another host)
+        return html_response(_html_page("Framed", f'<h1>Frame host</h1><iframe src="{req.arg("src")}"></iframe>'))
+    if req.path == "/browser/redirect":
+        return redirect_response("/browser/article")
+    if req.path in pages:
+        return html_response(pages[req.path]())
+    return html_response(_html_page("Not found", "<h1>Not found</h1>"), 404)
+
+
+def _browser_article() -> bytes:
+    return (
+        b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Browser article</title>'
+        b'<link rel="stylesheet" href="/browser/style.css"></head>\n<body>\n'
+        b"<h1>Browser article</h1><p>Static paragraph.</p><p id=\"dynamic\">loading</p>\n"
+        b'<div style="height:3000px">spacer</div>\n'
+        b'<img loading="lazy" src="/browser/lazy.png" width="60" height="40" alt="lazy">\n'
+        b'<div style="height:1500px">spacer</div>\n'
+        b'<img data-src="/browser/observed.png" width="60" height="40" alt="observed">\n'
+        b'<script src="/browser/app.js"></script>\n</body></html>\n'
+    )
+
+
+BENCH_IMAGES = 12
+
+
+def browser_bench_page(slug: str) -> bytes:
+    """The benchmark article: stylesheet, font, script + JSON, 12 images of which half lazy."""
+    images = "\n".join(
+        f'<p>{" ".join(_sentences(f"{slug}-{k}", 3))}</p><img src="/browser/img/{slug}/{k}.png" '
+        f'width="80" height="60" alt="figure {k}"{" loading=lazy" if k % 2 else ""}>'
+        for k in range(BENCH_IMAGES))
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Bench {slug}</title>'
+        '<link rel="stylesheet" href="/browser/style.css"></head>\n<body>\n'
+        f'<h1>Bench article {slug}</h1><p id="dynamic">loading</p>\n{images}\n'
+        '<script src="/browser/app.js"></script>\n</body></html>\n'
+    ).encode()
+
+
+BROWSER_ARTICLE_RESOURCES = ("/browser/style.css", "/browser/app.js", "/browser/data.json",
+                             "/browser/font.woff2", "/browser/bg.png", "/browser/lazy.png",
+                             "/browser/observed.png")
+
+# -------------------------------------------------------------------------- end of browser pages
 
 
 # --------------------------------------------------------------------------

@@ -448,6 +448,7 @@ class PendingCapture:
     records: list[WrittenRecord]
     outcome: CaptureOutcome
     end_offset: int | None
+    artefacts: list[dict[str, Any]] = field(default_factory=list)  # browser engine only
 
 
 def _http_block(hop: Hop) -> Block:
@@ -761,7 +762,8 @@ class CaptureRun:
 
     def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[Hop],
                records: list[WrittenRecord], failure: tuple[str, str] | None,
-               revisit_of: dict[str, Any] | None) -> CaptureOutcome:
+               revisit_of: dict[str, Any] | None, artefacts: list[dict[str, Any]] | None = None,
+               row_extra: dict[str, Any] | None = None) -> CaptureOutcome:
         final = hops[-1] if hops else None
         tls = (final.tls if final else None) or {}
         status = "failed" if failure else ("revisited" if revisit_of else "captured")
@@ -789,6 +791,7 @@ class CaptureRun:
             "error_class": failure[0] if failure else None,
             "error_message": failure[1] if failure else None,
             "refers_to_capture_id": revisit_of["capture"]["id"] if revisit_of else None,
+            **(row_extra or {}),
         }
         outcome = CaptureOutcome(
             url=url, status=status, source_id=source_id, http_status=row["http_status"],
@@ -798,7 +801,7 @@ class CaptureRun:
             truncated=bool(row["truncated"]),
             findings=[f"{h.url}: {text}" for h in hops for text in h.findings])
         end = (records[-1].offset + records[-1].length) if records else None
-        self.pending.append(PendingCapture(row, records, outcome, end))
+        self.pending.append(PendingCapture(row, records, outcome, end, artefacts or []))
         if (len(self.pending) >= self.settings.commit_every
                 or time.monotonic() - self._last_commit >= self.settings.commit_interval):
             self.commit_pending()
@@ -817,6 +820,8 @@ class CaptureRun:
                 item.outcome.capture_id = capture_id
                 for record in item.records:
                     insert(self.db, "capture_records", {"capture_id": capture_id, **record.as_row()})
+                for artefact in item.artefacts:
+                    insert(self.db, "capture_artefacts", {"capture_id": capture_id, **artefact})
                 if item.end_offset is not None and item.row["warc_file"]:
                     self.db.execute(
                         "UPDATE warc_files SET referenced_size = MAX(referenced_size, ?) "
@@ -825,6 +830,8 @@ class CaptureRun:
                            "records": [r.as_row() for r in item.records]}
                 if item.outcome.findings:
                     details["findings"] = item.outcome.findings
+                if item.artefacts:
+                    details["artefacts"] = item.artefacts
                 entries.append(("capture", item.row["url_requested"], details))
             custody.append_many(self.db, entries)
         self.pending = []  # only now: a batch whose transaction failed is still waiting

@@ -504,6 +504,35 @@ def _migration_5_check_records_by_file(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX check_records_file ON check_records(warc_file, offset)")
 
 
+def _migration_6_browser(db: sqlite_utils.Database) -> None:
+    """The browser engine: which engine made each capture, its findings, walls and artefacts.
+
+    Captures made before this migration were all made by the HTTP engine. An artefact
+    (screenshot, PDF, rendered DOM, ...) is a WARC resource record of its capture, so it is in
+    capture_records (and verified like any record); this table says what each one is.
+    """
+    db.executescript(
+        """
+        ALTER TABLE captures ADD COLUMN engine TEXT NOT NULL DEFAULT 'http';
+        ALTER TABLE captures ADD COLUMN findings TEXT;
+        ALTER TABLE captures ADD COLUMN wall TEXT;
+        ALTER TABLE captures ADD COLUMN steps TEXT;
+        CREATE TABLE capture_artefacts (
+            id INTEGER PRIMARY KEY,
+            capture_id INTEGER NOT NULL REFERENCES captures(id),
+            kind TEXT NOT NULL,
+            record_id TEXT NOT NULL UNIQUE REFERENCES capture_records(record_id),
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            width INTEGER,
+            height INTEGER
+        );
+        CREATE INDEX capture_artefacts_capture ON capture_artefacts(capture_id);
+        """
+    )
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -514,6 +543,7 @@ MIGRATIONS: list[Migration] = [
     (4, "checks: live re-checks, their evidence records, recaptures, baseline texts",
      _migration_4_checks),
     (5, "checks: their evidence records found by file", _migration_5_check_records_by_file),
+    (6, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_6_browser),
 ]
 
 

@@ -45,6 +45,14 @@ ArchiveOpt = Annotated[Path | None, typer.Option(
     help="Archive directory (default ./archive; env EVARCHIVE_ARCHIVE).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron).")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", metavar="auto|browser|http", show_default=False,
+    help="browser: load each page in Chromium and record every sub-resource, with screenshots, PDF "
+         "and rendered page; http: fetch the document only; auto (default, or EVARCHIVE_ENGINE): "
+         "the browser when Chromium is found.")]
+ChromiumOpt = Annotated[str | None, typer.Option(
+    "--chromium", metavar="PATH", show_default=False,
+    help="The Chromium executable (default: EVARCHIVE_CHROMIUM, then chromium on PATH).")]
 
 
 def open_archive(path: Path | None) -> Archive:
@@ -121,9 +129,18 @@ def capture_settings(concurrency: int, per_host: int, timeout: float, read_timeo
 
 
 def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
-                 as_json: bool) -> list[Any]:
+                 as_json: bool, engine: str | None = None, chromium: str | None = None) -> list[Any]:
     """Recover from an interrupted run, then capture with a progress bar on stderr."""
+    from .browser import BrowserSettings, capture_with_browser, choose_engine, reap_orphans
     from .capture import capture_urls, recover
+
+    choice = choose_engine(engine, chromium)
+    if choice.notice and urls:
+        err.print(f"[yellow]note:[/] {choice.notice}")
+    orphans = reap_orphans(archive)
+    if orphans:
+        err.print(f"[yellow]notice:[/] an interrupted run left {len(orphans)} Chromium processes "
+                  f"running (pids {', '.join(map(str, orphans))}); ended them")
 
     for found in recover(archive):
         err.print(f"[yellow]notice:[/] {found.name} was left open by an interrupted run; sealed it"
@@ -146,6 +163,10 @@ def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
                 print_json(outcome.as_dict())
                 sys.stdout.flush()
 
+        if choice.engine == "browser":
+            assert choice.chromium is not None
+            return capture_with_browser(archive, urls, settings, BrowserSettings(chromium=choice.chromium),
+                                        on_result)
         return capture_urls(archive, urls, settings, on_result)
 
 
@@ -167,6 +188,8 @@ def print_capture_summary(outcomes: list[Any], quiet: bool) -> None:
             err.print(f"[red]failed[/] {o.url}: {o.error_class}: {o.error_message}")
         for finding in getattr(o, "findings", ()):  # kept in the capture's metadata and custody entry
             err.print(f"[yellow]finding[/] {escape(finding)}")
+        if getattr(o, "wall", None):
+            err.print(f"[yellow]wall[/] {o.url}: {escape(o.wall)} (captured as it is: not the article)")
 
 
 @app.command()
@@ -195,14 +218,17 @@ def capture(
     workers: Annotated[int | None, typer.Option(
         help="Processes for large runs (default: one per core, at most 2; hosts are split "
              "between them).")] = None,
+    engine: EngineOpt = None,
+    chromium: ChromiumOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Capture URLs to WARC files and record every attempt in the catalogue.
 
-    Exit 0 when every URL was captured, 1 when any failed (the failures are in the
-    catalogue), 2 for usage errors (refused URLs: nothing is written).
+    Exit 0 when every URL was captured, 1 when any failed or the browser engine found a request
+    it could not account for (all in the catalogue), 2 for usage errors (refused URLs: nothing is
+    written), 3 when --engine browser finds no Chromium.
     """
     from .capture import read_url_list, select_urls
 
@@ -214,12 +240,15 @@ def capture(
     given = read_url_list(urls or [], from_file)
     arch = open_archive(archive) if given else existing_archive(archive, write=True)
     chosen = select_urls(arch, given, None, pending, everything)
-    outcomes = run_captures(arch, chosen, settings, quiet, as_json)
+    outcomes = run_captures(arch, chosen, settings, quiet, as_json, engine, chromium)
     if not as_json:
         print_capture_summary(outcomes, quiet)
     failed = sum(o.status == "failed" for o in outcomes)
     if failed:
         raise FindingsError(f"{failed} of {len(outcomes)} captures failed")
+    unaccounted = sum(bool(getattr(o, "findings", None)) for o in outcomes)
+    if unaccounted:
+        raise FindingsError(f"{unaccounted} of {len(outcomes)} captures have unaccounted requests")
 
 
 # --------------------------------------------------------------------------- browsing
@@ -319,6 +348,13 @@ def print_provenance(cap: dict[str, Any]) -> None:
         rows += [("TLS", f"{cap['tls_version']} {cap['tls_cipher']}"),
                  ("certificate", f"leaf sha256 {cap['cert_sha256']}, {validated}"
                   + (" (captured with --insecure)" if cap["insecure"] else ""))]
+    if cap.get("engine") == "browser":
+        rows.append(("engine", "browser (Chromium; every request recorded, screenshots and PDF)"))
+        for label, key in (("findings", "findings"), ("cut short", "steps")):
+            for item in json.loads(cap[key]) if cap.get(key) else []:
+                rows.append((label, item))
+        if cap.get("wall"):
+            rows.append(("wall", f"{cap['wall']} (captured as it is: not the article)"))
     rows.append(("WARC file", cap["warc_file"] or "-"))
     for rec in cap.get("records") or []:
         rows.append((f"  {rec['record_type']}", f"offset {rec['offset']}, length {rec['length']}, "
@@ -527,6 +563,8 @@ def archive_cmd(
     workers: Annotated[int | None, typer.Option(
         help="Processes for large runs (default: one per core, at most 2; hosts are split "
              "between them).")] = None,
+    engine: EngineOpt = None,
+    chromium: ChromiumOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -549,7 +587,7 @@ def archive_cmd(
         err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
                          f"{result.claims} claims, {result.citations} citations, {result.sources} sources"))
     outcomes = run_captures(arch, sources_to_capture(arch.db, result.version_id, arch.warcs_dir), settings,
-                            quiet, False)
+                            quiet, False, engine, chromium)
     if not as_json and outcomes:
         print_capture_summary(outcomes, quiet)
     claims = [{"report_id": result.report_id, **c}

@@ -132,6 +132,11 @@ class Exhibit:
 
     @property
     def first_uri(self) -> str:
+        # The metadata record names the first hop of the cited document; a browser capture's
+        # records begin with the page's sub-resources.
+        meta = next((r for r in self.records if r.record_type == "metadata"), None)
+        if meta is not None:
+            return meta.target_uri
         return self.records[0].target_uri if self.records else self.source["url"]
 
 
@@ -832,7 +837,7 @@ def _write_wacz(archive: Archive, plan: Plan, path: Path) -> None:
         for out in outs:
             out.head = _warcinfo(out, plan, plan.warc_files.get(out.source))
             resources.append(_copy_warc(archive, zf, out, plan.created))
-        pages = _pages_jsonl(plan)
+        pages = _pages_jsonl(plan, archive)
         for name, data in (("indexes/index.cdx", _cdxj(outs)), ("pages/pages.jsonl", pages)):
             zf.writestr(_zipinfo(name, plan.created), data)
             resources.append(_resource(name, data))
@@ -921,17 +926,39 @@ def _cdx_timestamp(warc_date: str | None) -> str:
     return digits[:14].ljust(14, "0")
 
 
-def _pages_jsonl(plan: Plan) -> bytes:
-    """One page per captured exhibit, at its first request URL and capture time."""
+def _pages_jsonl(plan: Plan, archive: Archive | None = None) -> bytes:
+    """One page per captured exhibit, at its first request URL and capture time; a browser
+    capture adds the page's title and visible text (from its artefact records)."""
     lines = [json.dumps({"format": "json-pages-1.0", "id": "pages", "title": "Exhibits"})]
     for exhibit in sorted(plan.exported, key=lambda e: e.number):
         if exhibit.kind != "capture":
             continue
-        lines.append(json.dumps({"id": f"exhibit-{exhibit.number}", "url": exhibit.first_uri,
-                                 "ts": exhibit.row["warc_date"] or exhibit.row["started_at"],
-                                 "title": f"Exhibit {exhibit.number}: {exhibit.source['url']}"},
-                                ensure_ascii=False))
+        page = {"id": f"exhibit-{exhibit.number}", "url": exhibit.first_uri,
+                "ts": exhibit.row["warc_date"] or exhibit.row["started_at"],
+                "title": f"Exhibit {exhibit.number}: {exhibit.source['url']}"}
+        artefacts = _text_artefacts(archive, exhibit) if archive is not None else {}
+        if artefacts.get("title"):
+            page["title"] += f" ({artefacts['title']})"
+        if artefacts.get("text"):
+            page["text"] = artefacts["text"]
+        lines.append(json.dumps(page, ensure_ascii=False))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _text_artefacts(archive: Archive, exhibit: Exhibit) -> dict[str, str]:
+    """The title and text artefacts of a browser capture, read from their resource records."""
+    found = {}
+    for rec in exhibit.records:
+        kind = rec.target_uri.split(":")[2] if rec.target_uri.startswith("urn:evarchive:") else ""
+        if rec.record_type != "resource" or kind not in ("title", "text"):
+            continue
+        with open(archive.warcs_dir / rec.warc_file, "rb") as fh:
+            fh.seek(rec.offset)
+            member = zlib.decompress(fh.read(rec.length), wbits=31)
+        head, _, rest = member.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+        found[kind] = rest[:length].decode("utf-8", "replace")
+    return found
 
 
 def _datapackage(plan: Plan, resources: list[dict[str, Any]]) -> bytes:

@@ -53,7 +53,6 @@ from . import __version__, custody, textdiff
 from .archive import Archive
 from .capture import (
     CaptureFailure,
-    CaptureRun,
     CaptureSettings,
     Fetcher,
     build_client,
@@ -1477,7 +1476,9 @@ class CheckRun:
             proxy=self.settings.network.proxy, user_agent=self.settings.network.user_agent,
             insecure=self.settings.network.insecure, sleep=self.settings.network.sleep,
             clock=self.settings.network.clock)
-        outcomes = await CaptureRun(self.archive, net).run([r.url for r in todo])
+        from .browser import recapture_by_engine
+
+        outcomes = await recapture_by_engine(self.archive, net, [r.url for r in todo])
         by_url = {o.url: o for o in outcomes}
         with transaction(self.db):
             for result in todo:

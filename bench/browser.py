@@ -1,0 +1,201 @@
+"""Browser-engine throughput, memory and completeness, against the issue's references.
+
+Serves article pages from 4 loopback addresses (127.0.0.2-127.0.0.5) with 50 ms latency per
+response (tests/localserver.py in its own process). Each page has a stylesheet, a font, a script
+that fetches JSON, and 12 images of which half are lazy. Prints:
+
+- pages per minute captured by evarchive's browser engine at default settings;
+- the time for the same pages loaded by the same Chromium, with the same parallelism and
+  screenshots, without recording (target: evarchive within 1.3x of it);
+- the time of the naive peer, ``chromium --headless --screenshot`` once per page in sequence
+  (target: evarchive at least 4x faster);
+- peak RSS of the whole process tree during the capture (target: under 1.5 GB), sampled;
+- sub-resources recorded vs expected (target: all).
+
+Usage: python bench/browser.py [--pages 60] [--skip-naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTS = [f"127.0.0.{i}" for i in range(2, 6)]
+LATENCY = 0.05
+EXPECTED_PER_PAGE = 1 + 1 + 1 + 1 + 1 + 12 + 1  # page, css, font, js, json, images, background
+
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    from evarchive.archive import Archive
+    from evarchive.browser import BrowserSettings, capture_with_browser, find_chromium
+    from evarchive.capture import CaptureSettings
+    urls = open(sys.argv[2]).read().split()
+    archive = Archive.open(sys.argv[1])
+    start = time.perf_counter()
+    outcomes = capture_with_browser(archive, urls, CaptureSettings(), BrowserSettings(chromium=find_chromium()))
+    print(json.dumps({"seconds": time.perf_counter() - start,
+                      "ok": sum(o.status != "failed" for o in outcomes),
+                      "findings": sum(bool(o.findings) for o in outcomes)}))
+""")
+
+
+def start_server() -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "localserver.py"), "--hosts", f"{HOSTS[0]}-{HOSTS[-1]}",
+         "--latency", str(LATENCY)], stdout=subprocess.PIPE, text=True)
+    return proc, json.loads(proc.stdout.readline())
+
+
+def tree_rss_mb(root: int) -> tuple[float, float]:
+    """Memory of ``root`` and every descendant, from /proc: (sum of PSS, sum of RSS) in MB.
+
+    Chromium's processes share most of their pages, so the RSS sum counts them many times; PSS
+    divides each shared page between its sharers and sums to what the tree really holds."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            parents[int(entry.name)] = int(fields[1])
+            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    pss = 0
+    for pid in tree:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            pss += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:"))) * 1024
+        except (OSError, StopIteration, ValueError):
+            pss += rss.get(pid, 0)
+    return pss / 2**20, sum(rss.get(pid, 0) for pid in tree) / 2**20
+
+
+def run_evarchive(archive: Path, urls: list[str], workdir: Path) -> tuple[dict, tuple[float, float]]:
+    url_file = workdir / "urls.txt"
+    url_file.write_text("\n".join(urls))
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), str(url_file)],
+                            stdout=subprocess.PIPE, text=True)
+    peak = [(0.0, 0.0)]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            now = tree_rss_mb(proc.pid)
+            peak[0] = (max(peak[0][0], now[0]), max(peak[0][1], now[1]))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.join()
+    return json.loads(out), peak[0]
+
+
+async def unrecorded(urls: list[str], tabs: int) -> float:
+    """The same pages, same Chromium, same tabs and artefacts, straight to the server."""
+    from playwright.async_api import async_playwright
+
+    from evarchive.browser import CHROMIUM_ARGS, find_chromium
+
+    args = [a for a in CHROMIUM_ARGS if not a.startswith("--proxy-bypass")]
+    start = time.perf_counter()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=find_chromium(), args=args,
+                                           chromium_sandbox=os.geteuid() != 0)
+        limit = asyncio.Semaphore(tabs)
+
+        async def one(url: str) -> None:
+            async with limit:
+                context = await browser.new_context(viewport={"width": 1280, "height": 800},
+                                                    service_workers="block")
+                page = await context.new_page()
+                await page.goto(url, wait_until="networkidle")
+                await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+                await page.wait_for_load_state("networkidle")
+                await page.screenshot(full_page=True)
+                await page.screenshot()
+                await page.pdf()
+                await page.content()
+                await context.close()
+
+        await asyncio.gather(*(one(u) for u in urls))
+        await browser.close()
+    return time.perf_counter() - start
+
+
+def naive(urls: list[str], workdir: Path) -> float:
+    from evarchive.browser import find_chromium
+
+    chromium = find_chromium()
+    start = time.perf_counter()
+    for n, url in enumerate(urls):
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        f"--screenshot={workdir / f'naive-{n}.png'}", url],
+                       capture_output=True, timeout=120, check=False)
+    return time.perf_counter() - start
+
+
+def recorded_subresources(archive: Path) -> int:
+    db = sqlite3.connect(archive / "catalogue.sqlite")
+    try:
+        return db.execute("SELECT COUNT(*) FROM capture_records WHERE record_type = 'response' "
+                          "AND target_uri NOT LIKE '%favicon.ico'").fetchone()[0]
+    finally:
+        db.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=60)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    from evarchive.browser import BrowserSettings
+
+    server, info = start_server()
+    port = info["hosts"][HOSTS[0]]["http"]
+    urls = [f"http://{HOSTS[n % len(HOSTS)]}:{port}/browser/bench/{n}" for n in range(args.pages)]
+    workdir = Path(tempfile.mkdtemp(prefix="evarchive-bench-browser-"))
+    try:
+        result, peak = run_evarchive(workdir / "archive", urls, workdir)
+        plain = asyncio.run(unrecorded(urls, BrowserSettings().tabs))
+        naive_s = None if args.skip_naive else naive(urls, workdir)
+        recorded = recorded_subresources(workdir / "archive")
+        print(f"pages captured          {result['ok']} of {args.pages} ({result['findings']} with findings)")
+        print(f"evarchive browser       {result['seconds']:.1f} s   "
+              f"({args.pages * 60 / result['seconds']:.1f} pages/min)")
+        print(f"unrecorded, same tabs   {plain:.1f} s   (ratio {result['seconds'] / plain:.2f}x; target within 1.3x)")
+        if naive_s is not None:
+            print(f"naive --screenshot      {naive_s:.1f} s   (evarchive {naive_s / result['seconds']:.1f}x "
+                  "faster; target at least 4x)")
+        print(f"peak memory, tree (PSS) {peak[0]:.0f} MB   (target under 1536 MB; sum of RSS {peak[1]:.0f} MB "
+              "counts shared pages once per process)")
+        print(f"responses recorded      {recorded} of {args.pages * EXPECTED_PER_PAGE} expected")
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

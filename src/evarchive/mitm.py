@@ -1,0 +1,344 @@
+"""The recording proxy between Chromium and the web: every browser request goes out through
+evarchive's own HTTP client, so each sub-resource is recorded like a cited document.
+
+Chromium talks to a loopback listener (one per capture, so each exchange belongs to exactly one
+capture). Plain-HTTP requests arrive in absolute form; HTTPS arrives as a CONNECT tunnel that
+is terminated here with a certificate issued on the fly by a CA that exists only for this run.
+Chromium trusts that CA's leaf key and nothing else (``--ignore-certificate-errors-spki-list``);
+the *real* server's certificate is checked by evarchive's client upstream, exactly as for the
+HTTP engine. The browser gets the answer only once it is fully spooled and hashed: what it
+rendered is what was recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import shutil
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .capture import CaptureSettings, Fetcher, Hop, classify_exception
+
+MAX_REQUEST_HEAD = 64 * 1024
+MAX_REQUEST_BODY = 16 << 20
+# Hop-by-hop headers (RFC 9110 section 7.6.1) concern one connection, not the exchange.
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
+              b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+# Codings the WARC tools here can read back; what the browser asked for is kept beside it.
+UPSTREAM_ACCEPT_ENCODING = "gzip, deflate"
+NO_BODY_STATUSES = {204, 304}
+SEND_CHUNK = 256 * 1024
+
+
+# --------------------------------------------------------------------------- the run's CA
+
+class RunAuthority:
+    """A throw-away CA for one run, and one leaf key that every host certificate shares.
+
+    Sharing the leaf key is what lets Chromium pin it: the SPKI hash of that key is the only
+    certificate error the browser is told to ignore, so no other interception goes unnoticed.
+    """
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="evarchive-ca-"))
+        self._ca_key = ec.generate_private_key(ec.SECP256R1())
+        self._leaf_key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evarchive capture run CA")])
+        self._ca_name = name
+        self._ca_cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self._ca_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(self._ca_key, hashes.SHA256()))
+        self._key_path = self._dir / "leaf.key"
+        self._key_path.write_bytes(self._leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    @property
+    def leaf_spki_sha256_b64(self) -> str:
+        spki = self._leaf_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+    def server_context(self, host: str) -> ssl.SSLContext:
+        """A server-side TLS context presenting a certificate for ``host`` (cached)."""
+        host = host.lower()
+        ctx = self._contexts.get(host)
+        if ctx is None:
+            cert_path = self._dir / f"{hashlib.sha256(host.encode()).hexdigest()[:24]}.pem"
+            cert_path.write_bytes(self._issue(host).public_bytes(serialization.Encoding.PEM)
+                                  + self._ca_cert.public_bytes(serialization.Encoding.PEM))
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert_path, self._key_path)
+            ctx.set_alpn_protocols(["http/1.1"])  # never HTTP/2: one exchange per request
+            self._contexts[host] = ctx
+        return ctx
+
+    def _issue(self, host: str) -> x509.Certificate:
+        try:
+            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            san = x509.DNSName(host)
+        now = dt.datetime.now(dt.UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
+            .issuer_name(self._ca_name).public_key(self._leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .sign(self._ca_key, hashes.SHA256()))
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- exchanges
+
+@dataclass
+class Exchange:
+    """One browser request and what evarchive recorded for it."""
+
+    method: str
+    url: str
+    started: str
+    browser_accept_encoding: str | None
+    hop: Hop | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+
+
+class ExchangeFetcher(Fetcher):
+    """A Fetcher for one browser request: the browser's method, headers and body."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: CaptureSettings, tmp_dir: Path,
+                 method: str, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+        super().__init__(client, settings, tmp_dir)
+        self.method = method
+        self.headers = headers
+        self.content = content
+
+    async def fetch_one(self, url: str) -> Hop:
+        request = self.client.build_request(self.method, url, headers=self.headers,
+                                            content=self.content or None)
+        response = await self.client.send(request, stream=True)
+        try:
+            return await self._read_hop(url, response)
+        finally:
+            await response.aclose()
+
+
+@dataclass
+class ParsedRequest:
+    method: str
+    target: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+class BadProxyRequest(Exception):
+    pass
+
+
+async def read_request(reader: asyncio.StreamReader) -> ParsedRequest | None:
+    """One request from the browser, or None when it closed the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None
+        raise BadProxyRequest("request head cut short") from None
+    except asyncio.LimitOverrunError:
+        raise BadProxyRequest("request head too large") from None
+    lines = head[:-4].split(b"\r\n")
+    try:
+        method, target, _version = lines[0].decode("latin-1").split(" ", 2)
+    except ValueError:
+        raise BadProxyRequest("malformed request line") from None
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise BadProxyRequest("malformed header line")
+        headers.append((name.strip(), value.strip()))
+    request = ParsedRequest(method.upper(), target, headers, b"")
+    request.body = await _read_body(reader, request)
+    return request
+
+
+async def _read_body(reader: asyncio.StreamReader, request: ParsedRequest) -> bytes:
+    length = request.header(b"content-length")
+    if length is not None:
+        size = int(length)
+        if size > MAX_REQUEST_BODY:
+            raise BadProxyRequest("request body too large")
+        return await reader.readexactly(size)
+    if (request.header(b"transfer-encoding") or b"").lower().endswith(b"chunked"):
+        body = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                    pass
+                return bytes(body)
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+            if len(body) > MAX_REQUEST_BODY:
+                raise BadProxyRequest("request body too large")
+    return b""
+
+
+# --------------------------------------------------------------------------- the proxy
+
+@dataclass
+class ProxySession:
+    """The loopback listener of one capture and everything that went through it."""
+
+    client: httpx.AsyncClient
+    settings: CaptureSettings
+    tmp_dir: Path
+    authority: RunAuthority
+    clock: Any
+    exchanges: list[Exchange] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0,
+                                                  limit=MAX_REQUEST_HEAD)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def release_bodies(self) -> None:
+        for exchange in self.exchanges:
+            if exchange.hop is not None:
+                exchange.hop.body.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve_plain(reader, writer)
+        except (BadProxyRequest, ValueError) as exc:
+            self.refused.append(str(exc))
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.LimitOverrunError):
+            pass  # the browser went away: nothing half-sent is evidence
+        except asyncio.CancelledError:
+            pass  # close() ends idle keep-alive connections; the handler's task simply ends
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _serve_plain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            if request.method == "CONNECT":
+                host, _, port = request.target.rpartition(":")
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+                await writer.start_tls(self.authority.server_context(host.strip("[]")))
+                await self._serve_tunnel(reader, writer, host, int(port))
+                return
+            if not request.target.lower().startswith("http://"):
+                raise BadProxyRequest(f"not an absolute http URL: {request.target[:200]}")
+            if not await self._answer(request, request.target, writer):
+                return
+
+    async def _serve_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            host: str, port: int) -> None:
+        authority = host if port == 443 else f"{host}:{port}"
+        while (request := await read_request(reader)) is not None:
+            if not await self._answer(request, f"https://{authority}{request.target}", writer):
+                return
+
+    async def _answer(self, request: ParsedRequest, url: str, writer: asyncio.StreamWriter) -> bool:
+        """Fetch and record one exchange, then hand the browser what was recorded."""
+        asked = request.header(b"accept-encoding")
+        exchange = Exchange(request.method, url, _now(self.clock),
+                            asked.decode("latin-1") if asked is not None else None)
+        self.exchanges.append(exchange)
+        headers = [(k, v) for k, v in request.headers
+                   if k.lower() not in HOP_BY_HOP and k.lower() not in (b"host", b"accept-encoding",
+                                                                        b"content-length")]
+        headers.append((b"Accept-Encoding", UPSTREAM_ACCEPT_ENCODING.encode()))
+        fetcher = ExchangeFetcher(self.client, self.settings, self.tmp_dir, request.method,
+                                  headers, request.body)
+        try:
+            if request.method in ("GET", "HEAD"):
+                exchange.hop = await fetcher.fetch_with_retries(url)
+            else:  # never repeat a request that may change something on the server
+                exchange.hop = await fetcher.fetch_one(url)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure is reported to the browser
+            exchange.error_class, exchange.error_message = classify_exception(exc)
+            body = f"evarchive could not fetch {url}: {exchange.error_message}\n".encode()
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+            return True
+        await _send_recorded(writer, exchange.hop, request.method)
+        return True
+
+
+async def _send_recorded(writer: asyncio.StreamWriter, hop: Hop, method: str) -> None:
+    """The recorded response, re-framed for the browser: same status, headers and encoded body."""
+    lines = [f"HTTP/1.1 {hop.status} {hop.reason}".encode("latin-1")]
+    bodiless = method == "HEAD" or hop.status in NO_BODY_STATUSES or hop.status < 200
+    for name, value in hop.headers.raw:
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP or (lowered == b"content-length" and not bodiless):
+            continue
+        lines.append(name + b": " + value)
+    if not bodiless:
+        lines.append(b"Content-Length: " + str(hop.body_length).encode())
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+    if not bodiless:
+        hop.body.seek(0)
+        while chunk := hop.body.read(SEND_CHUNK):
+            writer.write(chunk)
+            await writer.drain()
+    await writer.drain()
+
+
+def _now(clock: Any) -> str:
+    from .catalogue import format_time
+
+    return format_time(clock())
+
+
+def refuse_cookies(client: httpx.AsyncClient) -> None:
+    """The browser keeps its own cookies; the shared client must neither store nor add any."""
+    import http.cookiejar
+
+    client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+__all__ = ["Exchange", "ExchangeFetcher", "ProxySession", "RunAuthority", "refuse_cookies"]

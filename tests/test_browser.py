@@ -1,0 +1,481 @@
+"""The browser capture engine, with the real Chromium and the shared loopback server.
+
+Under CI (CI=true) a missing Chromium fails these tests; elsewhere they are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localserver import BROWSER_ARTICLE_RESOURCES, BROWSER_ASSETS, BROWSER_SCRIPT_TEXT
+from warcio.archiveiterator import ArchiveIterator
+
+from evarchive.archive import Archive
+from evarchive.browser import BrowserSettings, capture_with_browser, find_chromium
+from evarchive.capture import CaptureSettings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    found = find_chromium()
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is required under CI: apt-get install -y chromium")
+        pytest.skip("Chromium not installed")
+    return found
+
+
+def run_cli(*args: str, archive: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evarchive.cli", *args, "--archive", str(archive)],
+                          capture_output=True, text=True, timeout=180, env=env)
+
+
+def warc_records(archive: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((archive / "warcs").glob("*.warc.gz")):
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                out.append({"type": rec.rec_type, "uri": rec.rec_headers.get_header("WARC-Target-URI"),
+                            "headers": dict(rec.rec_headers.headers),
+                            "http": rec.http_headers,
+                            "payload": rec.raw_stream.read(),
+                            "status": rec.http_headers.get_statuscode() if rec.http_headers else None})
+    return out
+
+
+def png_pixels(data: bytes, rows: int = 400) -> tuple[int, int, set[bytes]]:
+    """Width, height and distinct pixels of the top ``rows`` of an 8-bit RGB/RGBA PNG (a tiny
+    decoder: pure Python is slow, and the top of a page is enough to tell it is not blank)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = chunk
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6)
+    bpp = 3 if colour == 2 else 4
+    stride = width * bpp
+    raw = zlib.decompressobj().decompress(idat, (stride + 1) * rows)
+    previous, pixels = bytearray(stride), set()
+    for y in range(min(rows, height)):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - bpp] if i >= bpp else 0
+            up, corner = previous[i], previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        if y % 10 == 0:
+            pixels.update(bytes(line[i:i + bpp]) for i in range(0, stride, bpp * 8))
+        previous = line
+    return width, height, pixels
+
+
+def metadata_fields(records: list[dict[str, Any]], cited: str) -> dict[str, str]:
+    meta = next(r for r in records if r["type"] == "metadata" and r["uri"] == cited)
+    fields = {}
+    for line in meta["payload"].decode().splitlines():
+        name, _, value = line.partition(": ")
+        fields[name] = value
+    return fields
+
+
+# --------------------------------------------------------------------------- the article
+
+@pytest.fixture(scope="module")
+def article_capture(tmp_path_factory, local_server, chromium) -> dict[str, Any]:
+    archive = tmp_path_factory.mktemp("browser") / "a"
+    url = local_server.url("/browser/article")
+    result = run_cli("capture", "--engine", "browser", "--chromium", chromium, url, archive=archive)
+    return {"archive": archive, "url": url, "result": result, "records": warc_records(archive),
+            "base": url.rsplit("/browser/", 1)[0]}
+
+
+def test_every_subresource_is_recorded_byte_for_byte(article_capture):
+    assert article_capture["result"].returncode == 0, article_capture["result"].stderr
+    records, base = article_capture["records"], article_capture["base"]
+    for path in BROWSER_ARTICLE_RESOURCES:
+        url = base + path
+        assert [r["type"] for r in records if r["uri"] == url] == ["request", "response"], path
+        response = next(r for r in records if r["uri"] == url and r["type"] == "response")
+        assert response["status"] == "200"
+        assert hashlib.sha256(response["payload"]).hexdigest() == hashlib.sha256(BROWSER_ASSETS[path][1]).hexdigest()
+        request = next(r for r in records if r["uri"] == url and r["type"] == "request")
+        # What went upstream is what WARC readers decode; what the browser asked is in the metadata.
+        assert request["http"].get_header("Accept-Encoding") == "gzip, deflate"
+        assert "HeadlessChrome/" in request["http"].get_header("User-Agent")
+
+
+def test_page_response_is_the_last_response_and_artefacts_point_at_it(article_capture):
+    records, url = article_capture["records"], article_capture["url"]
+    responses = [r for r in records if r["type"] == "response"]
+    assert responses[-1]["uri"] == url
+    page_id = responses[-1]["headers"]["WARC-Record-ID"]
+    resources = {r["uri"].split(":")[2]: r for r in records
+                 if r["type"] == "resource" and r["uri"].startswith("urn:evarchive:")}
+    assert set(resources) == {"screenshot-full", "screenshot-viewport", "pdf", "dom", "title", "text",
+                              "provenance"}
+    for rec in resources.values():
+        assert rec["headers"]["WARC-Concurrent-To"] == page_id
+        assert rec["headers"]["WARC-Payload-Digest"].startswith("sha256:")
+    assert BROWSER_SCRIPT_TEXT.encode() in resources["dom"]["payload"]
+    assert BROWSER_SCRIPT_TEXT.encode() in resources["text"]["payload"]
+    assert resources["title"]["payload"] == b"Browser article"
+    assert resources["pdf"]["payload"].startswith(b"%PDF-")
+
+
+def test_full_page_screenshot_is_a_real_image_of_the_whole_page(article_capture):
+    records, url = article_capture["records"], article_capture["url"]
+    shot = next(r for r in records if r["uri"] == f"urn:evarchive:screenshot-full:{url}")
+    width, height, pixels = png_pixels(shot["payload"])
+    fields = metadata_fields(records, url)
+    assert width == 1280
+    assert height == int(fields["browser-page-height"]) > 4500  # the spacers alone are 4500 px
+    assert len(pixels) > 3  # background, text, images: not a blank page
+    viewport = next(r for r in records if r["uri"] == f"urn:evarchive:screenshot-viewport:{url}")
+    assert png_pixels(viewport["payload"])[:2] == (1280, 800)
+
+
+def test_accounting_finds_every_request_recorded(article_capture):
+    records, url, base = article_capture["records"], article_capture["url"], article_capture["base"]
+    fields = metadata_fields(records, url)
+    requests = json.loads(fields["browser-requests"])
+    assert json.loads(fields["browser-findings"]) == []
+    served = {r["url"]: r["served"] for r in requests}
+    for path in ("/browser/article", *BROWSER_ARTICLE_RESOURCES):
+        assert served[base + path] == "recorded", path
+    assert all(r.get("body_compared") for r in requests if r["url"].endswith(".png") or r["url"].endswith(".json"))
+    assert fields["browser-engine"] == "browser"
+    assert fields["browser-chromium-version"].split(".")[0].isdigit()
+
+
+def test_catalogue_rows_custody_and_deep_verify(article_capture):
+    archive = article_capture["archive"]
+    db = Archive.open(archive).db
+    capture = next(iter(db.query("SELECT * FROM captures")))
+    assert (capture["engine"], capture["status"], capture["findings"], capture["wall"]) == ("browser", "ok", None, None)
+    artefacts = list(db.query("SELECT a.*, r.record_type, r.payload_sha256 AS rec_sha FROM capture_artefacts a "
+                              "JOIN capture_records r ON r.record_id = a.record_id"))
+    assert {a["kind"] for a in artefacts} == {"screenshot-full", "screenshot-viewport", "pdf", "dom", "title",
+                                              "text", "provenance"}
+    assert all(a["record_type"] == "resource" and a["sha256"] == a["rec_sha"] for a in artefacts)
+    entry = json.loads(next(iter(db.query("SELECT details FROM custody_log WHERE event = 'capture'")))["details"])
+    assert sorted(a["kind"] for a in entry["artefacts"]) == sorted(a["kind"] for a in artefacts)
+    check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v",
+                            *map(str, (archive / "warcs").glob("*.warc.gz"))], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    verify = run_cli("verify", "--deep", archive=archive)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# --------------------------------------------------------------------------- hostile pages
+
+def capture_api(tmp_path: Path, urls: list[str], chromium: str, **browser: Any) -> tuple[Archive, list[Any]]:
+    archive = Archive.open(tmp_path / "a")
+    settings = BrowserSettings(chromium=chromium, **browser)
+    return archive, capture_with_browser(archive, urls, CaptureSettings(insecure=True), settings)
+
+
+def test_alert_is_dismissed_and_said(tmp_path, local_server, chromium):
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/alert")], chromium)
+    assert outcome.status == "captured"
+    steps = json.loads(next(iter(archive.db.query("SELECT steps FROM captures")))["steps"])
+    assert steps == ["dismissed a JavaScript alert: 'hello'"]
+
+
+def test_tall_page_screenshot_is_cut_at_the_cap_and_says_so(tmp_path, local_server, chromium):
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/tall")], chromium, max_height=5000)
+    shot = next(iter(archive.db.query("SELECT * FROM capture_artefacts WHERE kind = 'screenshot-full'")))
+    assert (shot["width"], shot["height"]) == (1280, 5000)
+    steps = json.loads(next(iter(archive.db.query("SELECT steps FROM captures")))["steps"])
+    assert "full-page screenshot cut at 5000 px (the page is 30016 px tall)" in steps
+
+
+def test_page_that_never_goes_quiet_is_captured_within_the_bound_and_marked(tmp_path, local_server, chromium):
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/poll")], chromium,
+                                     quiet_timeout=1.0, quiet_ms=300)
+    assert outcome.status == "captured" and outcome.findings == []
+    steps = json.loads(next(iter(archive.db.query("SELECT steps FROM captures")))["steps"])
+    assert any(s.startswith("the network never went quiet after the load event within 1 s") for s in steps)
+    pings = [r for r in archive.db.query("SELECT target_uri FROM capture_records WHERE record_type = 'response'")
+             if "/browser/ping" in r["target_uri"]]
+    assert len(pings) >= 5  # what was loaded is kept
+
+
+def test_https_page_with_the_untrusted_test_ca_behaves_as_insecure(tmp_path, local_server, chromium):
+    url = local_server.https_url("/browser/article")
+    archive, [outcome] = capture_api(tmp_path, [url], chromium)
+    assert outcome.status == "captured" and outcome.findings == []
+    base = url.rsplit("/browser/", 1)[0]
+    uris = {r["target_uri"] for r in archive.db.query("SELECT target_uri FROM capture_records "
+                                                         "WHERE record_type = 'response'")}
+    assert {base + p for p in BROWSER_ARTICLE_RESOURCES} <= uris
+    capture = next(iter(archive.db.query("SELECT * FROM captures")))
+    assert capture["cert_sha256"] and capture["insecure"] == 1
+    assert capture["cert_validated"] == 0  # the test CA is not in the system store
+
+
+def test_redirect_and_wall(tmp_path, local_server, chromium):
+    archive, outcomes = capture_api(tmp_path, [local_server.url("/browser/redirect"),
+                                               local_server.url("/browser/wall")], chromium)
+    redirect, wall = outcomes
+    assert redirect.final_url == local_server.url("/browser/article") and redirect.wall is None
+    assert wall.status == "captured"
+    assert wall.wall == "consent: consent wall ('before you continue')"
+
+
+# --------------------------------------------------------------------------- engines and processes
+
+def test_engine_browser_without_chromium_is_exit_3(tmp_path, local_server):
+    result = run_cli("capture", "--engine", "browser", "--chromium", str(tmp_path / "no-chromium"),
+                     local_server.url("/plain"), archive=tmp_path / "a")
+    assert result.returncode == 3
+    assert "the browser engine needs Chromium" in result.stderr
+
+
+def test_auto_without_chromium_falls_back_to_http_and_says_so(tmp_path, local_server):
+    env = {k: v for k, v in os.environ.items() if k not in ("EVARCHIVE_ENGINE", "EVARCHIVE_CHROMIUM")}
+    env["PATH"] = str(tmp_path)  # no chromium on it
+    result = run_cli("capture", local_server.url("/plain"), archive=tmp_path / "a", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Chromium not found: captured with the HTTP engine only" in result.stderr
+    db = Archive.open(tmp_path / "a").db
+    assert [r["engine"] for r in db.query("SELECT engine FROM captures")] == ["http"]
+
+
+def test_orphaned_chromium_of_a_killed_run_is_reported_and_ended(tmp_path, local_server):
+    archive = Archive.open(tmp_path / "a")
+    (archive.locks_dir / "chromium.pids").write_text("deadbeef00000000\n")
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                               "--evarchive-run=deadbeef00000000"])
+    try:
+        result = run_cli("capture", "--engine", "http", local_server.url("/plain"), archive=tmp_path / "a")
+        assert result.returncode == 0, result.stderr
+        assert f"left 1 Chromium processes running (pids {orphan.pid}); ended them" in result.stderr
+        assert orphan.wait(timeout=10) == -9
+    finally:
+        orphan.kill()
+    assert not (archive.locks_dir / "chromium.pids").exists()
+
+
+def test_no_chromium_outlives_the_run(tmp_path, local_server, chromium):
+    import asyncio
+
+    from evarchive.browser import BrowserCaptureRun, _processes_marked
+
+    archive = Archive.open(tmp_path / "a")
+    run = BrowserCaptureRun(archive, CaptureSettings(), BrowserSettings(chromium=chromium))
+    [outcome] = asyncio.run(run.run([local_server.url("/plain")]))
+    assert outcome.status == "captured"
+    assert _processes_marked(f"--evarchive-run={run.run_mark}") == []
+    assert not (archive.locks_dir / "chromium.pids").exists()
+
+
+def test_check_recapture_uses_the_engine_of_the_last_good_capture(tmp_path, local_server, chromium):
+    from localserver import article_page
+
+    url = local_server.url("/article/kappa")
+    archive = tmp_path / "a"
+    assert run_cli("capture", "--engine", "browser", url, archive=archive).returncode == 0
+    local_server.set_route("/article/kappa", body=article_page("kappa", True, 2))
+    result = run_cli("check", "--recapture", url, archive=archive)
+    assert result.returncode == 1, result.stderr  # drifted: a finding
+    db = Archive.open(archive).db
+    recaptured = db.execute("SELECT c.engine, c.status FROM check_recaptures r "
+                            "JOIN captures c ON c.id = r.capture_id").fetchall()
+    assert recaptured == [("browser", "ok")]
+
+
+def test_what_the_recorder_refused_is_a_finding_and_data_urls_are_listed(tmp_path, local_server, chromium):
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/bigpost")], chromium)
+    assert outcome.status == "captured"
+    # Chromium may retry the upload once on a new connection: each refusal is its own finding.
+    assert set(outcome.findings) == {"the proxy refused a browser request: request body too large"}
+    capture = next(iter(archive.db.query("SELECT findings FROM captures")))
+    assert json.loads(capture["findings"]) == outcome.findings
+    record = next(iter(archive.db.query("SELECT * FROM capture_records WHERE record_type = 'metadata'")))
+    with open(archive.warcs_dir / record["warc_file"], "rb") as fh:
+        fh.seek(record["offset"])
+        meta = next(iter(ArchiveIterator(fh))).content_stream().read().decode()
+    requests = json.loads(next(line for line in meta.splitlines()
+                               if line.startswith("browser-requests: ")).split(": ", 1)[1])
+    served = {r["url"].split(":")[0] if r["url"].startswith(("data:", "blob:")) else r["url"]: r["served"]
+              for r in requests}
+    assert (served["data"], served["blob"]) == ("data: URL (no network)", "blob: URL (no network)")
+    assert served[local_server.url("/echo")].startswith("never reached the network: net::")
+
+
+def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_path):
+    import zipfile
+
+    out = tmp_path / "bundle"
+    result = run_cli("export", str(out), article_capture["url"], archive=article_capture["archive"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    checked = subprocess.run([sys.executable, "verify_bundle.py"], cwd=out, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # the standalone checker agrees
+    [wacz] = list(out.rglob("*.wacz"))
+    with zipfile.ZipFile(wacz) as zf:
+        pages = [json.loads(line) for line in zf.read("pages/pages.jsonl").decode().splitlines()[1:]]
+        uris = []
+        for name in (n for n in zf.namelist() if n.startswith("archive/")):
+            with zf.open(name) as fh:
+                uris += [rec.rec_headers.get_header("WARC-Target-URI") for rec in ArchiveIterator(fh)]
+    [page] = pages
+    assert page["url"] == article_capture["url"]
+    assert page["title"].endswith("(Browser article)")
+    assert BROWSER_SCRIPT_TEXT in page["text"]
+    url = article_capture["url"]
+    assert {f"urn:evarchive:{kind}:{url}" for kind in ("screenshot-full", "pdf", "dom", "provenance")} <= set(uris)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_server, chromium):
+    import signal
+    import time
+
+    from evarchive.browser import _processes_marked
+
+    archive = tmp_path / "a"
+    victim = subprocess.Popen([sys.executable, "-m", "evarchive.cli", "capture", "--engine", "browser",
+                               local_server.url("/plain"), local_server.url("/browser/poll"),
+                               "--archive", str(archive)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        local_server.wait_for_exchange("/browser/ping", timeout=60)  # the browser is at work
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    [mark] = (archive / "locks" / "chromium.pids").read_text().split()
+    from evarchive.browser import _with_descendants
+
+    tree = _with_descendants(_processes_marked(f"--evarchive-run={mark}"))
+    # Whether Chromium notices its parent's death before the next run starts is a race; the next
+    # run ends whatever is left either way, and forgets the mark.
+    result = run_cli("capture", "--engine", "http", local_server.url("/plain"), archive=archive)
+    assert result.returncode == 0, result.stderr
+    assert not (archive / "locks" / "chromium.pids").exists()
+    deadline = time.monotonic() + 10
+
+    def alive() -> list[int]:  # the browser, its renderers and zygotes
+        return _processes_marked(f"--evarchive-run={mark}") + [p for p in tree if b"chromium" in _cmdline(p)]
+
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGKILL is asynchronous: wait for the kernel, not for a fixed time
+    assert alive() == []
+    verify = run_cli("verify", "--deep", archive=archive)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_pywb_replays_the_page_with_its_script_data_and_stylesheet(article_capture, tmp_path, chromium):
+    import asyncio
+
+    from playwright.async_api import async_playwright
+    from thirdparty import pywb_collection
+
+    files = sorted(str(p) for p in (article_capture["archive"] / "warcs").glob("*.warc.gz"))
+
+    async def rendered(url: str) -> tuple[str, str]:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, chromium_sandbox=os.geteuid() != 0)
+            try:
+                page = await browser.new_page()
+                await page.goto(url, wait_until="networkidle", timeout=60000)
+                # pywb shows the archived page in an iframe under its banner
+                frame = next(f for f in page.frames if "mp_/" in f.url)
+                await frame.wait_for_function(f"document.body.innerText.includes({BROWSER_SCRIPT_TEXT!r})",
+                                              timeout=30000)
+                colour = await frame.evaluate("getComputedStyle(document.querySelector('h1')).color")
+                return await frame.evaluate("document.body.innerText"), colour
+            finally:
+                await browser.close()
+
+    with pywb_collection(tmp_path / "pywb", "ev", *files) as collection:
+        text, colour = asyncio.run(rendered(f"{collection}/2026/{article_capture['url']}"))
+    assert BROWSER_SCRIPT_TEXT in text  # app.js and data.json came from the WARC
+    assert colour == "rgb(160, 16, 16)"  # and so did the stylesheet
+
+
+def test_iframe_from_another_host_and_a_cited_pdf(tmp_path, multi_host_server, chromium):
+    from urllib.parse import quote
+
+    server = multi_host_server
+    framed = server.url("/browser/article", host_ip="127.0.0.2")
+    pdf = server.url("/browser/doc.pdf")
+    archive, outcomes = capture_api(tmp_path, [server.url(f"/browser/iframe?src={quote(framed, safe='')}"), pdf],
+                                    chromium)
+    frame_page, cited_pdf = outcomes
+    assert frame_page.status == "captured" and frame_page.findings == []
+    responses = {r["target_uri"]: r for r in archive.db.query(
+        "SELECT r.target_uri, r.payload_sha256, c.url_requested FROM capture_records r "
+        "JOIN captures c ON c.id = r.capture_id WHERE r.record_type = 'response'")}
+    framed_base = framed.rsplit("/browser/", 1)[0]
+    for path in BROWSER_ARTICLE_RESOURCES:  # the other host's page and everything it needed
+        assert responses[framed_base + path]["payload_sha256"] == hashlib.sha256(BROWSER_ASSETS[path][1]).hexdigest()
+    # A cited PDF is the document itself, recorded as served, whatever the viewer shows.
+    assert cited_pdf.status == "captured" and cited_pdf.findings == []
+    assert cited_pdf.payload_sha256 == hashlib.sha256(BROWSER_ASSETS["/browser/doc.pdf"][1]).hexdigest()
+
+
+def test_service_workers_are_blocked(tmp_path, local_server, chromium):
+    # quiet_ms: the page waits 300 ms for a worker to take control before it fetches
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/sw")], chromium, quiet_ms=1500)
+    assert outcome.status == "captured" and outcome.findings == []
+    text = next(iter(archive.db.query("SELECT * FROM capture_records WHERE target_uri LIKE 'urn:evarchive:text:%'")))
+    with open(archive.warcs_dir / text["warc_file"], "rb") as fh:
+        fh.seek(text["offset"])
+        visible = next(iter(ArchiveIterator(fh))).content_stream().read().decode()
+    # Chromium lets the page register its worker, but the worker never answers a request: the
+    # page's fetch() went through the recorder, not to the worker's canned answer.
+    assert BROWSER_SCRIPT_TEXT in visible and "from the worker" not in visible
+
+
+def test_a_chromium_that_does_not_start_is_exit_3(tmp_path, local_server):
+    result = run_cli("capture", "--engine", "browser", "--chromium", "/bin/false", local_server.url("/plain"),
+                     archive=tmp_path / "a")
+    assert result.returncode == 3
+    assert "Chromium (/bin/false) did not start" in result.stderr
+    db = Archive.open(tmp_path / "a").db
+    assert db.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+
+
+def test_memory_bound_cuts_the_page_and_keeps_what_was_recorded(tmp_path, local_server, chromium):
+    # A bound no browser fits in: the first sample cuts the page that never goes quiet.
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/poll")], chromium,
+                                     max_memory_mb=1, quiet_timeout=60)
+    steps = json.loads(next(iter(archive.db.query("SELECT steps FROM captures")))["steps"])
+    import re
+
+    assert re.fullmatch(r"cut: evarchive and its browser used \d+ MB, over the bound of 1 MB; what had "
+                        r"loaded is kept", steps[0])
+    assert outcome.artefacts == ["provenance"]  # cut long before the page went quiet: no screenshot
+    assert outcome.findings == []
+    verify = run_cli("verify", "--deep", archive=tmp_path / "a")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
