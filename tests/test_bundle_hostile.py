@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 import zipfile
@@ -47,22 +46,40 @@ class Verdict:
         assert self.peak_rss < LIMIT_RSS, (self.peak_rss, self.output)
 
 
+# The verifier runs as the clerk runs it (-I -S, the bundle's own script), inside a shell that
+# writes the process's own peak memory (VmHWM) when it ends: ru_maxrss would include the peak of
+# the forking pytest process, whatever the verifier did.
+PEAK_RECORDER = """
+import runpy, sys
+script, target, peak_file = sys.argv[1:4]
+sys.argv = [script, target]
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    with open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
 def run_verifier(script: Path, target: Path, tmpdir: Path) -> Verdict:
-    """The bundle's own script as a clerk runs it, measured: wall time and peak RSS of exactly
-    this process (wait4), killed if it runs past twice the limit so a hang fails, not stalls."""
+    """The bundle's own script as a clerk runs it, measured: wall time and peak memory of that
+    process, killed if it runs past twice the limit so that a hang fails instead of stalling."""
     env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmpdir)}
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", str(script), str(target)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=tmpdir)
-        watchdog = threading.Timer(2 * LIMIT_S, proc.kill)
-        watchdog.start()
-        start = time.monotonic()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.monotonic() - start
-        watchdog.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryDirectory() as measures:
+        peak_file = Path(measures) / "peak-kb"
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", PEAK_RECORDER, str(script), str(target),
+                                 str(peak_file)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmpdir)
+        try:
+            start = time.monotonic()
+            proc.wait(timeout=2 * LIMIT_S)
+            seconds = time.monotonic() - start
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            seconds = 2 * LIMIT_S
         out.seek(0)
-        return Verdict(proc.returncode, out.read().decode("utf-8", "replace"), seconds, usage.ru_maxrss * 1024)
+        peak = int(peak_file.read_text()) * 1024 if peak_file.exists() else LIMIT_RSS
+        return Verdict(proc.returncode, out.read().decode("utf-8", "replace"), seconds, peak)
 
 
 @pytest.fixture(scope="module")
