@@ -22,11 +22,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import zlib
@@ -92,29 +92,51 @@ class Run:
             pytest.fail(f"no JSON lines on stdout:\n{self}")
 
 
-def run_cli(tmp: Path, *args: str, deadline: float = STEP_DEADLINE, program: list[str] | None = None) -> Run:
-    """Run ``python -m evarchive.cli ARGS`` (or ``program``) to its end or its deadline.
+# The night of a real user: the default engine, which is the browser wherever Chromium is (CI
+# installs it, and there a missing Chromium fails the run rather than quietly testing less).
+ENGINE = "browser" if shutil.which("chromium") or os.environ.get("CI") == "true" else "http"
 
-    The peak RSS is this child's own (and its waited-for children's): ``os.wait4`` returns the
-    rusage that ``getrusage(RUSAGE_CHILDREN)`` would fold into a maximum over every child the
-    test has run so far, which could not tell the check's peak from the capture's.
-    """
-    command = program or [sys.executable, "-m", "evarchive.cli"]
-    out_path, err_path = tmp / "stdout.txt", tmp / "stderr.txt"
-    env = {**os.environ, "COLUMNS": "400"}  # rich wraps lines at the terminal width
+# Each step runs inside a shell that writes the process's own peak memory (VmHWM) when it ends:
+# ru_maxrss (from wait4 or getrusage) starts from the peak of the forking pytest process, which
+# grows over a long suite and would be taken for the step's.
+PEAK_RECORDER = """
+import runpy, sys
+kind, target, peak_file = sys.argv[1:4]
+sys.argv = [target, *sys.argv[4:]]
+try:
+    if kind == "module":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(target, run_name="__main__")
+finally:
+    with open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def run_cli(tmp: Path, *args: str, deadline: float = STEP_DEADLINE, program: list[str] | None = None) -> Run:
+    """Run ``python -m evarchive.cli ARGS`` (or the script ``program`` names) to its end or its
+    deadline, measuring the step's own wall time and peak memory."""
+    python, kind, target = (program[0], "path", program[-1]) if program else (sys.executable, "module",
+                                                                              "evarchive.cli")
+    flags = program[1:-1] if program else []
+    out_path, err_path, peak_path = tmp / "stdout.txt", tmp / "stderr.txt", tmp / "peak-kb"
+    peak_path.unlink(missing_ok=True)
+    # rich wraps lines at the terminal width; the engine is the one a user gets by default here
+    env = {**os.environ, "COLUMNS": "400", "EVARCHIVE_ENGINE": ENGINE}
     started = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([*command, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                cwd=tmp)
-    killer = threading.Timer(deadline, proc.kill)
-    killer.start()
+        proc = subprocess.Popen([python, *flags, "-c", PEAK_RECORDER, kind, target, str(peak_path), *args],
+                                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=tmp)
     try:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        killer.cancel()
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    return Run([Path(command[-1]).name, *args], None if code == -9 else code, out_path.read_text(errors="replace"),
-               err_path.read_text(errors="replace"), time.monotonic() - started, usage.ru_maxrss / 1024)
+        code: int | None = proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    peak_mb = int(peak_path.read_text()) / 1024 if peak_path.exists() else float("inf")
+    return Run([Path(target).name, *args], code, out_path.read_text(errors="replace"),
+               err_path.read_text(errors="replace"), time.monotonic() - started, peak_mb)
 
 
 # ---------------------------------------------------------------- the sources

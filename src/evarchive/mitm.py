@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .capture import CaptureSettings, Fetcher, Hop, classify_exception
+from .cookies import ChainCookies
+from .urls import request_target
 
 MAX_REQUEST_HEAD = 64 * 1024
 MAX_REQUEST_BODY = 16 << 20
@@ -135,9 +137,12 @@ class ExchangeFetcher(Fetcher):
         self.headers = headers
         self.content = content
 
-    async def fetch_one(self, url: str) -> Hop:
+    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+        # The browser keeps its own cookies (a fresh context per capture) and sends them in its
+        # headers, so the chain's cookie jar of the HTTP engine is not used here.
         request = self.client.build_request(self.method, url, headers=self.headers,
-                                            content=self.content or None)
+                                            content=self.content or None,
+                                            extensions={"target": request_target(url)})
         response = await self.client.send(request, stream=True)
         try:
             return await self._read_hop(url, response)
