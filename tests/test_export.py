@@ -453,7 +453,6 @@ def test_pywb_replays_the_exhibits_from_the_wacz(setup: Setup, tmp_path: Path) -
 @pytest.fixture
 def signed_and_stamped(setup: Setup):  # type: ignore[no-untyped-def]
     """A signing key in force before a capture, and an RFC 3161 token over the head after it."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from tsa import LocalTSA
 
     from evarchive import timestamping
