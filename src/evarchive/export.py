@@ -1560,9 +1560,15 @@ block and payload digests, checks that each record is the one the custody log re
 capture (same record id, same SHA-256), recomputes every custody-log entry hash and the chain
 up to the head, checks signatures and timestamp imprints, checks that the live state shown for
 each source is its latest check as the custody log recorded it, and checks that `exhibits.csv`,
-`exhibits.html` and `exhibits.txt` state the same hashes and locations. It prints `FAIL` with
-the file and record for anything that does not match, and exits 1; `BUNDLE VERIFIED` and exit
-0 otherwise. Anchor it to facts obtained elsewhere:
+`exhibits.html` and `exhibits.txt` state the same hashes and locations, and that each exhibit's
+time is its WARC record's own `WARC-Date`. It prints `FAIL` with the file and record for
+anything that does not match, and exits 1.
+
+A bundle can only prove itself against facts from outside it: keys and timestamps inside it
+prove nothing against someone who rebuilt it whole. Without anchors the last line reads
+`BUNDLE CONSISTENT, NOT ANCHORED`. Give it what the archive published or handed over separately,
+and it reads `BUNDLE VERIFIED AND ANCHORED`, naming each anchor (`--require-anchor` makes an
+unanchored bundle exit 1):
 
 ```sh
 python3 verify_bundle.py --head {head_seq}:{head_hash}   # the head the archive published
