@@ -240,9 +240,10 @@ def test_verifier_names_an_edited_custody_entry(setup: Setup) -> None:
     out = setup.tmp / "bundle"
     assert setup.export(out, "--report", TITLE) == 0
     log = (out / "custody" / "log.jsonl").read_text(encoding="utf-8").splitlines()
-    entry = json.loads(log[0])
+    first = next(i for i, line in enumerate(log) if json.loads(line)["event"] == "capture")
+    entry = json.loads(log[first])
     entry["details"] = entry["details"].replace('"http_status":200', '"http_status":404')
-    log[0] = json.dumps(entry, ensure_ascii=False)
+    log[first] = json.dumps(entry, ensure_ascii=False)
     (out / "custody" / "log.jsonl").write_text("\n".join(log) + "\n", encoding="utf-8")
     result = run_verifier(out)
     assert result.returncode == 1
@@ -251,6 +252,37 @@ def test_verifier_names_an_edited_custody_entry(setup: Setup) -> None:
 
 
 # --------------------------------------------------------------------------- bad input, findings
+
+def test_claims_shown_are_vouched_by_the_import_entry(setup: Setup) -> None:
+    """An edited claim text (with its SHA-256 updated to match), or a citation moved from one
+    claim to another, fails even with SHA256SUMS regenerated: the import entry vouches."""
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    assert "claims and their citations are those imported" in run_verifier(out).stdout
+    pristine = (out / "bundle.json").read_text(encoding="utf-8")
+    edits = {
+        "edited text": lambda d: d["claims"][0].update(
+            text="The first claim rests on nothing.",
+            sha256=hashlib.sha256(b"The first claim rests on nothing.").hexdigest()),
+        "moved citation": lambda d: d["claims"][0]["citations"].append(d["claims"][1]["citations"].pop()),
+    }
+    for name, edit in edits.items():
+        data = json.loads(pristine)
+        edit(data)
+        (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        regenerate_sums(out)
+        result = run_verifier(out)
+        assert result.returncode == 1, name
+        assert "are not those custody-log entry" in result.stdout and "recorded at import" in result.stdout, name
+
+
+def regenerate_sums(out: Path) -> None:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS"
+                   and "__pycache__" not in p.parts)
+    (out / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n" for p in files),
+        encoding="utf-8")
+
 
 def test_refuses_existing_out_and_bad_input_writing_nothing(setup: Setup, local_server: Any,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -607,11 +639,7 @@ def forge_bundle(out: Path, back_date: bool) -> None:
         for old, new in shifted.items():
             text = text.replace(old, new)
         (out / name).write_text(text, encoding="utf-8")
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS"
-                   and "__pycache__" not in p.parts)
-    (out / "SHA256SUMS").write_text("".join(
-        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n" for p in files),
-        encoding="utf-8")
+    regenerate_sums(out)
 
 
 def test_redacted_log_discloses_only_the_entries_it_relies_on(setup: Setup, signed_and_stamped: Any) -> None:

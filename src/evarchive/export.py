@@ -369,10 +369,10 @@ def _report_claims(db: sqlite_utils.Database, ref: str) -> tuple[dict[str, Any],
     if version is None:
         raise UsageError(f"report {ref!r} has no imported version")
     claims = {row["id"]: {**row, "citations": [], "exhibits": [], "checks": []} for row in db.query(
-        "SELECT id, ordinal, text, sha256, scope, paragraph, page, line FROM claims "
+        "SELECT id, ordinal, text, sha256, scope, paragraph, page, line, offset FROM claims "
         "WHERE version_id = ? ORDER BY ordinal", [version["id"]])}
-    for row in db.query("SELECT claim_id, url, via, note, source_id FROM citations WHERE version_id = ? "
-                        "ORDER BY claim_id, ordinal", [version["id"]]):
+    for row in db.query("SELECT claim_id, url, via, note, source_id, paragraph, offset FROM citations "
+                        "WHERE version_id = ? ORDER BY claim_id, ordinal", [version["id"]]):
         claims[row["claim_id"]]["citations"].append(row)
     return rep, version, list(claims.values())
 
@@ -1014,6 +1014,9 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
     cols = ", ".join(custody.ENTRY_COLUMNS)
     vouching = {e.entry["seq"] for e in plan.exported if e.entry}
     vouching |= {live["custody_seq"] for live in plan.live.values() if live.get("vouched")}
+    if plan.version is not None:  # the import entry vouches for the claims the index shows
+        found = _import_entry_seq(db, plan)
+        vouching |= {found} if found is not None else set()
     if not vouching or plan.head is None:
         return []
     head_seq = plan.head["seq"]
@@ -1027,6 +1030,14 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
         "AND json_extract(details, '$.timestamp_id') IN (SELECT value FROM json_each(?))))",
         [head_seq, json.dumps([t["id"] for t in stamps])])}
     return _rows_by_seq(db, cols, sorted(wanted))
+
+
+def _import_entry_seq(db: sqlite_utils.Database, plan: Plan) -> int | None:
+    """The custody entry that recorded the import of the report version the bundle shows."""
+    row = one(db, "SELECT seq FROM custody_log WHERE event = 'report-imported' "
+                  "AND json_extract(details, '$.report_id') = ? AND json_extract(details, '$.version') = ? "
+                  "ORDER BY seq DESC LIMIT 1", [plan.report["id"], plan.version["version"]])
+    return row["seq"] if row else None
 
 
 def _rows_by_seq(db: sqlite_utils.Database, cols: str, seqs: list[int]) -> list[dict[str, Any]]:
@@ -1089,6 +1100,7 @@ def where(claim: dict[str, Any]) -> str:
 
 def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"claim": claim["ordinal"], "where": where(claim), "text": claim["text"], "sha256": claim["sha256"],
+            "paragraph": claim["paragraph"], "offset": claim["offset"],
             "citations": [_citation_data(c, plan) for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
             "supported": bool(claim["exhibits"])}
@@ -1097,7 +1109,7 @@ def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
 def _citation_data(cited: dict[str, Any], plan: Plan) -> dict[str, Any]:
     exhibits = [e.number for e in plan.by_source(cited["source_id"], "capture")]
     data = {"url": cited["url"], "source_id": cited["source_id"], "via": cited["via"], "note": cited["note"],
-            "exhibits": exhibits}
+            "paragraph": cited["paragraph"], "offset": cited["offset"], "exhibits": exhibits}
     if not exhibits:
         data["why_no_exhibit"] = why_no_exhibit(plan.attempts.get(cited["source_id"]))
     return data

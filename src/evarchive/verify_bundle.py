@@ -842,6 +842,35 @@ def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # 
         report.fail(f"{ts['token']}: openssl ts -verify failed: {(run.stdout + run.stderr).strip()[:300]}")
 
 
+# --------------------------------------------------------------------------- claims
+
+def check_claims(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """The claims shown are the claims imported: each claim's text hashes to its SHA-256, and the
+    claims with their citations hash to what the report's import entry recorded (so an edited
+    claim, or a citation moved to another claim, fails)."""
+    rep = data.get("report")
+    if not rep or not data.get("claims"):
+        return
+    entries = [e for e in log.values() if e["event"] == "report-imported"
+               and e["_details"].get("report_id") == rep["id"] and e["_details"].get("version") == rep["version"]]
+    before = report.failures
+    for claim in data["claims"]:
+        if hashlib.sha256(claim["text"].encode("utf-8")).hexdigest() != claim["sha256"]:
+            report.fail(f"claim {claim['claim']}: its text does not hash to its SHA-256 {claim['sha256']}")
+    if not entries:
+        report.fail(f"report {rep['id']} version {rep['version']}: its import entry is not in custody/log.jsonl, "
+                    "so nothing vouches for the claims shown")
+        return
+    body = [[c["sha256"], c["paragraph"], c["offset"],
+             [[x["url"], x["via"], x["paragraph"], x["offset"]] for x in c["citations"]]] for c in data["claims"]]
+    if hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest() != entries[-1]["_details"].get("claims_sha256"):
+        report.fail(f"claims: the claims and citations shown are not those custody-log entry {entries[-1]['seq']} "
+                    "recorded at import (a claim or a citation was edited, added, removed or moved)")
+    elif report.failures == before:
+        report.ok(f"{len(data['claims'])} claims and their citations are those imported "
+                  f"(custody-log entry {entries[-1]['seq']})")
+
+
 # --------------------------------------------------------------------------- live state
 
 def canonical_json(value: object) -> str:
@@ -1017,6 +1046,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
     steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
              ("records", records),
              ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+             ("claims", lambda: check_claims(data, found["log"], report)),
              ("live state", lambda: check_live(data, found["log"], report)),
              ("exhibit index", lambda: check_index(root, data, report)))
     for name, step in steps:
