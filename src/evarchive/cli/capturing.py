@@ -17,7 +17,7 @@ from ..archive import Archive
 from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, QuietOpt, browsed_archive, claim_where, existing_archive,
+from .common import (ArchiveOpt, JsonOpt, QuietOpt, TitleOpt, browsed_archive, claim_where, existing_archive,
                      open_archive, print_json, shorten)
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
@@ -244,8 +244,7 @@ def print_citing_claims(rows: list[dict[str, Any]]) -> None:
 @network_options(NETWORK, ENGINE)
 def archive_cmd(
     report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
-    title: Annotated[str | None, typer.Option(metavar="TITLE", help="Report title; versions of one "
-                                                                    "report share it.")] = None,
+    title: TitleOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -18,6 +18,11 @@ ArchiveOpt = Annotated[Path | None, typer.Option(
     help="Archive directory (default ./archive; env EVARCHIVE_ARCHIVE).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron).")]
+TitleOpt = Annotated[str | None, typer.Option(
+    metavar="TITLE", help="Report title; versions of one report share it (default: the file's own title or name).")]
+TsaRootsOpt = Annotated[Path | None, typer.Option(
+    "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS",
+    help="PEM file of trusted TSA root certificates (default keys/tsa-roots.pem).")]
 
 
 def open_archive(path: Path | None) -> Archive:

@@ -13,8 +13,8 @@ from rich.table import Table
 from ..archive import Archive
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
-from .common import ArchiveOpt, JsonOpt, QuietOpt, browsed_archive, existing_archive, open_archive, print_json, \
-    print_json_lines
+from .common import (ArchiveOpt, JsonOpt, QuietOpt, TsaRootsOpt, browsed_archive, existing_archive, open_archive,
+                     print_json, print_json_lines)
 
 # Imported inside the commands, measured with `python -X importtime` beyond what every command
 # loads: verify 53 ms, timestamping 170 ms (the ASN.1 stack), custody 16 ms and signing 13 ms
@@ -54,9 +54,7 @@ def verify(
                                                     "path).")] = None,
     public_key: Annotated[list[Path] | None, typer.Option(
         "--public-key", help="Trusted Ed25519 public key (PEM) for log signatures; default keys/*.pub.")] = None,
-    tsa_roots: Annotated[Path | None, typer.Option(
-        "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS",
-        help="PEM file of trusted TSA root certificates; default keys/tsa-roots.pem.")] = None,
+    tsa_roots: TsaRootsOpt = None,
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Check that every WARC file, record, catalogue row, log entry and timestamp is intact.
@@ -172,9 +170,7 @@ def timestamp(
     tsa: Annotated[list[str] | None, typer.Option(
         "--tsa", help="RFC 3161 TSA URL; repeat for fallbacks, tried in order (env EVARCHIVE_TSA, "
         "or keys/tsa-urls.txt).")] = None,
-    tsa_roots: Annotated[Path | None, typer.Option(
-        "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS",
-        help="PEM file of trusted TSA roots (default keys/tsa-roots.pem).")] = None,
+    tsa_roots: TsaRootsOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each TSA.")] = 30.0,
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..archive import CATALOGUE_NAME, default_archive_path
 from .app import app, err, out
-from .common import ArchiveOpt, JsonOpt, QuietOpt, browsed_archive, claim_where, open_archive, print_json, shorten
+from .common import (ArchiveOpt, JsonOpt, QuietOpt, TitleOpt, browsed_archive, claim_where, open_archive,
+                     print_json, shorten)
 
 # The report readers (lxml, docx, PDF) are imported inside the commands: `evarchive.reports`
 # costs about 35 ms of start-up that `sources`, `verify` or `check` never need.
@@ -79,8 +80,7 @@ def check_report_before_creating_archive(archive: Path | None, report: Path, max
 @app.command("import")
 def import_cmd(
     report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
-    title: Annotated[str | None, typer.Option(metavar="TITLE", help="Report title; versions of one report share it "
-                                                   "(default: the file's own title or name).")] = None,
+    title: TitleOpt = None,
     max_size: Annotated[int | None, typer.Option(metavar="MIB", help="Refuse files larger than this many MiB "
                                                       "(default 32 for text, 256 for docx/PDF).")] = None,
     archive: ArchiveOpt = None,

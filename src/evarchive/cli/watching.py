@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ..errors import CouldNotRunError, FindingsError, UsageError
 from .app import app, err, out
-from .common import ArchiveOpt, JsonOpt, QuietOpt, browsed_archive, claim_where, existing_archive, \
-    open_archive, print_json, print_json_lines, shorten
+from .common import (ArchiveOpt, JsonOpt, QuietOpt, browsed_archive, claim_where, existing_archive, open_archive,
+                     print_json, print_json_lines, shorten)
 from .network import CONNECTION, NETWORK, NetworkOptions, check_settings, fetch_settings, network_options
 
 # `evarchive.linkcheck` is imported inside the commands: it costs about 200 ms of start-up
@@ -178,7 +178,8 @@ def diff(
     """
     from ..linkcheck import diff_source  # lazy: 200 ms
 
-    result = diff_source(browsed_archive(archive), url, live=live, network=fetch_settings(net))
+    network = fetch_settings(net)  # a bad option is a usage error before the archive is read
+    result = diff_source(browsed_archive(archive), url, live=live, network=network)
     if as_json:
         print_json(result.as_dict())
         return
