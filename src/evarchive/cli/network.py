@@ -16,11 +16,15 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:  # the engines are imported only when a command runs (see capture_settings)
+    from ..capture import CaptureSettings
+    from ..linkcheck import CheckSettings
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,8 @@ class NetworkOptions:
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
-    def capture_settings(self, base: Any) -> Any:
-        """``base`` (a ``CaptureSettings``) with every given option applied; the settings object
+    def capture_settings(self, base: CaptureSettings) -> CaptureSettings:
+        """``base`` with every given option applied; the settings object
         validates the result (``UsageError``, exit 2)."""
         changes: dict[str, Any] = {}
         for name, value in self.values.items():
@@ -148,14 +152,14 @@ def network_options(*groups: tuple[Declared, ...], **defaults: Any) -> Callable[
     return decorate
 
 
-def capture_settings(net: NetworkOptions) -> Any:
+def capture_settings(net: NetworkOptions) -> CaptureSettings:
     """The settings of a capture run (capture, archive)."""
     from ..capture import CaptureSettings  # lazy: capture pulls httpx, 160 ms of start-up
 
     return net.capture_settings(CaptureSettings())
 
 
-def fetch_settings(net: NetworkOptions) -> Any:
+def fetch_settings(net: NetworkOptions) -> CaptureSettings:
     """The settings of one fetch the way a check makes it (diff --live)."""
     from ..linkcheck import _check_capture_settings  # lazy: linkcheck costs 200 ms of start-up
 
@@ -163,7 +167,7 @@ def fetch_settings(net: NetworkOptions) -> Any:
 
 
 def check_settings(net: NetworkOptions, strikes: int, min_interval: str, drift_threshold: float,
-                   head: str, probe: bool, evidence: str, recapture: bool) -> Any:
+                   head: str, probe: bool, evidence: str, recapture: bool) -> CheckSettings:
     """The settings of a check run; ``CheckSettings`` validates them (``UsageError``)."""
     from ..linkcheck import CheckSettings, StrikeRule, parse_interval  # lazy: 200 ms, see above
 
