@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -140,3 +140,35 @@ def _fetch_timemap(client: httpx.Client, endpoint: str, max_bytes: int) -> str |
             if len(body) > max_bytes:
                 raise ValueError(f"the TimeMap is larger than {max_bytes} bytes; not read")
     return body.decode("utf-8", "replace")
+
+
+LOST_STATES = ("dead", "changed", "failing")
+
+
+def attach_to_rot(rows: list[dict], timemaps: Iterable[str], *, now: dt.datetime,
+                  ask: Callable[[str, dt.datetime], Lookup] | None = None) -> None:
+    """Give every source of ``rot`` rows that is dead, changed or failing its nearest public
+    memento (nearest the moment it was lost, else now), asking each archive once per URL:
+    ``source["memento"]`` is the memento or None, ``source["memento_failures"]`` what failed."""
+    templates = tuple(timemaps)
+    ask = ask or (lambda url, when: lookup(url, when, templates))
+    asked: dict[str, Lookup] = {}
+    for row in rows:
+        for source in row["sources"]:
+            if source.get("live") not in LOST_STATES:
+                continue
+            if source["url"] not in asked:
+                since = _iso(source.get("since")) or now
+                asked[source["url"]] = ask(source["url"], since)
+            found = asked[source["url"]]
+            source["memento"] = found.nearest.as_dict() if found.nearest else None
+            source["memento_failures"] = found.failures
+
+
+def _iso(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except ValueError:
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections import Counter
 from typing import Annotated, Any
@@ -196,12 +197,21 @@ def rot(
                                                     "path).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Also list claims whose sources are "
                                                            "all live.")] = False,
+    mementos: Annotated[bool, typer.Option(
+        "--mementos", help="Ask public web archives (Memento TimeMaps) for their copy of each lost "
+                           "source nearest the time it was lost. Off by default: the lookup tells the "
+                           "archives which URLs you care about.")] = False,
+    timemap: Annotated[list[str] | None, typer.Option(
+        "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
+        help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
+             "default: the Internet Archive's).")] = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Which claims have lost their live source, since when, and whether each source still has
-    an intact archived copy (the morning read after a nightly `evarchive check`).
+    an intact archived copy (the morning read after a nightly `evarchive check`); with
+    --mementos, also the nearest copy public archives hold.
 
     Exit 0 when every lost source still has an intact archived copy; 1 when a claim's lost
     source has none; 2 when the report (or the archive) is unknown.
@@ -210,6 +220,10 @@ def rot(
 
     arch = browsed_archive(archive)
     rows = rot_view(arch, report, everything)
+    if mementos:
+        from ..memento import DEFAULT_TIMEMAPS, attach_to_rot  # lazy: only when asked
+
+        attach_to_rot(rows, timemap or DEFAULT_TIMEMAPS, now=dt.datetime.now(dt.UTC))
     last = last_check_run(arch)
     if last is None:
         err.print("[yellow]warning:[/] no check has run on this archive yet: every source is "
@@ -238,6 +252,13 @@ def rot(
                     f"{s['live']}: {s['verdict']} ({s['detail']})"
                 when = f" since {s['since'][:16].replace('T', ' ')}" if s["since"] else ""
                 out.print(f"    {escape(s['url'])}  {live}{when}; {kept}")
+                if s.get("memento"):
+                    m = s["memento"]
+                    out.print(f"        public memento: {escape(m['url'])} ({m['datetime']}, {escape(m['archive'])})")
+                elif "memento" in s:
+                    out.print("        public memento: none found")
+                for failure in s.get("memento_failures", []):
+                    err.print(f"[yellow]memento lookup failed[/] {escape(failure)}")
     elif not quiet and last is not None:
         err.print("every checked source is live" if not everything else "nothing to show")
     unpreserved = [r for r in rows if r["unpreserved"]]
