@@ -77,3 +77,22 @@ def test_an_oversized_timemap_is_not_read_whole(local_server: Any) -> None:
     local_server.set_route(f"/big/timemap/link/{CITED}", body=TIMEMAP * 2000, content_type="application/link-format")
     found = lookup(CITED, utc(2024, 7, 1), [local_server.url("/big/timemap/link/{url}")], max_bytes=64 << 10)
     assert found.nearest is None and "larger than 65536 bytes" in found.failures[0]
+
+
+def test_show_lists_public_mementos_only_when_asked(local_server: Any, tmp_path: Any,
+                                                    capsys: Any) -> None:
+    from evarchive import cli
+
+    page = local_server.url("/plain")
+    archive = str(tmp_path / "archive")
+    assert cli.main(["capture", page, "--archive", archive, "--quiet"]) == 0
+    local_server.set_route(f"/tm/timemap/link/{page}", body=TIMEMAP.replace(CITED, page),
+                           content_type="application/link-format")
+    local_server.clear_log()
+    assert cli.main(["show", page, "--archive", archive]) == 0
+    assert "public mementos" not in capsys.readouterr().out
+    assert local_server.exchanges(f"/tm/timemap/link/{page}") == []
+    assert cli.main(["show", page, "--archive", archive, "--mementos",
+                     "--timemap", local_server.url("/tm/timemap/link/{url}")]) == 0
+    assert f"public mementos: 3; nearest the latest capture: http://archive.example/web/20240802100000/{page}" \
+        in capsys.readouterr().out

@@ -161,13 +161,23 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
 
 @app.command()
 def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as cited (or any spelling of it).")],
+         mementos: Annotated[bool, typer.Option(
+             "--mementos", help="Also ask public web archives (Memento TimeMaps) for their copies of the "
+                                "source. Off by default: the lookup tells the archives which URL you care about.")
+         ] = False,
+         timemap: Annotated[list[str] | None, typer.Option(
+             "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
+             help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
+                  "default: the Internet Archive's).")] = None,
          archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """Show what the catalogue knows about one source: every capture and its provenance, the
-    claims that cite it, and its latest live checks.
+    claims that cite it, and its latest live checks (with --mementos, public archives' copies).
 
     Exit 0; 2 when the source (or the archive) is unknown.
     """
     details = source_details(browsed_archive(archive), url)
+    if mementos:
+        details["mementos"] = _public_mementos(details, timemap)
     if as_json:
         print_json(details)
         return
@@ -189,6 +199,28 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
         print_citing_claims(details["claims"])
     if details.get("checks"):
         print_check_history(details["checks"])
+    if "mementos" in details:
+        found = details["mementos"]
+        near = found["nearest"]
+        out.print(f"public mementos: {found['count']}" + (
+            f"; nearest the latest capture: {escape(near['url'])} ({near['datetime']}, {escape(near['archive'])})"
+            if near else ""))
+        for failure in found["failures"]:
+            err.print(f"[yellow]memento lookup failed[/] {escape(failure)}")
+
+
+def _public_mementos(details: dict[str, Any], timemaps: list[str] | None) -> dict[str, Any]:
+    """Public archives' copies of the source, nearest its latest good capture (else now)."""
+    import datetime as dt
+
+    from ..memento import DEFAULT_TIMEMAPS, lookup
+
+    good = [c for c in details["captures"] if c["status"] == "ok"]
+    when = dt.datetime.fromisoformat(good[-1]["started_at"].replace("Z", "+00:00")) if good else \
+        dt.datetime.now(dt.UTC)
+    found = lookup(details["source"]["url"], when, timemaps or DEFAULT_TIMEMAPS)
+    return {"count": found.count, "nearest": found.nearest.as_dict() if found.nearest else None,
+            "failures": found.failures}
 
 
 def print_provenance(cap: dict[str, Any]) -> None:
