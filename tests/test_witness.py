@@ -138,3 +138,26 @@ def test_witnesses_are_stored_with_custody_and_only_the_unwitnessed_are_asked_ag
                             "ORDER BY seq DESC LIMIT 1").fetchone()
     assert json.loads(entry[0])["witness_id"] == witness_id
     arch.close()
+
+
+def test_the_witness_command_submits_records_and_show_lists_it(tmp_path: Path, local_server: Any,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page = local_server.url("/plain")
+    assert cli.main(["capture", page, "--archive", archive, "--quiet"]) == 0
+    monkeypatch.delenv("EVARCHIVE_SPN2_KEYS", raising=False)
+    assert cli.main(["witness", "--archive", archive]) == 2  # no keys: usage, nothing submitted
+    assert "EVARCHIVE_SPN2_KEYS=ACCESS:SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    endpoint = local_server.url("/spn2").rstrip("/")
+    Spn2(local_server, pending_polls=0)
+    assert cli.main(["witness", "--archive", archive, "--endpoint", endpoint, "--json"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["status"] == "archived"
+    assert cli.main(["witness", "--archive", archive, "--endpoint", endpoint]) == 0
+    assert "nothing to submit: every source has a witness" in capsys.readouterr().err
+    assert cli.main(["show", page, "--archive", archive]) == 0
+    assert "witness wayback asked" in capsys.readouterr().out
