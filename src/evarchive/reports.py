@@ -735,7 +735,7 @@ class _PdfLine:
 
 
 _PAGE_NUMBER = re.compile(r"(?i)^\s*(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?\s*$")
-_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,4}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})[\].)]?\s+")
+_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,3}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})[\].)]?\s+")
 
 
 def _pdf_fragments(page: Any) -> list[_Frag]:
@@ -812,7 +812,10 @@ def _body_size(lines: list[_PdfLine]) -> float:
 
 def _split_footnote_area(lines: list[_PdfLine], body: float) -> tuple[list[_PdfLine], list[_PdfLine]]:
     """Lines at the foot of a page in a smaller type, starting with a note number, are notes."""
-    lines = [item for item in lines if not _PAGE_NUMBER.match(item.text) or item.refs]
+    # A page number stands at the head or foot; a number alone inside the text is the rest of
+    # a line above (a URL's last piece, a figure).
+    edge = {id(item) for item in lines[:2] + lines[-2:]}
+    lines = [item for item in lines if id(item) not in edge or not _PAGE_NUMBER.match(item.text) or item.refs]
     cut = len(lines)
     while cut > 0 and lines[cut - 1].size < 0.92 * body:
         cut -= 1
@@ -820,6 +823,8 @@ def _split_footnote_area(lines: list[_PdfLine], body: float) -> tuple[list[_PdfL
     while foot and not _note_label(foot[0]):
         foot = foot[1:]
         cut += 1
+    if len(foot) > 8 and len(foot) > 0.5 * len(lines):
+        return lines, []  # a whole column in small type is a section (a reference list), not notes
     return lines[:cut], foot
 
 
@@ -862,8 +867,11 @@ def _continues_url(previous: str, following: str, long_line: bool) -> bool:
         # names a host a page could come from (``https://`` + ``www.example.org``).
         return first[0].isalnum() and host_is_plausible(trim_url(url + first)) \
             and "." in _host_of(url + first)
-    if not long_line or url[-1] in ".,;:!?)":
+    if not long_line or url[-1] in ",;:!?)":
         return False
+    if url[-1] == "." and not (first[0].islower() or first[0].isdigit()) \
+            or url[-1] == "." and "/" not in first and following.strip() != first:
+        return False  # a full stop ends the sentence, unless more path plainly follows
     if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:":
         return False
     # URL-ish characters in the piece, or a piece alone on its line (a word broken anywhere).
@@ -1016,6 +1024,8 @@ def _match_through_breaks(text: str, pos: int, url: str) -> int | None:
     while i < len(url):
         if pos < len(text) and text[pos] == url[i]:
             pos, i = pos + 1, i + 1
+        elif pos < len(text) and text[pos] == " " and url[i] == "_":
+            pos, i = pos + 1, i + 1  # an underscore some fonts draw and pypdf reads as a gap
         elif pos < len(text) and text[pos].isspace() and "\n" in text[pos:pos + 3]:
             pos += 1
         elif text.startswith("-\n", pos):
@@ -1038,7 +1048,7 @@ def _join_linked_urls(block: _PdfBlock) -> None:
             if not link.start - 12 <= match.start() < link.end:
                 continue
             end = _match_through_breaks(block.text, match.start(), target)
-            if end is not None and "\n" in block.text[match.start():end]:
+            if end is not None and block.text[match.start():end] != target:
                 _replace(block, match.start(), end, target)
                 break
     _spell_out_ligatures(block)
@@ -1099,15 +1109,20 @@ def _char_positions(block: _PdfBlock) -> list[tuple[int, float, float, float]]:
 
 def _attach_links(blocks: list[_PdfBlock], links: list[tuple[str, tuple[float, float, float, float]]]) -> None:
     for url, (x1, y1, x2, y2) in links:
+        best: tuple[int, _PdfBlock | None, list[int]] = (0, None, [])
         for block in blocks:
             # A glyph is under the rectangle when its centre is: half an em right, a third of the
             # type size above the baseline.
             inside = [o for o, x, y, size in _char_positions(block)
                       if y1 <= y + 0.3 * size <= y2 and x1 <= x + 0.25 * size <= x2]
-            if inside:
-                start, end = _snap_to_words(block.text, min(inside), max(inside) + 1)
-                block.links.append(Link(url, start, end))
-                break
+            # Widths are estimates: the end of a line in the next column may seem to reach under
+            # the rectangle, so the block with the most glyphs under it is the one linked.
+            if len(inside) > best[0]:
+                best = (len(inside), block, inside)
+        count, block, inside = best
+        if block is not None:
+            start, end = _snap_to_words(block.text, min(inside), max(inside) + 1)
+            block.links.append(Link(url, start, end))
 
 
 def _snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
