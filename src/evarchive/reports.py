@@ -836,6 +836,7 @@ def _note_label(line: _PdfLine) -> str | None:
 
 
 _URL_AT_END = re.compile(r"(?i)https?://\S*$")
+_ENTRY_LABEL = re.compile(r"\s*\[[^\]\s]{1,10}\]\s")  # "[12] ", "[Kar15a] ": a reference starts
 _URL_PIECE = re.compile(r"[\w\-._~%!$&'()*+=@/?#\[\]]+")
 
 
@@ -860,7 +861,7 @@ def _continues_url(previous: str, following: str, long_line: bool) -> bool:
     """True when a line break cut a URL in two (PDF text has no other way to say so)."""
     url = _url_at_end(previous)
     first = following.split(None, 1)[0] if following.strip() else ""
-    if not url or not first or not _URL_PIECE.fullmatch(first.rstrip(".,;:)")):
+    if not url or not first or not _URL_PIECE.fullmatch(first.rstrip(".,;:)")) or _ENTRY_LABEL.match(following):
         return False
     if _url_incomplete(url):
         # The host or the parameter is unfinished: the next piece is its rest when the join
@@ -872,7 +873,7 @@ def _continues_url(previous: str, following: str, long_line: bool) -> bool:
     if url[-1] == "." and not (first[0].islower() or first[0].isdigit()) \
             or url[-1] == "." and "/" not in first and following.strip() != first:
         return False  # a full stop ends the sentence, unless more path plainly follows
-    if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:":
+    if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:" and "/" not in first:
         return False
     # URL-ish characters in the piece, or a piece alone on its line (a word broken anywhere).
     return bool(re.search(r"[/\-_=&?%#.0-9]", first)) or following.strip() == first
@@ -885,6 +886,7 @@ class _PdfBlock:
     refs: list[tuple[str, int]]
     spans: list[tuple[_Frag, int, int]]
     links: list[Link]
+    glued: list[int] = field(default_factory=list)  # where a line break inside a URL was closed up
 
 
 def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
@@ -895,6 +897,8 @@ def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
         if previous is not None:
             glue = _continues_url(block.text, line.text, len(previous.text) >= 0.8 * longest)
             block.text += "" if glue else "\n"
+            if glue:
+                block.glued.append(len(block.text))
         base = len(block.text)
         block.text += line.text
         block.refs.extend((label, base + offset) for label, offset in line.refs or [])
@@ -1015,9 +1019,10 @@ def _replace(block: _PdfBlock, start: int, end: int, new: str) -> None:
     block.refs = [(label, moved(o)) for label, o in block.refs]
     block.spans = [(f, moved(a), moved(b)) for f, a, b in block.spans]
     block.links = [Link(item.url, moved(item.start), max(moved(item.end), moved(item.start))) for item in block.links]
+    block.glued = [moved(o) for o in block.glued if not start < o < end]
 
 
-def _match_through_breaks(text: str, pos: int, url: str) -> int | None:
+def _match_through_breaks(text: str, pos: int, url: str, glued: list[int]) -> int | None:
     """Where ``url`` ends when read from ``pos`` in ``text`` over line breaks (and over a hyphen
     the typesetter added before one); None when the text says something else."""
     i = 0
@@ -1030,6 +1035,8 @@ def _match_through_breaks(text: str, pos: int, url: str) -> int | None:
             pos += 1
         elif text.startswith("-\n", pos):
             pos += 2
+        elif text.startswith("-", pos) and pos + 1 in glued:
+            pos += 1  # the hyphen ended a line that was closed up as a URL's
         else:
             return None
     return pos
@@ -1047,7 +1054,7 @@ def _join_linked_urls(block: _PdfBlock) -> None:
         for match in reversed(list(re.finditer(r"(?i)https?://", block.text))):
             if not link.start - 12 <= match.start() < link.end:
                 continue
-            end = _match_through_breaks(block.text, match.start(), target)
+            end = _match_through_breaks(block.text, match.start(), target, block.glued)
             if end is not None and block.text[match.start():end] != target:
                 _replace(block, match.start(), end, target)
                 break
