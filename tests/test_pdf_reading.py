@@ -46,7 +46,8 @@ def test_url_under_a_link_annotation_is_the_annotation_target(tmp_path: Path) ->
     # alone cannot say, the annotation over it can.
     page = [
         (72, 700, 10, "The accident report (http://knkt.example.go.id/knkt/final%20-"),
-        (72, 688, 10, "report_2018.pdf) shows the sensor input. Its rules are at http://ieee.example.org/freeabs all.jsp?"),
+        (72, 688, 10, "report_2018.pdf) shows the sensor input. Its rules are at "
+                      "http://ieee.example.org/freeabs all.jsp?"),
         (72, 676, 10, "arnumber=6795963 for reference."),
     ]
     target1 = "http://knkt.example.go.id/knkt/final%20report_2018.pdf"
@@ -88,7 +89,9 @@ def test_ligature_inside_a_url_is_spelled_out_and_the_prose_keeps_it(tmp_path: P
 
 REFERENCES_PAGES = [
     [(72, 700, 10, "Deportations rose sharply in 2024 as shown in [2]. The ministry denied it [1]."),
-     (72, 660, 10, "Courts ruled on the matter twice [Kar15a].")],
+     (72, 660, 10, "Courts ruled on the matter twice [Kar15a]."),
+     (72, 620, 10, "Both reports agree on the figures [1,"),
+     (72, 608, 10, "2].")],
     [(72, 720, 12, "REFERENCES"),
      (72, 700, 8, "[1] A. Author, \u201cA report,\u201d 2024. [Online]. Available: https://example.org/ref-one"),
      (72, 690, 8, "[2] B. Author, \u201cAnother report,\u201d Journal, vol. 3, 2024. [Online]. Available:"),
@@ -107,6 +110,8 @@ def test_numbered_reference_list_links_the_sentence_with_the_marker(tmp_path: Pa
         ("Deportations rose sharply in 2024 as shown in [2].", [("https://example.org/ref-two", "endnote")]),
         ("The ministry denied it [1].", [("https://example.org/ref-one", "endnote")]),
         ("Courts ruled on the matter twice [Kar15a].", [("https://github.com/karpathy/char-rnn", "endnote")]),
+        ("Both reports agree on the figures [1, 2].", [("https://example.org/ref-one", "endnote"),
+                                                       ("https://example.org/ref-two", "endnote")]),
         # The entry no sentence cites keeps its URL, with its own text as the claim; no label or
         # stray letter of the list ("i t") is a claim.
         ("[3] C. Author, \u201cUncited,\u201d 2020. [Online]. Available: https://example.org/ref-three",
@@ -207,3 +212,57 @@ def test_ieee_paper_reference_urls_and_the_sentences_citing_them() -> None:
     assert by_text["A demo can be seen on [Shi14]."] == ["https://www.youtube.com/watch?v=Hj5lGFzlubU"]
     assert by_text["An implementation can be found at [VN15] and a demonstration can be found at [Vit15]."] == [
         "https://github.com/MattVitelli/GRUV", "https://youtu.be/0VTI1BBLydE"]
+
+
+MULTILEXSUM_URLS = {
+    "http://aclweb.org/anthology/N18-1065",
+    "http://aclweb.org/anthology/N18-2097",
+    "http://arxiv.org/abs/1506.03340",
+    "http://arxiv.org/abs/1602.06023",
+    "http://arxiv.org/abs/1704.04368",
+    "http://arxiv.org/abs/1806.03688",
+    "http://arxiv.org/abs/1808.08745",
+    "http://arxiv.org/abs/1906.01749",
+    "http://arxiv.org/abs/1906.03741",
+    "http://arxiv.org/abs/1910.00523",
+    "http://arxiv.org/abs/2104.02112",
+    "http://arxiv.org/abs/2104.06486",
+    "http://arxiv.org/abs/2104.08671",
+    "http://arxiv.org/abs/2105.03887",
+    "http://arxiv.org/abs/2105.08209",
+    "http://arxiv.org/abs/2108.07258",
+    "http://arxiv.org/abs/2110.00976",
+    "https://aclanthology.org/2020.coling-main.86",
+    "https://aclanthology.org/2020.lrec-1.155",
+    "https://aclanthology.org/D19-1500",
+    "https://aclanthology.org/P18-2041",
+    "https://aclanthology.org/P19-1424",
+    "https://aclanthology.org/W04-1013",
+    "https://aclanthology.org/W04-1907",
+    "https://arxiv.org/abs/1908.10084",
+    "https://clearinghouse.net",
+    "https://clearinghouse.net/about",
+    "https://clearinghouse.net/case-types",
+    "https://clearinghouse.net/people",
+    "https://clearinghouse.net/search/resources/?resource_types=6132",
+    "https://github.com/huggingface/datasets",
+    "https://github.com/lolipopshock/notion-df",
+    "https://github.com/multilexsum/dataset",
+    "https://multilexsum.github.io",
+    "https://www.aclweb.org/anthology/2020.findings-emnlp.261",
+    "https://www.courtlistener.com/recap/",
+    "https://www.notion.so/",
+    "https://www.uscourts.gov/about-federal-courts/types-cases/civil-cases",
+    "https://www.uscourts.gov/statistics-reports/covering-civil-cases-journalists-guide",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not on this machine")
+def test_arxiv_paper_footnote_and_bibliography_urls_split_at_a_dot() -> None:
+    path = CORPUS / "multilexsum-civil-rights-lawsuits-arxiv-2206.10883v3.pdf"
+    claims = segment(parse_report(read_report_file(path)))
+    assert {c.url for claim in claims for c in claim.citations} == MULTILEXSUM_URLS
+    # "[2, 3, 6, 8, ...]" over a line break cites each reference, with its URL.
+    first = next(c for c in claims if "focused on the legal domain" in c.text)
+    assert ("http://arxiv.org/abs/1806.03688", "endnote", "2") in [(x.url, x.via, x.note) for x in first.citations]

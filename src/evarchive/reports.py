@@ -861,6 +861,8 @@ def _continues_url(previous: str, following: str, long_line: bool) -> bool:
     """True when a line break cut a URL in two (PDF text has no other way to say so)."""
     url = _url_at_end(previous)
     first = following.split(None, 1)[0] if following.strip() else ""
+    if re.search(r"(?i)(^|\W)https?:/?$", previous.rstrip(" ")) and re.match(r"/{1,2}\w", first):
+        return previous.rstrip(" ").endswith("/") != first.startswith("//")  # "URL http:" + "//arxiv.org/..."
     if not url or not first or not _URL_PIECE.fullmatch(first.rstrip(".,;:)")) or _ENTRY_LABEL.match(following):
         return False
     if _url_incomplete(url):
@@ -953,7 +955,8 @@ def _columns(lines: list[_PdfLine]) -> list[list[_PdfLine]]:
             starts.append(x)
             continue
         left = [item for item in lines if abs(item.x - starts[-1]) <= 6]
-        if x - starts[-1] > 60 and sum(_line_end(item) <= x + 0.1 * (x - starts[-1]) for item in left) >= 0.8 * len(left):
+        ending_before = sum(_line_end(item) <= x + 0.1 * (x - starts[-1]) for item in left)
+        if x - starts[-1] > 60 and ending_before >= 0.8 * len(left):
             starts.append(x)
     if len(starts) < 2:
         return [lines]
