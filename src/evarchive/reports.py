@@ -897,7 +897,9 @@ def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
     previous: _PdfLine | None = None
     for line in lines:
         if previous is not None:
-            glue = _continues_url(block.text, line.text, len(previous.text) >= 0.8 * longest)
+            # The end of the text so far is enough to hold a URL cut by the break (and
+            # looking at the whole paragraph for every line would make long ones slow).
+            glue = _continues_url(block.text[-2000:], line.text, len(previous.text) >= 0.8 * longest)
             block.text += "" if glue else "\n"
             if glue:
                 block.glued.append(len(block.text))
@@ -968,7 +970,9 @@ def _columns(lines: list[_PdfLine]) -> list[list[_PdfLine]]:
 
 
 def _furniture_key(text: str) -> str:
-    return re.sub(r"\d+", "#", " ".join(text.lower().split()))
+    """The text of a running line with its page number (at its start or end) made any number;
+    numbers inside the text (a footnote's page, a URL) keep lines apart."""
+    return re.sub(r"^\d+(?= )|(?<= )\d+$|^\d+$", "#", " ".join(text.lower().split()))
 
 
 def _drop_furniture(pages: list[list[_PdfLine]]) -> dict[str, _PdfLine]:
@@ -1118,12 +1122,13 @@ def _char_positions(block: _PdfBlock) -> list[tuple[int, float, float, float]]:
 
 
 def _attach_links(blocks: list[_PdfBlock], links: list[tuple[str, tuple[float, float, float, float]]]) -> None:
+    positions = {id(block): _char_positions(block) for block in blocks} if links else {}
     for url, (x1, y1, x2, y2) in links:
         best: tuple[int, _PdfBlock | None, list[int]] = (0, None, [])
         for block in blocks:
             # A glyph is under the rectangle when its centre is: half an em right, a third of the
             # type size above the baseline.
-            inside = [o for o, x, y, size in _char_positions(block)
+            inside = [o for o, x, y, size in positions[id(block)]
                       if y1 <= y + 0.3 * size <= y2 and x1 <= x + 0.25 * size <= x2]
             # Widths are estimates: the end of a line in the next column may seem to reach under
             # the rectangle, so the block with the most glyphs under it is the one linked.
