@@ -269,7 +269,8 @@ def test_arxiv_paper_footnote_and_bibliography_urls_split_at_a_dot() -> None:
 
 
 def test_footnotes_that_differ_only_in_a_number_are_not_furniture(tmp_path: Path) -> None:
-    pages = [[(72, 700, 11, f"Claim number {n} is made here."), (240, 704, 7, "1"),
+    pages = [[(72, 720, 11, "A page of the report with enough body text to set its type size."),
+              (72, 700, 11, f"Claim number {n} is made here."), (240, 704, 7, "1"),
               (72, 90, 8, f"1 See https://example.org/notes/{n}")] for n in range(1, 5)]
     path = make_pdf(tmp_path / "notes.pdf", pages)
     assert claims_of(path) == [(f"Claim number {n} is made here.", [(f"https://example.org/notes/{n}", "footnote")])
