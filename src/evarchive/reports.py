@@ -1122,10 +1122,14 @@ def _char_positions(block: _PdfBlock) -> list[tuple[int, float, float, float]]:
 
 
 def _attach_links(blocks: list[_PdfBlock], links: list[tuple[str, tuple[float, float, float, float]]]) -> None:
-    positions = {id(block): _char_positions(block) for block in blocks} if links else {}
+    positions: dict[int, list[tuple[int, float, float, float]]] = {}
     for url, (x1, y1, x2, y2) in links:
         best: tuple[int, _PdfBlock | None, list[int]] = (0, None, [])
         for block in blocks:
+            if not any(y1 <= f.y + 0.3 * f.size <= y2 for f, _, _ in block.spans):
+                continue  # no line of the block at the rectangle's height
+            if id(block) not in positions:
+                positions[id(block)] = _char_positions(block)
             # A glyph is under the rectangle when its centre is: half an em right, a third of the
             # type size above the baseline.
             inside = [o for o, x, y, size in positions[id(block)]
