@@ -229,7 +229,9 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
     for w in details.get("witnesses", []):
         made = f": {escape(w['memento_url'])} ({w['archived_at']})" if w["memento_url"] else \
             f" ({escape(w['message'] or '')})"
-        out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}")
+        compared = f"; against our capture: {w['corroboration']}" if w.get("corroboration") else ""
+        out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}"
+                  f"{compared}")
     if "mementos" in details:
         found = details["mementos"]
         near = found["nearest"]

@@ -70,19 +70,21 @@ def run_witnesses(arch: Any, source_ids: list[int], keys: tuple[str, str], endpo
                   as_json: bool, quiet: bool) -> list[Any]:
     """Submit every source among ``source_ids`` that has no archived witness yet, record each
     result, and print it; the results."""
-    from ..witness import WitnessSettings, record, sources_to_witness, submit
+    from ..witness import WitnessSettings, corroborate, record, sources_to_witness, submit
 
     settings = WitnessSettings(*keys, endpoint=endpoint.rstrip("/"), max_wait=max_wait)
     results = []
     for source in sources_to_witness(arch.db, source_ids):
         result = submit(source["url"], settings)
-        record(arch.db, source["id"], source["capture_id"], result)
+        witness_id = record(arch.db, source["id"], source["capture_id"], result)
+        verdict, score = corroborate(arch, witness_id) if result.status == "archived" else (None, None)
         results.append(result)
         if as_json:
-            print_json(result.as_dict())
+            print_json({**result.as_dict(), "corroboration": verdict, "similarity": score})
         elif result.status == "archived" and not quiet:
             out.print(f"[green]witnessed[/] {escape(result.url)}: {escape(result.memento_url or '')} "
-                      f"({result.archived_at})")
+                      f"({result.archived_at}); against our capture: {verdict}"
+                      + (f" (main-text similarity {score:.2f})" if score is not None and score < 1 else ""))
         elif result.status != "archived":
             err.print(f"[yellow]witness {result.status}[/] {escape(result.url)}: {escape(result.message or '')}")
     return results
