@@ -1398,19 +1398,31 @@ def _claims_digest(claims: list[Claim], normalised: dict[str, str]) -> str:
 
 
 def import_report(db: Any, path: Path | str, title: str | None = None,
-                  max_bytes: int | None = None) -> ImportResult:
+                  max_bytes: int | None = None, prepared: PreparedReport | None = None) -> ImportResult:
     """Import a report file: one transaction, nothing written when anything is wrong.
 
     The same file (same SHA-256) imported again changes nothing. A changed file under the same
     title (or, without a title, from the same path) becomes the report's next version, and the
-    result carries what changed since the previous one.
+    result carries what changed since the previous one. ``prepared`` (from :func:`check_report`)
+    spares parsing the file twice, when it is still the file that was checked.
     """
     report_file = read_report_file(path, max_bytes)
     found = _find_version(db, report_file.sha256)
     if found:
         return _unchanged(db, found)
-    document, claims, normalised, skipped = _prepare(report_file)
+    if prepared is not None and prepared.sha256 == report_file.sha256:
+        document, claims, normalised, skipped = prepared.parts
+    else:
+        document, claims, normalised, skipped = _prepare(report_file)
     return _store(db, report_file, document, claims, normalised, skipped, title)
+
+
+@dataclass
+class PreparedReport:
+    """A report read and segmented, not yet stored: its file's SHA-256 and what was found in it."""
+
+    sha256: str
+    parts: tuple[Document, list[Claim], dict[str, str], list[dict[str, Any]]]
 
 
 def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, str], list[dict[str, Any]]]:
@@ -1424,9 +1436,11 @@ def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, 
     return document, _drop_uncitable(claims, normalised), normalised, skipped
 
 
-def check_report(path: Path | str, max_bytes: int | None = None) -> None:
-    """Raise InputError if the report cannot be imported (without touching any catalogue)."""
-    _prepare(read_report_file(path, max_bytes))
+def check_report(path: Path | str, max_bytes: int | None = None) -> PreparedReport:
+    """Raise InputError if the report cannot be imported (without touching any catalogue); what
+    was read, for :func:`import_report` to store without reading it again."""
+    report_file = read_report_file(path, max_bytes)
+    return PreparedReport(report_file.sha256, _prepare(report_file))
 
 
 def _drop_uncitable(claims: list[Claim], normalised: dict[str, str]) -> list[Claim]:

@@ -327,9 +327,9 @@ def archive_cmd(
 
     settings = capture_settings(net)
     witness_keys = _witness_keys(witness)
-    check_report_before_creating_archive(archive, report, None)
+    prepared = check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
-    result = import_report(arch.db, report, title)
+    result = import_report(arch.db, report, title, prepared=prepared)
     if not as_json and not quiet:
         err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
                          f"{result.claims} claims, {result.citations} citations, {result.sources} sources"))
