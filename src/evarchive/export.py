@@ -1741,7 +1741,7 @@ Pages are listed as "Exhibit N". Replay shows the response bytes exactly as arch
 """
 
 VERIFY_VIEWER = """This bundle also carries a replay viewer, {software} ({licence}; its licence is in
-`viewer/LICENSE`), which needs no network: serve this folder and open the page it prints,
+`viewer/LICENSE`), which needs no network. Serve this folder on your own computer only:
 
 ```sh
 python3 -m http.server --bind 127.0.0.1 8000     # Windows: py -m http.server --bind 127.0.0.1 8000

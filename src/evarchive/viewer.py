@@ -80,16 +80,30 @@ replay-web-page{{display:block;height:85vh;border-top:1px solid #999}}</style>
 </head><body>
 <nav><strong>Replay of the exhibits</strong> (from <code>{html.escape(wacz)}</code>, read in this browser; nothing
 is fetched from the web). Viewer: ReplayWeb.page {html.escape(viewer.version)} ({html.escape(viewer.licence)},
-source {SOURCE}; licence in <code>{FOLDER}/LICENSE</code>). Served from this folder with
-<code>python3 -m http.server</code>, opened at <code>http://127.0.0.1:8000/{PAGE}</code>.
+source {SOURCE}; licence in <code>{FOLDER}/LICENSE</code>). Served from the bundle folder with
+<code>python3 -m http.server --bind 127.0.0.1 8000</code>, opened at <code>http://127.0.0.1:8000/{PAGE}</code>.
 <ul>{items}</ul></nav>
 <script>
 const query = new URLSearchParams(location.search);
-const viewer = document.createElement("replay-web-page");
-viewer.setAttribute("source", {json.dumps(wacz)});
-viewer.setAttribute("replayBase", "{FOLDER}/");
-for (const name of ["url", "ts"]) {{ if (query.get(name)) viewer.setAttribute(name, query.get(name)); }}
-document.body.appendChild(viewer);
+function show() {{
+  const viewer = document.createElement("replay-web-page");
+  viewer.setAttribute("source", {json.dumps(wacz)});
+  viewer.setAttribute("replayBase", "{FOLDER}/");
+  for (const name of ["url", "ts"]) {{ if (query.get(name)) viewer.setAttribute(name, query.get(name)); }}
+  document.body.appendChild(viewer);
+}}
+// The viewer's frame only works once its service worker is active, and the viewer retries only a
+// few times, 100 ms apart: on a slow machine that is too soon. So the worker (the same script URL
+// and scope the viewer registers) is installed and activated first.
+async function activated() {{
+  const reg = await navigator.serviceWorker.register("{FOLDER}/sw.js?serveIndex=1", {{scope: "{FOLDER}/"}});
+  const worker = reg.installing || reg.waiting || reg.active;
+  if (worker && worker.state !== "activated") {{
+    await new Promise(done => worker.addEventListener("statechange",
+      () => {{ if (["activated", "redundant"].includes(worker.state)) done(); }}));
+  }}
+}}
+(navigator.serviceWorker ? activated() : Promise.resolve()).catch(() => null).then(show);
 </script>
 </body></html>
 """
