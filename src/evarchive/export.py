@@ -1540,7 +1540,8 @@ def _h(value: Any) -> str:
 
 
 def render_html(data: dict[str, Any]) -> str:
-    """One self-contained page (no scripts, no external resources) that prints well."""
+    """One page that prints well: no scripts, nothing from outside the bundle (a browser capture's
+    thumbnail is the bundle's own artefacts/ file)."""
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_h(_headline(data))}</title>"
              f"<style>{HTML_STYLE}</style></head><body>\n<h1>{_h(_headline(data))}</h1>",
              _html_table(_summary_lines(data))]
@@ -1672,7 +1673,8 @@ python3 verify_bundle.py        # Windows: py verify_bundle.py
 
 It re-hashes every file, checks the WACZ package ({wacz}: its `datapackage.json` hashes),
 cuts every exhibit record out of the WARC files inside it and checks its SHA-256 and its WARC
-block and payload digests, checks that each record is the one the custody log recorded at
+block and payload digests, checks each screenshot and PDF in `artefacts/` against the block of
+its record, checks that each record is the one the custody log recorded at
 capture (same record id, same SHA-256), recomputes every custody-log entry hash and the chain
 up to the head, checks signatures and timestamp imprints, checks that the live state shown for
 each source is its latest check as the custody log recorded it, and checks that `exhibits.csv`,
