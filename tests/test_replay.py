@@ -216,13 +216,16 @@ async def _replayed(chromium: str, url: str, screenshot: Path) -> dict[str, Any]
             await browser.close()
 
 
-def test_the_bundle_replays_in_replaywebpage_from_its_own_folder(served, captured, chromium, local_server, tmp_path):
-    out, origin = served
+def test_the_bundle_replays_in_replaywebpage_from_its_own_folder(served, captured, chromium, local_server, tmp_path,
+                                                                replaywebpage):
+    (out, origin), served_from = served, replaywebpage
     data = json.loads((out / "bundle.json").read_text())
     assert data["viewer"]["software"].startswith("ReplayWeb.page ")
     verify_md = (out / "VERIFY.md").read_text()
     assert "python3 -m http.server --bind 127.0.0.1 8000" in verify_md
     assert "http://127.0.0.1:8000/replay.html" in verify_md
+    for name in ("ui.js", "sw.js", "LICENSE"):  # copied unchanged, with its licence
+        assert (out / "viewer" / name).read_bytes() == (served_from / name).read_bytes()
     checked = verify(out)  # the viewer's files are listed in SHA256SUMS like any other
     assert checked.returncode == 0, checked.stdout + checked.stderr
     link = re.search(r'<a href="(replay\.html\?[^"]+)">Replay this exhibit</a>', (out / "exhibits.html").read_text())
