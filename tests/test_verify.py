@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import evidence  # noqa: E402
+import evidence
 
-from evarchive.archive import Archive  # noqa: E402
-from evarchive.cli import main  # noqa: E402
-from evarchive.verify import VerifyResult, verify_archive  # noqa: E402
+from evarchive.archive import Archive
+from evarchive.cli import main
+from evarchive.verify import VerifyResult, verify_archive
 
 
 @pytest.fixture
