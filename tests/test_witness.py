@@ -138,3 +138,54 @@ def test_witnesses_are_stored_with_custody_and_only_the_unwitnessed_are_asked_ag
                             "ORDER BY seq DESC LIMIT 1").fetchone()
     assert json.loads(entry[0])["witness_id"] == witness_id
     arch.close()
+
+
+def test_the_witness_command_submits_records_and_show_lists_it(tmp_path: Path, local_server: Any,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page = local_server.url("/plain")
+    assert cli.main(["capture", page, "--archive", archive, "--quiet"]) == 0
+    monkeypatch.delenv("EVARCHIVE_SPN2_KEYS", raising=False)
+    assert cli.main(["witness", "--archive", archive]) == 2  # no keys: usage, nothing submitted
+    assert "EVARCHIVE_SPN2_KEYS=ACCESS:SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    endpoint = local_server.url("/spn2").rstrip("/")
+    Spn2(local_server, pending_polls=0)
+    assert cli.main(["witness", "--archive", archive, "--endpoint", endpoint, "--json"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["status"] == "archived"
+    assert cli.main(["witness", "--archive", archive, "--endpoint", endpoint]) == 0
+    assert "nothing to submit: every source has a witness" in capsys.readouterr().err
+    assert cli.main(["show", page, "--archive", archive]) == 0
+    assert "witness wayback asked" in capsys.readouterr().out
+
+
+def test_cite_prints_robust_links_with_the_witness_copy_and_its_date(tmp_path: Path, local_server: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page, lost = local_server.url("/plain"), "http://127.0.0.1:9/never"
+    report = tmp_path / "r.md"
+    report.write_text(f"The ministry said so.\n\n{page}\n\nNobody kept this one.\n\n{lost}\n", encoding="utf-8")
+    assert cli.main(["archive", str(report), "--title", "R", "--archive", archive, "--quiet", "--retries", "0"]) == 1
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    Spn2(local_server, pending_polls=0, outcome={"status": "success", "timestamp": "20241130120501",
+                                                 "original_url": page})
+    assert cli.main(["witness", page, "--archive", archive, "--quiet",
+                     "--endpoint", local_server.url("/spn2").rstrip("/")]) == 0
+    capsys.readouterr()
+    assert cli.main(["cite", "--report", "R", "--archive", archive]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    memento = local_server.url("/spn2").rstrip("/") + f"/web/20241130120501/{page}"
+    assert (f'<a href="{page}" data-originalurl="{page}" data-versionurl="{memento}" '
+            f'data-versiondate="2024-11-30">{page}</a>') in first
+    assert f'<a href="{lost}" data-originalurl="{lost}">{lost}</a>' in second  # no copy anywhere: no version
+    assert cli.main(["cite", "--report", "R", "--format", "csv", "--archive", archive]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "claim,url,version_url,version_date,preserved" and rows[2].endswith(",,,no")
+    assert cli.main(["cite", "--report", "R", "--format", "pdf", "--archive", archive]) == 2

@@ -17,8 +17,8 @@ from ..archive import Archive
 from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, QuietOpt, TitleOpt, browsed_archive, claim_where, existing_archive,
-                     open_archive, print_json, shorten)
+from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, browsed_archive, claim_where,
+                     existing_archive, open_archive, print_json, shorten)
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
@@ -154,21 +154,18 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
     from ..linkcheck import recent_checks  # lazy: 200 ms of start-up
     from ..reports import claims_citing  # lazy: 35 ms of start-up
 
+    from ..witness import witnesses_of  # lazy: httpx
+
     return {"source": source, "captures": captures_of(arch.db, source["id"]),
             "claims": claims_citing(arch.db, source["id"]),
-            "checks": recent_checks(arch.db, source["id"])}
+            "checks": recent_checks(arch.db, source["id"]),
+            "witnesses": witnesses_of(arch.db, source["id"])}
 
 
 @app.command()
 def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as cited (or any spelling of it).")],
-         mementos: Annotated[bool, typer.Option(
-             "--mementos", help="Also ask public web archives (Memento TimeMaps) for their copies of the "
-                                "source. Off by default: the lookup tells the archives which URL you care about.")
-         ] = False,
-         timemap: Annotated[list[str] | None, typer.Option(
-             "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
-             help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
-                  "default: the Internet Archive's).")] = None,
+         mementos: MementosOpt = False,
+         timemap: TimemapOpt = None,
          archive: ArchiveOpt = None, as_json: JsonOpt = False) -> None:
     """Show what the catalogue knows about one source: every capture and its provenance, the
     claims that cite it, and its latest live checks (with --mementos, public archives' copies).
@@ -199,6 +196,10 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
         print_citing_claims(details["claims"])
     if details.get("checks"):
         print_check_history(details["checks"])
+    for w in details.get("witnesses", []):
+        made = f": {escape(w['memento_url'])} ({w['archived_at']})" if w["memento_url"] else \
+            f" ({escape(w['message'] or '')})"
+        out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}")
     if "mementos" in details:
         found = details["mementos"]
         near = found["nearest"]

@@ -18,6 +18,13 @@ ArchiveOpt = Annotated[Path | None, typer.Option(
     help="Archive directory (default ./archive; env EVARCHIVE_ARCHIVE).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron).")]
+MementosOpt = Annotated[bool, typer.Option(
+    "--mementos", help="Also ask public web archives (Memento TimeMaps) for their copies, nearest the moment "
+                       "that matters. Off by default: the lookup tells the archives which URLs you care about.")]
+TimemapOpt = Annotated[list[str] | None, typer.Option(
+    "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
+    help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
+         "default: the Internet Archive's).")]
 TitleOpt = Annotated[str | None, typer.Option(
     metavar="TITLE", help="Report title; versions of one report share it (default: the file's own title or name).")]
 TsaRootsOpt = Annotated[Path | None, typer.Option(

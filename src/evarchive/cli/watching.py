@@ -14,8 +14,8 @@ from rich.table import Table
 
 from ..errors import CouldNotRunError, FindingsError, UsageError
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, QuietOpt, browsed_archive, claim_where, existing_archive, open_archive,
-                     print_json, print_json_lines, shorten)
+from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, browsed_archive, claim_where,
+                     existing_archive, open_archive, print_json, print_json_lines, shorten)
 from .network import CONNECTION, NETWORK, NetworkOptions, check_settings, fetch_settings, network_options
 
 # `evarchive.linkcheck` is imported inside the commands: it costs about 200 ms of start-up
@@ -197,14 +197,8 @@ def rot(
                                                     "path).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Also list claims whose sources are "
                                                            "all live.")] = False,
-    mementos: Annotated[bool, typer.Option(
-        "--mementos", help="Ask public web archives (Memento TimeMaps) for their copy of each lost "
-                           "source nearest the time it was lost. Off by default: the lookup tells the "
-                           "archives which URLs you care about.")] = False,
-    timemap: Annotated[list[str] | None, typer.Option(
-        "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
-        help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
-             "default: the Internet Archive's).")] = None,
+    mementos: MementosOpt = False,
+    timemap: TimemapOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
