@@ -77,7 +77,7 @@ def _flag(option: network.Declared) -> str:
 # on); every other option shared by several commands must read the same everywhere.
 MEANS_OTHER = {("--all", "rot"), ("--head", "log"), ("--path", "keys sign-pending"), ("--quiet", "check"),
                ("--timeout", "timestamp")} | {("--report", c) for c in ("check", "claims", "export", "rot",
-                                                                         "verify")}
+                                                                         "verify", "witness", "cite")}
 NETWORK_COMMANDS = {"capture": network.NETWORK + network.ENGINE, "archive": network.NETWORK + network.ENGINE,
                     "check": network.NETWORK, "diff": network.CONNECTION}
 

@@ -189,3 +189,50 @@ def test_cite_prints_robust_links_with_the_witness_copy_and_its_date(tmp_path: P
     rows = capsys.readouterr().out.splitlines()
     assert rows[0] == "claim,url,version_url,version_date,preserved" and rows[2].endswith(",,,no")
     assert cli.main(["cite", "--report", "R", "--format", "pdf", "--archive", archive]) == 2
+
+
+def test_capture_with_a_witness_submits_what_it_captured(tmp_path: Path, local_server: Any,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page = local_server.url("/plain")
+    monkeypatch.delenv("EVARCHIVE_SPN2_KEYS", raising=False)
+    assert cli.main(["capture", page, "--witness", "wayback", "--archive", archive]) == 2  # keys first
+    assert not (tmp_path / "archive").exists()
+    assert cli.main(["capture", page, "--witness", "archive-today", "--archive", archive]) == 2
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    monkeypatch.setenv("EVARCHIVE_SPN2_ENDPOINT", local_server.url("/spn2").rstrip("/"))
+    spn2 = Spn2(local_server, pending_polls=0)
+    assert cli.main(["capture", page, "--witness", "wayback", "--archive", archive, "--quiet"]) == 0
+    assert spn2.submitted == [f"url={page.replace(':', '%3A').replace('/', '%2F')}"]
+    arch = Archive.open(tmp_path / "archive")
+    [row] = arch.db.query("SELECT status, capture_id FROM witnesses")
+    assert row == {"status": "archived", "capture_id": 1}
+    arch.close()
+
+
+def test_a_witness_copy_is_compared_with_our_capture(tmp_path: Path, local_server: Any,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The witness's bytes as archived (Wayback's id_ form) against our capture's payload."""
+    from localserver import PLAIN_BODY
+
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    pages = {"same": local_server.url("/plain"), "other": local_server.url("/article/alpha")}
+    assert cli.main(["capture", *pages.values(), "--archive", archive, "--quiet"]) == 0
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    endpoint = local_server.url("/spn2").rstrip("/")
+    for name, page in pages.items():
+        Spn2(local_server, pending_polls=0, outcome={"status": "success", "timestamp": "20241130120501",
+                                                     "original_url": page})
+        body = PLAIN_BODY if name == "same" else "<html><body><p>Something else entirely was here.</p></body></html>"
+        local_server.set_route(f"/spn2/web/20241130120501id_/{page}", body=body)
+        assert cli.main(["witness", page, "--archive", archive, "--endpoint", endpoint, "--json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["corroboration"] == ("identical" if name == "same" else "differs"), answer
+    assert cli.main(["show", pages["same"], "--archive", archive]) == 0
+    assert "against our capture: identical" in capsys.readouterr().out

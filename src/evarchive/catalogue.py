@@ -548,7 +548,9 @@ def _migration_8_witnesses(db: sqlite_utils.Database) -> None:
             job_id TEXT,
             memento_url TEXT,
             archived_at TEXT,
-            message TEXT
+            message TEXT,
+            corroboration TEXT,
+            similarity REAL
         );
         CREATE INDEX witnesses_source ON witnesses(source_id);
         """

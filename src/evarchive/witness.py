@@ -173,3 +173,58 @@ def sources_to_witness(db: Any, source_ids: list[int]) -> list[dict[str, Any]]:
 
 def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:
     return list(db.query("SELECT * FROM witnesses WHERE source_id = ? ORDER BY id", [source_id]))
+
+
+# --------------------------------------------------------------------------- corroboration
+
+CORROBORATION_LIMIT = 16 << 20  # bytes of the witness's copy read for the comparison
+
+
+def original_bytes_url(memento_url: str) -> str:
+    """The Wayback address of a memento's bytes as archived (the ``id_`` flag: no banner, no
+    rewritten links), which is what can be compared with our own capture's payload."""
+    head, sep, rest = memento_url.partition("/web/")
+    stamp, slash, original = rest.partition("/")
+    return f"{head}{sep}{stamp}id_{slash}{original}" if sep and slash and stamp.isdigit() else memento_url
+
+
+def corroborate(archive: Any, witness_id: int, *, timeout: float = 60.0,
+                transport: httpx.BaseTransport | None = None) -> tuple[str, float | None]:
+    """Fetch the witness's copy and compare it with our capture of the same source: ``identical``
+    (the same payload bytes), else the main-text similarity that ``check`` computes (``similar``
+    at or above check's drift threshold, ``differs`` below). Stored on the witness row with a
+    custody entry; returns (corroboration, similarity)."""
+    from .linkcheck import DEFAULT_DRIFT_THRESHOLD, read_capture_payload
+    from .textdiff import extract, similarity
+
+    db = archive.db
+    row = dict(next(db.query("SELECT * FROM witnesses WHERE id = ?", [witness_id])))
+    capture = next(db.query("SELECT * FROM captures WHERE id = ?", [row["capture_id"]]), None) \
+        if row["capture_id"] else None
+    ours = read_capture_payload(archive, dict(capture), CORROBORATION_LIMIT) if capture else None
+    if not row["memento_url"] or ours is None:
+        return _store_corroboration(db, row, "not compared: no copy on one side", None)
+    try:
+        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True) as client, \
+                client.stream("GET", original_bytes_url(row["memento_url"])) as response:
+            theirs = bytearray()
+            for chunk in response.iter_bytes():
+                theirs += chunk
+                if len(theirs) > CORROBORATION_LIMIT:
+                    break
+    except httpx.HTTPError as exc:
+        return _store_corroboration(db, row, f"not compared: the witness's copy could not be fetched "
+                                             f"({type(exc).__name__})", None)
+    if bytes(theirs) == ours:
+        return _store_corroboration(db, row, "identical", 1.0)
+    score = similarity(extract(ours), extract(bytes(theirs)))
+    return _store_corroboration(db, row, "similar" if score >= DEFAULT_DRIFT_THRESHOLD else "differs", score)
+
+
+def _store_corroboration(db: Any, row: dict[str, Any], verdict: str, score: float | None) -> tuple[str, float | None]:
+    with transaction(db):
+        db.execute("UPDATE witnesses SET corroboration = ?, similarity = ? WHERE id = ?", [verdict, score, row["id"]])
+        custody.append(db, "witness-compared", str(row["memento_url"] or row["source_id"]),
+                       {"witness_id": row["id"], "capture_id": row["capture_id"], "corroboration": verdict,
+                        "similarity": score})
+    return verdict, score

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,8 +18,8 @@ from ..archive import Archive
 from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, browsed_archive, claim_where,
-                     existing_archive, open_archive, print_json, shorten)
+from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, WitnessOpt, browsed_archive,
+                     claim_where, existing_archive, open_archive, print_json, shorten)
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
@@ -95,6 +96,7 @@ def capture(
     from_file: Annotated[Path | None, typer.Option("--from", help="File with one URL a line.")] = None,
     pending: Annotated[bool, typer.Option("--pending", help="Every known source without a good capture.")] = False,
     everything: Annotated[bool, typer.Option("--all", help="Every known source, captured anew.")] = False,
+    witness: WitnessOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -112,18 +114,46 @@ def capture(
     if not (urls or from_file or pending or everything):
         raise UsageError("give URLs, --from FILE, --pending or --all")
     settings = capture_settings(net)
+    witness_keys = _witness_keys(witness)
     given = read_url_list(urls or [], from_file)
     arch = open_archive(archive) if given else existing_archive(archive, write=True)
     chosen = select_urls(arch, given, None, pending, everything)
     outcomes = run_captures(arch, chosen, settings, quiet, as_json, net.get("engine"), net.get("chromium"))
     if not as_json:
         print_capture_summary(outcomes, quiet)
+    unwitnessed = _witness_captured(arch, outcomes, witness_keys, as_json, quiet)
     failed = sum(o.status == "failed" for o in outcomes)
     if failed:
         raise FindingsError(f"{failed} of {len(outcomes)} captures failed")
+    if unwitnessed:
+        raise FindingsError(f"{unwitnessed} witness(es) not archived yet (recorded: `evarchive witness` asks again)")
     unaccounted = sum(bool(getattr(o, "findings", None)) for o in outcomes)
     if unaccounted:
         raise FindingsError(f"{unaccounted} of {len(outcomes)} captures have unaccounted requests")
+
+
+def _witness_keys(witness: str | None) -> tuple[str, str] | None:
+    """The keys a --witness needs, checked before anything is captured (a usage error otherwise)."""
+    if witness is None:
+        return None
+    if witness != "wayback":
+        raise UsageError(f"--witness {witness!r}: the witness evarchive knows is 'wayback'")
+    from ..witness import keys_from_environment
+
+    return keys_from_environment(os.environ)
+
+
+def _witness_captured(arch: Archive, outcomes: list[Any], keys: tuple[str, str] | None, as_json: bool,
+                      quiet: bool) -> int:
+    """Submit what was just captured to the witness; how many are not archived yet."""
+    if keys is None:
+        return 0
+    from .witnessing import run_witnesses
+
+    ids = [o.source_id for o in outcomes if o.status != "failed" and o.source_id is not None]
+    endpoint = os.environ.get("EVARCHIVE_SPN2_ENDPOINT", "https://web.archive.org")
+    results = run_witnesses(arch, ids, keys, endpoint, 180.0, as_json, quiet)
+    return sum(r.status != "archived" for r in results)
 
 
 @app.command()
@@ -199,7 +229,9 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
     for w in details.get("witnesses", []):
         made = f": {escape(w['memento_url'])} ({w['archived_at']})" if w["memento_url"] else \
             f" ({escape(w['message'] or '')})"
-        out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}")
+        compared = f"; against our capture: {w['corroboration']}" if w.get("corroboration") else ""
+        out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}"
+                  f"{compared}")
     if "mementos" in details:
         found = details["mementos"]
         near = found["nearest"]
@@ -278,6 +310,7 @@ def print_citing_claims(rows: list[dict[str, Any]]) -> None:
 def archive_cmd(
     report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
     title: TitleOpt = None,
+    witness: WitnessOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -293,9 +326,10 @@ def archive_cmd(
     from ..reports import claims_of_version, import_report, sources_to_capture  # lazy: 35 ms
 
     settings = capture_settings(net)
-    check_report_before_creating_archive(archive, report, None)
+    witness_keys = _witness_keys(witness)
+    prepared = check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
-    result = import_report(arch.db, report, title)
+    result = import_report(arch.db, report, title, prepared=prepared)
     if not as_json and not quiet:
         err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
                          f"{result.claims} claims, {result.citations} citations, {result.sources} sources"))
@@ -303,6 +337,7 @@ def archive_cmd(
                             quiet, False, net.get("engine"), net.get("chromium"))
     if not as_json and outcomes:
         print_capture_summary(outcomes, quiet)
+    _witness_captured(arch, outcomes, witness_keys, False, quiet or as_json)
     claims = [{"report_id": result.report_id, **c}
               for c in claims_of_version(arch.db, result.version_id, arch.warcs_dir)]
     lost = [c for c in claims if not c["preserved"]]

@@ -25,6 +25,10 @@ TimemapOpt = Annotated[list[str] | None, typer.Option(
     "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
     help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
          "default: the Internet Archive's).")]
+WitnessOpt = Annotated[str | None, typer.Option(
+    "--witness", metavar="wayback", envvar="EVARCHIVE_WITNESS",
+    help="Also ask an independent archive to capture each page (wayback: the Internet Archive's Save Page "
+         "Now; keys in EVARCHIVE_SPN2_KEYS). Never without this option: submitting discloses the URLs.")]
 TitleOpt = Annotated[str | None, typer.Option(
     metavar="TITLE", help="Report title; versions of one report share it (default: the file's own title or name).")]
 TsaRootsOpt = Annotated[Path | None, typer.Option(

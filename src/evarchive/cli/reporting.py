@@ -69,12 +69,14 @@ def _describe_change(key: str, item: dict[str, Any]) -> str:
     return f"{claim_where(item['claim'])}: {item['url']}"
 
 
-def check_report_before_creating_archive(archive: Path | None, report: Path, max_bytes: int | None) -> None:
-    """Unusable input must not leave a new, empty archive behind: read it before creating one."""
+def check_report_before_creating_archive(archive: Path | None, report: Path, max_bytes: int | None) -> Any:
+    """Unusable input must not leave a new, empty archive behind: read it before creating one
+    (what was read is returned, so that the import does not read it again)."""
     from ..reports import check_report
 
     if not ((archive or default_archive_path()) / CATALOGUE_NAME).is_file():
-        check_report(report, max_bytes)
+        return check_report(report, max_bytes)
+    return None
 
 
 @app.command("import")
@@ -100,8 +102,8 @@ def import_cmd(
     from ..reports import import_report
 
     max_bytes = max_size * 2**20 if max_size else None
-    check_report_before_creating_archive(archive, report, max_bytes)
-    result = import_report(open_archive(archive).db, report, title, max_bytes)
+    prepared = check_report_before_creating_archive(archive, report, max_bytes)
+    result = import_report(open_archive(archive).db, report, title, max_bytes, prepared)
     if as_json:
         print_json(result.as_dict())
     else:

@@ -4,7 +4,7 @@ capture sources already cited, and record what it made of them."""
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -42,7 +42,7 @@ def witness(
     from ..catalogue import one
     from ..linkcheck import select_sources
     from ..urls import normalise_url
-    from ..witness import WitnessSettings, keys_from_environment, record, sources_to_witness, submit
+    from ..witness import keys_from_environment
 
     if urls and report:
         raise UsageError("give URLs or --report, not both")
@@ -57,22 +57,34 @@ def witness(
             ids.append(row["id"])
     else:
         ids = [s["id"] for s in select_sources(arch, None, report)]
-    settings = WitnessSettings(access, secret, endpoint=endpoint.rstrip("/"), max_wait=max_wait)
-    results = []
-    for source in sources_to_witness(arch.db, ids):
-        result = submit(source["url"], settings)
-        record(arch.db, source["id"], source["capture_id"], result)
-        results.append(result)
-        if as_json:
-            print_json(result.as_dict())
-        elif result.status == "archived" and not quiet:
-            out.print(f"[green]witnessed[/] {escape(result.url)}: {escape(result.memento_url or '')} "
-                      f"({result.archived_at})")
-        elif result.status != "archived":
-            err.print(f"[yellow]{result.status}[/] {escape(result.url)}: {escape(result.message or '')}")
+    results = run_witnesses(arch, ids, (access, secret), endpoint, max_wait, as_json, quiet)
     if not results and not quiet:
         err.print("nothing to submit: every source has a witness")
     open_ones = [r for r in results if r.status != "archived"]
     if open_ones:
         raise FindingsError(f"{len(open_ones)} of {len(results)} witnesses not archived yet "
                             "(recorded; run again later)")
+
+
+def run_witnesses(arch: Any, source_ids: list[int], keys: tuple[str, str], endpoint: str, max_wait: float,
+                  as_json: bool, quiet: bool) -> list[Any]:
+    """Submit every source among ``source_ids`` that has no archived witness yet, record each
+    result, and print it; the results."""
+    from ..witness import WitnessSettings, corroborate, record, sources_to_witness, submit
+
+    settings = WitnessSettings(*keys, endpoint=endpoint.rstrip("/"), max_wait=max_wait)
+    results = []
+    for source in sources_to_witness(arch.db, source_ids):
+        result = submit(source["url"], settings)
+        witness_id = record(arch.db, source["id"], source["capture_id"], result)
+        verdict, score = corroborate(arch, witness_id) if result.status == "archived" else (None, None)
+        results.append(result)
+        if as_json:
+            print_json({**result.as_dict(), "corroboration": verdict, "similarity": score})
+        elif result.status == "archived" and not quiet:
+            out.print(f"[green]witnessed[/] {escape(result.url)}: {escape(result.memento_url or '')} "
+                      f"({result.archived_at}); against our capture: {verdict}"
+                      + (f" (main-text similarity {score:.2f})" if score is not None and score < 1 else ""))
+        elif result.status != "archived":
+            err.print(f"[yellow]witness {result.status}[/] {escape(result.url)}: {escape(result.message or '')}")
+    return results
