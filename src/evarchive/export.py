@@ -50,6 +50,8 @@ from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
 from .queries import find_report, latest_version
+from .viewer import PAGE as VIEWER_PAGE
+from .viewer import Viewer, find_viewer, replay_link, write_viewer
 from .warcwriter import warc_digest, warc_fields
 
 WACZ_NAME = "evidence.wacz"
@@ -113,6 +115,8 @@ class Exhibit:
     problems: list[str] = field(default_factory=list)
     number: int = 0
     original_of: int | None = None  # for a revisit: the capture id holding its payload
+    artefacts: list[dict[str, Any]] = field(default_factory=list)  # screenshots and PDF, as bundle files
+    chromium_version: str | None = None  # of a browser capture, from its metadata record
 
     @property
     def key(self) -> tuple[str, int]:
@@ -229,13 +233,16 @@ class ExportResult:
 # --------------------------------------------------------------------------- entry point
 
 def export_bundle(archive: Archive, out: Path, *, report: str | None = None, urls: Iterable[str] = (),
-                  latest: bool = False, checks: bool = False, redact_log: bool = False) -> ExportResult:
+                  latest: bool = False, checks: bool = False, redact_log: bool = False,
+                  viewer: Path | None = None) -> ExportResult:
     """Write the bundle to `out` (a new directory, or a .zip) and log the export.
 
     Unusable input (unknown report, URL without capture, existing `out`) raises UsageError
     before anything is written. The caller decides what an unsupported claim means (exit 1).
+    `viewer` is the folder of ReplayWeb.page's npm package, copied into the bundle to replay it.
     """
     urls = list(urls)
+    replay_viewer = find_viewer(viewer) if viewer is not None else None
     if report and urls:
         raise UsageError("give URLs or --report, not both")
     is_zip = _check_out(out)
@@ -248,7 +255,7 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
         publishing.remove_abandoned_in(out.parent)
     staging = publishing.make_staging(out)
     try:
-        manifest_sha, wacz_sha, files = build(archive, plan, staging.path)
+        manifest_sha, wacz_sha, files = build(archive, plan, staging.path, replay_viewer)
         publishing.pause_point("built")
         if is_zip:  # zipped before the entry: between entry and publishing only a link is made
             _zip_dir(staging.path, staging.path / ZIP_STAGED, out.stem)
@@ -690,12 +697,17 @@ def _not_exported(plan: Plan) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- writing
 
-def build(archive: Archive, plan: Plan, staging: Path) -> tuple[str, str, list[str]]:
+def build(archive: Archive, plan: Plan, staging: Path, viewer: Viewer | None = None) -> tuple[str, str, list[str]]:
     """Write every file of the bundle into `staging`; returns the SHA-256 of the manifest and
     of the WACZ, and the bundle's file names."""
     _write_wacz(archive, plan, staging / WACZ_NAME)
     _write_custody(archive.db, plan, staging / "custody")
+    _write_artefacts(archive, plan, staging)
     data = bundle_data(plan)
+    if viewer is not None:
+        write_viewer(viewer, staging, WACZ_NAME, data["exhibits"])
+        data["viewer"] = {"page": VIEWER_PAGE, "software": f"ReplayWeb.page {viewer.version}",
+                          "licence": viewer.licence}
     _write_text(staging / "bundle.json", _readable_json(data))
     _write_text(staging / "exhibits.html", render_html(data))
     _write_text(staging / "exhibits.txt", render_text(data))
@@ -961,6 +973,61 @@ def _text_artefacts(archive: Archive, exhibit: Exhibit) -> dict[str, str]:
     return found
 
 
+def _record_block(archive: Archive, rec: Record) -> bytes:
+    """A record's block (for a resource record: the artefact's bytes), read from its archive WARC."""
+    with open(archive.warcs_dir / rec.warc_file, "rb") as fh:
+        fh.seek(rec.offset)
+        member = zlib.decompress(fh.read(rec.length), wbits=31)
+    head, _, rest = member.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    return rest[:length]
+
+
+# Artefacts the exhibit index shows and links to, with the extension of their bundle file.
+SHOWN_ARTEFACTS = {"screenshot-viewport": "png", "screenshot-full": "png", "pdf": "pdf"}
+
+
+def _write_artefacts(archive: Archive, plan: Plan, folder: Path) -> None:
+    """Each browser capture's screenshots and PDF as plain files in artefacts/, cut out of their
+    resource records, so the exhibit index shows and links them with no replay tool; the bytes
+    are checked against the record's block digest on the way, as every exported record is."""
+    browser = [e for e in plan.exported if e.kind == "capture" and e.row.get("engine") == "browser"]
+    for exhibit in browser:
+        by_id = {r.record_id: r for r in exhibit.records}
+        rows = archive.db.query("SELECT * FROM capture_artefacts WHERE capture_id = ? ORDER BY id",
+                                [exhibit.row["id"]])
+        for row in sorted(rows, key=lambda r: list(SHOWN_ARTEFACTS).index(r["kind"])
+                          if r["kind"] in SHOWN_ARTEFACTS else len(SHOWN_ARTEFACTS)):
+            rec = by_id.get(row["record_id"])
+            if row["kind"] not in SHOWN_ARTEFACTS or rec is None:
+                continue
+            data = _record_block(archive, rec)
+            if hashlib.sha256(data).hexdigest() != row["sha256"] or row["sha256"] != rec.block_sha256:
+                raise CouldNotRunError(f"the {row['kind']} of capture {exhibit.row['id']} ({rec.record_id}) does "
+                                       "not match its recorded SHA-256; nothing was written. Run `evarchive verify`.")
+            name = f"artefacts/exhibit-{exhibit.number}-{row['kind']}.{SHOWN_ARTEFACTS[row['kind']]}"
+            (folder / "artefacts").mkdir(exist_ok=True)
+            with open(folder / name, "xb") as fh:
+                fh.write(data)
+            exhibit.artefacts.append({"kind": row["kind"], "file": name, "sha256": row["sha256"],
+                                      "size": row["size"], "content_type": row["content_type"],
+                                      "width": row["width"], "height": row["height"],
+                                      "record_id": rec.record_id})
+        exhibit.chromium_version = _metadata_field(archive, exhibit, "browser-chromium-version")
+
+
+def _metadata_field(archive: Archive, exhibit: Exhibit, name: str) -> str | None:
+    """One field of a capture's provenance (its metadata record, application/warc-fields)."""
+    meta = next((r for r in exhibit.records if r.record_type == "metadata"), None)
+    if meta is None:
+        return None
+    for line in _record_block(archive, meta).decode("utf-8", "replace").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
 def _datapackage(plan: Plan, resources: list[dict[str, Any]]) -> bytes:
     title = (f"Exhibits for {plan.report['title']} (version {plan.version['version']})" if plan.report
              else "Exhibits")
@@ -1158,7 +1225,8 @@ def _capture_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
             "proxy_used": bool(row["proxy_used"]), "content_type": row["content_type"],
             "payload_size": row["payload_size"], "payload_sha256": row["payload_sha256"],
             "truncated": bool(row["truncated"]), "revisit_of_exhibit": original,
-            "kind_of_record": row["kind"], "tls": _tls(row)}
+            "kind_of_record": row["kind"], "tls": _tls(row), "engine": row.get("engine") or "http",
+            "chromium_version": exhibit.chromium_version, "artefacts": exhibit.artefacts}
 
 
 def _check_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -1327,6 +1395,7 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
         if ex["revisit_of_exhibit"]:
             rows.append(("Revisit", f"payload identical to exhibit {ex['revisit_of_exhibit']}; this capture "
                                     "stores the response head, the body is in that exhibit"))
+        rows += _artefact_lines(ex)
     else:
         rows += [("Checked (UTC)", ex["checked_at"]),
                  ("Verdict", ex["verdict"] + (" (confirmed)" if ex["confirmed"] else "") + f": {ex['reason']}"),
@@ -1341,6 +1410,46 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
              ("Custody-log entry", f"{ex['custody_seq']} ({ex['custody_entry_hash']})"),
              ("Live page now", ex["live"]["text"])]
     return rows
+
+
+ARTEFACT_LABELS = {"screenshot-full": "Screenshot, full page", "screenshot-viewport": "Screenshot, viewport",
+                   "pdf": "PDF print"}
+
+
+def _artefact_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
+    if ex.get("engine") != "browser":
+        return []
+    rows = [("Engine", f"browser: Chromium {ex.get('chromium_version') or '(version not recorded)'}, "
+                       f"page loaded and its artefacts made during the capture, {ex['captured_at']} (UTC)")]
+    for art in ex.get("artefacts", []):
+        size = f"{art['width']}x{art['height']} px, " if art.get("width") else ""
+        rows.append((ARTEFACT_LABELS.get(art["kind"], art["kind"]),
+                     f"{art['file']} ({size}{art['size']} bytes), SHA-256 {art['sha256']}, "
+                     f"record {art['record_id']}"))
+    return rows
+
+
+def _html_artefacts(ex: dict[str, Any]) -> str:
+    """A thumbnail of the page as captured (the viewport screenshot, scaled by the browser),
+    linking to the full-page screenshot and the PDF: files of the bundle, so it works offline."""
+    files = {a["kind"]: a["file"] for a in ex.get("artefacts", [])}
+    thumb = files.get("screenshot-viewport") or files.get("screenshot-full")
+    if not thumb:
+        return ""
+    links = " &middot; ".join(f"<a href=\"{_h(files[k])}\">{label}</a>" for k, label in
+                              (("screenshot-full", "full-page screenshot (PNG)"), ("pdf", "PDF print"))
+                              if k in files)
+    return (f"<figure class=\"shot\"><a href=\"{_h(files.get('screenshot-full', thumb))}\">"
+            f"<img src=\"{_h(thumb)}\" width=\"320\" alt=\"Screenshot of exhibit {ex['exhibit']} as captured\">"
+            f"</a><figcaption>As captured {_h(ex['captured_at'])} (UTC) by Chromium "
+            f"{_h(ex.get('chromium_version') or '(version not recorded)')}: {links}</figcaption></figure>")
+
+
+def _html_replay(ex: dict[str, Any]) -> str:
+    if ex["kind"] != "capture":
+        return ""
+    return (f"<p class=\"small\"><a href=\"{_h(replay_link(ex))}\">Replay this exhibit</a> in the viewer "
+            f"of this bundle (serve the folder first: see VERIFY.md, section 6)</p>")
 
 
 def _tls_lines(tls: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -1432,6 +1541,8 @@ code,.hash{font-family:'DejaVu Sans Mono',Consolas,monospace;font-size:.85em;wor
 .claim{margin:.8rem 0;padding:.5rem .7rem;border-left:4px solid #2a6}
 .claim.unsupported{border-color:#c22;background:#fff4f4}
 .bad{color:#b00;font-weight:bold}.small{font-size:.9em;color:#444}
+figure.shot{margin:.3rem 0}figure.shot img{border:1px solid #999;height:auto;max-width:100%}
+figcaption{font-size:.9em;color:#444}
 @media print{body{margin:0;max-width:none}.exhibit{page-break-inside:avoid}}
 """
 
@@ -1441,7 +1552,8 @@ def _h(value: Any) -> str:
 
 
 def render_html(data: dict[str, Any]) -> str:
-    """One self-contained page (no scripts, no external resources) that prints well."""
+    """One page that prints well: no scripts, nothing from outside the bundle (a browser capture's
+    thumbnail is the bundle's own artefacts/ file)."""
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_h(_headline(data))}</title>"
              f"<style>{HTML_STYLE}</style></head><body>\n<h1>{_h(_headline(data))}</h1>",
              _html_table(_summary_lines(data))]
@@ -1452,7 +1564,9 @@ def render_html(data: dict[str, Any]) -> str:
     for ex in data["exhibits"]:
         label = "" if ex["kind"] == "capture" else " (live-check evidence)"
         parts.append(f"<div class=\"exhibit\" id=\"exhibit-{ex['exhibit']}\"><h3>Exhibit {ex['exhibit']}: "
-                     f"<code>{_h(ex['source_url'])}</code>{label}</h3>{_html_table(_exhibit_lines(ex))}</div>")
+                     f"<code>{_h(ex['source_url'])}</code>{label}</h3>{_html_artefacts(ex)}"
+                     f"{_html_replay(ex) if data.get('viewer') else ''}"
+                     f"{_html_table(_exhibit_lines(ex))}</div>")
     if data["unpreserved_sources"]:
         parts.append("<h2>Sources without an intact capture</h2><ul>")
         parts += [f"<li class=\"bad\"><code>{_h(u['url'])}</code></li>" for u in data["unpreserved_sources"]]
@@ -1522,6 +1636,9 @@ def render_verify(data: dict[str, Any]) -> str:
         lines.append("# (this archive had no RFC 3161 timestamp covering these exhibits at export time)")
     lines.append("```\n")
     lines.append(VERIFY_REPLAY.format(wacz=WACZ_NAME))
+    if data.get("viewer"):
+        lines.append(VERIFY_VIEWER.format(page=data["viewer"]["page"], software=data["viewer"]["software"],
+                                          licence=data["viewer"]["licence"]))
     return "\n".join(lines)
 
 
@@ -1568,7 +1685,8 @@ python3 verify_bundle.py        # Windows: py verify_bundle.py
 
 It re-hashes every file, checks the WACZ package ({wacz}: its `datapackage.json` hashes),
 cuts every exhibit record out of the WARC files inside it and checks its SHA-256 and its WARC
-block and payload digests, checks that each record is the one the custody log recorded at
+block and payload digests, checks each screenshot and PDF in `artefacts/` against the block of
+its record, checks that each record is the one the custody log recorded at
 capture (same record id, same SHA-256), recomputes every custody-log entry hash and the chain
 up to the head, checks signatures and timestamp imprints, checks that the live state shown for
 each source is its latest check as the custody log recorded it, and checks that `exhibits.csv`,
@@ -1640,4 +1758,16 @@ wb-manager init bundle && wb-manager add --unpack-wacz bundle {wacz} && wayback
 ```
 
 Pages are listed as "Exhibit N". Replay shows the response bytes exactly as archived.
+"""
+
+VERIFY_VIEWER = """This bundle also carries a replay viewer, {software} ({licence}; its licence is in
+`viewer/LICENSE`), which needs no network. Serve this folder on your own computer only:
+
+```sh
+python3 -m http.server --bind 127.0.0.1 8000     # Windows: py -m http.server --bind 127.0.0.1 8000
+```
+
+then open `http://127.0.0.1:8000/{page}` in Chrome, Edge or Firefox (a service worker reads the
+WACZ inside the browser, which is why the page must come from a local server, not a file).
+Each exhibit in `exhibits.html` links to its replay.
 """

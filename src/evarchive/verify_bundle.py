@@ -938,6 +938,34 @@ def csv_value(cell: str | None) -> str | None:
     return cell
 
 
+def check_artefacts(root: str, data: dict, entries: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """The screenshots and PDFs the index shows are the bytes of their exhibits' resource records:
+    each file's SHA-256 is the one the index states, and the block digest of the record in the WACZ."""
+    before, count = report.failures, 0
+    with open_bundle_file(root, data["wacz"]) as fh:
+        for ex in data["exhibits"]:
+            records = {r["record_id"]: r for r in ex["records"]}
+            for art in ex.get("artefacts") or []:
+                count += 1
+                where = f"exhibit {ex['exhibit']}: {art['file']} ({art['kind']})"
+                rec = records.get(art["record_id"])
+                if rec is None:
+                    report.fail(f"{where}: its record {art['record_id']} is not one of the exhibit's records")
+                    continue
+                found = sha256_file(root, art["file"])
+                if found != art["sha256"]:
+                    report.fail(f"{where}: its SHA-256 {found} is not the {art['sha256']} the index states")
+                start = entries.get(rec["bundle_file"], (None,))[0]
+                block = None
+                if start is not None:
+                    block = parse_member(read_at(fh, start + rec["bundle_offset"], rec["length"]))[1]
+                if block != found:
+                    report.fail(f"{where}: its bytes are not the block of resource record {rec['record_id']} "
+                                f"in {data['wacz']} (a swapped file?)")
+    if count and report.failures == before:
+        report.ok(f"{count} screenshots and PDFs: each is the block of its resource record in {data['wacz']}")
+
+
 def main_record(ex: dict) -> dict:  # type: ignore[type-arg]
     return next((r for r in ex["records"] if r["record_id"] == ex["main_record"]), ex["records"][-1])
 
@@ -966,7 +994,8 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
         shown = set(TOKENS.findall(html.unescape(read_bundle_text(root, name))))  # one pass, not one per value
         for ex in data["exhibits"]:
             rec = main_record(ex)
-            for value in (rec["record_id"], rec["member_sha256"], ex.get("payload_sha256")):
+            shots = [a["sha256"] for a in ex.get("artefacts") or []]
+            for value in (rec["record_id"], rec["member_sha256"], ex.get("payload_sha256"), *shots):
                 if value and value not in shown:
                     report.fail(f"{name}: exhibit {ex['exhibit']} does not show {value}")
     if report.failures == before:
@@ -1043,8 +1072,12 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
         if found["entries"]:
             check_records(root, data, found["entries"], found["log"], report)
 
+    def artefacts() -> None:
+        if found["entries"]:
+            check_artefacts(root, data, found["entries"], report)
+
     steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
-             ("records", records),
+             ("records", records), ("screenshots", artefacts),
              ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
              ("claims", lambda: check_claims(data, found["log"], report)),
              ("live state", lambda: check_live(data, found["log"], report)),

@@ -25,6 +25,10 @@ def export_cmd(
                                                           "(e.g. the 404 that shows a page vanished).")] = False,
     redact_log: Annotated[bool, typer.Option("--redact-log", help="Include only the custody-log entries that "
                                              "vouch for the exhibits, not every entry up to the head.")] = False,
+    viewer: Annotated[Path | None, typer.Option(
+        "--viewer", envvar="EVARCHIVE_REPLAY_VIEWER", metavar="DIR",
+        help="Folder of ReplayWeb.page's npm package (node_modules/replaywebpage): copied into the bundle "
+             "as a local replay viewer (never downloaded).")] = None,
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Write a citation bundle for a court: the evidence as a WACZ, an exhibit index a judge can
@@ -39,7 +43,7 @@ def export_cmd(
     from ..export import export_bundle  # lazy: 52 ms of start-up (zip, WACZ, exhibit index)
 
     result = export_bundle(existing_archive(archive), out, report=report, urls=urls or [],
-                           latest=latest, checks=checks, redact_log=redact_log)
+                           latest=latest, checks=checks, redact_log=redact_log, viewer=viewer)
     if as_json:
         print_json(result.as_dict())
     elif not quiet:
