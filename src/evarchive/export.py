@@ -62,6 +62,10 @@ COPY_CHUNK = 1 << 20
 HEAD_LIMIT = 256 << 10  # inflated bytes read at most to find a record's WARC and HTTP heads
 HEAD_STEP = 16 << 10  # ... in steps of this much
 ZIP64_LIMIT = (1 << 31) - (1 << 20)  # announce ZIP64 before the 2 GiB boundary, with margin
+# The decoded content of a content-coded page is hashed up to this size (streamed, so memory stays
+# small; the cap bounds the time a hostile gzip can take). verify_bundle.py uses the same cap.
+DECODED_LIMIT = 64 << 20
+CONTENT_CODINGS = ("gzip", "x-gzip", "deflate")
 # Records replay tools index (as cdxj-indexer does by default): not requests, not warc-fields.
 INDEXED_TYPES = ("response", "revisit", "resource", "metadata")
 
@@ -87,6 +91,9 @@ class Record:
     mime: str | None = None
     payload_digest: str | None = None  # the WARC-Payload-Digest header, as written
     warc_content_type: str | None = None
+    content_encoding: str | None = None  # the HTTP Content-Encoding of a response, as served
+    decoded_sha256: str | None = None  # SHA-256 of the payload with that coding undone
+    decoded_note: str | None = None  # why the decoded SHA-256 was not computed
     bundle_file: str | None = None
     bundle_offset: int | None = None
     wacz_offset: int | None = None
@@ -585,6 +592,8 @@ def _byte_problems(archive: Archive, exhibit: Exhibit) -> list[str]:
                                         "differ from the SHA-256 recorded at capture")
                     else:
                         _parse_heads(rec, head)
+                        if exhibit.kind == "capture" and rec is exhibit.main_record:
+                            _decode_payload(fh.fileno(), rec)
         except OSError as exc:
             problems.append(f"WARC file {name} cannot be read ({exc.strerror or exc})")
     return problems
@@ -635,11 +644,86 @@ def _parse_heads(rec: Record, data: bytes) -> None:
         http_head = block.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
         parts = http_head[0].split(" ", 2)
         rec.http_status = parts[1] if len(parts) > 1 and parts[1].isdigit() else None
-        rec.mime = _mime(_fields(http_head[1:]).get("content-type"))
+        http_fields = _fields(http_head[1:])
+        rec.mime = _mime(http_fields.get("content-type"))
+        rec.content_encoding = http_fields.get("content-encoding")
     else:
         rec.mime = _mime(rec.warc_content_type)
     if rec.record_type == "revisit":
         rec.mime = "warc/revisit"
+
+
+def _decode_payload(fd: int, rec: Record) -> None:
+    """The SHA-256 of the page as a browser (or someone saving it) sees it: the payload with its
+    gzip/deflate coding undone. Only content-coded responses are inflated: for the rest the
+    decoded content is the payload as served, whose SHA-256 the catalogue already has."""
+    coding = (rec.content_encoding or "").strip().lower()
+    if rec.record_type != "response" or coding in ("", "identity"):
+        rec.decoded_sha256 = rec.payload_sha256
+        return
+    if coding not in CONTENT_CODINGS:
+        rec.decoded_note = f"not computed: evarchive does not decode the {coding!r} content coding"
+        return
+    rec.decoded_sha256, rec.decoded_note = decoded_sha256(_payload_chunks(fd, rec), coding)
+
+
+def _payload_chunks(fd: int, rec: Record) -> Iterator[bytes]:
+    """The HTTP payload of a response record, inflated from its gzip member piece by piece."""
+    member = zlib.decompressobj(wbits=31)
+    head, left = b"", -1  # payload bytes still to come (-1: the heads are not read yet)
+    for chunk in _read_span(fd, rec.offset, rec.length):
+        pending = chunk
+        while pending and not member.eof:
+            data = member.decompress(pending, COPY_CHUNK)
+            pending = member.unconsumed_tail
+            if left < 0:
+                head += data
+                warc_end = head.find(b"\r\n\r\n")
+                http_end = head.find(b"\r\n\r\n", warc_end + 4) if warc_end >= 0 else -1
+                if http_end < 0:
+                    if len(head) > HEAD_LIMIT:
+                        return
+                    continue
+                block = int(_fields(head[:warc_end].decode("latin-1").split("\r\n")[1:]).get("content-length", 0))
+                left = block - (http_end - warc_end)
+                data, head = head[http_end + 4:], b""
+            take = data[:left]
+            left -= len(take)
+            if take:
+                yield take
+
+
+def decoded_sha256(chunks: Iterable[bytes], coding: str, limit: int = DECODED_LIMIT) -> tuple[str | None, str | None]:
+    """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not).
+    Streamed; stops once the content passes ``limit``. Deflate is zlib-wrapped when its first two
+    bytes are a zlib header, raw otherwise (servers send both). verify_bundle.py follows the same rules."""
+    digest, produced, decoder = hashlib.sha256(), 0, None
+    try:
+        for chunk in chunks:
+            if decoder is None:
+                decoder = zlib.decompressobj(_coding_wbits(coding, chunk))
+            pending = chunk
+            while pending:
+                if decoder.eof:
+                    return None, f"not computed: bytes follow the end of the {coding} stream"
+                out = decoder.decompress(pending, COPY_CHUNK)
+                pending = decoder.unconsumed_tail or decoder.unused_data
+                produced += len(out)
+                if produced > limit:
+                    return None, f"not computed: larger than {limit >> 20} MiB decoded"
+                digest.update(out)
+    except zlib.error as exc:
+        return None, f"not computed: the body does not decode as {coding} ({exc})"
+    if decoder is None or not decoder.eof:
+        return None, f"not computed: the {coding} stream is incomplete"
+    return digest.hexdigest(), None
+
+
+def _coding_wbits(coding: str, start: bytes) -> int:
+    if coding != "deflate":
+        return 31
+    zlib_header = len(start) >= 2 and start[0] & 0x0F == 8 and ((start[0] << 8) | start[1]) % 31 == 0
+    return 15 if zlib_header else -15
 
 
 def _fields(lines: list[str]) -> dict[str, str]:
@@ -1146,7 +1230,20 @@ def _capture_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
             "proxy_used": bool(row["proxy_used"]), "content_type": row["content_type"],
             "payload_size": row["payload_size"], "payload_sha256": row["payload_sha256"],
             "truncated": bool(row["truncated"]), "revisit_of_exhibit": original,
-            "kind_of_record": row["kind"], "tls": _tls(row)}
+            "kind_of_record": row["kind"], "tls": _tls(row), **_decoded_fields(exhibit, plan)}
+
+
+def _decoded_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
+    """The content coding the page was served with and the SHA-256 of its decoded content (a
+    revisit's body is its original's: same payload, so the same decoded content)."""
+    main = exhibit.main_record
+    holder = main
+    if exhibit.original_of:
+        original = next((e for e in plan.exhibits if e.kind == "capture" and e.row["id"] == exhibit.original_of), None)
+        holder = original.main_record if original else None
+    return {"content_encoding": main.content_encoding if main else None,
+            "decoded_sha256": holder.decoded_sha256 if holder else None,
+            "decoded_note": holder.decoded_note if holder else "not computed: the original capture is missing"}
 
 
 def _check_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -1237,6 +1334,7 @@ def _check_vouched(check: dict[str, Any], entry: dict[str, Any] | None) -> bool:
 CSV_COLUMNS = ("claim", "where", "claim_text", "cited_url", "exhibit", "kind", "captured_utc", "final_url",
                "redirect_chain", "http_status", "server_ip", "tls_cert_sha256", "tls_validated",
                "tls_not_before", "tls_not_after", "content_type", "payload_bytes", "payload_sha256",
+               "content_encoding", "decoded_sha256",
                "warc_file", "warc_offset", "record_id", "record_sha256", "original_warc_file",
                "original_offset", "custody_seq", "live_now")
 
@@ -1260,6 +1358,7 @@ def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None
             tls.get("cert_sha256") or "", "" if not tls else {True: "yes", False: "NO"}.get(tls.get("validated"), ""),
             tls.get("not_before", ""), tls.get("not_after", ""), ex.get("content_type") or "",
             ex.get("payload_size") if ex.get("payload_size") is not None else "", ex["payload_sha256"] or "",
+            ex.get("content_encoding") or "", ex.get("decoded_sha256") or ex.get("decoded_note") or "",
             rec["bundle_file"], rec["bundle_offset"], rec["record_id"], rec["member_sha256"],
             rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"]]
 
@@ -1310,8 +1409,8 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
         rows += _tls_lines(ex.get("tls"))
         rows += [("Content type", ex["content_type"] or "-"),
                  ("Payload", f"{ex['payload_size']} bytes"
-                  + (" (TRUNCATED at the size limit)" if ex["truncated"] else "")),
-                 ("Payload SHA-256", ex["payload_sha256"] or "-")]
+                  + (" (TRUNCATED at the size limit)" if ex["truncated"] else ""))]
+        rows += _hash_lines(ex)
         if ex["revisit_of_exhibit"]:
             rows.append(("Revisit", f"payload identical to exhibit {ex['revisit_of_exhibit']}; this capture "
                                     "stores the response head, the body is in that exhibit"))
@@ -1329,6 +1428,24 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
              ("Custody-log entry", f"{ex['custody_seq']} ({ex['custody_entry_hash']})"),
              ("Live page now", ex["live"]["text"])]
     return rows
+
+
+def _hash_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
+    """The two hashes of a page, each saying which bytes it is of: a saved copy of the page matches
+    the decoded one, never the served one when the server compressed the page."""
+    coding = ex.get("content_encoding")
+    served = ex["payload_sha256"] or "-"
+    if coding:
+        served += f" (the body's bytes as served, with Content-Encoding: {coding})"
+    else:
+        served += " (the body's bytes as served, with no Content-Encoding)"
+    if ex.get("decoded_sha256"):
+        decoded = ex["decoded_sha256"] + (f" (the content with the {coding} coding undone: what a browser shows "
+                                          "and a saved copy of the page hashes to)" if coding
+                                          else " (no content coding: the same bytes as served)")
+    else:
+        decoded = ex.get("decoded_note") or "not computed"
+    return [("SHA-256 as served", served), ("SHA-256 decoded", decoded)]
 
 
 def _tls_lines(tls: dict[str, Any] | None) -> list[tuple[str, str]]:
