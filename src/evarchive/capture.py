@@ -538,6 +538,15 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
     return [writer.write(request_spec), writer.write(response_spec)]
 
 
+def _content_verdict(hops: list[Hop]) -> dict[str, Any]:
+    """Whether the capture holds the cited page, by the classifier ``check`` uses: a soft 404 or
+    a wall is preserved as it was served, and never counts as support for a claim."""
+    from .linkcheck import capture_observation, capture_verdict
+
+    wall, verdict = capture_verdict(capture_observation(hops))
+    return {"wall": wall, "content_verdict": verdict}
+
+
 def _chain_of(hops: list[Hop]) -> list[dict[str, Any]]:
     return [{"url": h.url, "status": h.status, "location": h.location} for h in hops]
 
@@ -733,7 +742,9 @@ class CaptureRun:
             records: list[WrittenRecord] = []
             if hops:
                 records = self._write_records(url, hops, started, ended, revisit_of)
-            return self._queue(url, source_id, started, ended, hops, records, failure, revisit_of)
+            extra = _content_verdict(hops) if failure is None and hops else None
+            return self._queue(url, source_id, started, ended, hops, records, failure, revisit_of,
+                               row_extra=extra)
         finally:
             for hop in hops:
                 hop.body.close()

@@ -533,6 +533,14 @@ def _migration_6_browser(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_7_content_verdict(db: sqlite_utils.Database) -> None:
+    """Whether each capture holds the cited page: 'page', or why not in a clerk's words (a soft
+    404, a consent, login or bot wall, a redirect to the home page). Decided when the capture is
+    made, from the page alone (no probe request). Captures made before this migration keep NULL,
+    "not classified": they count as support as they always did (re-capture to classify them)."""
+    db.execute("ALTER TABLE captures ADD COLUMN content_verdict TEXT")
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -544,6 +552,7 @@ MIGRATIONS: list[Migration] = [
      _migration_4_checks),
     (5, "checks: their evidence records found by file", _migration_5_check_records_by_file),
     (6, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_6_browser),
+    (7, "captures: whether each holds the cited page (soft 404s, walls)", _migration_7_content_verdict),
 ]
 
 

@@ -511,7 +511,9 @@ def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + escape(s["url"])
-                            + (" (capture damaged)" if s.get("damaged") else "") for s in row["sources"])
+                            + (" (capture damaged)" if s.get("damaged") else "")
+                            + (f" (captured, but not the page: {escape(s['not_the_page'])})"
+                               if s.get("not_the_page") else "") for s in row["sources"])
         table.add_row(str(row["report_id"]), _where(row), escape(_short(row["text"], 300)), sources,
                       "[green]yes[/]" if row["preserved"] else "[red]NO[/]")
     return table
@@ -1110,7 +1112,7 @@ def export_cmd(
         err.print(f"[red]no intact capture[/] {escape(source['url'])}")
     if result.unsupported:
         raise FindingsError(f"{len(result.unsupported)} of {result.claims} claims have no intact capture "
-                            "to export (the bundle was written and says so)")
+                            "of the cited page to export (the bundle was written and says so)")
     if result.unpreserved_sources:
         raise FindingsError(f"{len(result.unpreserved_sources)} source(s) have no intact capture to export "
                             "(the bundle was written and says so)")

@@ -49,7 +49,7 @@ from . import __version__, custody, publishing
 from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
-from .queries import find_report, latest_version
+from .queries import find_report, latest_version, not_support_reason
 from .warcwriter import warc_digest, warc_fields
 
 WACZ_NAME = "evidence.wacz"
@@ -130,6 +130,11 @@ class Exhibit:
         return not self.problems
 
     @property
+    def not_support(self) -> str | None:
+        """Why this capture does not support a claim (a soft 404, a wall...); None when it does."""
+        return not_support_reason(self.row) if self.kind == "capture" else None
+
+    @property
     def main_record(self) -> Record | None:
         """The record a judge looks at: the last response/revisit (the final hop)."""
         for rec in reversed(self.records):
@@ -196,14 +201,14 @@ class Plan:
 
     @property
     def unsupported(self) -> list[dict[str, Any]]:
-        return [c for c in self.claims if not c["exhibits"]]
+        return [c for c in self.claims if not c["supporting"]]
 
     @property
     def unpreserved_sources(self) -> list[dict[str, Any]]:
         """Without a report: selected sources left without an intact capture in the bundle."""
         if self.mode == "report":
             return []
-        kept = {e.source["id"] for e in self.exported if e.kind == "capture"}
+        kept = {e.source["id"] for e in self.exported if e.kind == "capture" and e.not_support is None}
         return [s for s in self.sources if s["id"] not in kept]
 
 
@@ -764,6 +769,7 @@ def number_exhibits(plan: Plan) -> None:
         chosen = [e for sid in dict.fromkeys(s["source_id"] for s in claim["citations"])
                   for e in plan.by_source(sid)]
         claim["exhibits"] = sorted(e.number for e in chosen if e.kind == "capture")
+        claim["supporting"] = sorted(e.number for e in chosen if e.kind == "capture" and e.not_support is None)
         claim["checks"] = sorted(e.number for e in chosen if e.kind == "check")
 
 
@@ -1175,15 +1181,19 @@ def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"claim": claim["ordinal"], "where": where(claim), "text": claim["text"], "sha256": claim["sha256"],
             "citations": [_citation_data(c, plan) for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
-            "supported": bool(claim["exhibits"])}
+            "supporting_exhibits": claim["supporting"], "supported": bool(claim["supporting"])}
 
 
 def _citation_data(cited: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    exhibits = [e.number for e in plan.by_source(cited["source_id"], "capture")]
+    captures = plan.by_source(cited["source_id"], "capture")
+    exhibits = [e.number for e in captures]
     data = {"url": cited["url"], "source_id": cited["source_id"], "via": cited["via"], "note": cited["note"],
             "exhibits": exhibits}
     if not exhibits:
         data["why_no_exhibit"] = why_no_exhibit(plan.attempts.get(cited["source_id"]))
+    elif all(e.not_support for e in captures):
+        data["why_no_exhibit"] = "captured, but not the cited page: " + "; ".join(
+            f"exhibit {e.number}: {e.not_support}" for e in captures)
     return data
 
 
@@ -1230,7 +1240,9 @@ def _capture_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
             "proxy_used": bool(row["proxy_used"]), "content_type": row["content_type"],
             "payload_size": row["payload_size"], "payload_sha256": row["payload_sha256"],
             "truncated": bool(row["truncated"]), "revisit_of_exhibit": original,
-            "kind_of_record": row["kind"], "tls": _tls(row), **_decoded_fields(exhibit, plan)}
+            "kind_of_record": row["kind"], "tls": _tls(row), **_decoded_fields(exhibit, plan),
+            "content_verdict": row.get("content_verdict"), "wall": row.get("wall"),
+            "supports": exhibit.not_support is None, "not_support_reason": exhibit.not_support}
 
 
 def _decoded_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
@@ -1336,7 +1348,7 @@ CSV_COLUMNS = ("claim", "where", "claim_text", "cited_url", "exhibit", "kind", "
                "tls_not_before", "tls_not_after", "content_type", "payload_bytes", "payload_sha256",
                "content_encoding", "decoded_sha256",
                "warc_file", "warc_offset", "record_id", "record_sha256", "original_warc_file",
-               "original_offset", "custody_seq", "live_now")
+               "original_offset", "custody_seq", "live_now", "counts_as_support")
 
 
 def _main(ex: dict[str, Any]) -> dict[str, Any]:
@@ -1360,7 +1372,8 @@ def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None
             ex.get("payload_size") if ex.get("payload_size") is not None else "", ex["payload_sha256"] or "",
             ex.get("content_encoding") or "", ex.get("decoded_sha256") or ex.get("decoded_note") or "",
             rec["bundle_file"], rec["bundle_offset"], rec["record_id"], rec["member_sha256"],
-            rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"]]
+            rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"],
+            _support_words(ex) if ex["kind"] == "capture" else ""]
 
 
 # A cell starting with one of these is a formula to spreadsheet programs (=HYPERLINK(...) in a
@@ -1400,6 +1413,7 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
     rec = _main(ex)
     rows: list[tuple[str, str]] = [("URL as cited", "; ".join(ex["cited_as"]))]
     if ex["kind"] == "capture":
+        rows.append(("Counts as support", _support_words(ex)))
         rows += [("Captured (UTC)", f"{ex['captured_at']} to {ex['capture_ended_at']}"),
                  ("Requested URL", ex["url_requested"]), ("Final URL", ex["final_url"] or "-"),
                  ("Redirect chain", _chain_text(ex["redirect_chain"]) or "-"),
@@ -1428,6 +1442,14 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
              ("Custody-log entry", f"{ex['custody_seq']} ({ex['custody_entry_hash']})"),
              ("Live page now", ex["live"]["text"])]
     return rows
+
+
+def _support_words(ex: dict[str, Any]) -> str:
+    if not ex["supports"]:
+        return f"NO: this capture is not the cited page ({ex['not_support_reason']})"
+    if ex.get("content_verdict") is None:
+        return "yes (not classified: captured before evarchive checked captures for soft 404s and walls)"
+    return "yes"
 
 
 def _hash_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1495,11 +1517,13 @@ def render_text(data: dict[str, Any]) -> str:
             out += textwrap.wrap(f"Claim {claim['claim']} ({claim['where']}): {claim['text']}", 100,
                                  subsequent_indent="    ")
             for cit in claim["citations"]:
-                ex_text = (", ".join(f"exhibit {n}" for n in cit["exhibits"])
-                           or f"NO INTACT CAPTURE: {cit.get('why_no_exhibit', '')}")
+                ex_text = ", ".join(f"exhibit {n}" for n in cit["exhibits"])
+                why = cit.get("why_no_exhibit", "")
+                ex_text = f"{ex_text} (DOES NOT COUNT: {why})" if ex_text and why else \
+                    (ex_text or f"NO INTACT CAPTURE: {why}")
                 out.append(f"    cited: {cit['url']}  ->  {ex_text}")
             if not claim["supported"]:
-                out.append("    !! NOT SUPPORTED: no intact capture of any source this claim cites")
+                out.append("    !! NOT SUPPORTED: no intact capture of the cited page from any source this claim cites")
             out.append("")
     out += ["EXHIBITS", "--------", ""]
     for n in sorted(exhibits):
@@ -1588,12 +1612,15 @@ def _html_claim(claim: dict[str, Any]) -> str:
     for cit in claim["citations"]:
         links = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in cit["exhibits"])
         missing = f'<span class="bad">no intact capture: {_h(cit.get("why_no_exhibit", ""))}</span>'
+        if links and cit.get("why_no_exhibit"):
+            links += f' <span class="bad">does not count: {_h(cit["why_no_exhibit"])}</span>'
         items.append(f"<li>cited: <code>{_h(cit['url'])}</code> &rarr; {links or missing}</li>")
     checks = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in claim["check_exhibits"])
     if checks:
         items.append(f"<li>live-check evidence: {checks}</li>")
     status = ("" if claim["supported"] else
-              "<p class=\"bad\">NOT SUPPORTED: no intact capture of any source this claim cites.</p>")
+              "<p class=\"bad\">NOT SUPPORTED: no intact capture of the cited page from any source this claim "
+              "cites.</p>")
     css = "claim" if claim["supported"] else "claim unsupported"
     return (f"<div class=\"{css}\"><strong>Claim {claim['claim']}</strong> <span class=\"small\">"
             f"({_h(claim['where'])}; text SHA-256 <span class=\"hash\">{_h(claim['sha256'])}</span>)</span>"
