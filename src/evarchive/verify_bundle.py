@@ -661,7 +661,8 @@ def _check_vouched(ex, rec, entry, where, report) -> None:  # type: ignore[no-un
 
 
 CAPTURE_FIELDS = (("captured_at", "started_at"), ("final_url", "final_url"), ("http_status", "http_status"),
-                  ("server_ip", "server_ip"), ("payload_sha256", "payload_sha256"), ("url_requested", "url_requested"))
+                  ("server_ip", "server_ip"), ("payload_sha256", "payload_sha256"), ("url_requested", "url_requested"),
+                  ("content_verdict", "content_verdict"), ("wall", "wall"))
 
 
 CHECK_FIELDS = ("checked_at", "verdict", "reason", "http_status", "final_url", "server_ip", "payload_sha256")
@@ -693,6 +694,11 @@ def _check_exhibit_fields(ex, entry, report) -> None:  # type: ignore[no-untyped
     chain = json.loads(row["redirect_chain"]) if row.get("redirect_chain") else []
     if chain != ex.get("redirect_chain"):
         wrong.append("redirect_chain")
+    # Support follows from the vouched verdict: the page itself, or not classified (made before
+    # evarchive classified captures), and no wall.
+    page = row.get("content_verdict") in (None, "page") and not row.get("wall")
+    if ex.get("supports") is not page:
+        wrong.append("whether it counts as support")
     if wrong:
         report.fail(f"exhibit {ex['exhibit']}: {', '.join(wrong)} differ from custody-log entry {entry['seq']}")
 
@@ -980,6 +986,11 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
                         "differ from the records and the custody log")
     for number in sorted(set(exhibits) - seen):
         report.fail(f"exhibits.csv: exhibit {number} is not listed")
+    for claim in data["claims"]:  # supported: some exhibit of the claim holds the cited page
+        holding = [n for n in claim["exhibits"] if n in exhibits and exhibits[n].get("supports")]
+        if claim.get("supported") is not bool(holding) or claim.get("supporting_exhibits") != holding:
+            report.fail(f"claim {claim['claim']}: the index says it is {'' if claim.get('supported') else 'NOT '}"
+                        f"supported, its exhibits say {'' if holding else 'NOT '}supported")
     for name in ("exhibits.html", "exhibits.txt"):
         shown = set(TOKENS.findall(html.unescape(read_bundle_text(root, name))))  # one pass, not one per value
         for ex in data["exhibits"]:
