@@ -13,7 +13,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from test_export import TITLE, Setup, load, page, run_verifier, setup  # noqa: F401 - the fixture
+import pytest
+from test_export import TITLE, Setup, load, page, run_verifier
 
 from evarchive.capture import capture_urls
 from evarchive.reports import import_report
@@ -21,6 +22,13 @@ from evarchive.reports import import_report
 ARTICLE = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Compressed article</title></head><body>"
            "<article><h1>Compressed article</h1>" + "<p>Witnesses describe the events of that night.</p>" * 60
            + "</article></body></html>").encode()
+
+
+@pytest.fixture(name="setup")
+def setup_fixture(tmp_path: Path, local_server: Any):  # type: ignore[no-untyped-def]
+    s = Setup(tmp_path, local_server)
+    yield s
+    s.close()
 
 
 def resum(bundle: Path) -> None:
@@ -85,7 +93,8 @@ def test_a_gzip_page_shows_the_hash_as_served_and_the_hash_of_its_decoded_conten
 
 
 def test_a_tampered_decoded_hash_is_caught_even_with_a_new_manifest(setup: Setup, local_server: Any) -> None:
-    local_server.set_route("/content/gzip", body=gzip.compress(ARTICLE, mtime=0), headers=[("Content-Encoding", "gzip")])
+    local_server.set_route("/content/gzip", body=gzip.compress(ARTICLE, mtime=0),
+                           headers=[("Content-Encoding", "gzip")])
     add_claim(setup, "A claim resting on a compressed article.", local_server.url("/content/gzip"))
     capture_urls(setup.arch, [local_server.url("/content/gzip")], setup.settings)
     out = setup.tmp / "bundle"
@@ -210,7 +219,8 @@ def test_the_bundle_says_why_a_capture_that_is_not_the_page_does_not_count(setup
 
     text = (out / "exhibits.txt").read_text(encoding="utf-8")
     page_html = html.unescape((out / "exhibits.html").read_text(encoding="utf-8"))
-    why = f"captured, but not the cited page: exhibit {soft['exhibit']}: soft 404: 200, but the title says 'Page not found'"
+    why = (f"captured, but not the cited page: exhibit {soft['exhibit']}: "
+           "soft 404: 200, but the title says 'Page not found'")
     for shown in (text, page_html):
         assert why in shown
         assert "Counts as support" in shown
