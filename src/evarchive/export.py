@@ -1700,8 +1700,11 @@ python3 verify_bundle.py        # Windows: py verify_bundle.py
 
 It re-hashes every file, checks the WACZ package ({wacz}: its `datapackage.json` hashes),
 cuts every exhibit record out of the WARC files inside it and checks its SHA-256 and its WARC
-block and payload digests, checks that each record is the one the custody log recorded at
-capture (same record id, same SHA-256), recomputes every custody-log entry hash and the chain
+block and payload digests, undoes each page's gzip/deflate content coding to recompute the
+SHA-256 of its decoded content (the hash a saved copy of the page matches; the index shows it
+beside the hash of the body as served), checks that each record is the one the custody log
+recorded at capture (same record id, same SHA-256) and that whether it counts as support
+follows from the verdict recorded at capture (a soft 404 or a wall never does), recomputes every custody-log entry hash and the chain
 up to the head, checks signatures and timestamp imprints, checks that the live state shown for
 each source is its latest check as the custody log recorded it, and checks that `exhibits.csv`,
 `exhibits.html` and `exhibits.txt` state the same hashes and locations. It prints `FAIL` with
