@@ -403,9 +403,14 @@ def capture_verdict(obs: Observation) -> tuple[str | None, str]:
     return None, PAGE
 
 
+# The start of a captured page the classifier reads: a soft 404's title, heading and short text and
+# a wall's markers sit there, and parsing a whole large page would cost a capture ~0.3 s per MB.
+CAPTURE_CLASSIFY_BYTES = 256 << 10
+
+
 def capture_observation(hops: list[CaptureHop]) -> Observation:
-    """The classifier's view of a capture's hops; the final body is read (up to what the main-text
-    extraction parses) only when it may be HTML."""
+    """The classifier's view of a capture's hops; the start of the final body is read only when
+    it may be HTML."""
     obs = Observation(url=hops[0].url)
     for hop in hops:
         obs.hops.append(Hop(hop.url, "GET", hop.status, hop.reason, list(hop.headers.multi_items()),
@@ -413,7 +418,7 @@ def capture_observation(hops: list[CaptureHop]) -> Observation:
     final = hops[-1]
     if obs.is_html:
         final.body.seek(0)
-        obs.body = final.body.read(textdiff.MAX_HTML_BYTES)
+        obs.body = final.body.read(CAPTURE_CLASSIFY_BYTES)
         obs.truncated = final.truncated or final.body_length > len(obs.body)
     obs.payload_sha256 = final.payload_sha256
     return obs
