@@ -1707,9 +1707,9 @@ recorded at capture (same record id, same SHA-256) and that whether it counts as
 follows from the verdict recorded at capture (a soft 404 or a wall never does), recomputes
 every custody-log entry hash and the chain up to the head, checks signatures and timestamp
 imprints, checks that the live state shown for each source is its latest check as the custody
-log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the same hashes and locations. It prints `FAIL` with
-the file and record for anything that does not match, and exits 1; `BUNDLE VERIFIED` and exit
-0 otherwise. Anchor it to facts obtained elsewhere:
+log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
+same hashes and locations. It prints `FAIL` with the file and record for anything that does not
+match, and exits 1; `BUNDLE VERIFIED` and exit 0 otherwise. Anchor it to facts obtained elsewhere:
 
 ```sh
 python3 verify_bundle.py --head {head_seq}:{head_hash}   # the head the archive published
