@@ -19,20 +19,13 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
-# localserver.py is also run as a script by benchmarks, so it is a plain
-# module next to this file rather than part of a package.
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from localserver import DEFAULT_HOST, EXTRA_HOSTS, LocalServer  # noqa: E402
+from localserver import DEFAULT_HOST, EXTRA_HOSTS, LocalServer
 
 # --------------------------------------------------------------------------
 # Local server

@@ -28,7 +28,7 @@ from evarchive.reports import import_report
 
 LIMIT_S = 10.0
 LIMIT_RSS = 200 << 20
-VERIFIED = "BUNDLE VERIFIED"
+VERIFIED = "BUNDLE CONSISTENT, NOT ANCHORED"
 NOT_AS_EXPORTED = "this bundle is NOT as exported"
 UNREADABLE = "NOT VERIFIED: the bundle cannot be read"
 

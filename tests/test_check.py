@@ -779,6 +779,38 @@ def test_rot_lists_lost_sources_with_since_and_archived_copy(
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
+def test_rot_shows_the_public_memento_nearest_the_loss_only_when_asked(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive.reports import import_report
+
+    lost = local_server.url("/article/nu")
+    report = tmp_path / "report.md"
+    report.write_text(f"# Report\n\nTwelve people were killed ({lost}).\n")
+    import_report(arch.db, report, title="Memento report")
+    capture(arch, local_server, sleeper, lost)
+    local_server.set_route("/article/nu", status=404)
+    cfg = settings(local_server, clock, sleeper, rule=StrikeRule(2, dt.timedelta(hours=20)))
+    for _ in range(2):
+        check_sources(arch, select_sources(arch, report="Memento report"), cfg)
+        clock.advance(hours=24)
+    copies = ",\n".join(f'<http://ia.example/web/{stamp}/{lost}>; rel="memento"; datetime="{when}"' for stamp, when in (
+        ("20291201000000", "Sat, 01 Dec 2029 00:00:00 GMT"), ("20300101000000", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        ("20300301000000", "Fri, 01 Mar 2030 00:00:00 GMT")))
+    local_server.set_route(f"/timemap/link/{lost}", body=copies, content_type="application/link-format")
+    template = local_server.url("/timemap/link/{url}")
+    local_server.clear_log()
+    assert main(["rot", "--archive", str(arch.path)]) == 0
+    assert "public memento" not in capsys.readouterr().out
+    assert local_server.exchanges(f"/timemap/link/{lost}") == []  # nothing asked without --mementos
+    assert main(["rot", "--archive", str(arch.path), "--mementos", "--timemap", template]) == 0
+    assert f"public memento: http://ia.example/web/20300101000000/{lost} (2030-01-01T00:00:00Z" in \
+        capsys.readouterr().out
+    assert main(["rot", "--archive", str(arch.path), "--mementos", "--timemap", template, "--json"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["sources"][0]["memento"]["url"] == f"http://ia.example/web/20300101000000/{lost}"
+
+
 def test_rot_says_when_no_check_ever_ran_or_checks_stopped(local_server: LocalServer, arch: Archive,
                                                            tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:

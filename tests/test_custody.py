@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
 from evarchive.errors import UsageError
 
-sys.path.insert(0, str(Path(__file__).parent))
-import evidence  # noqa: E402
+import evidence
 
-from evarchive import custody, signing  # noqa: E402
-from evarchive.archive import Archive  # noqa: E402
-from evarchive.cli import main  # noqa: E402
-from evarchive.verify import verify_archive  # noqa: E402
+from evarchive import custody, signing
+from evarchive.archive import Archive
+from evarchive.cli import main
+from evarchive.verify import verify_archive
 
 
 @pytest.fixture

@@ -191,7 +191,7 @@ def test_verifier_passes_then_names_a_flipped_byte(setup: Setup) -> None:
     assert setup.export(out, "--report", TITLE) == 0
     ok = run_verifier(out)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "BUNDLE VERIFIED" in ok.stdout and "FAIL" not in ok.stdout
+    assert "BUNDLE CONSISTENT, NOT ANCHORED" in ok.stdout and "FAIL" not in ok.stdout
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
     # VERIFY.md's by-hand commands (tail | head | sha256sum) print each record's SHA-256.
     verify_md = (out / "VERIFY.md").read_text()
@@ -241,9 +241,10 @@ def test_verifier_names_an_edited_custody_entry(setup: Setup) -> None:
     out = setup.tmp / "bundle"
     assert setup.export(out, "--report", TITLE) == 0
     log = (out / "custody" / "log.jsonl").read_text(encoding="utf-8").splitlines()
-    entry = json.loads(log[0])
+    first = next(i for i, line in enumerate(log) if json.loads(line)["event"] == "capture")
+    entry = json.loads(log[first])
     entry["details"] = entry["details"].replace('"http_status":200', '"http_status":404')
-    log[0] = json.dumps(entry, ensure_ascii=False)
+    log[first] = json.dumps(entry, ensure_ascii=False)
     (out / "custody" / "log.jsonl").write_text("\n".join(log) + "\n", encoding="utf-8")
     result = run_verifier(out)
     assert result.returncode == 1
@@ -252,6 +253,37 @@ def test_verifier_names_an_edited_custody_entry(setup: Setup) -> None:
 
 
 # --------------------------------------------------------------------------- bad input, findings
+
+def test_claims_shown_are_vouched_by_the_import_entry(setup: Setup) -> None:
+    """An edited claim text (with its SHA-256 updated to match), or a citation moved from one
+    claim to another, fails even with SHA256SUMS regenerated: the import entry vouches."""
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    assert "claims and their citations are those imported" in run_verifier(out).stdout
+    pristine = (out / "bundle.json").read_text(encoding="utf-8")
+    edits = {
+        "edited text": lambda d: d["claims"][0].update(
+            text="The first claim rests on nothing.",
+            sha256=hashlib.sha256(b"The first claim rests on nothing.").hexdigest()),
+        "moved citation": lambda d: d["claims"][0]["citations"].append(d["claims"][1]["citations"].pop()),
+    }
+    for name, edit in edits.items():
+        data = json.loads(pristine)
+        edit(data)
+        (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        regenerate_sums(out)
+        result = run_verifier(out)
+        assert result.returncode == 1, name
+        assert "are not those custody-log entry" in result.stdout and "recorded at import" in result.stdout, name
+
+
+def regenerate_sums(out: Path) -> None:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS"
+                   and "__pycache__" not in p.parts)
+    (out / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n" for p in files),
+        encoding="utf-8")
+
 
 def test_refuses_existing_out_and_bad_input_writing_nothing(setup: Setup, local_server: Any,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -454,7 +486,6 @@ def test_pywb_replays_the_exhibits_from_the_wacz(setup: Setup, tmp_path: Path) -
 @pytest.fixture
 def signed_and_stamped(setup: Setup):  # type: ignore[no-untyped-def]
     """A signing key in force before a capture, and an RFC 3161 token over the head after it."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from tsa import LocalTSA
 
     from evarchive import timestamping
@@ -494,9 +525,17 @@ def test_keys_and_timestamps_travel_with_the_bundle(setup: Setup, signed_and_sta
                       "--public-key", str(pair.public_path), "--all-signatures")
     assert ok.returncode == 0, ok.stdout
     assert "signatures valid" in ok.stdout and "0 signatures valid" not in ok.stdout
+    verdict = ok.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("BUNDLE VERIFIED AND ANCHORED") and "is signed by the key you gave" in verdict
+    assert f"agrees with the head {data['custody']['head']['seq']} you gave" in verdict
+    unanchored = run_verifier(out)
+    assert (unanchored.returncode, unanchored.stdout.strip().splitlines()[-1][:31]) == (
+        0, "BUNDLE CONSISTENT, NOT ANCHORED")
+    assert run_verifier(out, "--require-anchor").returncode == 1
     if shutil.which("openssl"):
         stamped = run_verifier(out, "--tsa-root", str(root_pem))
         assert stamped.returncode == 0, stamped.stdout
+        assert f"every exhibit existed by {token['gen_time']}" in stamped.stdout.strip().splitlines()[-1]
         wrong = setup.tmp / "other-root.pem"
         from tsa import TSAKeys
 
@@ -514,6 +553,94 @@ def test_keys_and_timestamps_travel_with_the_bundle(setup: Setup, signed_and_sta
     assert forged.returncode == 1 and "which is not a trusted key" in forged.stdout
     wrong_head = run_verifier(out, "--head", f"{data['custody']['head']['seq']}:{'0' * 64}")
     assert wrong_head.returncode == 1 and "--head" in wrong_head.stdout
+
+
+def test_a_back_dated_exhibit_is_caught_by_its_own_warc_date(setup: Setup, signed_and_stamped: Any) -> None:
+    """Back-date the exhibit two days everywhere a time is shown (custody entry, bundle.json,
+    the three indexes), re-hash and re-sign the log with a new key, drop the timestamp and
+    regenerate SHA256SUMS: the WARC record itself still says when it was made."""
+    pair, _stamp, _root = signed_and_stamped
+    out = setup.tmp / "bundle"
+    assert setup.export(out, setup.urls["c"]) == 0
+    real_head = load(out)["custody"]["head"]
+    forge_bundle(out, back_date=True)
+    inside_only = run_verifier(out)
+    assert inside_only.returncode == 1
+    assert "its WARC-Date" in inside_only.stdout and "is not within the capture time" in inside_only.stdout
+    with_head = run_verifier(out, "--head", f"{real_head['seq']}:{real_head['entry_hash']}")
+    assert with_head.returncode == 1 and f"--head {real_head['seq']}:" in with_head.stdout
+
+
+def test_a_bundle_re_signed_with_another_key_is_never_anchored_by_it(setup: Setup, signed_and_stamped: Any) -> None:
+    pair, _stamp, root_pem = signed_and_stamped
+    out = setup.tmp / "bundle"
+    assert setup.export(out, setup.urls["c"]) == 0
+    forge_bundle(out, back_date=False)
+    inside_only = run_verifier(out)
+    assert inside_only.returncode == 0, inside_only.stdout  # consistent: the keys inside prove nothing
+    assert inside_only.stdout.strip().splitlines()[-1].startswith("BUNDLE CONSISTENT, NOT ANCHORED")
+    assert run_verifier(out, "--require-anchor").returncode == 1
+    with_key = run_verifier(out, "--public-key", str(pair.public_path))
+    assert with_key.returncode == 1 and "which is not a trusted key" in with_key.stdout
+    if shutil.which("openssl"):  # the token was dropped: nothing for the TSA roots to anchor
+        with_tsa = run_verifier(out, "--tsa-root", str(root_pem))
+        assert "VERIFIED AND ANCHORED" not in with_tsa.stdout
+
+
+def forge_bundle(out: Path, back_date: bool) -> None:
+    """What a careful forger does: optionally shift the exhibit's times two days back wherever they
+    are shown, re-hash the log from there, sign it with a key of their own (put in the bundle in
+    place of the archive's), drop the timestamp, and regenerate every list of hashes."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    sys.path.insert(0, str(out))
+    import verify_bundle as vb
+
+    sys.path.remove(str(out))
+    key = Ed25519PrivateKey.generate()
+    kid = vb.key_id(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    data = load(out)
+    [ex] = data["exhibits"]
+    shifted = {}
+    if back_date:
+        for name in ("captured_at", "capture_ended_at", "warc_date"):
+            old = ex[name]
+            shifted[old] = str(int(old[:4]) - 1) + old[4:]  # a year back: same format, sorts earlier
+            ex[name] = shifted[old]
+    log_path = out / "custody" / "log.jsonl"
+    entries = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
+    prev = None
+    for entry in entries:
+        for old, new in shifted.items():
+            entry["details"] = entry["details"].replace(old, new)
+        if prev is not None:
+            entry["prev_hash"] = prev["entry_hash"]
+        entry["entry_hash"] = vb.canonical_hash(entry)
+        if entry.get("signature"):
+            sig = key.sign(vb.SIGNING_CONTEXT + entry["entry_hash"].encode("ascii"))
+            entry["signature"] = f"ed25519:{kid}:{base64.b64encode(sig).decode('ascii')}"
+        prev = entry
+    log_path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    for pem in (out / "custody" / "keys").glob("*.pem"):
+        pem.unlink()
+    (out / "custody" / "keys" / f"{kid}.pem").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    for token in data["custody"]["timestamps"]:
+        for name in (token["token"], token["chain"]):
+            (out / name).unlink(missing_ok=True)
+    data["custody"]["timestamps"] = []
+    data["custody"]["head"] = {"seq": prev["seq"], "entry_hash": prev["entry_hash"]}
+    (out / "custody" / "head.txt").write_text(f"{prev['seq']} {prev['entry_hash']}\n", encoding="ascii")
+    (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    for name in ("exhibits.csv", "exhibits.html", "exhibits.txt", "VERIFY.md"):
+        text = (out / name).read_text(encoding="utf-8")
+        for old, new in shifted.items():
+            text = text.replace(old, new)
+        (out / name).write_text(text, encoding="utf-8")
+    regenerate_sums(out)
 
 
 def test_redacted_log_discloses_only_the_entries_it_relies_on(setup: Setup, signed_and_stamped: Any) -> None:

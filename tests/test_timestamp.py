@@ -9,20 +9,18 @@ import hashlib
 import shutil
 import sqlite3
 import subprocess
-import sys
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import evidence  # noqa: E402
-from tsa import LocalTSA, TSAKeys  # noqa: E402
+import evidence
+from tsa import LocalTSA, TSAKeys
 
-from evarchive import timestamping as ts  # noqa: E402
-from evarchive.archive import Archive  # noqa: E402
-from evarchive.cli import main  # noqa: E402
-from evarchive.verify import verify_archive  # noqa: E402
+from evarchive import timestamping as ts
+from evarchive.archive import Archive
+from evarchive.cli import main
+from evarchive.verify import verify_archive
 
 DIGEST = hashlib.sha256(b"evidence").digest()
 

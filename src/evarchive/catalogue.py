@@ -541,6 +541,30 @@ def _migration_7_content_verdict(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE captures ADD COLUMN content_verdict TEXT")
 
 
+def _migration_8_witnesses(db: sqlite_utils.Database) -> None:
+    """Each request to an independent archive to capture a source, and what came of it. The
+    access keys used are never stored; the archive's own time for its copy is."""
+    db.executescript(
+        """
+        CREATE TABLE witnesses (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            capture_id INTEGER REFERENCES captures(id),
+            service TEXT NOT NULL,
+            submitted_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            job_id TEXT,
+            memento_url TEXT,
+            archived_at TEXT,
+            message TEXT,
+            corroboration TEXT,
+            similarity REAL
+        );
+        CREATE INDEX witnesses_source ON witnesses(source_id);
+        """
+    )
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -553,6 +577,7 @@ MIGRATIONS: list[Migration] = [
     (5, "checks: their evidence records found by file", _migration_5_check_records_by_file),
     (6, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_6_browser),
     (7, "captures: whether each holds the cited page (soft 404s, walls)", _migration_7_content_verdict),
+    (8, "witnesses: independent archives' captures of a source (Save Page Now)", _migration_8_witnesses),
 ]
 
 

@@ -381,10 +381,10 @@ def _report_claims(db: sqlite_utils.Database, ref: str) -> tuple[dict[str, Any],
     if version is None:
         raise UsageError(f"report {ref!r} has no imported version")
     claims = {row["id"]: {**row, "citations": [], "exhibits": [], "checks": []} for row in db.query(
-        "SELECT id, ordinal, text, sha256, scope, paragraph, page, line FROM claims "
+        "SELECT id, ordinal, text, sha256, scope, paragraph, page, line, offset FROM claims "
         "WHERE version_id = ? ORDER BY ordinal", [version["id"]])}
-    for row in db.query("SELECT claim_id, url, via, note, source_id FROM citations WHERE version_id = ? "
-                        "ORDER BY claim_id, ordinal", [version["id"]]):
+    for row in db.query("SELECT claim_id, url, via, note, source_id, paragraph, offset FROM citations "
+                        "WHERE version_id = ? ORDER BY claim_id, ordinal", [version["id"]]):
         claims[row["claim_id"]]["citations"].append(row)
     return rep, version, list(claims.values())
 
@@ -1104,6 +1104,9 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
     cols = ", ".join(custody.ENTRY_COLUMNS)
     vouching = {e.entry["seq"] for e in plan.exported if e.entry}
     vouching |= {live["custody_seq"] for live in plan.live.values() if live.get("vouched")}
+    if plan.version is not None:  # the import entry vouches for the claims the index shows
+        found = _import_entry_seq(db, plan)
+        vouching |= {found} if found is not None else set()
     if not vouching or plan.head is None:
         return []
     head_seq = plan.head["seq"]
@@ -1117,6 +1120,14 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
         "AND json_extract(details, '$.timestamp_id') IN (SELECT value FROM json_each(?))))",
         [head_seq, json.dumps([t["id"] for t in stamps])])}
     return _rows_by_seq(db, cols, sorted(wanted))
+
+
+def _import_entry_seq(db: sqlite_utils.Database, plan: Plan) -> int | None:
+    """The custody entry that recorded the import of the report version the bundle shows."""
+    row = one(db, "SELECT seq FROM custody_log WHERE event = 'report-imported' "
+                  "AND json_extract(details, '$.report_id') = ? AND json_extract(details, '$.version') = ? "
+                  "ORDER BY seq DESC LIMIT 1", [plan.report["id"], plan.version["version"]])
+    return row["seq"] if row else None
 
 
 def _rows_by_seq(db: sqlite_utils.Database, cols: str, seqs: list[int]) -> list[dict[str, Any]]:
@@ -1179,6 +1190,7 @@ def where(claim: dict[str, Any]) -> str:
 
 def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"claim": claim["ordinal"], "where": where(claim), "text": claim["text"], "sha256": claim["sha256"],
+            "paragraph": claim["paragraph"], "offset": claim["offset"],
             "citations": [_citation_data(c, plan) for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
             "supporting_exhibits": claim["supporting"], "supported": bool(claim["supporting"])}
@@ -1188,7 +1200,7 @@ def _citation_data(cited: dict[str, Any], plan: Plan) -> dict[str, Any]:
     captures = plan.by_source(cited["source_id"], "capture")
     exhibits = [e.number for e in captures]
     data = {"url": cited["url"], "source_id": cited["source_id"], "via": cited["via"], "note": cited["note"],
-            "exhibits": exhibits}
+            "paragraph": cited["paragraph"], "offset": cited["offset"], "exhibits": exhibits}
     if not exhibits:
         data["why_no_exhibit"] = why_no_exhibit(plan.attempts.get(cited["source_id"]))
     elif all(e.not_support for e in captures):
@@ -1708,8 +1720,14 @@ follows from the verdict recorded at capture (a soft 404 or a wall never does), 
 every custody-log entry hash and the chain up to the head, checks signatures and timestamp
 imprints, checks that the live state shown for each source is its latest check as the custody
 log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
-same hashes and locations. It prints `FAIL` with the file and record for anything that does not
-match, and exits 1; `BUNDLE VERIFIED` and exit 0 otherwise. Anchor it to facts obtained elsewhere:
+same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`.
+It prints `FAIL` with the file and record for anything that does not match, and exits 1.
+
+A bundle can only prove itself against facts from outside it: keys and timestamps inside it
+prove nothing against someone who rebuilt it whole. Without anchors the last line reads
+`BUNDLE CONSISTENT, NOT ANCHORED`. Give it what the archive published or handed over separately,
+and it reads `BUNDLE VERIFIED AND ANCHORED`, naming each anchor (`--require-anchor` makes an
+unanchored bundle exit 1):
 
 ```sh
 python3 verify_bundle.py --head {head_seq}:{head_hash}   # the head the archive published

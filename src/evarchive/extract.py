@@ -477,8 +477,13 @@ def _is_trailing(text: str, cite: _Cite, seg: _Segment, cites: list[_Cite]) -> b
 
 # "[3]" or a superscript "³" glued to the text it marks; the note is a later line "[3] ... URL",
 # "3. ... URL" or "³ ... URL" (endnotes in plain text, PDF endnotes set in body type).
-_MARKER_RE = re.compile(r"(?<=\S)\[(\d{1,3})\]|[" + _SUPERSCRIPT_DIGITS + r"]+")
-_ENTRY_RE = re.compile(r"\s*(?:\[(\d{1,3})\]|(\d{1,3})[.)]?|([" + _SUPERSCRIPT_DIGITS + r"]+))\s+")
+# A bibliography label is a number ("[12]") or an author-year key ("[Kar15a]", "[SPB+14]", "[Red]");
+# in the text it follows a word, with or without a space ("shown in [12]", "through [Kar15a]").
+_LABEL = r"\d{1,3}|[A-Za-z]{1,6}\+?(?:\d{2})?[a-z]?"
+# Several labels in one pair of brackets ("[38, 49, 54]", "[HS97; Mit97]") cite each of them.
+_MARKER_RE = re.compile(r"(?:(?<=\S)|(?<=\S ))\[((?:" + _LABEL + r")(?:[,;]\s?(?:" + _LABEL + r"))*)\]|["
+                        + _SUPERSCRIPT_DIGITS + r"]+")
+_ENTRY_RE = re.compile(r"\s*(?:\[(" + _LABEL + r")\]|(\d{1,3})[.)]?|([" + _SUPERSCRIPT_DIGITS + r"]+))\s+")
 _TO_DIGITS = str.maketrans(_SUPERSCRIPT_DIGITS, "1230456789")
 
 
@@ -523,7 +528,8 @@ def _markers(document: Document) -> list[tuple[int, int, str]]:
         urls = find_urls(block.text)
         for match in _MARKER_RE.finditer(block.text):
             if not any(u.start <= match.start() < u.end for u in urls):
-                found.append((index, match.start(), (match.group(1) or match.group(0)).translate(_TO_DIGITS)))
+                labels = re.split(r"[,;]\s?", match.group(1) or match.group(0))
+                found.extend((index, match.start(), label.translate(_TO_DIGITS)) for label in labels)
         found.extend((index, r.offset, r.key[4:]) for r in block.note_refs if r.key.startswith("num:"))
     return found
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import EvarchiveError, InputError, shown
-from .extract import Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, is_web_url, segment
+from .extract import (Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, host_is_plausible,
+                      is_web_url, segment, trim_url)
 from .queries import IS_LATEST_VERSION, find_report, latest_version, not_support_reason, supporting
 from .records import member_sha256
 
@@ -733,7 +735,7 @@ class _PdfLine:
 
 
 _PAGE_NUMBER = re.compile(r"(?i)^\s*(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?\s*$")
-_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,4}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})[\].)]?\s+")
+_NOTE_START = re.compile(r"^\s*[\[(]?(\d{1,3}|[ivxlc]{1,6}|[*\u2020\u2021\u00a7]{1,3})[\].)]?\s+")
 
 
 def _pdf_fragments(page: Any) -> list[_Frag]:
@@ -810,7 +812,10 @@ def _body_size(lines: list[_PdfLine]) -> float:
 
 def _split_footnote_area(lines: list[_PdfLine], body: float) -> tuple[list[_PdfLine], list[_PdfLine]]:
     """Lines at the foot of a page in a smaller type, starting with a note number, are notes."""
-    lines = [item for item in lines if not _PAGE_NUMBER.match(item.text) or item.refs]
+    # A page number stands at the head or foot; a number alone inside the text is the rest of
+    # a line above (a URL's last piece, a figure).
+    edge = {id(item) for item in lines[:2] + lines[-2:]}
+    lines = [item for item in lines if id(item) not in edge or not _PAGE_NUMBER.match(item.text) or item.refs]
     cut = len(lines)
     while cut > 0 and lines[cut - 1].size < 0.92 * body:
         cut -= 1
@@ -818,6 +823,8 @@ def _split_footnote_area(lines: list[_PdfLine], body: float) -> tuple[list[_PdfL
     while foot and not _note_label(foot[0]):
         foot = foot[1:]
         cut += 1
+    if len(foot) > 8 and len(foot) > 0.5 * len(lines):
+        return lines, []  # a whole column in small type is a section (a reference list), not notes
     return lines[:cut], foot
 
 
@@ -828,17 +835,47 @@ def _note_label(line: _PdfLine) -> str | None:
     return match.group(1) if match else None
 
 
+_URL_AT_END = re.compile(r"(?i)https?://\S*$")
+_ENTRY_LABEL = re.compile(r"\s*\[[^\]\s]{1,10}\]\s")  # "[12] ", "[Kar15a] ": a reference starts
+_URL_PIECE = re.compile(r"[\w\-._~%!$&'()*+=@/?#\[\]]+")
+
+
+def _url_at_end(text: str) -> str:
+    last = text.rsplit(None, 1)[-1] if text.strip() else ""
+    match = _URL_AT_END.search(last)
+    return match.group(0) if match else ""
+
+
+def _host_of(url: str) -> str:
+    return re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+
+
+def _url_incomplete(url: str) -> bool:
+    """A URL that cannot end where the line does: the scheme alone, a host without a dot
+    (``http://arxiv.``), or a last character that introduces more (``-``, ``=``, ``?``, ``&``)."""
+    host = _host_of(url).rstrip(".-")
+    return not host or "." not in host or url[-1] in "-=?&%_"
+
+
 def _continues_url(previous: str, following: str, long_line: bool) -> bool:
     """True when a line break cut a URL in two (PDF text has no other way to say so)."""
-    last = previous.rsplit(None, 1)[-1] if previous.strip() else ""
+    url = _url_at_end(previous)
     first = following.split(None, 1)[0] if following.strip() else ""
-    if not last or not first or not long_line or last[-1] in ".,;:!?)":
+    if re.search(r"(?i)(^|\W)https?:/?$", previous.rstrip(" ")) and re.match(r"/{1,2}\w", first):
+        return previous.rstrip(" ").endswith("/") != first.startswith("//")  # "URL http:" + "//arxiv.org/..."
+    if not url or not first or not _URL_PIECE.fullmatch(first.rstrip(".,;:)")) or _ENTRY_LABEL.match(following):
         return False
-    if not (re.search(r"(?i)https?://\S*$", last)):
+    if _url_incomplete(url):
+        # The host or the parameter is unfinished: the next piece is its rest when the join
+        # names a host a page could come from (``https://`` + ``www.example.org``).
+        return first[0].isalnum() and host_is_plausible(trim_url(url + first)) \
+            and "." in _host_of(url + first)
+    if not long_line or url[-1] in ",;:!?)":
         return False
-    if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:":
-        return False
-    if not re.fullmatch(r"[\w\-._~%!$&'()*+=@/?#\[\]]+", first):
+    if url[-1] == "." and not (first[0].islower() or first[0].isdigit()) \
+            or url[-1] == "." and "/" not in first and following.strip() != first:
+        return False  # a full stop ends the sentence, unless more path plainly follows
+    if re.fullmatch(r"[A-Z][a-z]+[,.;:]?", first) or first[-1] in ",;:" and "/" not in first:
         return False
     # URL-ish characters in the piece, or a piece alone on its line (a word broken anywhere).
     return bool(re.search(r"[/\-_=&?%#.0-9]", first)) or following.strip() == first
@@ -851,6 +888,7 @@ class _PdfBlock:
     refs: list[tuple[str, int]]
     spans: list[tuple[_Frag, int, int]]
     links: list[Link]
+    glued: list[int] = field(default_factory=list)  # where a line break inside a URL was closed up
 
 
 def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
@@ -859,8 +897,12 @@ def _join_lines(lines: list[_PdfLine], page: int) -> _PdfBlock:
     previous: _PdfLine | None = None
     for line in lines:
         if previous is not None:
-            glue = _continues_url(block.text, line.text, len(previous.text) >= 0.8 * longest)
+            # The end of the text so far is enough to hold a URL cut by the break (and
+            # looking at the whole paragraph for every line would make long ones slow).
+            glue = _continues_url(block.text[-2000:], line.text, len(previous.text) >= 0.8 * longest)
             block.text += "" if glue else "\n"
+            if glue:
+                block.glued.append(len(block.text))
         base = len(block.text)
         block.text += line.text
         block.refs.extend((label, base + offset) for label, offset in line.refs or [])
@@ -880,11 +922,160 @@ def _paragraphs(lines: list[_PdfLine], page: int) -> list[_PdfBlock]:
             same = (0 < gap <= 1.5 * max(prev.size, line.size)
                     and abs(prev.size - line.size) <= 0.15 * prev.size
                     and not (len(prev.text) < 0.6 * longest and prev.text.rstrip()[-1:] in ".:!?"))
-            if same:
+            # A URL left unfinished at a column's foot goes on at the next column's head.
+            if same or _url_incomplete_at_end(prev.text) and _continues_url(prev.text, line.text, True):
                 groups[-1].append(line)
                 continue
         groups.append([line])
     return [_join_lines(g, page) for g in groups]
+
+
+def _url_incomplete_at_end(text: str) -> bool:
+    url = _url_at_end(text)
+    return bool(url) and _url_incomplete(url)
+
+
+def _line_end(line: _PdfLine) -> float:
+    """Where a line's text ends, estimated (pypdf gives no glyph widths): an average glyph of
+    serif and sans-serif text is about 0.42 em wide."""
+    return max((f.x + (e - s) * 0.42 * f.size for f, s, e in line.spans or []), default=line.x)
+
+
+def _columns(lines: list[_PdfLine]) -> list[list[_PdfLine]]:
+    """A page's lines column by column, each top to bottom (a page of one column: one list).
+
+    A column starts where many lines start and the lines of the column to its left end before
+    it; an indented list in a single column does not pass that test, as its lines overlap.
+    """
+    counts: dict[int, int] = {}
+    for line in lines:
+        counts[round(line.x / 6)] = counts.get(round(line.x / 6), 0) + 1
+    frequent = sorted(k * 6 for k, n in counts.items() if n >= max(5, 0.12 * len(lines)))
+    starts: list[float] = []
+    for x in frequent:
+        if not starts:
+            starts.append(x)
+            continue
+        left = [item for item in lines if abs(item.x - starts[-1]) <= 6]
+        ending_before = sum(_line_end(item) <= x + 0.1 * (x - starts[-1]) for item in left)
+        if x - starts[-1] > 60 and ending_before >= 0.8 * len(left):
+            starts.append(x)
+    if len(starts) < 2:
+        return [lines]
+    columns: list[list[_PdfLine]] = [[] for _ in starts]
+    for line in lines:
+        index = max((i for i, x in enumerate(starts) if x <= line.x + 8), default=0)
+        columns[index].append(line)
+    return [sorted(c, key=lambda item: -item.y) for c in columns if c]
+
+
+def _furniture_key(text: str) -> str:
+    """The text of a running line with its page number (at its start or end) made any number;
+    numbers inside the text (a footnote's page, a URL) keep lines apart."""
+    return re.sub(r"^\d+(?= )|(?<= )\d+$|^\d+$", "#", " ".join(text.lower().split()))
+
+
+def _drop_furniture(pages: list[list[_PdfLine]]) -> dict[str, _PdfLine]:
+    """Remove running heads, running feet and page numbers; return the ones that cite a URL.
+
+    Furniture is a line among the two top or two bottom lines of a page whose text (any number
+    in it counted as the same) comes back at the top or bottom of a third or more of the pages
+    (even and odd pages often carry different heads).
+    """
+    if len(pages) < 3:
+        return {}
+    seen: dict[str, int] = {}
+    for lines in pages:
+        for key in {_furniture_key(item.text) for item in lines[:2] + lines[-2:]}:
+            seen[key] = seen.get(key, 0) + 1
+    repeated = {k for k, n in seen.items() if n >= max(3, len(pages) / 3) and k.strip("# ")}
+    cited: dict[str, _PdfLine] = {}
+    for index, lines in enumerate(pages):
+        edge = {id(item) for item in lines[:2] + lines[-2:]}
+        kept = []
+        for item in lines:
+            key = _furniture_key(item.text)
+            if id(item) in edge and key in repeated:
+                if "://" in item.text or "www." in item.text:
+                    cited.setdefault(key, item)
+                continue
+            kept.append(item)
+        pages[index] = kept
+    return cited
+
+
+def _furniture_blocks(cited: dict[str, _PdfLine], pages: Any) -> list[_PdfBlock]:
+    """A URL in a running head or foot is cited once, by the document, not once per page."""
+    blocks = []
+    for line in cited.values():
+        block = _join_lines([line], line.page)
+        _attach_links([block], _pdf_links(pages[line.page - 1]))
+        _join_linked_urls(block)
+        blocks.append(block)
+    return blocks
+
+
+def _replace(block: _PdfBlock, start: int, end: int, new: str) -> None:
+    """Replace ``block.text[start:end]``, moving the offsets of everything after it."""
+    shift = len(new) - (end - start)
+
+    def moved(offset: int) -> int:
+        return offset + shift if offset >= end else min(offset, start + len(new))
+
+    block.text = block.text[:start] + new + block.text[end:]
+    block.refs = [(label, moved(o)) for label, o in block.refs]
+    block.spans = [(f, moved(a), moved(b)) for f, a, b in block.spans]
+    block.links = [Link(item.url, moved(item.start), max(moved(item.end), moved(item.start))) for item in block.links]
+    block.glued = [moved(o) for o in block.glued if not start < o < end]
+
+
+def _match_through_breaks(text: str, pos: int, url: str, glued: list[int]) -> int | None:
+    """Where ``url`` ends when read from ``pos`` in ``text`` over line breaks (and over a hyphen
+    the typesetter added before one); None when the text says something else."""
+    i = 0
+    while i < len(url):
+        if pos < len(text) and text[pos] == url[i]:
+            pos, i = pos + 1, i + 1
+        elif pos < len(text) and text[pos] == " " and url[i] == "_":
+            pos, i = pos + 1, i + 1  # an underscore some fonts draw and pypdf reads as a gap
+        elif pos < len(text) and text[pos].isspace() and "\n" in text[pos:pos + 3]:
+            pos += 1
+        elif text.startswith("-\n", pos):
+            pos += 2
+        elif text.startswith("-", pos) and pos + 1 in glued:
+            pos += 1  # the hyphen ended a line that was closed up as a URL's
+        else:
+            return None
+    return pos
+
+
+def _join_linked_urls(block: _PdfBlock) -> None:
+    """A URL printed over several lines under a link annotation is the annotation's URL: the
+    annotation, not a guess, says where the line breaks fell inside it. Ligatures inside a URL
+    are spelled out (``ﬁ`` is ``fi``); the prose around it is left as printed."""
+    _spell_out_ligatures(block)
+    for link in list(block.links):
+        target = link.url.strip()
+        if not is_web_url(target):
+            continue
+        for match in reversed(list(re.finditer(r"(?i)https?://", block.text))):
+            if not link.start - 12 <= match.start() < link.end:
+                continue
+            end = _match_through_breaks(block.text, match.start(), target, block.glued)
+            if end is not None and block.text[match.start():end] != target:
+                _replace(block, match.start(), end, target)
+                break
+    _spell_out_ligatures(block)
+
+
+def _spell_out_ligatures(block: _PdfBlock) -> None:
+    for url in reversed(find_urls(block.text)):
+        spelled = "".join(unicodedata.normalize("NFKC", c) if c in _LIGATURES else c for c in url.url)
+        if spelled != url.url:
+            _replace(block, url.start, url.end, spelled)
+
+
+_LIGATURES = "\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"
 
 
 def _pdf_links(page: Any) -> list[tuple[str, tuple[float, float, float, float]]]:
@@ -931,16 +1122,26 @@ def _char_positions(block: _PdfBlock) -> list[tuple[int, float, float, float]]:
 
 
 def _attach_links(blocks: list[_PdfBlock], links: list[tuple[str, tuple[float, float, float, float]]]) -> None:
+    positions: dict[int, list[tuple[int, float, float, float]]] = {}
     for url, (x1, y1, x2, y2) in links:
+        best: tuple[int, _PdfBlock | None, list[int]] = (0, None, [])
         for block in blocks:
+            if not any(y1 <= f.y + 0.3 * f.size <= y2 for f, _, _ in block.spans):
+                continue  # no line of the block at the rectangle's height
+            if id(block) not in positions:
+                positions[id(block)] = _char_positions(block)
             # A glyph is under the rectangle when its centre is: half an em right, a third of the
             # type size above the baseline.
-            inside = [o for o, x, y, size in _char_positions(block)
+            inside = [o for o, x, y, size in positions[id(block)]
                       if y1 <= y + 0.3 * size <= y2 and x1 <= x + 0.25 * size <= x2]
-            if inside:
-                start, end = _snap_to_words(block.text, min(inside), max(inside) + 1)
-                block.links.append(Link(url, start, end))
-                break
+            # Widths are estimates: the end of a line in the next column may seem to reach under
+            # the rectangle, so the block with the most glyphs under it is the one linked.
+            if len(inside) > best[0]:
+                best = (len(inside), block, inside)
+        count, block, inside = best
+        if block is not None:
+            start, end = _snap_to_words(block.text, min(inside), max(inside) + 1)
+            block.links.append(Link(url, start, end))
 
 
 def _snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
@@ -984,16 +1185,22 @@ def read_pdf(data: bytes, path: Path) -> Document:
             raise InputError(f"{path}: page {number} of the PDF cannot be read "
                              f"({type(exc).__name__}: {exc})") from None
     body_size = _body_size([item for p in pages for item in p])
+    furniture = _drop_furniture(pages)
     blocks: list[_PdfBlock] = []
     notes: dict[str, Note] = {}
     for number, (page, lines) in enumerate(zip(reader.pages, pages, strict=True), start=1):
-        body, foot = _split_footnote_area(lines, body_size)
-        page_blocks = _paragraphs(body, number)
-        note_blocks = _pdf_notes(foot, number)
+        page_blocks, note_blocks = [], []
+        for column in _columns(lines):
+            body, foot = _split_footnote_area(column, body_size)
+            page_blocks += _paragraphs(body, number)
+            note_blocks += _pdf_notes(foot, number)
         _attach_links(page_blocks + [b for _, b in note_blocks], _pdf_links(page))
+        for block in page_blocks + [b for _, b in note_blocks]:
+            _join_linked_urls(block)
         blocks.extend(page_blocks)
         for label, block in note_blocks:
             notes[f"pdf:{number}:{label}"] = Note("footnote", label, block.text, block.links, number)
+    blocks.extend(_furniture_blocks(furniture, reader.pages))
     title = None
     try:
         title = (reader.metadata or {}).get("/Title") or None
@@ -1191,19 +1398,31 @@ def _claims_digest(claims: list[Claim], normalised: dict[str, str]) -> str:
 
 
 def import_report(db: Any, path: Path | str, title: str | None = None,
-                  max_bytes: int | None = None) -> ImportResult:
+                  max_bytes: int | None = None, prepared: PreparedReport | None = None) -> ImportResult:
     """Import a report file: one transaction, nothing written when anything is wrong.
 
     The same file (same SHA-256) imported again changes nothing. A changed file under the same
     title (or, without a title, from the same path) becomes the report's next version, and the
-    result carries what changed since the previous one.
+    result carries what changed since the previous one. ``prepared`` (from :func:`check_report`)
+    spares parsing the file twice, when it is still the file that was checked.
     """
     report_file = read_report_file(path, max_bytes)
     found = _find_version(db, report_file.sha256)
     if found:
         return _unchanged(db, found)
-    document, claims, normalised, skipped = _prepare(report_file)
+    if prepared is not None and prepared.sha256 == report_file.sha256:
+        document, claims, normalised, skipped = prepared.parts
+    else:
+        document, claims, normalised, skipped = _prepare(report_file)
     return _store(db, report_file, document, claims, normalised, skipped, title)
+
+
+@dataclass
+class PreparedReport:
+    """A report read and segmented, not yet stored: its file's SHA-256 and what was found in it."""
+
+    sha256: str
+    parts: tuple[Document, list[Claim], dict[str, str], list[dict[str, Any]]]
 
 
 def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, str], list[dict[str, Any]]]:
@@ -1217,9 +1436,11 @@ def _prepare(report_file: ReportFile) -> tuple[Document, list[Claim], dict[str, 
     return document, _drop_uncitable(claims, normalised), normalised, skipped
 
 
-def check_report(path: Path | str, max_bytes: int | None = None) -> None:
-    """Raise InputError if the report cannot be imported (without touching any catalogue)."""
-    _prepare(read_report_file(path, max_bytes))
+def check_report(path: Path | str, max_bytes: int | None = None) -> PreparedReport:
+    """Raise InputError if the report cannot be imported (without touching any catalogue); what
+    was read, for :func:`import_report` to store without reading it again."""
+    report_file = read_report_file(path, max_bytes)
+    return PreparedReport(report_file.sha256, _prepare(report_file))
 
 
 def _drop_uncitable(claims: list[Claim], normalised: dict[str, str]) -> list[Claim]:

@@ -18,8 +18,15 @@ Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's fol
 7. the exhibit index: exhibits.csv, exhibits.html and exhibits.txt state the same hashes and
    locations as the records and the custody log.
 
-Exit status: 0 when everything matches, 1 when anything does not (each failure names the file
-and record), 2 when the bundle cannot be read at all. Written for evarchive bundles; it does
+Anchors: a bundle only proves itself against facts from outside it. The key the archive handed
+over separately (--public-key), the log head it published (--head) and the trusted roots of a
+timestamp authority (--tsa-root) each anchor the exhibits when they vouch for every exhibit's
+custody entry. The verdict says BUNDLE VERIFIED AND ANCHORED, naming each anchor, or BUNDLE
+CONSISTENT, NOT ANCHORED: the keys inside the bundle prove nothing against someone who rebuilt it.
+
+Exit status: 0 when everything matches (anchored or not; --require-anchor makes an unanchored
+bundle exit 1), 1 when anything does not (each failure names the file and record), 2 when the
+bundle cannot be read at all. Written for evarchive bundles; it does
 not import evarchive.
 """
 
@@ -55,6 +62,11 @@ class Report:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.failures = 0
+        self.anchors: list = []  # facts from outside the bundle that the exhibits were checked against
+
+    def anchor(self, text: str) -> None:
+        self.anchors.append(text)
+        self.ok("ANCHORED: " + text)
 
     def ok(self, text: str) -> None:
         if not self.quiet:
@@ -593,7 +605,9 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
                 count += 1
                 where = (f"exhibit {ex['exhibit']} record {rec['record_id']} ({rec['record_type']}) in "
                          f"{data['wacz']} > {rec['bundle_file']} at offset {rec['bundle_offset']}")
-                _check_record(fh, entries, rec, where, report)
+                fields = _check_record(fh, entries, rec, where, report)
+                if fields is not None and rec["record_id"] == ex.get("main_record"):
+                    _check_record_date(ex, fields, where, report)
                 _check_vouched(ex, rec, entry, where, report)
             _check_exhibit_fields(ex, entry, report)
             main = main_record(ex)
@@ -612,11 +626,25 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
         report.ok(f"{count} exhibit records: bytes, WARC digests and custody entries agree")
 
 
-def _check_record(fh, entries, rec, where, report) -> None:  # type: ignore[no-untyped-def]
+def _check_record_date(ex: dict, fields: dict, where: str, report: Report) -> None:  # type: ignore[type-arg]
+    """The time the index shows is the record's own: the page's WARC-Date falls within the
+    capture's start and end as the index shows them (compared to the second, the precision every
+    WARC-Date has), so an index back-dated after the fact fails."""
+    if ex.get("kind") != "capture":
+        return
+    date = (fields.get("warc-date") or "")[:19]
+    start, end = (ex.get("captured_at") or "")[:19], (ex.get("capture_ended_at") or "~")[:19]
+    if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", date) or not start <= date <= end:
+        report.fail(f"{where}: its WARC-Date {fields.get('warc-date')} is not within the capture time the index "
+                    f"shows ({ex.get('captured_at')} to {ex.get('capture_ended_at')})")
+
+
+def _check_record(fh, entries, rec, where, report):  # type: ignore[no-untyped-def]
+    """The record's bytes and WARC digests; its WARC header fields when they could be read."""
     start = entries.get(rec["bundle_file"], (None,))[0]
     if start is None:
         report.fail(f"{where}: that WARC file is not in the package")
-        return
+        return None
     if start + rec["bundle_offset"] != rec["wacz_offset"]:
         report.fail(f"{where}: bundle.json gives a different offset in the .wacz")
     digest = hashlib.sha256()
@@ -624,7 +652,7 @@ def _check_record(fh, entries, rec, where, report) -> None:  # type: ignore[no-u
         digest.update(chunk)
     if digest.hexdigest() != rec["member_sha256"]:
         report.fail(f"{where}: its bytes differ from the recorded SHA-256 {rec['member_sha256']}")
-        return
+        return None
     # Read twice rather than held: a record may be as large as the page it preserves.
     fields, block, payload, error = parse_member(read_at(fh, start + rec["bundle_offset"], rec["length"]))
     if error:
@@ -637,6 +665,7 @@ def _check_record(fh, entries, rec, where, report) -> None:  # type: ignore[no-u
             warc_digest_hex(fields.get("warc-payload-digest")) not in (None, payload)
             or rec["payload_sha256"] not in (None, payload)):
         report.fail(f"{where}: the WARC payload digest does not match the payload")
+    return None if error else fields
 
 
 def _check_vouched(ex, rec, entry, where, report) -> None:  # type: ignore[no-untyped-def]
@@ -781,8 +810,16 @@ def check_log(root: str, data: dict, keys: dict, args: argparse.Namespace, repor
     _check_chain(log, custody, report)
     cited = {ex["custody_seq"] for ex in data["exhibits"]}
     cited |= {seq for seq, e in log.items() if e["event"] in ("keys-generate", "timestamp")}
-    signed = _check_signatures(log, keys, cited, args.all_signatures, report)
-    _check_head(root, log, custody, args.head, report)
+    verified = _check_signatures(log, keys, cited, args.all_signatures, report)
+    signed = len(verified)
+    head = _check_head(root, log, custody, args.head, report)
+    if head is not None and report.failures == before and _reaches_exhibits(head, data, custody):
+        report.anchor(f"the log agrees with the head {head} you gave, which vouches for every exhibit's entry")
+    if args.public_key and report.failures == before:
+        reached = [seq for seq in verified if _reaches_exhibits(seq, data, custody)]
+        if reached:
+            report.anchor(f"custody-log entry {max(reached)} is signed by the key you gave, and it vouches "
+                          "for every exhibit's entry")
     if report.failures == before:
         scope = "chain recomputed to the head" if custody["scope"] == "chain" else "entries only (redacted log)"
         report.ok(f"custody log: {len(log)} entries, hashes match ({scope}), {signed} signatures valid, "
@@ -806,11 +843,18 @@ def _check_chain(log: dict, custody: dict, report: Report) -> None:  # type: ign
         previous = entry
 
 
-def _check_signatures(log: dict, keys: dict, cited: set, every: bool, report: Report) -> int:  # type: ignore[type-arg]
+def _reaches_exhibits(seq: int, data: dict, custody: dict) -> bool:  # type: ignore[type-arg]
+    """An entry anchored from outside vouches for every exhibit: it comes at or after each
+    exhibit's entry and the log's chain links them (a redacted log cannot link them)."""
+    wanted = {ex["custody_seq"] for ex in data["exhibits"]}
+    return bool(wanted) and (wanted == {seq} or (custody.get("scope") == "chain" and seq >= max(wanted)))
+
+
+def _check_signatures(log: dict, keys: dict, cited: set, every: bool, report: Report) -> list:  # type: ignore[type-arg]
     """Signatures of the entries the bundle relies on and of the last signed entry (which, through
     the chain, vouches for every entry before it); --all-signatures checks every one (slower:
     about 5 ms each in pure Python)."""
-    valid = 0
+    valid = []
     signed = [seq for seq in sorted(log) if log[seq].get("signature")]
     wanted = set(signed) if every else (cited | set(signed[-1:])) & set(signed)
     for seq in sorted(log):
@@ -832,11 +876,13 @@ def _check_signatures(log: dict, keys: dict, cited: set, every: bool, report: Re
         elif not ed25519_verify(keys[kid], SIGNING_CONTEXT + entry["entry_hash"].encode("ascii"), raw):
             report.fail(f"custody/log.jsonl entry {seq}: the signature does not verify")
         else:
-            valid += 1
+            valid.append(seq)
     return valid
 
 
-def _check_head(root: str, log: dict, custody: dict, anchor: str | None, report: Report) -> None:  # type: ignore[type-arg]
+def _check_head(root: str, log: dict, custody: dict, anchor: str | None,  # type: ignore[type-arg]
+                report: Report) -> int | None:
+    """Check head.txt against bundle.json; the seq of the --head given when the log agrees."""
     head = custody["head"]
     text = read_bundle_file(root, "custody/head.txt", MAX_HEADER).decode("ascii", "replace").split()
     if text != [str(head["seq"]), head["entry_hash"]]:
@@ -853,6 +899,8 @@ def _check_head(root: str, log: dict, custody: dict, anchor: str | None, report:
             report.fail(f"--head {anchor}: the bundle's entry {seq} has hash {entry['entry_hash']}")
         else:
             report.ok(f"the log agrees with the head given on the command line ({seq})")
+            return int(seq)
+    return None
 
 
 # --------------------------------------------------------------------------- 5. timestamps
@@ -876,6 +924,9 @@ def check_timestamps(root: str, data: dict, log: dict, tsa_root: str | None, rep
         if report.failures == before:
             report.ok(f"{ts['token']}: imprint is log entry {ts['covers_seq']}; stamped {ts['gen_time']} by "
                       f"{ts['tsa_subject']}" + ("" if tsa_root else " (signature: see VERIFY.md, openssl ts)"))
+            if tsa_root and covered is not None and _reaches_exhibits(ts["covers_seq"], data, data["custody"]):
+                report.anchor(f"every exhibit existed by {ts['gen_time']}: {ts['token']}, checked with openssl "
+                              f"against the TSA roots you gave, covers log entry {ts['covers_seq']}")
 
 
 def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # type: ignore[type-arg]
@@ -891,6 +942,35 @@ def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # 
                          capture_output=True, text=True)
     if "Verification: OK" not in run.stdout:
         report.fail(f"{ts['token']}: openssl ts -verify failed: {(run.stdout + run.stderr).strip()[:300]}")
+
+
+# --------------------------------------------------------------------------- claims
+
+def check_claims(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """The claims shown are the claims imported: each claim's text hashes to its SHA-256, and the
+    claims with their citations hash to what the report's import entry recorded (so an edited
+    claim, or a citation moved to another claim, fails)."""
+    rep = data.get("report")
+    if not rep or not data.get("claims"):
+        return
+    entries = [e for e in log.values() if e["event"] == "report-imported"
+               and e["_details"].get("report_id") == rep["id"] and e["_details"].get("version") == rep["version"]]
+    before = report.failures
+    for claim in data["claims"]:
+        if hashlib.sha256(claim["text"].encode("utf-8")).hexdigest() != claim["sha256"]:
+            report.fail(f"claim {claim['claim']}: its text does not hash to its SHA-256 {claim['sha256']}")
+    if not entries:
+        report.fail(f"report {rep['id']} version {rep['version']}: its import entry is not in custody/log.jsonl, "
+                    "so nothing vouches for the claims shown")
+        return
+    body = [[c["sha256"], c["paragraph"], c["offset"],
+             [[x["url"], x["via"], x["paragraph"], x["offset"]] for x in c["citations"]]] for c in data["claims"]]
+    if hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest() != entries[-1]["_details"].get("claims_sha256"):
+        report.fail(f"claims: the claims and citations shown are not those custody-log entry {entries[-1]['seq']} "
+                    "recorded at import (a claim or a citation was edited, added, removed or moved)")
+    elif report.failures == before:
+        report.ok(f"{len(data['claims'])} claims and their citations are those imported "
+                  f"(custody-log entry {entries[-1]['seq']})")
 
 
 # --------------------------------------------------------------------------- live state
@@ -1017,6 +1097,8 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--all-signatures", action="store_true",
                         help="check every entry's signature, not only those the bundle relies on")
     parser.add_argument("--quiet", action="store_true", help="print failures only")
+    parser.add_argument("--require-anchor", action="store_true",
+                        help="exit 1 unless a key, head or timestamp given here anchors the exhibits")
     args = parser.parse_args(argv)
     root = args.bundle
     try:
@@ -1038,8 +1120,15 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     if report.failures:
         print(f"\n{report.failures} problem(s): this bundle is NOT as exported")
         return 1
-    print("\nBUNDLE VERIFIED: every file, record, custody entry and index line matches")
-    return 0
+    if report.anchors:
+        print("\nBUNDLE VERIFIED AND ANCHORED: every file, record, custody entry and index line matches, "
+              "and " + "; ".join(report.anchors))
+        return 0
+    print("\nBUNDLE CONSISTENT, NOT ANCHORED: every file, record, custody entry and index line agree with "
+          "one another, but nothing ties them to a key, a published log head or a timestamp obtained "
+          "outside the bundle, so a bundle rebuilt and re-signed by someone else would pass this too. "
+          "Anchor it with --public-key, --head or --tsa-root (see VERIFY.md).")
+    return 1 if args.require_anchor else 0
 
 
 def _unreadable(message: str) -> int:
@@ -1066,6 +1155,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
     steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
              ("records", records),
              ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+             ("claims", lambda: check_claims(data, found["log"], report)),
              ("live state", lambda: check_live(data, found["log"], report)),
              ("exhibit index", lambda: check_index(root, data, report)))
     for name, step in steps:
@@ -1095,6 +1185,7 @@ def _verify_zip(path: str, args: argparse.Namespace) -> int:
                 rest += ["--public-key", key]
             rest += ["--head", args.head] if args.head else []
             rest += ["--tsa-root", args.tsa_root] if args.tsa_root else []
+            rest += ["--require-anchor"] if args.require_anchor else []
             return main([folder, *rest])
     except OSError as exc:
         return _unreadable(f"cannot unpack {path}: {exc}")

@@ -1,0 +1,5 @@
+"""``python -m evarchive.cli``."""
+
+from . import entry
+
+entry()
