@@ -381,7 +381,10 @@ class Fetcher:
                 if truncated:
                     break
         except BaseException:
-            body.close()
+            try:
+                body.close()
+            except OSError:  # closing a spool whose disk is full flushes and fails again: the cause stands
+                pass
             raise
         return body, length, payload.hexdigest(), block.hexdigest(), truncated
 
