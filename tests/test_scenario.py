@@ -376,8 +376,12 @@ def test_step_2_archive_preserves_every_claim(scenario: Scenario) -> None:
     failed = {scenario.sources.name_of(u): (c["error_class"], c["error_message"])
               for u, c in by_url.items() if c["status"] != "captured"}
     assert failed == {}
-    assert (result["preserved"], result["unpreserved"]) == (11, 0)
-    assert run.returncode == 0, str(run)
+    # The soft-404 site's page was captured as served ("Page not found" with 200): it is not the
+    # cited page, so its claim is not preserved, and the run says so (exit 1).
+    assert (result["preserved"], result["unpreserved"]) == (10, 1)
+    [lost] = [c for c in result["claims"] if not c["preserved"]]
+    assert [src["not_the_page"] for src in lost["sources"]] == ["soft 404: 200, but the title says 'Page not found'"]
+    assert run.returncode == 1, str(run)
 
 
 def test_step_2_every_payload_is_what_the_server_sent(scenario: Scenario) -> None:
@@ -504,7 +508,8 @@ def test_step_5_recapture_keeps_the_old_capture(scenario: Scenario) -> None:
 def test_step_6_export_and_the_clerks_check(scenario: Scenario) -> None:
     s = scenario
     run = ran(s, "export")
-    assert run.returncode == 0, str(run)
+    assert run.returncode == 1, str(run)  # the soft-404 claim has no capture of its page
+    assert "1 of 11 claims have no intact capture of the cited page" in run.stderr, str(run)
     clerk = ran(s, "verify_bundle")
     assert clerk.returncode == 0, str(clerk)
     assert "BUNDLE CONSISTENT, NOT ANCHORED" in clerk.stdout and "FAIL" not in clerk.stdout, str(clerk)

@@ -720,14 +720,14 @@ class BrowserCaptureRun(CaptureRun):
         failure = _page_failure(url, chain, hops)
         rows, findings = account(page.requests, session.exchanges, page.bodies)
         findings += [f"the proxy refused a browser request: {why}" for why in session.refused]
-        wall = _wall_of(hops, page) if hops and failure is None else None
+        wall, verdict = _wall_of(hops, page) if hops and failure is None else (None, None)
         records: list[WrittenRecord] = []
         artefact_rows: list[dict[str, Any]] = []
         if hops:
             records, artefact_rows = self._write_page_records(
                 url, started, ended, session, chain, page, rows, findings, wall)
         extra = {"engine": "browser", "findings": to_json(findings) if findings else None,
-                 "wall": wall, "steps": to_json(page.steps) if page.steps else None}
+                 "wall": wall, "content_verdict": verdict, "steps": to_json(page.steps) if page.steps else None}
         outcome = self._queue(url, source_id, started, ended, hops, records, failure, None,
                               artefacts=artefact_rows, row_extra=extra)
         # The wire's findings (surplus bytes, conflicting framing) and the accounting's, together.
@@ -851,8 +851,9 @@ def _page_failure(url: str, chain: list[Exchange], hops: list[Hop]) -> tuple[str
     return None
 
 
-def _wall_of(hops: list[Hop], page: PageResult) -> str | None:
-    """The classifier ``check`` uses, applied to the rendered page: a wall is not the article."""
+def _wall_of(hops: list[Hop], page: PageResult) -> tuple[str | None, str]:
+    """The classifier ``check`` uses, applied to the rendered page: a wall or a soft 404 is not
+    the article. (wall, content verdict), as ``linkcheck.capture_verdict`` gives them."""
     from . import linkcheck
 
     obs = linkcheck.Observation(
@@ -860,10 +861,7 @@ def _wall_of(hops: list[Hop], page: PageResult) -> str | None:
         hops=[linkcheck.Hop(h.url, "GET", h.status, h.reason,
                             [("content-type", "text/html; charset=utf-8")], h.location) for h in hops],
         body=page.artefacts.get("dom", b""))
-    verdict = linkcheck.classify(obs)
-    if verdict.verdict == "blocked" and verdict.detail in ("captcha", "consent", "login"):
-        return f"{verdict.detail}: {verdict.reason}"
-    return None
+    return linkcheck.capture_verdict(obs)
 
 
 def provenance_html(facts: dict[str, Any]) -> str:

@@ -381,7 +381,10 @@ class Fetcher:
                 if truncated:
                     break
         except BaseException:
-            body.close()
+            try:
+                body.close()
+            except OSError:  # closing a spool whose disk is full flushes and fails again: the cause stands
+                pass
             raise
         return body, length, payload.hexdigest(), block.hexdigest(), truncated
 
@@ -536,6 +539,15 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
         content_type="application/http; msgtype=request",
         headers=[*ip, ("WARC-Concurrent-To", response_id)], record_id=request_id)
     return [writer.write(request_spec), writer.write(response_spec)]
+
+
+def _content_verdict(hops: list[Hop]) -> dict[str, Any]:
+    """Whether the capture holds the cited page, by the classifier ``check`` uses: a soft 404 or
+    a wall is preserved as it was served, and never counts as support for a claim."""
+    from .linkcheck import capture_observation, capture_verdict
+
+    wall, verdict = capture_verdict(capture_observation(hops))
+    return {"wall": wall, "content_verdict": verdict}
 
 
 def _chain_of(hops: list[Hop]) -> list[dict[str, Any]]:
@@ -733,7 +745,9 @@ class CaptureRun:
             records: list[WrittenRecord] = []
             if hops:
                 records = self._write_records(url, hops, started, ended, revisit_of)
-            return self._queue(url, source_id, started, ended, hops, records, failure, revisit_of)
+            extra = _content_verdict(hops) if failure is None and hops else None
+            return self._queue(url, source_id, started, ended, hops, records, failure, revisit_of,
+                               row_extra=extra)
         finally:
             for hop in hops:
                 hop.body.close()

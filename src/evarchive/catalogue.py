@@ -533,6 +533,14 @@ def _migration_6_browser(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_7_content_verdict(db: sqlite_utils.Database) -> None:
+    """Whether each capture holds the cited page: 'page', or why not in a clerk's words (a soft
+    404, a consent, login or bot wall, a redirect to the home page). Decided when the capture is
+    made, from the page alone (no probe request). Captures made before this migration keep NULL,
+    "not classified": they count as support as they always did (re-capture to classify them)."""
+    db.execute("ALTER TABLE captures ADD COLUMN content_verdict TEXT")
+
+
 def _migration_8_witnesses(db: sqlite_utils.Database) -> None:
     """Each request to an independent archive to capture a source, and what came of it. The
     access keys used are never stored; the archive's own time for its copy is."""
@@ -568,6 +576,7 @@ MIGRATIONS: list[Migration] = [
      _migration_4_checks),
     (5, "checks: their evidence records found by file", _migration_5_check_records_by_file),
     (6, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_6_browser),
+    (7, "captures: whether each holds the cited page (soft 404s, walls)", _migration_7_content_verdict),
     (8, "witnesses: independent archives' captures of a source (Save Page Now)", _migration_8_witnesses),
 ]
 

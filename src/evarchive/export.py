@@ -49,7 +49,7 @@ from . import __version__, custody, publishing
 from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
-from .queries import find_report, latest_version
+from .queries import find_report, latest_version, not_support_reason
 from .viewer import PAGE as VIEWER_PAGE
 from .viewer import Viewer, find_viewer, replay_link, write_viewer
 from .warcwriter import warc_digest, warc_fields
@@ -64,6 +64,10 @@ COPY_CHUNK = 1 << 20
 HEAD_LIMIT = 256 << 10  # inflated bytes read at most to find a record's WARC and HTTP heads
 HEAD_STEP = 16 << 10  # ... in steps of this much
 ZIP64_LIMIT = (1 << 31) - (1 << 20)  # announce ZIP64 before the 2 GiB boundary, with margin
+# The decoded content of a content-coded page is hashed up to this size (streamed, so memory stays
+# small; the cap bounds the time a hostile gzip can take). verify_bundle.py uses the same cap.
+DECODED_LIMIT = 64 << 20
+CONTENT_CODINGS = ("gzip", "x-gzip", "deflate")
 # Records replay tools index (as cdxj-indexer does by default): not requests, not warc-fields.
 INDEXED_TYPES = ("response", "revisit", "resource", "metadata")
 
@@ -89,6 +93,9 @@ class Record:
     mime: str | None = None
     payload_digest: str | None = None  # the WARC-Payload-Digest header, as written
     warc_content_type: str | None = None
+    content_encoding: str | None = None  # the HTTP Content-Encoding of a response, as served
+    decoded_sha256: str | None = None  # SHA-256 of the payload with that coding undone
+    decoded_note: str | None = None  # why the decoded SHA-256 was not computed
     bundle_file: str | None = None
     bundle_offset: int | None = None
     wacz_offset: int | None = None
@@ -125,6 +132,11 @@ class Exhibit:
     @property
     def intact(self) -> bool:
         return not self.problems
+
+    @property
+    def not_support(self) -> str | None:
+        """Why this capture does not support a claim (a soft 404, a wall...); None when it does."""
+        return not_support_reason(self.row) if self.kind == "capture" else None
 
     @property
     def main_record(self) -> Record | None:
@@ -193,14 +205,14 @@ class Plan:
 
     @property
     def unsupported(self) -> list[dict[str, Any]]:
-        return [c for c in self.claims if not c["exhibits"]]
+        return [c for c in self.claims if not c["supporting"]]
 
     @property
     def unpreserved_sources(self) -> list[dict[str, Any]]:
         """Without a report: selected sources left without an intact capture in the bundle."""
         if self.mode == "report":
             return []
-        kept = {e.source["id"] for e in self.exported if e.kind == "capture"}
+        kept = {e.source["id"] for e in self.exported if e.kind == "capture" and e.not_support is None}
         return [s for s in self.sources if s["id"] not in kept]
 
 
@@ -592,6 +604,8 @@ def _byte_problems(archive: Archive, exhibit: Exhibit) -> list[str]:
                                         "differ from the SHA-256 recorded at capture")
                     else:
                         _parse_heads(rec, head)
+                        if exhibit.kind == "capture" and rec is exhibit.main_record:
+                            _decode_payload(fh.fileno(), rec)
         except OSError as exc:
             problems.append(f"WARC file {name} cannot be read ({exc.strerror or exc})")
     return problems
@@ -642,11 +656,86 @@ def _parse_heads(rec: Record, data: bytes) -> None:
         http_head = block.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
         parts = http_head[0].split(" ", 2)
         rec.http_status = parts[1] if len(parts) > 1 and parts[1].isdigit() else None
-        rec.mime = _mime(_fields(http_head[1:]).get("content-type"))
+        http_fields = _fields(http_head[1:])
+        rec.mime = _mime(http_fields.get("content-type"))
+        rec.content_encoding = http_fields.get("content-encoding")
     else:
         rec.mime = _mime(rec.warc_content_type)
     if rec.record_type == "revisit":
         rec.mime = "warc/revisit"
+
+
+def _decode_payload(fd: int, rec: Record) -> None:
+    """The SHA-256 of the page as a browser (or someone saving it) sees it: the payload with its
+    gzip/deflate coding undone. Only content-coded responses are inflated: for the rest the
+    decoded content is the payload as served, whose SHA-256 the catalogue already has."""
+    coding = (rec.content_encoding or "").strip().lower()
+    if rec.record_type != "response" or coding in ("", "identity"):
+        rec.decoded_sha256 = rec.payload_sha256
+        return
+    if coding not in CONTENT_CODINGS:
+        rec.decoded_note = f"not computed: evarchive does not decode the {coding!r} content coding"
+        return
+    rec.decoded_sha256, rec.decoded_note = decoded_sha256(_payload_chunks(fd, rec), coding)
+
+
+def _payload_chunks(fd: int, rec: Record) -> Iterator[bytes]:
+    """The HTTP payload of a response record, inflated from its gzip member piece by piece."""
+    member = zlib.decompressobj(wbits=31)
+    head, left = b"", -1  # payload bytes still to come (-1: the heads are not read yet)
+    for chunk in _read_span(fd, rec.offset, rec.length):
+        pending = chunk
+        while pending and not member.eof:
+            data = member.decompress(pending, COPY_CHUNK)
+            pending = member.unconsumed_tail
+            if left < 0:
+                head += data
+                warc_end = head.find(b"\r\n\r\n")
+                http_end = head.find(b"\r\n\r\n", warc_end + 4) if warc_end >= 0 else -1
+                if http_end < 0:
+                    if len(head) > HEAD_LIMIT:
+                        return
+                    continue
+                block = int(_fields(head[:warc_end].decode("latin-1").split("\r\n")[1:]).get("content-length", 0))
+                left = block - (http_end - warc_end)
+                data, head = head[http_end + 4:], b""
+            take = data[:left]
+            left -= len(take)
+            if take:
+                yield take
+
+
+def decoded_sha256(chunks: Iterable[bytes], coding: str, limit: int = DECODED_LIMIT) -> tuple[str | None, str | None]:
+    """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not).
+    Streamed; stops once the content passes ``limit``. Deflate is zlib-wrapped when its first two
+    bytes are a zlib header, raw otherwise (servers send both). verify_bundle.py follows the same rules."""
+    digest, produced, decoder = hashlib.sha256(), 0, None
+    try:
+        for chunk in chunks:
+            if decoder is None:
+                decoder = zlib.decompressobj(_coding_wbits(coding, chunk))
+            pending = chunk
+            while pending:
+                if decoder.eof:
+                    return None, f"not computed: bytes follow the end of the {coding} stream"
+                out = decoder.decompress(pending, COPY_CHUNK)
+                pending = decoder.unconsumed_tail or decoder.unused_data
+                produced += len(out)
+                if produced > limit:
+                    return None, f"not computed: larger than {limit >> 20} MiB decoded"
+                digest.update(out)
+    except zlib.error as exc:
+        return None, f"not computed: the body does not decode as {coding} ({exc})"
+    if decoder is None or not decoder.eof:
+        return None, f"not computed: the {coding} stream is incomplete"
+    return digest.hexdigest(), None
+
+
+def _coding_wbits(coding: str, start: bytes) -> int:
+    if coding != "deflate":
+        return 31
+    zlib_header = len(start) >= 2 and start[0] & 0x0F == 8 and ((start[0] << 8) | start[1]) % 31 == 0
+    return 15 if zlib_header else -15
 
 
 def _fields(lines: list[str]) -> dict[str, str]:
@@ -687,6 +776,7 @@ def number_exhibits(plan: Plan) -> None:
         chosen = [e for sid in dict.fromkeys(s["source_id"] for s in claim["citations"])
                   for e in plan.by_source(sid)]
         claim["exhibits"] = sorted(e.number for e in chosen if e.kind == "capture")
+        claim["supporting"] = sorted(e.number for e in chosen if e.kind == "capture" and e.not_support is None)
         claim["checks"] = sorted(e.number for e in chosen if e.kind == "check")
 
 
@@ -1170,15 +1260,19 @@ def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
             "paragraph": claim["paragraph"], "offset": claim["offset"],
             "citations": [_citation_data(c, plan) for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
-            "supported": bool(claim["exhibits"])}
+            "supporting_exhibits": claim["supporting"], "supported": bool(claim["supporting"])}
 
 
 def _citation_data(cited: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    exhibits = [e.number for e in plan.by_source(cited["source_id"], "capture")]
+    captures = plan.by_source(cited["source_id"], "capture")
+    exhibits = [e.number for e in captures]
     data = {"url": cited["url"], "source_id": cited["source_id"], "via": cited["via"], "note": cited["note"],
             "paragraph": cited["paragraph"], "offset": cited["offset"], "exhibits": exhibits}
     if not exhibits:
         data["why_no_exhibit"] = why_no_exhibit(plan.attempts.get(cited["source_id"]))
+    elif all(e.not_support for e in captures):
+        data["why_no_exhibit"] = "captured, but not the cited page: " + "; ".join(
+            f"exhibit {e.number}: {e.not_support}" for e in captures)
     return data
 
 
@@ -1225,8 +1319,24 @@ def _capture_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
             "proxy_used": bool(row["proxy_used"]), "content_type": row["content_type"],
             "payload_size": row["payload_size"], "payload_sha256": row["payload_sha256"],
             "truncated": bool(row["truncated"]), "revisit_of_exhibit": original,
-            "kind_of_record": row["kind"], "tls": _tls(row), "engine": row.get("engine") or "http",
-            "chromium_version": exhibit.chromium_version, "artefacts": exhibit.artefacts}
+            "kind_of_record": row["kind"], "tls": _tls(row), **_decoded_fields(exhibit, plan),
+            "content_verdict": row.get("content_verdict"), "wall": row.get("wall"),
+            "supports": exhibit.not_support is None, "not_support_reason": exhibit.not_support,
+            "engine": row.get("engine") or "http", "chromium_version": exhibit.chromium_version,
+            "artefacts": exhibit.artefacts}
+
+
+def _decoded_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
+    """The content coding the page was served with and the SHA-256 of its decoded content (a
+    revisit's body is its original's: same payload, so the same decoded content)."""
+    main = exhibit.main_record
+    holder = main
+    if exhibit.original_of:
+        original = next((e for e in plan.exhibits if e.kind == "capture" and e.row["id"] == exhibit.original_of), None)
+        holder = original.main_record if original else None
+    return {"content_encoding": main.content_encoding if main else None,
+            "decoded_sha256": holder.decoded_sha256 if holder else None,
+            "decoded_note": holder.decoded_note if holder else "not computed: the original capture is missing"}
 
 
 def _check_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -1317,8 +1427,9 @@ def _check_vouched(check: dict[str, Any], entry: dict[str, Any] | None) -> bool:
 CSV_COLUMNS = ("claim", "where", "claim_text", "cited_url", "exhibit", "kind", "captured_utc", "final_url",
                "redirect_chain", "http_status", "server_ip", "tls_cert_sha256", "tls_validated",
                "tls_not_before", "tls_not_after", "content_type", "payload_bytes", "payload_sha256",
+               "content_encoding", "decoded_sha256",
                "warc_file", "warc_offset", "record_id", "record_sha256", "original_warc_file",
-               "original_offset", "custody_seq", "live_now")
+               "original_offset", "custody_seq", "live_now", "counts_as_support")
 
 
 def _main(ex: dict[str, Any]) -> dict[str, Any]:
@@ -1340,8 +1451,10 @@ def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None
             tls.get("cert_sha256") or "", "" if not tls else {True: "yes", False: "NO"}.get(tls.get("validated"), ""),
             tls.get("not_before", ""), tls.get("not_after", ""), ex.get("content_type") or "",
             ex.get("payload_size") if ex.get("payload_size") is not None else "", ex["payload_sha256"] or "",
+            ex.get("content_encoding") or "", ex.get("decoded_sha256") or ex.get("decoded_note") or "",
             rec["bundle_file"], rec["bundle_offset"], rec["record_id"], rec["member_sha256"],
-            rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"]]
+            rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"],
+            _support_words(ex) if ex["kind"] == "capture" else ""]
 
 
 # A cell starting with one of these is a formula to spreadsheet programs (=HYPERLINK(...) in a
@@ -1381,6 +1494,7 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
     rec = _main(ex)
     rows: list[tuple[str, str]] = [("URL as cited", "; ".join(ex["cited_as"]))]
     if ex["kind"] == "capture":
+        rows.append(("Counts as support", _support_words(ex)))
         rows += [("Captured (UTC)", f"{ex['captured_at']} to {ex['capture_ended_at']}"),
                  ("Requested URL", ex["url_requested"]), ("Final URL", ex["final_url"] or "-"),
                  ("Redirect chain", _chain_text(ex["redirect_chain"]) or "-"),
@@ -1390,8 +1504,8 @@ def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
         rows += _tls_lines(ex.get("tls"))
         rows += [("Content type", ex["content_type"] or "-"),
                  ("Payload", f"{ex['payload_size']} bytes"
-                  + (" (TRUNCATED at the size limit)" if ex["truncated"] else "")),
-                 ("Payload SHA-256", ex["payload_sha256"] or "-")]
+                  + (" (TRUNCATED at the size limit)" if ex["truncated"] else ""))]
+        rows += _hash_lines(ex)
         if ex["revisit_of_exhibit"]:
             rows.append(("Revisit", f"payload identical to exhibit {ex['revisit_of_exhibit']}; this capture "
                                     "stores the response head, the body is in that exhibit"))
@@ -1452,6 +1566,32 @@ def _html_replay(ex: dict[str, Any]) -> str:
             f"of this bundle (serve the folder first: see VERIFY.md, section 6)</p>")
 
 
+def _support_words(ex: dict[str, Any]) -> str:
+    if not ex["supports"]:
+        return f"NO: this capture is not the cited page ({ex['not_support_reason']})"
+    if ex.get("content_verdict") is None:
+        return "yes (not classified: captured before evarchive checked captures for soft 404s and walls)"
+    return "yes"
+
+
+def _hash_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
+    """The two hashes of a page, each saying which bytes it is of: a saved copy of the page matches
+    the decoded one, never the served one when the server compressed the page."""
+    coding = ex.get("content_encoding")
+    served = ex["payload_sha256"] or "-"
+    if coding:
+        served += f" (the body's bytes as served, with Content-Encoding: {coding})"
+    else:
+        served += " (the body's bytes as served, with no Content-Encoding)"
+    if ex.get("decoded_sha256"):
+        decoded = ex["decoded_sha256"] + (f" (the content with the {coding} coding undone: what a browser shows "
+                                          "and a saved copy of the page hashes to)" if coding
+                                          else " (no content coding: the same bytes as served)")
+    else:
+        decoded = ex.get("decoded_note") or "not computed"
+    return [("SHA-256 as served", served), ("SHA-256 decoded", decoded)]
+
+
 def _tls_lines(tls: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not tls:
         return [("TLS", "none (plain HTTP)")]
@@ -1499,11 +1639,13 @@ def render_text(data: dict[str, Any]) -> str:
             out += textwrap.wrap(f"Claim {claim['claim']} ({claim['where']}): {claim['text']}", 100,
                                  subsequent_indent="    ")
             for cit in claim["citations"]:
-                ex_text = (", ".join(f"exhibit {n}" for n in cit["exhibits"])
-                           or f"NO INTACT CAPTURE: {cit.get('why_no_exhibit', '')}")
+                ex_text = ", ".join(f"exhibit {n}" for n in cit["exhibits"])
+                why = cit.get("why_no_exhibit", "")
+                ex_text = f"{ex_text} (DOES NOT COUNT: {why})" if ex_text and why else \
+                    (ex_text or f"NO INTACT CAPTURE: {why}")
                 out.append(f"    cited: {cit['url']}  ->  {ex_text}")
             if not claim["supported"]:
-                out.append("    !! NOT SUPPORTED: no intact capture of any source this claim cites")
+                out.append("    !! NOT SUPPORTED: no intact capture of the cited page from any source this claim cites")
             out.append("")
     out += ["EXHIBITS", "--------", ""]
     for n in sorted(exhibits):
@@ -1597,12 +1739,15 @@ def _html_claim(claim: dict[str, Any]) -> str:
     for cit in claim["citations"]:
         links = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in cit["exhibits"])
         missing = f'<span class="bad">no intact capture: {_h(cit.get("why_no_exhibit", ""))}</span>'
+        if links and cit.get("why_no_exhibit"):
+            links += f' <span class="bad">does not count: {_h(cit["why_no_exhibit"])}</span>'
         items.append(f"<li>cited: <code>{_h(cit['url'])}</code> &rarr; {links or missing}</li>")
     checks = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in claim["check_exhibits"])
     if checks:
         items.append(f"<li>live-check evidence: {checks}</li>")
     status = ("" if claim["supported"] else
-              "<p class=\"bad\">NOT SUPPORTED: no intact capture of any source this claim cites.</p>")
+              "<p class=\"bad\">NOT SUPPORTED: no intact capture of the cited page from any source this claim "
+              "cites.</p>")
     css = "claim" if claim["supported"] else "claim unsupported"
     return (f"<div class=\"{css}\"><strong>Claim {claim['claim']}</strong> <span class=\"small\">"
             f"({_h(claim['where'])}; text SHA-256 <span class=\"hash\">{_h(claim['sha256'])}</span>)</span>"
@@ -1686,13 +1831,16 @@ python3 verify_bundle.py        # Windows: py verify_bundle.py
 It re-hashes every file, checks the WACZ package ({wacz}: its `datapackage.json` hashes),
 cuts every exhibit record out of the WARC files inside it and checks its SHA-256 and its WARC
 block and payload digests, checks each screenshot and PDF in `artefacts/` against the block of
-its record, checks that each record is the one the custody log recorded at
-capture (same record id, same SHA-256), recomputes every custody-log entry hash and the chain
-up to the head, checks signatures and timestamp imprints, checks that the live state shown for
-each source is its latest check as the custody log recorded it, and checks that `exhibits.csv`,
-`exhibits.html` and `exhibits.txt` state the same hashes and locations, and that each exhibit's
-time is its WARC record's own `WARC-Date`. It prints `FAIL` with the file and record for
-anything that does not match, and exits 1.
+its record, undoes each page's gzip/deflate content coding to recompute the
+SHA-256 of its decoded content (the hash a saved copy of the page matches; the index shows it
+beside the hash of the body as served), checks that each record is the one the custody log
+recorded at capture (same record id, same SHA-256) and that whether it counts as support
+follows from the verdict recorded at capture (a soft 404 or a wall never does), recomputes
+every custody-log entry hash and the chain up to the head, checks signatures and timestamp
+imprints, checks that the live state shown for each source is its latest check as the custody
+log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
+same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`.
+It prints `FAIL` with the file and record for anything that does not match, and exits 1.
 
 A bundle can only prove itself against facts from outside it: keys and timestamps inside it
 prove nothing against someone who rebuilt it whole. Without anchors the last line reads

@@ -383,6 +383,47 @@ def classify(obs: Observation, baseline: Baseline | None = None,
     return _classify_ok_status(obs, baseline, probe, drift_threshold)
 
 
+# ------------------------------------------------------------------ captures
+
+def capture_verdict(obs: Observation) -> tuple[str | None, str]:
+    """(wall, content verdict) of a capture that succeeded, from the page alone: the classifier
+    above without a baseline or a probe request (a probe per capture would double the requests;
+    so a soft 404 is caught by its status, title, heading or short text and by where a redirect
+    led, not by comparison with a nonexistent path). The verdict is ``queries.PAGE`` or why the
+    capture is not the cited page, in a clerk's words; ``wall`` keeps the browser engine's form."""
+    from .queries import PAGE
+
+    verdict = classify(obs)
+    if verdict.verdict == "blocked" and verdict.detail in ("captcha", "consent", "login"):
+        return f"{verdict.detail}: {verdict.reason}", verdict.reason
+    if verdict.verdict == "soft-404":
+        return None, f"soft 404: {verdict.reason}"
+    if verdict.verdict in ("gone", "unreachable"):
+        return None, f"not the cited page: {verdict.reason}"
+    return None, PAGE
+
+
+# The start of a captured page the classifier reads: a soft 404's title, heading and short text and
+# a wall's markers sit there, and parsing a whole large page would cost a capture ~0.3 s per MB.
+CAPTURE_CLASSIFY_BYTES = 256 << 10
+
+
+def capture_observation(hops: list[CaptureHop]) -> Observation:
+    """The classifier's view of a capture's hops; the start of the final body is read only when
+    it may be HTML."""
+    obs = Observation(url=hops[0].url)
+    for hop in hops:
+        obs.hops.append(Hop(hop.url, "GET", hop.status, hop.reason, list(hop.headers.multi_items()),
+                            hop.location))
+    final = hops[-1]
+    if obs.is_html:
+        final.body.seek(0)
+        obs.body = final.body.read(CAPTURE_CLASSIFY_BYTES)
+        obs.truncated = final.truncated or final.body_length > len(obs.body)
+    obs.payload_sha256 = final.payload_sha256
+    return obs
+
+
 def _unreachable(obs: Observation) -> Verdict:
     kind = obs.error_kind or "network"
     labels = {
@@ -1944,9 +1985,11 @@ def source_states(archive: Archive, source_ids: list[int] | None = None) -> dict
     latest = {r["source_id"]: r for r in db.query(
         "SELECT k.* FROM checks k JOIN (SELECT source_id, MAX(id) AS id FROM checks "
         "GROUP BY source_id) m ON k.id = m.id")}
-    captures = {r["source_id"]: r for r in db.query(
+    from .queries import supporting
+
+    captures = {r["source_id"]: r for r in db.query(  # an archived copy is one that supports a claim
         "SELECT c.* FROM captures c JOIN (SELECT source_id, MAX(id) AS id FROM captures "
-        "WHERE status = 'ok' GROUP BY source_id) m ON c.id = m.id")}
+        f"WHERE {supporting()} GROUP BY source_id) m ON c.id = m.id")}
     out: dict[int, dict[str, Any]] = {}
     for source_id, source in rows.items():
         check = latest.get(source_id)

@@ -53,3 +53,35 @@ def source_ids_of_any_version(db: Any, report_id: int) -> set[int]:
     return {r[0] for r in db.execute(
         "SELECT DISTINCT ci.source_id FROM citations ci JOIN claims c ON c.id = ci.claim_id "
         "WHERE c.report_id = ?", [report_id])}
+
+
+# What counts as support for a claim, the one rule ``claims``, ``reports``, ``archive``, ``rot`` and
+# ``export`` share: a capture that succeeded (so HTTP < 400) and holds the cited page, not a soft
+# 404, a wall or a redirect to the home page. Captures made before evarchive classified them
+# (content_verdict NULL) count, as they always did; a browser capture that met a wall never does.
+PAGE = "page"
+
+
+def supporting(alias: str = "captures") -> str:
+    """SQL condition on the captures table (named ``alias`` in the query) for "supports a claim"."""
+    return (f"({alias}.status = 'ok' AND {alias}.wall IS NULL "
+            f"AND COALESCE({alias}.content_verdict, '{PAGE}') = '{PAGE}')")
+
+
+def not_support_reason(capture: dict[str, Any]) -> str | None:
+    """Why a capture does not support a claim, in a clerk's words; None when it does."""
+    if capture.get("status") != "ok":
+        status = capture.get("http_status")
+        return f"HTTP {status} page" if status and status >= 400 else "the capture failed"
+    verdict = capture.get("content_verdict")
+    if verdict and verdict != PAGE:
+        return verdict
+    if capture.get("wall"):
+        return _wall_words(capture["wall"])
+    return None
+
+
+def _wall_words(wall: str) -> str:
+    """A browser capture's wall ('consent: consent wall (...)') as the reason alone."""
+    kind, sep, reason = wall.partition(": ")
+    return reason if sep and kind in ("consent", "login", "captcha") else wall

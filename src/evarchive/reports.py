@@ -18,7 +18,7 @@ from typing import Any
 from .errors import EvarchiveError, InputError, shown
 from .extract import (Block, Claim, Document, Link, Note, NoteRef, find_non_urls, find_urls, host_is_plausible,
                       is_web_url, segment, trim_url)
-from .queries import IS_LATEST_VERSION, find_report, latest_version
+from .queries import IS_LATEST_VERSION, find_report, latest_version, not_support_reason, supporting
 from .records import member_sha256
 
 # A report larger than this is almost certainly not a report (a log, a dump, a data file); reading
@@ -1318,7 +1318,7 @@ def _source_stats(db: Any, version_id: int) -> dict[str, int]:
     row = one(db, """
         SELECT COUNT(DISTINCT c.source_id) AS sources,
                COUNT(DISTINCT CASE WHEN EXISTS (SELECT 1 FROM captures k WHERE k.source_id = c.source_id
-                                                AND k.status = 'ok') THEN c.source_id END) AS archived
+                                                AND """ + supporting("k") + """) THEN c.source_id END) AS archived
         FROM citations c WHERE c.version_id = ?""", [version_id])
     return {"sources": int(row["sources"] or 0), "archived": int(row["archived"] or 0)} if row else \
         {"sources": 0, "archived": 0}
@@ -1642,8 +1642,10 @@ def claims_of_version(db: Any, version_id: int, warcs_dir: Path | None = None) -
         "WHERE version_id = ? ORDER BY ordinal", [version_id])}
     rows = list(db.query("""
             SELECT c.claim_id, c.url, c.via, c.note, c.source_id,
+                   (SELECT k.id FROM captures k WHERE k.source_id = c.source_id AND """ + supporting("k") + """
+                     ORDER BY k.id DESC LIMIT 1) AS capture_id,
                    (SELECT k.id FROM captures k WHERE k.source_id = c.source_id AND k.status = 'ok'
-                     ORDER BY k.id DESC LIMIT 1) AS capture_id
+                     ORDER BY k.id DESC LIMIT 1) AS last_ok_id
             FROM citations c WHERE c.version_id = ? ORDER BY c.claim_id, c.ordinal""", [version_id]))
     intact = intact_captures(db, warcs_dir, {r["source_id"] for r in rows}) if warcs_dir else None
     for row in rows:
@@ -1652,9 +1654,21 @@ def claims_of_version(db: Any, version_id: int, warcs_dir: Path | None = None) -
         preserved = capture_id is not None
         claim["sources"].append({"url": row["url"], "source_id": row["source_id"], "via": row["via"],
                                  "note": row["note"], "capture_id": capture_id, "preserved": preserved,
-                                 "damaged": row["capture_id"] is not None and not preserved})
+                                 "damaged": row["capture_id"] is not None and not preserved,
+                                 "not_the_page": _not_the_page(db, row) if not preserved else None})
         claim["preserved"] = claim["preserved"] or preserved
     return list(claims.values())
+
+
+def _not_the_page(db: Any, citation: dict[str, Any]) -> str | None:
+    """Why the source's latest successful capture does not support a claim (a soft 404, a wall),
+    when it has such a capture and none that supports."""
+    from .catalogue import one
+
+    if citation["capture_id"] is not None or citation["last_ok_id"] is None:
+        return None
+    capture = one(db, "SELECT * FROM captures WHERE id = ?", [citation["last_ok_id"]])
+    return not_support_reason(capture) if capture else None
 
 
 def intact_captures(db: Any, warcs_dir: Path, source_ids: Iterable[int]) -> dict[int, int | None]:
@@ -1666,7 +1680,7 @@ def intact_captures(db: Any, warcs_dir: Path, source_ids: Iterable[int]) -> dict
     for i in range(0, len(wanted), 500):
         chunk = wanted[i:i + 500]
         for row in db.query(
-                f"SELECT id, source_id, refers_to_capture_id FROM captures WHERE status = 'ok' "
+                f"SELECT id, source_id, refers_to_capture_id FROM captures WHERE {supporting()} "
                 f"AND source_id IN ({', '.join('?' for _ in chunk)}) ORDER BY id DESC", chunk):
             by_source.setdefault(row["source_id"], []).append(row)
     checker = _RecordChecker(db, warcs_dir)
@@ -1745,7 +1759,7 @@ def sources_to_capture(db: Any, version_id: int, warcs_dir: Path | None = None) 
     """URLs (as first cited) of the version's sources that have no good capture yet, or (with
     ``warcs_dir``) no intact one: a capture whose WARC bytes were lost is captured anew."""
     rows = list(db.query("""
-        SELECT s.id, s.url, EXISTS (SELECT 1 FROM captures k WHERE k.source_id = s.id AND k.status = 'ok')
+        SELECT s.id, s.url, EXISTS (SELECT 1 FROM captures k WHERE k.source_id = s.id AND """ + supporting("k") + """)
                AS captured
         FROM sources s WHERE s.id IN (SELECT source_id FROM citations WHERE version_id = ?)
         ORDER BY s.id""", [version_id]))

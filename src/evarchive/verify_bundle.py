@@ -500,6 +500,91 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     return fields, block.hexdigest(), payload.hexdigest() if payload is not None else None, None
 
 
+DECODED_LIMIT = 64 << 20  # the decoded content of a page is hashed up to this size, as at export
+CONTENT_CODINGS = ("gzip", "x-gzip", "deflate")
+
+
+def payload_and_coding(chunks):  # type: ignore[no-untyped-def]
+    """The Content-Encoding of a response record, then (as a generator) its HTTP payload."""
+    head = b""
+    left = -1
+    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read)):
+        if left < 0:
+            head += data
+            warc_end = head.find(b"\r\n\r\n")
+            http_end = head.find(b"\r\n\r\n", warc_end + 4) if warc_end >= 0 else -1
+            if http_end < 0:
+                if len(head) > 2 * MAX_HEADER:
+                    raise ValueError("no end of the WARC and HTTP headers within 2 MiB")
+                continue
+            block = int(_warc_fields(head[:warc_end]).get("content-length", "0") or 0)
+            http = _warc_fields(head[warc_end + 4:http_end])
+            yield http.get("content-encoding", "").strip().lower()
+            left = block - (http_end - warc_end)
+            data, head = head[http_end + 4:], b""
+        take = data[:left]
+        left -= len(take)
+        if take:
+            yield take
+
+
+def decoded_sha256(chunks, coding: str) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not): the
+    rules evarchive's export follows, so both reach the same hash or the same reason."""
+    digest = hashlib.sha256()
+    produced = 0
+    decoder = None
+    try:
+        for chunk in chunks:
+            if decoder is None:
+                wbits = 31
+                if coding == "deflate":
+                    zlib_header = len(chunk) >= 2 and chunk[0] & 0x0F == 8 and ((chunk[0] << 8) | chunk[1]) % 31 == 0
+                    wbits = 15 if zlib_header else -15
+                decoder = zlib.decompressobj(wbits)
+            pending = chunk
+            while pending:
+                if decoder.eof:
+                    return None, f"not computed: bytes follow the end of the {coding} stream"
+                out = decoder.decompress(pending, CHUNK)
+                pending = decoder.unconsumed_tail or decoder.unused_data
+                produced += len(out)
+                if produced > DECODED_LIMIT:
+                    return None, f"not computed: larger than {DECODED_LIMIT >> 20} MiB decoded"
+                digest.update(out)
+    except zlib.error as exc:
+        return None, f"not computed: the body does not decode as {coding} ({exc})"
+    if decoder is None or not decoder.eof:
+        return None, f"not computed: the {coding} stream is incomplete"
+    return digest.hexdigest(), None
+
+
+def check_decoded(fh, start: int, ex: dict, rec: dict, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """The decoded-content hash the index shows is the one the record's own bytes give (a page
+    served without content coding: the payload hash itself)."""
+    where = f"exhibit {ex['exhibit']} ({rec['record_id']})"
+    shown = (ex.get("decoded_sha256"), ex.get("decoded_note"))
+    try:
+        parts = payload_and_coding(read_at(fh, start + rec["bundle_offset"], rec["length"]))
+        coding = next(parts, "")
+        if (ex.get("content_encoding") or "").strip().lower() != coding:
+            report.fail(f"{where}: the record was served with Content-Encoding {coding or 'none'!r}, "
+                        f"the index says {ex.get('content_encoding') or 'none'!r}")
+            return
+        if coding in ("", "identity"):
+            found = (rec["payload_sha256"], None)
+        elif coding not in CONTENT_CODINGS:
+            found = (None, f"not computed: evarchive does not decode the {coding!r} content coding")
+        else:
+            found = decoded_sha256(parts, coding)
+    except (zlib.error, ValueError) as exc:
+        report.fail(f"{where}: cannot read its payload ({exc})")
+        return
+    if found != shown:
+        report.fail(f"{where}: the decoded content's SHA-256 is {found[0] or found[1]}, "
+                    f"the index says {shown[0] or shown[1]}")
+
+
 def _warc_fields(raw: bytes) -> dict:  # type: ignore[type-arg]
     lines = raw.decode("utf-8", "replace").split("\r\n")
     out = {"_version": lines[0]}
@@ -525,6 +610,17 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
                     _check_record_date(ex, fields, where, report)
                 _check_vouched(ex, rec, entry, where, report)
             _check_exhibit_fields(ex, entry, report)
+            main = main_record(ex)
+            start = entries.get(main["bundle_file"], (None,))[0]
+            if ex["kind"] == "capture" and main["record_type"] == "response" and start is not None:
+                check_decoded(fh, start, ex, main, report)
+        numbered = {ex["exhibit"]: ex for ex in data["exhibits"]}
+        for ex in data["exhibits"]:  # a revisit's decoded content is its original's
+            original = numbered.get(ex.get("revisit_of_exhibit"))
+            if original and (ex.get("decoded_sha256"), ex.get("decoded_note")) != (
+                    original.get("decoded_sha256"), original.get("decoded_note")):
+                report.fail(f"exhibit {ex['exhibit']}: its decoded SHA-256 differs from that of exhibit "
+                            f"{original['exhibit']}, whose payload it revisits")
     _check_tiling((root, wacz), data, entries, report)
     if report.failures == before:
         report.ok(f"{count} exhibit records: bytes, WARC digests and custody entries agree")
@@ -594,7 +690,8 @@ def _check_vouched(ex, rec, entry, where, report) -> None:  # type: ignore[no-un
 
 
 CAPTURE_FIELDS = (("captured_at", "started_at"), ("final_url", "final_url"), ("http_status", "http_status"),
-                  ("server_ip", "server_ip"), ("payload_sha256", "payload_sha256"), ("url_requested", "url_requested"))
+                  ("server_ip", "server_ip"), ("payload_sha256", "payload_sha256"), ("url_requested", "url_requested"),
+                  ("content_verdict", "content_verdict"), ("wall", "wall"))
 
 
 CHECK_FIELDS = ("checked_at", "verdict", "reason", "http_status", "final_url", "server_ip", "payload_sha256")
@@ -626,6 +723,11 @@ def _check_exhibit_fields(ex, entry, report) -> None:  # type: ignore[no-untyped
     chain = json.loads(row["redirect_chain"]) if row.get("redirect_chain") else []
     if chain != ex.get("redirect_chain"):
         wrong.append("redirect_chain")
+    # Support follows from the vouched verdict: the page itself, or not classified (made before
+    # evarchive classified captures), and no wall.
+    page = row.get("content_verdict") in (None, "page") and not row.get("wall")
+    if ex.get("supports") is not page:
+        wrong.append("whether it counts as support")
     if wrong:
         report.fail(f"exhibit {ex['exhibit']}: {', '.join(wrong)} differ from custody-log entry {entry['seq']}")
 
@@ -913,6 +1015,8 @@ def check_live(data: dict, log: dict, report: Report) -> None:  # type: ignore[t
 # --------------------------------------------------------------------------- 6. the exhibit index
 
 CSV_FIELDS = (("payload_sha256", lambda ex, rec: ex.get("payload_sha256") or ""),
+              ("content_encoding", lambda ex, rec: ex.get("content_encoding") or ""),
+              ("decoded_sha256", lambda ex, rec: ex.get("decoded_sha256") or ex.get("decoded_note") or ""),
               ("record_id", lambda ex, rec: rec["record_id"]),
               ("record_sha256", lambda ex, rec: rec["member_sha256"]),
               ("warc_file", lambda ex, rec: rec["bundle_file"]),
@@ -990,12 +1094,18 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
                         "differ from the records and the custody log")
     for number in sorted(set(exhibits) - seen):
         report.fail(f"exhibits.csv: exhibit {number} is not listed")
+    for claim in data["claims"]:  # supported: some exhibit of the claim holds the cited page
+        holding = [n for n in claim["exhibits"] if n in exhibits and exhibits[n].get("supports")]
+        if claim.get("supported") is not bool(holding) or claim.get("supporting_exhibits") != holding:
+            report.fail(f"claim {claim['claim']}: the index says it is {'' if claim.get('supported') else 'NOT '}"
+                        f"supported, its exhibits say {'' if holding else 'NOT '}supported")
     for name in ("exhibits.html", "exhibits.txt"):
         shown = set(TOKENS.findall(html.unescape(read_bundle_text(root, name))))  # one pass, not one per value
         for ex in data["exhibits"]:
             rec = main_record(ex)
             shots = [a["sha256"] for a in ex.get("artefacts") or []]
-            for value in (rec["record_id"], rec["member_sha256"], ex.get("payload_sha256"), *shots):
+            for value in (rec["record_id"], rec["member_sha256"], ex.get("payload_sha256"), ex.get("decoded_sha256"),
+                          *shots):
                 if value and value not in shown:
                     report.fail(f"{name}: exhibit {ex['exhibit']} does not show {value}")
     if report.failures == before:

@@ -63,7 +63,7 @@ def export_cmd(
         err.print(f"[red]no intact capture[/] {escape(source['url'])}")
     if result.unsupported:
         raise FindingsError(f"{len(result.unsupported)} of {result.claims} claims have no intact capture "
-                            "to export (the bundle was written and says so)")
+                            "of the cited page to export (the bundle was written and says so)")
     if result.unpreserved_sources:
         raise FindingsError(f"{len(result.unpreserved_sources)} source(s) have no intact capture to export "
                             "(the bundle was written and says so)")

@@ -141,7 +141,9 @@ def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + escape(s["url"])
-                            + (" (capture damaged)" if s.get("damaged") else "") for s in row["sources"])
+                            + (" (capture damaged)" if s.get("damaged") else "")
+                            + (f" (captured, but not the page: {escape(s['not_the_page'])})"
+                               if s.get("not_the_page") else "") for s in row["sources"])
         table.add_row(str(row["report_id"]), claim_where(row), escape(shorten(row["text"], 300)), sources,
                       "[green]yes[/]" if row["preserved"] else "[red]NO[/]")
     return table
