@@ -352,6 +352,21 @@ def test_a_failed_capture_gives_its_reason_in_every_index(setup: Setup) -> None:
     assert html.escape(why, quote=True) in (out / "exhibits.html").read_text(encoding="utf-8")
 
 
+def test_the_report_travels_as_html_with_robust_links(setup: Setup) -> None:
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    data = load(out)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    first = data["claims"][0]
+    [cited] = first["citations"]
+    exhibit = next(e for e in data["exhibits"] if e["exhibit"] == cited["exhibits"][0])
+    assert (f'<a href="{cited["url"]}" data-originalurl="{cited["url"]}" '
+            f'data-versionurl="exhibits.html#exhibit-{exhibit["exhibit"]}" '
+            f'data-versiondate="{exhibit["captured_at"][:10]}">{cited["url"]}</a>') in page
+    assert f'id="claim-{first["claim"]}">{html.escape(first["text"])}' in page
+    assert run_verifier(out).returncode == 0  # listed in SHA256SUMS like every file
+
+
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(setup: Setup) -> None:
     """A claim beginning with =HYPERLINK( must open as text, and the bundle still verifies."""
     with open(setup.report, "a", encoding="utf-8") as fh:

@@ -236,3 +236,24 @@ def test_a_witness_copy_is_compared_with_our_capture(tmp_path: Path, local_serve
         assert answer["corroboration"] == ("identical" if name == "same" else "differs"), answer
     assert cli.main(["show", pages["same"], "--archive", archive]) == 0
     assert "against our capture: identical" in capsys.readouterr().out
+
+
+def test_the_exported_report_links_the_witness_copy_beside_the_exhibit(tmp_path: Path, local_server: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page = local_server.url("/plain")
+    report = tmp_path / "r.md"
+    report.write_text(f"The ministry said so.\n\n{page}\n", encoding="utf-8")
+    assert cli.main(["archive", str(report), "--title", "R", "--archive", archive, "--quiet"]) == 0
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    Spn2(local_server, pending_polls=0, outcome={"status": "success", "timestamp": "20241130120501",
+                                                 "original_url": page})
+    assert cli.main(["witness", "--archive", archive, "--quiet", "--endpoint",
+                     local_server.url("/spn2").rstrip("/")]) == 0
+    assert cli.main(["export", str(tmp_path / "bundle"), "--report", "R", "--archive", archive]) == 0
+    page_html = (tmp_path / "bundle" / "report.html").read_text(encoding="utf-8")
+    memento = local_server.url("/spn2").rstrip("/") + f"/web/20241130120501/{page}"
+    assert f'(<a href="{memento}">public copy, 2024-11-30</a>)' in page_html
+    assert 'data-versionurl="exhibits.html#exhibit-1"' in page_html

@@ -50,6 +50,7 @@ from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
 from .queries import find_report, latest_version, not_support_reason
+from .robustlinks import robust_link
 from .viewer import PAGE as VIEWER_PAGE
 from .viewer import Viewer, find_viewer, replay_link, write_viewer
 from .warcwriter import warc_digest, warc_fields
@@ -803,12 +804,53 @@ def build(archive: Archive, plan: Plan, staging: Path, viewer: Viewer | None = N
     _write_text(staging / "exhibits.txt", render_text(data))
     _write_text(staging / "exhibits.csv", render_csv(data))
     _write_text(staging / "VERIFY.md", render_verify(data))
+    if data["claims"]:
+        _write_text(staging / REPORT_PAGE, render_report(data, _witness_copies(archive.db, plan)))
     shutil.copyfile(Path(__file__).with_name(VERIFY_SCRIPT), staging / VERIFY_SCRIPT)
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     manifest = "".join(f"{_file_sha256(staging / name)}  {name}\n" for name in files)
     _write_text(staging / MANIFEST_NAME, manifest)
     wacz_sha = next(line.split()[0] for line in manifest.splitlines() if line.endswith("  " + WACZ_NAME))
     return hashlib.sha256(manifest.encode()).hexdigest(), wacz_sha, [*files, MANIFEST_NAME]
+
+
+REPORT_PAGE = "report.html"
+
+
+def _witness_copies(db: sqlite_utils.Database, plan: Plan) -> dict[int, dict[str, Any]]:
+    """Each source's latest public copy made by an independent witness, if any."""
+    found = {}
+    for source in plan.sources:
+        row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = 'archived' "
+                         "ORDER BY id DESC LIMIT 1", [source["id"]]).fetchone()
+        if row:
+            found[source["id"]] = {"memento_url": row[0], "archived_at": row[1]}
+    return found
+
+
+def render_report(data: dict[str, Any], witnesses: dict[int, dict[str, Any]]) -> str:
+    """The report's claims with every citation as a Robust Link: href and data-originalurl the URL
+    as cited, data-versionurl its exhibit in this bundle, data-versiondate the capture's date; a
+    public copy made by an independent witness is linked beside it (Robust Links, as the
+    exhibit index's evidence stands behind each one)."""
+    exhibits = {e["exhibit"]: e for e in data["exhibits"]}
+    title = (data.get("report") or {}).get("title") or "Report"
+    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
+             f"<title>{_h(title)}: citations as Robust Links</title></head><body>", f"<h1>{_h(title)}</h1>"]
+    for claim in data["claims"]:
+        links = []
+        for cit in claim["citations"]:
+            number = next(iter(cit["exhibits"]), None)
+            exhibit = exhibits.get(number) if number is not None else None
+            links.append(robust_link(cit["url"], cit["url"], f"exhibits.html#exhibit-{number}" if exhibit else None,
+                                     (exhibit["captured_at"] or "")[:10] if exhibit else None))
+            copy = witnesses.get(cit["source_id"])
+            if copy:
+                made = _h((copy["archived_at"] or "")[:10])
+                links.append(f"(<a href=\"{_h(copy['memento_url'])}\">public copy, {made}</a>)")
+        parts.append(f"<p id=\"claim-{claim['claim']}\">{_h(claim['text'])} {' '.join(links)}</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
 
 
 def _readable_json(data: dict[str, Any]) -> str:
