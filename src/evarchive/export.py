@@ -51,6 +51,7 @@ from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
 from .queries import find_report, latest_version, not_support_reason
 from .robustlinks import robust_link
+from .witness import latest_public_copy
 from .viewer import PAGE as VIEWER_PAGE
 from .viewer import Viewer, find_viewer, replay_link, write_viewer
 from .warcwriter import warc_digest, warc_fields
@@ -819,13 +820,8 @@ REPORT_PAGE = "report.html"
 
 def _witness_copies(db: sqlite_utils.Database, plan: Plan) -> dict[int, dict[str, Any]]:
     """Each source's latest public copy made by an independent witness, if any."""
-    found = {}
-    for source in plan.sources:
-        row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = 'archived' "
-                         "ORDER BY id DESC LIMIT 1", [source["id"]]).fetchone()
-        if row:
-            found[source["id"]] = {"memento_url": row[0], "archived_at": row[1]}
-    return found
+    copies = {source["id"]: latest_public_copy(db, source["id"]) for source in plan.sources}
+    return {source_id: copy for source_id, copy in copies.items() if copy}
 
 
 def render_report(data: dict[str, Any], witnesses: dict[int, dict[str, Any]]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .queries import find_report, latest_version
 from .reports import claims_of_version
+from .witness import latest_public_copy
 
 FORMATS = ("html", "markdown", "csv")
 
@@ -32,7 +33,7 @@ def report_citations(db: Any, warcs_dir: Path, report: str) -> list[dict[str, An
     for claim in claims_of_version(db, version["id"], warcs_dir):
         for source in claim["sources"]:
             captured = _captured_at(db, source["capture_id"])
-            witness = _witness(db, source["source_id"])
+            witness = latest_public_copy(db, source["source_id"])
             rows.append({"claim": claim["ordinal"], "text": claim["text"], "url": source["url"],
                          "preserved": source["preserved"], "captured_at": captured,
                          "version_url": witness["memento_url"] if witness else None,
@@ -43,12 +44,6 @@ def report_citations(db: Any, warcs_dir: Path, report: str) -> list[dict[str, An
 def _captured_at(db: Any, capture_id: int | None) -> str | None:
     row = db.execute("SELECT started_at FROM captures WHERE id = ?", [capture_id]).fetchone() if capture_id else None
     return row[0] if row else None
-
-
-def _witness(db: Any, source_id: int) -> dict[str, Any] | None:
-    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = 'archived' "
-                     "ORDER BY id DESC LIMIT 1", [source_id]).fetchone()
-    return {"memento_url": row[0], "archived_at": row[1]} if row else None
 
 
 def robust_link(url: str, text: str, version_url: str | None, version_date: str | None) -> str:
