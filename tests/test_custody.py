@@ -16,6 +16,7 @@ from evarchive import custody, signing
 from evarchive.archive import Archive
 from evarchive.cli import main
 from evarchive.verify import verify_archive
+from evarchive.verify.log import check_chain
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_chain_links_every_entry_to_the_previous(arch: Archive) -> None:
     assert rows[0]["prev_hash"] == custody.GENESIS_HASH
     for prev, row in zip(rows, rows[1:], strict=False):
         assert row["prev_hash"] == prev["entry_hash"] and row["seq"] == prev["seq"] + 1
-    assert custody.check_chain(rows) == []
+    assert check_chain(rows) == []
 
 
 def test_private_key_is_0600_and_never_in_the_catalogue(arch: Archive) -> None:

@@ -31,7 +31,7 @@ def arch(tmp_path: Path) -> Archive:
 
 
 def _inflaters() -> list[Any]:
-    from evarchive import verify as v
+    from evarchive.verify import scan as v
 
     found = [pytest.param("libdeflate", id="libdeflate")] if v._LIBDEFLATE is not None else []
     for label, module in (("zlib-ng", "zlib_ng.zlib_ng"), ("isal", "isal.isal_zlib"), ("zlib", "zlib")):
@@ -48,7 +48,7 @@ def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
     "libdeflate" is the default set-up: whole catalogued members through libdeflate, the rest
     streamed; the others stream every member through that module."""
-    from evarchive import verify as v
+    from evarchive.verify import scan as v
 
     module = request.param
     if module == "libdeflate":
@@ -165,7 +165,7 @@ def test_scan_members_takes_only_exact_members(tmp_path: Path, whole: bool,
     """A span is accepted only when it is exactly one clean gzip member, whichever inflater runs."""
     import gzip
 
-    from evarchive import verify as v
+    from evarchive.verify import scan as v
 
     if not whole:
         monkeypatch.setattr(v, "_LIBDEFLATE", None)
@@ -377,7 +377,7 @@ def test_intact_capture_entries_are_matched_in_sql(arch: Archive) -> None:
 
     v = Verifier(arch)
     v.load()
-    captures = v.unchanged_captures()
+    captures = v.log_checks(arch.db).unchanged_captures()
     ids = [c for (c,) in arch.db.execute("SELECT id FROM captures")]
     assert ids and all(c in captures for c in ids) and captures.count == len(ids)
 
@@ -410,7 +410,8 @@ def test_parallel_scan_finds_what_the_sequential_walk_finds(tmp_path: Path, infl
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import asdict
 
-    from evarchive import verify as v
+    from evarchive.verify import Verifier
+    from evarchive.verify import scan as v
     from evarchive.warcwriter import recover_interrupted
 
     # Small work units and reads, so small bodies cover every path (batch, streamed member, tail).
@@ -433,13 +434,13 @@ def test_parallel_scan_finds_what_the_sequential_walk_finds(tmp_path: Path, infl
     a.db.execute("UPDATE warc_files SET writer_lock = NULL, status = 'open'")
     recover_interrupted(a.warcs_dir, a.db)
 
-    verifier = v.Verifier(a, deep=True)
+    verifier = Verifier(a, deep=True)
     verifier.load()
-    files = [(n, a.warcs_dir / n) for n, r in verifier.files.items() if r["status"] != "open"]
+    files = [(n, a.warcs_dir / n) for n, r in verifier.scope.files.items() if r["status"] != "open"]
     assert files
     with ThreadPoolExecutor(2) as pool:
         for n, path in files:
-            parallel = verifier._submit(pool, n, path)()
+            parallel = verifier.file_checks._submit(pool, n, path)()
             known = [r[0] for r in a.db.execute("SELECT offset FROM capture_records WHERE warc_file = ?", [n])]
             sequential = v.scan_file(path, n, known + [0])
             assert parallel.sha256 == sequential.sha256 and parallel.size == sequential.size
@@ -597,14 +598,17 @@ def test_check_rows_added_behind_evarchives_back_are_reported(local_server: Any,
 
 # ------------------------------------------------------------------ one snapshot
 
-@pytest.mark.parametrize("point", ["load", "check_files", "check_unvouched", "attach_claims"])
-def test_a_capture_committed_during_verify_is_not_judged(arch: Archive, point: str,
+@pytest.mark.parametrize("owner, point", [("run.Verifier", "load"), ("files.FileChecks", "check_files"),
+                                          ("rows.UnvouchedRows", "find"), ("run", "attach_claims")])
+def test_a_capture_committed_during_verify_is_not_judged(arch: Archive, owner: str, point: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever moment a capture commits while verify runs, verify judges the state it started from."""
-    from evarchive import verify as v
     from evarchive.warcwriter import WarcWriter
 
-    original = getattr(v.Verifier, point)
+    module, _, cls = owner.partition(".")
+    target = importlib.import_module(f"evarchive.verify.{module}")
+    target = getattr(target, cls) if cls else target
+    original = getattr(target, point)
     committed: list[int] = []
 
     def commit_then_go_on(self: Any, *args: Any) -> Any:
@@ -616,7 +620,7 @@ def test_a_capture_committed_during_verify_is_not_judged(arch: Archive, point: s
             other.close()
         return original(self, *args)
 
-    monkeypatch.setattr(v.Verifier, point, commit_then_go_on)
+    monkeypatch.setattr(target, point, commit_then_go_on)
     for deep in (False, True):
         committed.clear()
         result = verify_archive(arch, deep=deep)

@@ -4,6 +4,9 @@ Each entry's hash covers its own fields and the previous entry's hash, so removi
 reordering or editing an entry breaks the chain from that point on. An entry's ``details``
 carry the facts it vouches for (for a capture: the capture row's evidence fields and the
 record hashes), so a catalogue row edited after the fact no longer matches its entry.
+
+This module writes the log. Checking it (the chain, signatures, what each entry vouches for and
+the rows no entry vouches for) is verify's: `verify/log.py` and `verify/rows.py`.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,201 +152,5 @@ def sign_pending(db: sqlite_utils.Database, key: Any) -> int:
     return count
 
 
-# --------------------------------------------------------------------------- verification
-# What each event vouches for: a list of (table, key column, key value, expected columns).
-# The capture engine puts the whole capture row and its record rows in the entry; the WARC
-# writer puts a closed file's size and SHA-256. verify compares those with the rows as they
-# are now, so an edit made with sqlite3 after the fact is found and named to the column.
-#
-# verify streams the log (iter_entries + ChainChecker) instead of loading it: a log of a
-# million captures is gigabytes of details, and the checks only ever need one entry at a time.
-
+# The columns of one entry, in the order readers (verify, export) select them.
 ENTRY_COLUMNS = ("seq", "at", "event", "subject", "details", "prev_hash", "entry_hash", "signature")
-
-
-def vouched(entry: dict[str, Any], details: Any = None) -> list[tuple[str, str, Any, dict[str, Any]]]:
-    """What `entry` vouches for; `details` may be passed already parsed (verify parses once)."""
-    if details is None:
-        try:
-            details = json.loads(entry["details"])
-        except (TypeError, ValueError):
-            return []
-    if not isinstance(details, dict):
-        return []
-    event = entry["event"]
-    out: list[tuple[str, str, Any, dict[str, Any]]] = []
-    if event == "capture" and isinstance(details.get("capture"), dict):
-        capture_id = details.get("capture_id")
-        out.append(("captures", "id", capture_id, details["capture"]))
-        for record in details.get("records") or []:
-            if isinstance(record, dict):
-                # The entry also says whose record it is: a record row moved to another capture
-                # (so that another source's claims would cite it) is an edit too.
-                out.append(("capture_records", "record_id", record.get("record_id"),
-                            {**record, "capture_id": capture_id} if "capture_id" not in record else record))
-    elif event in ("warc-closed", "warc-interrupted"):
-        expected = {k: details[k] for k in ("size", "sha256", "referenced_size") if k in details}
-        expected["status"] = "closed" if event == "warc-closed" else "interrupted"
-        out.append(("warc_files", "name", entry["subject"], expected))
-    elif event == "timestamp" and "timestamp_id" in details:
-        out.append(("timestamps", "id", details["timestamp_id"],
-                    {k: details[k] for k in ("covers_seq", "digest", "token_sha256", "tsa_url")
-                     if k in details}))
-    elif event == "keys-generate":
-        out.append(("signing_keys", "key_id", entry["subject"],
-                    {"public_key_pem": details.get("public_key_pem")}))
-    elif event == "check" and isinstance(details.get("checks"), list):
-        # A check's entry names a few of its columns, the SHA-256 of its whole row and the
-        # member SHA-256 of each record it wrote; verify compares the columns here and the
-        # row hash and records itself (CHECK_EXTRAS are no columns).
-        for check in details["checks"]:
-            if isinstance(check, dict):
-                out.append(("checks", "id", check.get("check_id"),
-                            {k: check[k] for k in ("source_id", "verdict", "confirmed", *CHECK_EXTRAS)
-                             if k in check}))
-    elif event == "verify" and _bindable_id(details.get("run_id")):
-        out.append(("verification_runs", "id", details["run_id"], _verification_row(details)))
-    return out
-
-
-CHECK_EXTRAS = ("row_sha256", "records")
-
-
-def _bindable_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _verification_row(details: dict[str, Any]) -> dict[str, Any]:
-    """The verification_runs row a verify entry vouches for.
-
-    Entries carry the whole row under "run"; entries written before they did carry only the
-    outcome, which is all that can be vouched for in their rows."""
-    if isinstance(details.get("run"), dict):
-        return details["run"]
-    older = {"mode": "mode", "result": "result", "problems": "problems", "files": "files",
-             "bytes": "bytes", "log_head_checked": "log_head"}
-    row = {column: details[key] for key, column in older.items() if key in details}
-    if "scope" in details:
-        row["scope"] = to_json(details["scope"])
-    if "by_kind" in details:
-        row["summary"] = to_json(details["by_kind"])
-    return row
-
-
-def iter_entries(db: sqlite_utils.Database, batch: int = 512) -> Iterator[list[dict[str, Any]]]:
-    """The log in seq order, `batch` entries at a time (bounded memory however long the log)."""
-    cursor = db.execute(f"SELECT {', '.join(ENTRY_COLUMNS)} FROM custody_log ORDER BY seq")
-    while rows := cursor.fetchmany(batch):
-        yield [dict(zip(ENTRY_COLUMNS, row, strict=True)) for row in rows]
-
-
-def seqs_of(db: sqlite_utils.Database, hashes: set[str]) -> dict[str, int]:
-    """entry_hash -> seq for the given hashes (only needed to explain a broken link)."""
-    out: dict[str, int] = {}
-    wanted = sorted(h for h in hashes if isinstance(h, str))
-    for i in range(0, len(wanted), 500):
-        part = wanted[i:i + 500]
-        marks = ",".join("?" for _ in part)
-        for digest, seq in db.execute(f"SELECT entry_hash, seq FROM custody_log WHERE entry_hash IN ({marks}) "
-                                      "ORDER BY seq", part):
-            out[digest] = seq  # a duplicated hash: the later entry, as a dict over the log would say
-    return out
-
-
-class ChainChecker:
-    """check_chain one entry at a time.
-
-    Each entry is checked on its own (does its hash still match its fields?) and against its
-    neighbour (does it name the previous entry's hash?), so the report points at the entry
-    that was changed rather than at everything after it. Which entry a mis-linked one really
-    follows is looked up only at the end, for the few links that are broken.
-    """
-
-    def __init__(self, total: int) -> None:
-        self.total = total  # entries in the log: bounds the search for a moved entry's old seq
-        self.issues: list[tuple[int, str, str]] = []
-        self._unlinked: list[tuple[int, int, str, int]] = []  # (index in issues, seq, prev_hash, prev_seq)
-        self._prev_hash, self._prev_seq, self._prev_bad = GENESIS_HASH, 0, False
-
-    def feed(self, row: dict[str, Any]) -> None:
-        seq = row["seq"]
-        bad = _recompute(row, seq) != row["entry_hash"]
-        if bad:
-            moved = _original_seq(row, self.total + 2)
-            if moved is not None and moved != seq:
-                self.issues.append((seq, "reordered", f"log entry {seq} ({row['event']} {row['subject']}) "
-                                    f"was entry {moved}: the log was reordered"))
-            else:
-                self.issues.append((seq, "edited", f"log entry {seq} ({row['event']} {row['subject']}) "
-                                    "was edited: its hash no longer matches its contents"))
-        prev_seq = self._prev_seq
-        if seq != prev_seq + 1:
-            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
-            self.issues.append((prev_seq + 1, "deleted", f"log entries {missing} are missing (deleted)"))
-        elif row["prev_hash"] != self._prev_hash and not bad and not self._prev_bad:
-            # (a flagged predecessor already explains a broken link: name it once)
-            self._unlinked.append((len(self.issues), seq, row["prev_hash"], prev_seq))
-            self.issues.append((seq, "deleted", ""))  # worded in finish()
-        self._prev_hash, self._prev_seq, self._prev_bad = row["entry_hash"], seq, bad
-
-    def finish(self, find: Callable[[set[str]], dict[str, int]]) -> list[tuple[int, str, str]]:
-        """The issues, in log order; `find` maps entry hashes to the seqs that carry them."""
-        origins = find({h for _i, _s, h, _p in self._unlinked}) if self._unlinked else {}
-        for index, seq, prev_hash, prev_seq in self._unlinked:
-            origin = origins.get(prev_hash)
-            if origin is not None:
-                self.issues[index] = (seq, "reordered", f"log entry {seq} follows entry {origin}, "
-                                      f"not entry {prev_seq}: the log was reordered")
-            else:
-                self.issues[index] = (seq, "deleted", f"the entry before log entry {seq} is not the one it "
-                                      "was chained to (an entry was deleted or replaced)")
-        return self.issues
-
-
-def check_chain(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
-    """(seq, kind, message) for every break in the chain. Kinds: edited, deleted, reordered."""
-    checker = ChainChecker(len(rows))
-    for row in rows:
-        checker.feed(row)
-    return checker.finish(lambda hashes: {r["entry_hash"]: r["seq"] for r in rows if r["entry_hash"] in hashes})
-
-
-# Characters json.dumps(..., ensure_ascii=False) escapes in a string: any other string
-# serialises as itself in quotes, which saves four json.dumps calls per entry.
-_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
-
-
-def _json_str(value: Any) -> str:
-    if type(value) is str and not _JSON_ESCAPED.search(value):
-        return '"' + value + '"'
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _recompute(row: dict[str, Any], seq: int) -> str | None:
-    # Fast path: the stored details are the canonical JSON that was hashed, so splice them in
-    # verbatim (no parse/re-serialise). A mismatch falls back to the exact canonical form.
-    try:
-        body = ('{"at":' + _json_str(row["at"]) + ',"details":' + row["details"]
-                + ',"event":' + _json_str(row["event"]) + ',"prev_hash":'
-                + _json_str(row["prev_hash"]) + ',"seq":' + str(int(seq)) + ',"subject":'
-                + _json_str(row["subject"]) + "}")
-        fast = hashlib.sha256(body.encode("utf-8")).hexdigest()
-        if fast == row["entry_hash"]:
-            return fast
-    except (TypeError, ValueError):
-        pass
-    try:
-        return entry_hash(seq, row["at"], row["event"], row["subject"], row["details"],
-                          row["prev_hash"])
-    except (TypeError, ValueError):
-        return None
-
-
-def _original_seq(row: dict[str, Any], limit: int) -> int | None:
-    """The seq this entry was written with, if its hash matches some other seq."""
-    if limit > 5000:  # only for small logs; large ones just say "edited"
-        return None
-    for candidate in range(1, limit):
-        if _recompute(row, candidate) == row["entry_hash"]:
-            return candidate
-    return None
