@@ -351,6 +351,107 @@ def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_pat
     assert {f"urn:evarchive:{kind}:{url}" for kind in ("screenshot-full", "pdf", "dom", "provenance")} <= set(uris)
 
 
+# --------------------------------------------------------------------------- artefacts under deep verify
+
+def _copy_of(article_capture: dict[str, Any], tmp_path: Path, name: str) -> Archive:
+    import shutil
+
+    shutil.copytree(article_capture["archive"], tmp_path / name)
+    return Archive.open(tmp_path / name)
+
+
+def _artefact(arch: Archive, kind: str) -> dict[str, Any]:
+    return next(iter(arch.db.query("SELECT a.*, r.warc_file, r.offset, r.length FROM capture_artefacts a "
+                                   "JOIN capture_records r ON r.record_id = a.record_id WHERE a.kind = ?", [kind])))
+
+
+def _edit(arch: Archive, statement: str, params: list[Any]) -> None:
+    """An edit behind evarchive's back, as an attacker with sqlite3 would make it."""
+    import sqlite3
+
+    conn = sqlite3.connect(arch.path / "catalogue.sqlite")
+    conn.execute(statement, params)
+    conn.commit()
+    conn.close()
+
+
+def _replace_block(arch: Archive, art: dict[str, Any], block: bytes) -> None:
+    """Put a record with the same WARC head (and so the same id and declared digests) but another
+    block of the same length in place of the artefact's gzip member, as long as the original member
+    (padded in the gzip FNAME field), so that every other record stays where it was."""
+    path = arch.warcs_dir / art["warc_file"]
+    data = bytearray(path.read_bytes())
+    start, length = art["offset"], art["length"]
+    record = zlib.decompress(bytes(data[start:start + length]), 47)
+    head, _, rest = record.partition(b"\r\n\r\n")
+    assert len(rest) - 4 == len(block)
+    new = head + b"\r\n\r\n" + block + b"\r\n\r\n"
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = squeeze.compress(new) + squeeze.flush()
+    pad = length - (10 + 1 + len(raw) + 8)
+    assert pad >= 0
+    member = (b"\x1f\x8b\x08\x08" + bytes(6) + b"p" * pad + b"\x00" + raw
+              + struct.pack("<II", zlib.crc32(new), len(new) & 0xFFFFFFFF))
+    assert len(member) == length
+    data[start:start + length] = member
+    path.write_bytes(bytes(data))
+
+
+def _artefact_findings(arch: Archive) -> list[tuple[str, int | None, str | None]]:
+    from evarchive.verify import verify_archive
+
+    result = verify_archive(arch, deep=True, record=False)
+    return [(p.kind, p.capture_id, p.record_id) for p in result.failures if p.kind.startswith("artefact-")]
+
+
+def test_deep_verify_holds_artefact_rows_and_their_records_together(article_capture, tmp_path):
+    """Each artefact row names its capture's resource record, at the place the catalogue says,
+    whose bytes hash as the row says; each artefact record has its row. Edits of the WARC bytes
+    or of the rows are named findings, exit 1."""
+    # The visible text, replaced by as many x's: same length, same record id, other bytes.
+    arch = _copy_of(article_capture, tmp_path, "bytes")
+    text = _artefact(arch, "text")
+    _replace_block(arch, text, b"x" * text["size"])
+    assert _artefact_findings(arch) == [("artefact-changed", text["capture_id"], text["record_id"])]
+
+    # The PDF's row says another SHA-256: its bytes no longer hash as catalogued.
+    arch = _copy_of(article_capture, tmp_path, "row-sha256")
+    pdf = _artefact(arch, "pdf")
+    _edit(arch, "UPDATE capture_artefacts SET sha256 = ? WHERE id = ?",
+          [hashlib.sha256(b"other").hexdigest(), pdf["id"]])
+    assert _artefact_findings(arch) == [("artefact-changed", pdf["capture_id"], pdf["record_id"])]
+
+    # The screenshot's record row placed one byte off: no record starts where it says.
+    arch = _copy_of(article_capture, tmp_path, "offset")
+    shot = _artefact(arch, "screenshot-full")
+    _edit(arch, "UPDATE capture_records SET offset = offset + 1 WHERE record_id = ?", [shot["record_id"]])
+    assert _artefact_findings(arch) == [("artefact-missing", shot["capture_id"], shot["record_id"])]
+
+    # The title's row names a record that does not exist; its real record is left without a row.
+    arch = _copy_of(article_capture, tmp_path, "record-id")
+    title = _artefact(arch, "title")
+    _edit(arch, "UPDATE capture_artefacts SET record_id = '<urn:uuid:gone>' WHERE id = ?", [title["id"]])
+    assert _artefact_findings(arch) == [("artefact-no-record", title["capture_id"], "<urn:uuid:gone>"),
+                                        ("artefact-unlisted", title["capture_id"], title["record_id"])]
+
+    # The DOM's row deleted: its record in the WARC, linked to the capture, has no row.
+    arch = _copy_of(article_capture, tmp_path, "row-deleted")
+    dom = _artefact(arch, "dom")
+    _edit(arch, "DELETE FROM capture_artefacts WHERE id = ?", [dom["id"]])
+    assert _artefact_findings(arch) == [("artefact-unlisted", dom["capture_id"], dom["record_id"])]
+    verify = run_cli("verify", "--deep", "--json", archive=arch.path)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert [(p["kind"], p["record_id"]) for p in json.loads(verify.stdout)["problems"]] == [
+        ("artefact-unlisted", dom["record_id"])]
+
+
+def test_verify_knows_every_artefact_kind_the_browser_writes():
+    from evarchive.browser import ARTEFACT_KINDS
+    from evarchive.verify.artefacts import ARTEFACT_KINDS as KNOWN
+
+    assert set(KNOWN) == set(ARTEFACT_KINDS)
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()

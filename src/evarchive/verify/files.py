@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import shown
+from .artefacts import ArtefactChecks
 from .findings import Findings
 from .scan import (
     IN_FLIGHT,
@@ -44,8 +45,8 @@ _RECORDS_OF_FILE = ("SELECT CASE WHEN owner = 'capture' THEN owner_id END AS cap
 class FileChecks:
     """The file and record checks of one run; counts what it read in files/bytes/records."""
 
-    def __init__(self, archive: Any, scope: Scope, where: Locator, findings: Findings, *, deep: bool,
-                 workers: int, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, archive: Any, scope: Scope, where: Locator, findings: Findings, artefacts: ArtefactChecks,
+                 *, deep: bool, workers: int, progress: Callable[[int], None] | None = None) -> None:
         self.archive = archive
         self.db = archive.db
         self.scope = scope
@@ -53,6 +54,7 @@ class FileChecks:
         self.findings = findings
         self.add = self.findings.add
         self.note = self.findings.note
+        self.artefacts = artefacts
         self.deep = deep
         self.workers = workers
         self.progress = progress
@@ -182,6 +184,8 @@ class FileChecks:
         recs = self.records_of(name)
         self.add("file-missing", f"{name} is missing from warcs/ ({len(recs)} catalogued records lost)", file=name)
         self.records_lost(recs, f"its file {name} is missing")
+        if self.deep:
+            self.artefacts.bytes_of_file(name, [])
 
     def records_lost(self, recs: list[dict[str, Any]], why: str) -> None:
         """One problem per capture (or check) whose records are gone."""
@@ -224,6 +228,7 @@ class FileChecks:
             self.rescan_lost(path, scan, recs)
             self.records += len(scan.members)
             self.check_members(row, scan, recs)
+            self.artefacts.bytes_of_file(name, scan.members)
 
     def rescan_lost(self, path: Path, scan: FileScan, recs: list[dict[str, Any]]) -> None:
         """Re-parse catalogued records the stream pass did not land on (after damage)."""

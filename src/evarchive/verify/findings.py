@@ -4,13 +4,11 @@ damaged capture leaves without evidence."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .scan import INFLATER
+from .scope import Locator
 from .sql import columns_of, in_chunks
-
-if TYPE_CHECKING:
-    from .scope import Locator
 
 
 @dataclass

@@ -24,6 +24,7 @@ from .. import custody
 from ..catalogue import find_source, insert, read_only_connection, to_json, transaction, utc_now, writer_connection
 from ..custody import catalogue_path
 from ..errors import CouldNotRunError, UsageError
+from .artefacts import ArtefactChecks
 from .files import FileChecks
 from .findings import Findings, Problem, VerifyResult, attach_claims
 from .log import LogChecks
@@ -55,8 +56,10 @@ class Verifier:
         self.catalogue_file = catalogue_path(self.db)
         self.scope = Scope(source_ids)
         self.where = Locator(self.db, self.scope)
-        self.file_checks = FileChecks(archive, self.scope, self.where, Findings(self.result.problems), deep=deep,
-                                workers=workers, progress=progress)
+        findings = Findings(self.result.problems)
+        self.artefacts = ArtefactChecks(self.db, self.scope, self.where, findings)
+        self.file_checks = FileChecks(archive, self.scope, self.where, findings, self.artefacts, deep=deep,
+                                      workers=workers, progress=progress)
 
     def load(self) -> None:
         self.scope.load(self.db, self.deep)
@@ -84,6 +87,8 @@ class Verifier:
                     log_job = pool.submit(log.run)
                     self.file_checks.check_files(on_disk)
                     self.file_checks.check_records_point_at_files()
+                    if self.deep:
+                        self.artefacts.rows()
                     log_problems = log_job.result()
                 self.result.problems.extend(log_problems)
                 self.result.log_head = log.log_head

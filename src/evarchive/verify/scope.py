@@ -29,10 +29,6 @@ class Scope:
         self.files: dict[str, dict[str, Any]] = {}  # warc_files rows in scope
         self.files_with_checks: set[str] = set()  # fast mode: files holding a check's evidence
 
-    @property
-    def everything(self) -> bool:
-        return self.source_ids is None
-
     def load(self, db: Any, deep: bool) -> None:
         """Only what every run needs; rows are fetched when a check needs them."""
         self.captures = None
@@ -57,9 +53,6 @@ class Scope:
                       if wanted_files is None or r["name"] in wanted_files}
         if not deep:
             self.files_with_checks = {r[0] for r in db.execute("SELECT DISTINCT warc_file FROM check_records")}
-
-    def has_check(self, check_id: Any) -> bool:
-        return self.source_ids is None or check_id in self.checks
 
     def in_scope(self, table: str, key: Any, current: dict[str, Any] | None) -> bool:
         """Is the row an entry vouches for part of this run? `current` is the row found by its key."""
