@@ -44,6 +44,7 @@ from .catalogue import (
 )
 from .cookies import ChainCookies
 from .errors import ArchiveWriteError, InputError, UsageError, shown, storage_failure
+from .records import record_intact
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
@@ -488,28 +489,9 @@ def _previous_response(db: Any, source_id: int, warcs_dir: Path | None = None) -
                      "record_type = 'response' ORDER BY id DESC LIMIT 1", [original_id])
     if not original or not record:
         return None
-    if warcs_dir is not None and not _record_intact(warcs_dir, record):
+    if warcs_dir is not None and not record_intact(warcs_dir, record):
         return None
     return {"capture": original, "record": record, "payload_sha256": last["payload_sha256"]}
-
-
-def _record_intact(warcs_dir: Path, record: dict[str, Any]) -> bool:
-    """The record's gzip member still has the SHA-256 the catalogue recorded for it."""
-    if not record.get("member_sha256"):
-        return False
-    digest, left = hashlib.sha256(), int(record["length"])
-    try:
-        with open(warcs_dir / record["warc_file"], "rb") as fh:
-            fh.seek(int(record["offset"]))
-            while left > 0:
-                chunk = fh.read(min(left, 1 << 20))
-                if not chunk:
-                    return False
-                digest.update(chunk)
-                left -= len(chunk)
-    except OSError:
-        return False
-    return digest.hexdigest() == record["member_sha256"]
 
 
 def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
@@ -686,7 +668,7 @@ class CaptureRun:
         try:
             self.writer.sync()
             self.pending = [item for item in self.pending
-                            if all(_record_intact(self.archive.warcs_dir, r.as_row()) for r in item.records)]
+                            if all(record_intact(self.archive.warcs_dir, r.as_row()) for r in item.records)]
             self.commit_pending()
         except (OSError, sqlite3.Error):
             self.pending = []
@@ -949,7 +931,7 @@ def _sources_with_damaged_capture(archive: Archive) -> set[int]:
         "      GROUP BY source_id) c "
         "JOIN capture_records r ON r.capture_id = c.id "
         "JOIN warc_files w ON w.name = r.warc_file WHERE w.status = 'interrupted'")
-    return {row["source_id"] for row in rows if not _record_intact(archive.warcs_dir, row)}
+    return {row["source_id"] for row in rows if not record_intact(archive.warcs_dir, row)}
 
 
 def recover(archive: Archive) -> list[Any]:
