@@ -10,6 +10,7 @@ The parts, each read on its own:
 
 * `scan`: WARC bytes only (whole-file hashes, gzip members, record parsing, digests).
 * `files`: those bytes against the catalogue's files and record rows.
+* `artefacts` (deep): each browser artefact row against its resource record and its bytes.
 * `rows`: the catalogue's rows against the custody-log entries that vouch for them.
 * `log`: the log itself (chain, signatures) and the timestamps over it.
 * `scope`, `findings`, `sql`: what a run covers and where a finding lies; the problems and
