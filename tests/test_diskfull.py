@@ -114,6 +114,37 @@ def test_full_disk_while_spooling_a_body_is_the_archives_failure(tmp_path, small
     assert bad_records(archive_dir) == []
 
 
+def test_full_disk_while_a_check_spools_a_body_blames_no_source(tmp_path, small_fs, local_server):
+    """ENOSPC while ``check`` spools a live body is this machine's failure, never the site's: no
+    check row, no strike, exit 3 with the disk-full message; what was committed before stays."""
+    archive_dir = small_fs.path / "archive"
+    page = local_server.url("/article/kept")
+    large = local_server.url("/large?size=40000000")  # spooled to archive/tmp, past 30 MB
+    assert cli("check", page, archive=archive_dir).returncode == 0
+
+    second = cli("check", large, "--max-body", "40000000", archive=archive_dir)
+
+    assert second.returncode == 3, second.stderr
+    assert "Traceback" not in second.stderr
+    assert "the disk is full" in second.stderr
+    assert "0 of the 1 checks of this run are committed" in second.stderr
+    conn = catalogue(archive_dir)
+    try:
+        checks = [tuple(r) for r in conn.execute(
+            "SELECT s.url, k.verdict, k.strikes FROM checks k JOIN sources s ON s.id = k.source_id")]
+    finally:
+        conn.close()
+    assert checks == [(page, "ok", 0)]
+    assert bad_records(archive_dir) == []
+
+    small_fs.resize(ROOM_AGAIN_MB)
+    again = cli("check", large, "--max-body", "40000000", archive=archive_dir)
+    assert again.returncode == 0, again.stderr
+    assert count(archive_dir, "SELECT COUNT(*) FROM checks WHERE verdict = 'ok' AND strikes = 0") == 2
+    final = cli("verify", "--deep", archive=archive_dir)
+    assert final.returncode == 0, final.stdout + final.stderr
+
+
 def test_no_room_for_the_catalogue_is_a_clear_exit_3(tmp_path, small_fs, local_server):
     archive_dir = small_fs.path / "archive"
     assert cli("capture", local_server.url("/large?size=1000"), archive=archive_dir).returncode == 0
