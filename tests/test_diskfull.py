@@ -197,6 +197,28 @@ def test_disk_full_in_parallel_workers_counts_every_workers_commits(tmp_path, sm
     assert bad_records(archive_dir) == []
 
 
+@pytest.mark.slow
+def test_disk_full_in_check_workers_blames_no_source_and_counts_every_commit(tmp_path, small_fs,
+                                                                             multi_host_server):
+    """Two check workers spool bodies past 1 MiB on the full disk: the run stops with exit 3,
+    no check says unreachable, and the message counts what the parent committed."""
+    archive_dir = small_fs.path / "archive"
+    hosts = ("127.0.0.2", "127.0.0.3")
+    urls = [multi_host_server.url(f"/large?size=4000000&n={i}", host_ip=hosts[i % 2]) for i in range(240)]
+
+    first = cli("check", *urls, "--workers", "2", "--quiet", archive=archive_dir)
+
+    assert first.returncode == 3, first.stderr
+    assert "Traceback" not in first.stderr
+    assert "the disk is full" in first.stderr
+    said = re.search(r"(\d+) of the (\d+) checks of this run are committed", first.stderr)
+    assert said, first.stderr
+    assert int(said[2]) == len(urls)
+    assert int(said[1]) == count(archive_dir, "SELECT COUNT(*) FROM checks")
+    assert count(archive_dir, "SELECT COUNT(*) FROM checks WHERE verdict != 'ok' OR strikes != 0") == 0
+    assert bad_records(archive_dir) == []
+
+
 def test_pending_recaptures_a_committed_capture_whose_bytes_are_not_intact(tmp_path, local_server):
     """An archive damaged by an older evarchive: a capture committed `ok` with offsets that name
     the wrong bytes, in a file its failed run left interrupted. --pending must capture it again."""
