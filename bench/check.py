@@ -53,7 +53,7 @@ CHILD = textwrap.dedent("""
     import json, resource, sys, time
     from evarchive.archive import Archive
     from evarchive.capture import CaptureSettings, capture_urls
-    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+    from evarchive import CheckSettings, check_sources, select_sources
     archive = Archive.open(sys.argv[1])
     urls = open(sys.argv[2]).read().split()
     if sys.argv[3] == "capture":

@@ -382,7 +382,7 @@ def test_a_page_whose_judging_fails_gets_a_verdict_and_the_run_goes_on(
         local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Out of memory while judging one page (forced here: the bounds above leave no real page
     that does it) costs that page its comparison, not the night's run."""
-    from evarchive import linkcheck
+    from evarchive import CheckSettings, check_sources, select_sources
 
     poisoned, fine = local_server.url("/article/poisoned"), local_server.url("/article/fine")
     archive_dir = tmp_path / "archive"
@@ -400,8 +400,8 @@ def test_a_page_whose_judging_fails_gets_a_verdict_and_the_run_goes_on(
     archive = Archive.open(archive_dir)
     try:
         net = CaptureSettings(sleep=NoSleep(), ca_file=local_server.ca_pem_path, retries=0)
-        report = linkcheck.check_sources(archive, linkcheck.select_sources(archive, [poisoned, fine]),
-                                         linkcheck.CheckSettings(network=net, commit_interval=0.0))
+        report = check_sources(archive, select_sources(archive, [poisoned, fine]),
+                               CheckSettings(network=net, commit_interval=0.0))
         by_url = {r.url: r for r in report.results}
         assert (by_url[poisoned].verdict, by_url[poisoned].detail) == ("drifted", "not-judged")
         assert "could not be judged (MemoryError: forced)" in by_url[poisoned].reason

@@ -26,24 +26,18 @@ from fakes import T0, FakeClock, NoSleep
 from localserver import LocalServer, article_page
 from warcio.archiveiterator import ArchiveIterator
 
-from evarchive import linkcheck
+from evarchive import CheckSettings, check_sources, select_sources
 from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings, capture_urls
+from evarchive.check import fetch, markers
+from evarchive.check.baselines import read_capture_payload
+from evarchive.check.results import CheckResult, parse_time
+from evarchive.check.rot import last_check_run, recent_checks, rot_view
+from evarchive.check.run import CheckLock
+from evarchive.check.strikes import StrikeRule, StrikeState, next_strikes
+from evarchive.check.verdicts import Baseline, Hop, Observation, classify
 from evarchive.cli import main
 from evarchive.errors import ArchiveLockedError
-from evarchive.linkcheck import (
-    Baseline,
-    CheckLock,
-    CheckSettings,
-    Hop,
-    Observation,
-    StrikeRule,
-    StrikeState,
-    check_sources,
-    classify,
-    next_strikes,
-    select_sources,
-)
 from evarchive.textdiff import PageText
 
 @pytest.fixture
@@ -82,7 +76,7 @@ def capture(arch: Archive, server: LocalServer, sleeper: NoSleep, *urls: str) ->
     assert all(o.status != "failed" for o in outcomes), outcomes
 
 
-def run_check(arch: Archive, urls: list[str], cfg: CheckSettings) -> dict[str, linkcheck.CheckResult]:
+def run_check(arch: Archive, urls: list[str], cfg: CheckSettings) -> dict[str, CheckResult]:
     report = check_sources(arch, select_sources(arch, urls), cfg)
     return {r.url: r for r in report.results}
 
@@ -228,7 +222,7 @@ def test_soft_404_by_random_path_probe(local_server: LocalServer, arch: Archive,
     url = local_server.url("/catchall/2029/witness-statement")
     result = run_check(arch, [url], settings(local_server, clock, sleeper))[url]
     assert (result.verdict, result.detail) == ("soft-404", "probe"), result.reason
-    probes = [e.path for e in local_server.exchanges() if linkcheck.PROBE_PREFIX in e.path]
+    probes = [e.path for e in local_server.exchanges() if fetch.PROBE_PREFIX in e.path]
     assert len(probes) == 1 and probes[0].startswith("/catchall/2029/")
     roles = [r["role"] for r in arch.db.query("SELECT role FROM check_records")]
     assert "probe" in roles  # the site's answer to nonsense is kept as evidence too
@@ -400,7 +394,7 @@ def test_n_strike_rule_across_runs_with_a_fake_clock(local_server: LocalServer, 
     clock.advance(hours=24)
     assert run_check(arch, [url], cfg)[url].strikes == 1
     # `show` lists the check history, newest first.
-    assert [c["verdict"] for c in linkcheck.recent_checks(arch.db, 1, limit=3)] == ["gone", "ok", "gone"]
+    assert [c["verdict"] for c in recent_checks(arch.db, 1, limit=3)] == ["gone", "ok", "gone"]
 
 
 def test_strike_settings_and_blocked_is_neutral() -> None:
@@ -498,7 +492,7 @@ def test_recapture_adds_a_capture_and_leaves_the_old_one_intact(
     assert next(iter(arch.db.query("SELECT * FROM captures WHERE id = ?", [old["id"]]))) == old
     assert warc_records(arch, [r for r in old_records if r["record_type"] == "response"])[0][3] \
         == old_payload  # the same bytes, still intact at the same place
-    new_payload = linkcheck.read_capture_payload(
+    new_payload = read_capture_payload(
         arch, next(iter(arch.db.query("SELECT * FROM captures WHERE id = ?", [result.recapture_id]))))
     assert b"Correction: an earlier version" in new_payload and b"Correction" not in old_payload
     assert arch.db.execute("SELECT capture_id FROM check_recaptures").fetchone()[0] == result.recapture_id
@@ -523,7 +517,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings
-from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+from evarchive import CheckSettings, check_sources, select_sources
 arch = Archive.open({archive!r})
 urls = [{base!r} + f"/status/404?n={{i}}" for i in range(400)]
 net = CaptureSettings(concurrency=4, per_host=4)
@@ -767,7 +761,7 @@ def test_rot_lists_lost_sources_with_since_and_archived_copy(
     for _ in range(2):
         check_sources(arch, select_sources(arch, report="Village report"), cfg)
         clock.advance(hours=24)
-    rows = linkcheck.rot_view(arch, "Village report")
+    rows = rot_view(arch, "Village report")
     by_url = {r["sources"][0]["url"]: r for r in rows}
     assert set(by_url) == {lost, bare}  # the live claim is not listed
     assert by_url[lost]["status"] == "lost" and by_url[lost]["lost_since"] == "2030-01-01T02:00:00.000000Z"
@@ -836,10 +830,10 @@ def test_rot_says_when_no_check_ever_ran_or_checks_stopped(local_server: LocalSe
     assert main([*args, "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 
-    last = linkcheck.last_check_run(arch)
+    last = last_check_run(arch)
     assert last is not None and last["sources"] == 1 and not last["stale"]
-    three_days_on = linkcheck._parse_time(last["ended_at"]) + dt.timedelta(days=3)
-    assert linkcheck.last_check_run(arch, now=three_days_on)["stale"]  # type: ignore[index]
+    three_days_on = parse_time(last["ended_at"]) + dt.timedelta(days=3)
+    assert last_check_run(arch, now=three_days_on)["stale"]  # type: ignore[index]
 
 
 def test_rot_flags_a_damaged_archived_copy(local_server: LocalServer, arch: Archive,
@@ -848,14 +842,14 @@ def test_rot_flags_a_damaged_archived_copy(local_server: LocalServer, arch: Arch
     capture(arch, local_server, sleeper, url)
     local_server.set_route("/article/nu", status=410)
     run_check(arch, [url], settings(local_server, clock, sleeper, rule=StrikeRule(1, dt.timedelta(0))))
-    assert linkcheck.rot_view(arch)[0]["unpreserved"] == []
+    assert rot_view(arch)[0]["unpreserved"] == []
     record = next(iter(arch.db.query("SELECT * FROM capture_records WHERE record_type = 'response'")))
     with open(arch.warcs_dir / record["warc_file"], "r+b") as fh:  # someone damages the WARC
         fh.seek(record["offset"] + record["length"] // 2)
         byte = fh.read(1)
         fh.seek(-1, 1)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    row = linkcheck.rot_view(arch)[0]
+    row = rot_view(arch)[0]
     assert row["sources"][0]["archived"]["intact"] is False and row["unpreserved"] == [url]
 
 
@@ -893,13 +887,13 @@ def test_a_captured_wall_is_still_a_wall(local_server: LocalServer, arch: Archiv
 
 
 def test_every_wall_marker_is_caught_by_a_trigger() -> None:
-    markers = [linkcheck._CAPTCHA_MARKERS, linkcheck._CONSENT_MARKERS, linkcheck._LOGIN_MARKERS]
-    for rx in markers:
+    patterns = [markers.CAPTCHA_MARKERS, markers.CONSENT_MARKERS, markers.LOGIN_MARKERS]
+    for rx in patterns:
         for alternative in re.split(r"(?<!\\)\|", rx.pattern):
             text = alternative.replace("<title>[^<]*", "").replace("log ?in", "log in")
             text = text.replace("sign ?in", "sign in").replace("\\b", "")
-            words = text.encode().lower().translate(linkcheck._LETTERS_ONLY).split()
-            assert not linkcheck._TRIGGER_WORDS.isdisjoint(words), alternative
+            words = text.encode().lower().translate(markers.LETTERS_ONLY).split()
+            assert not markers.TRIGGER_WORDS.isdisjoint(words), alternative
 
 
 def test_not_found_words_inside_a_long_article_are_not_a_soft_404() -> None:
@@ -946,7 +940,7 @@ def test_urgent_requests_take_the_next_free_slot_first() -> None:
     import asyncio
 
     async def scenario() -> list[str]:
-        slots, order = linkcheck.Slots(1), []
+        slots, order = fetch.Slots(1), []
         holder = slots.slot()
         await holder.__aenter__()
 
@@ -974,5 +968,5 @@ def test_error_kind_walks_the_exception_chain() -> None:
         try:
             raise OSError("All connection attempts failed") from group
         except OSError as outer:
-            assert linkcheck.error_kind(outer) == "refused"
-    assert linkcheck.error_kind(socket.gaierror(-2, "Name or service not known")) == "dns"
+            assert fetch.error_kind(outer) == "refused"
+    assert fetch.error_kind(socket.gaierror(-2, "Name or service not known")) == "dns"

@@ -18,7 +18,7 @@ import pytest
 from localserver import LocalServer
 
 from evarchive import cli
-from evarchive.linkcheck import CheckLock
+from evarchive.check.run import CheckLock
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROGRAM = Path(sys.executable).parent / "evarchive"  # the console script pip installed

@@ -15,7 +15,7 @@ from evarchive import cli
 from evarchive.cli import network
 from evarchive.capture import CaptureSettings
 from evarchive.errors import InputError, UsageError
-from evarchive.linkcheck import CheckSettings
+from evarchive.check.settings import CheckSettings
 
 BAD = [
     (["--workers", "0"], "--workers must be at least 1"),
@@ -114,10 +114,10 @@ def test_every_network_command_takes_its_full_shared_set(command: str) -> None:
 def test_the_declared_defaults_are_the_librarys() -> None:
     """The CLI's defaults are the settings objects' own: a capture gets 300 s and 1 GiB, a check
     (and the fetch of diff --live) its 120 s and 16 MiB."""
-    from evarchive.linkcheck import _check_capture_settings
+    from evarchive.check.settings import check_capture_settings
 
     for command, library in (("capture", CaptureSettings()), ("archive", CaptureSettings()),
-                             ("check", _check_capture_settings()), ("diff", _check_capture_settings())):
+                             ("check", check_capture_settings()), ("diff", check_capture_settings())):
         options = _options(_commands()[command])
         declared = [d for d in NETWORK_COMMANDS[command] if d not in network.ENGINE]
         given = network.NetworkOptions({d.name: options[_flag(d)].default for d in declared})

@@ -114,6 +114,37 @@ def test_full_disk_while_spooling_a_body_is_the_archives_failure(tmp_path, small
     assert bad_records(archive_dir) == []
 
 
+def test_full_disk_while_a_check_spools_a_body_blames_no_source(tmp_path, small_fs, local_server):
+    """ENOSPC while ``check`` spools a live body is this machine's failure, never the site's: no
+    check row, no strike, exit 3 with the disk-full message; what was committed before stays."""
+    archive_dir = small_fs.path / "archive"
+    page = local_server.url("/article/kept")
+    large = local_server.url("/large?size=40000000")  # spooled to archive/tmp, past 30 MB
+    assert cli("check", page, archive=archive_dir).returncode == 0
+
+    second = cli("check", large, "--max-body", "40000000", archive=archive_dir)
+
+    assert second.returncode == 3, second.stderr
+    assert "Traceback" not in second.stderr
+    assert "the disk is full" in second.stderr
+    assert "0 of the 1 checks of this run are committed" in second.stderr
+    conn = catalogue(archive_dir)
+    try:
+        checks = [tuple(r) for r in conn.execute(
+            "SELECT s.url, k.verdict, k.strikes FROM checks k JOIN sources s ON s.id = k.source_id")]
+    finally:
+        conn.close()
+    assert checks == [(page, "ok", 0)]
+    assert bad_records(archive_dir) == []
+
+    small_fs.resize(ROOM_AGAIN_MB)
+    again = cli("check", large, "--max-body", "40000000", archive=archive_dir)
+    assert again.returncode == 0, again.stderr
+    assert count(archive_dir, "SELECT COUNT(*) FROM checks WHERE verdict = 'ok' AND strikes = 0") == 2
+    final = cli("verify", "--deep", archive=archive_dir)
+    assert final.returncode == 0, final.stdout + final.stderr
+
+
 def test_no_room_for_the_catalogue_is_a_clear_exit_3(tmp_path, small_fs, local_server):
     archive_dir = small_fs.path / "archive"
     assert cli("capture", local_server.url("/large?size=1000"), archive=archive_dir).returncode == 0
@@ -163,6 +194,28 @@ def test_disk_full_in_parallel_workers_counts_every_workers_commits(tmp_path, sm
     again = cli("capture", "--pending", "--quiet", archive=archive_dir)
     assert again.returncode == 0, again.stderr
     assert count(archive_dir, "SELECT COUNT(DISTINCT source_id) FROM captures WHERE status = 'ok'") == len(urls)
+    assert bad_records(archive_dir) == []
+
+
+@pytest.mark.slow
+def test_disk_full_in_check_workers_blames_no_source_and_counts_every_commit(tmp_path, small_fs,
+                                                                             multi_host_server):
+    """Two check workers spool bodies past 1 MiB on the full disk: the run stops with exit 3,
+    no check says unreachable, and the message counts what the parent committed."""
+    archive_dir = small_fs.path / "archive"
+    hosts = ("127.0.0.2", "127.0.0.3")
+    urls = [multi_host_server.url(f"/large?size=4000000&n={i}", host_ip=hosts[i % 2]) for i in range(240)]
+
+    first = cli("check", *urls, "--workers", "2", "--quiet", archive=archive_dir)
+
+    assert first.returncode == 3, first.stderr
+    assert "Traceback" not in first.stderr
+    assert "the disk is full" in first.stderr
+    said = re.search(r"(\d+) of the (\d+) checks of this run are committed", first.stderr)
+    assert said, first.stderr
+    assert int(said[2]) == len(urls)
+    assert int(said[1]) == count(archive_dir, "SELECT COUNT(*) FROM checks")
+    assert count(archive_dir, "SELECT COUNT(*) FROM checks WHERE verdict != 'ok' OR strikes != 0") == 0
     assert bad_records(archive_dir) == []
 
 

@@ -175,7 +175,7 @@ def test_captures_are_classified_when_made(setup: Setup, local_server: Any) -> N
 def test_claims_reports_archive_and_rot_agree_on_what_supports_a_claim(setup: Setup, local_server: Any,
                                                                        capsys: Any) -> None:
     from evarchive import cli
-    from evarchive.linkcheck import source_states
+    from evarchive.check.rot import source_states
     from evarchive.reports import list_reports, report_claims, sources_to_capture
 
     walls = Walls(setup, local_server)

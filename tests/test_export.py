@@ -678,7 +678,7 @@ def test_redacted_log_discloses_only_the_entries_it_relies_on(setup: Setup, sign
 
 def test_check_evidence_and_the_live_state_of_each_source(setup: Setup) -> None:
     """After capture, page B vanished (404): the index says so, and --checks exports the 404."""
-    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+    from evarchive import CheckSettings, check_sources, select_sources
 
     setup.server.remove_route("/export/b")
     net = CaptureSettings(ca_file=setup.server.ca_pem_path, retries=0, total_timeout=10)
@@ -750,7 +750,7 @@ def test_seed_report_bundle_passes_every_judge(tmp_path: Path, local_server: Any
 
 
 def test_a_check_row_edited_after_the_fact_is_shown_unverified(setup: Setup) -> None:
-    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+    from evarchive import CheckSettings, check_sources, select_sources
 
     setup.server.remove_route("/export/b")
     net = CaptureSettings(ca_file=setup.server.ca_pem_path, retries=0, total_timeout=10)

@@ -499,7 +499,7 @@ def checked_archive(tmp_path: Path, server: Any) -> Archive:
     from localserver import article_page
 
     from evarchive.capture import CaptureSettings, capture_urls
-    from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+    from evarchive import CheckSettings, check_sources, select_sources
 
     a = Archive.open(tmp_path / "checked")
     urls = [server.url("/article/kappa"), server.url("/status/404"), server.url("/redirect-home")]

@@ -23,7 +23,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from evarchive.archive import Archive
 from evarchive.capture import CaptureOutcome, CaptureSettings, capture_urls
-from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+from evarchive import CheckSettings, check_sources, select_sources
 from evarchive.urls import normalise_url, request_url
 from evarchive.wire import RecordingBackend, RecordingStream, ResponseFraming
 

@@ -853,15 +853,15 @@ def _page_failure(url: str, chain: list[Exchange], hops: list[Hop]) -> tuple[str
 
 def _wall_of(hops: list[Hop], page: PageResult) -> tuple[str | None, str]:
     """The classifier ``check`` uses, applied to the rendered page: a wall or a soft 404 is not
-    the article. (wall, content verdict), as ``linkcheck.capture_verdict`` gives them."""
-    from . import linkcheck
+    the article. (wall, content verdict), as ``check.verdicts.capture_verdict`` gives them."""
+    from .check import verdicts
 
-    obs = linkcheck.Observation(
+    obs = verdicts.Observation(
         url=hops[0].url,
-        hops=[linkcheck.Hop(h.url, "GET", h.status, h.reason,
+        hops=[verdicts.Hop(h.url, "GET", h.status, h.reason,
                             [("content-type", "text/html; charset=utf-8")], h.location) for h in hops],
         body=page.artefacts.get("dom", b""))
-    return linkcheck.capture_verdict(obs)
+    return verdicts.capture_verdict(obs)
 
 
 def provenance_html(facts: dict[str, Any]) -> str:

@@ -526,7 +526,7 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
 def _content_verdict(hops: list[Hop]) -> dict[str, Any]:
     """Whether the capture holds the cited page, by the classifier ``check`` uses: a soft 404 or
     a wall is preserved as it was served, and never counts as support for a claim."""
-    from .linkcheck import capture_observation, capture_verdict
+    from .check.verdicts import capture_observation, capture_verdict
 
     wall, verdict = capture_verdict(capture_observation(hops))
     return {"wall": wall, "content_verdict": verdict}

@@ -22,6 +22,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -260,13 +261,15 @@ def _decompose(nodes: list[LexborNode]) -> None:
         node.decompose()
 
 
-def _ancestor_in(node: LexborNode, ids: set[int]) -> bool:
+def _ancestors(node: LexborNode) -> Iterator[LexborNode]:
     parent = node.parent
     while parent is not None:
-        if parent.mem_id in ids:
-            return True
+        yield parent
         parent = parent.parent
-    return False
+
+
+def _ancestor_in(node: LexborNode, ids: set[int]) -> bool:
+    return any(parent.mem_id in ids for parent in _ancestors(node))
 
 
 def _drop_boilerplate(tree: LexborHTMLParser) -> None:
@@ -290,12 +293,7 @@ def _drop_boilerplate(tree: LexborHTMLParser) -> None:
 
 
 def _inside(node: LexborNode, tags: tuple[str, ...]) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent.tag in tags:
-            return True
-        parent = parent.parent
-    return False
+    return any(parent.tag in tags for parent in _ancestors(node))
 
 
 def _main_root(tree: LexborHTMLParser) -> LexborNode | None:

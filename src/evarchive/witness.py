@@ -201,7 +201,8 @@ def corroborate(archive: Any, witness_id: int, *, timeout: float = 60.0,
     (the same payload bytes), else the main-text similarity that ``check`` computes (``similar``
     at or above check's drift threshold, ``differs`` below). Stored on the witness row with a
     custody entry; returns (corroboration, similarity)."""
-    from .linkcheck import DEFAULT_DRIFT_THRESHOLD, read_capture_payload
+    from .check.baselines import read_capture_payload
+    from .check.verdicts import DEFAULT_DRIFT_THRESHOLD
     from .textdiff import extract, similarity
 
     db = archive.db

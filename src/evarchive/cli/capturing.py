@@ -181,7 +181,7 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
     source = find_source(arch.db, url)
     if source is None:
         raise UsageError(f"no source {url!r} in the catalogue")
-    from ..linkcheck import recent_checks  # lazy: 200 ms of start-up
+    from ..check.rot import recent_checks  # lazy: 200 ms of start-up
     from ..reports import claims_citing  # lazy: 35 ms of start-up
 
     from ..witness import witnesses_of  # lazy: httpx

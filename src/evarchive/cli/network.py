@@ -24,7 +24,7 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:  # the engines are imported only when a command runs (see capture_settings)
     from ..capture import CaptureSettings
-    from ..linkcheck import CheckSettings
+    from ..check.settings import CheckSettings
 
 
 @dataclass(frozen=True)
@@ -161,15 +161,16 @@ def capture_settings(net: NetworkOptions) -> CaptureSettings:
 
 def fetch_settings(net: NetworkOptions) -> CaptureSettings:
     """The settings of one fetch the way a check makes it (diff --live)."""
-    from ..linkcheck import _check_capture_settings  # lazy: linkcheck costs 200 ms of start-up
+    from ..check.settings import check_capture_settings  # lazy: the check engine costs 200 ms of start-up
 
-    return net.capture_settings(_check_capture_settings())
+    return net.capture_settings(check_capture_settings())
 
 
 def check_settings(net: NetworkOptions, strikes: int, min_interval: str, drift_threshold: float,
                    head: str, probe: bool, evidence: str, recapture: bool) -> CheckSettings:
     """The settings of a check run; ``CheckSettings`` validates them (``UsageError``)."""
-    from ..linkcheck import CheckSettings, StrikeRule, parse_interval  # lazy: 200 ms, see above
+    from ..check.settings import CheckSettings  # lazy: 200 ms, see above
+    from ..check.strikes import StrikeRule, parse_interval
 
     try:
         interval = parse_interval(min_interval)

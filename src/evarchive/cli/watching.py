@@ -18,7 +18,7 @@ from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, bro
                      existing_archive, open_archive, print_json, print_json_lines, shorten)
 from .network import CONNECTION, NETWORK, NetworkOptions, check_settings, fetch_settings, network_options
 
-# `evarchive.linkcheck` is imported inside the commands: it costs about 200 ms of start-up
+# `evarchive.check` is imported inside the commands: it costs about 200 ms of start-up
 # (httpx, the capture engine, lxml), which `show` and `sources` must not pay.
 
 VERDICT_COLOURS = {"ok": "green", "drifted": "yellow", "moved": "cyan", "gone": "red",
@@ -60,7 +60,7 @@ def print_check_history(rows: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-# A check's own defaults (the library's, in linkcheck): a source gets 120 s, and 16 MiB of a body
+# A check's own defaults (the library's, in check/settings.py): a source gets 120 s, and 16 MiB of a body
 # is enough for any article (larger bodies are not compared).
 CHECK_DEFAULTS = {"timeout": 120.0, "max_body": 16 << 20}
 
@@ -105,7 +105,7 @@ def check(
     usage (bad option or URL: nothing is written); 3 the check could not run (another check
     holds the lock, no archive at the given path, or no host answered at all).
     """
-    from ..linkcheck import check_sources, refuse_bad_urls, select_sources  # lazy: 200 ms
+    from ..check.run import check_sources, refuse_bad_urls, select_sources  # lazy: 200 ms
 
     if urls and report:
         raise UsageError("give URLs or --report, not both")
@@ -177,7 +177,7 @@ def diff(
     Exit 0 (also when nothing changed); 1 when the capture cannot be read or --live cannot fetch
     the page; 2 when the source (or the archive) is unknown or has no capture.
     """
-    from ..linkcheck import diff_source  # lazy: 200 ms
+    from ..check.diff import diff_source  # lazy: 200 ms
 
     network = fetch_settings(net)  # a bad option is a usage error before the archive is read
     result = diff_source(browsed_archive(archive), url, live=live, network=network)
@@ -210,7 +210,7 @@ def rot(
     Exit 0 when every lost source still has an intact archived copy; 1 when a claim's lost
     source has none; 2 when the report (or the archive) is unknown.
     """
-    from ..linkcheck import last_check_run, rot_view  # lazy: 200 ms
+    from ..check.rot import last_check_run, rot_view  # lazy: 200 ms
 
     arch = browsed_archive(archive)
     rows = rot_view(arch, report, everything)

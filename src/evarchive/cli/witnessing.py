@@ -40,7 +40,7 @@ def witness(
     failed (recorded: run again later); 2 for usage errors (no keys, unknown report or URL).
     """
     from ..catalogue import one
-    from ..linkcheck import select_sources
+    from ..check.run import select_sources
     from ..urls import normalise_url
     from ..witness import keys_from_environment
 
