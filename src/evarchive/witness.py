@@ -28,12 +28,13 @@ import httpx
 from . import custody
 from .catalogue import insert, transaction, utc_now
 from .errors import UsageError
+from .queries import WITNESS_ARCHIVED
 
 SPN2_ENDPOINT = "https://web.archive.org"
 SERVICE = "wayback"
 KEYS_VARIABLE = "EVARCHIVE_SPN2_KEYS"
 KEYS_FILE_VARIABLE = "EVARCHIVE_SPN2_KEYS_FILE"
-DONE = "archived"
+DONE = WITNESS_ARCHIVED
 
 
 @dataclass

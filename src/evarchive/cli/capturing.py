@@ -19,7 +19,7 @@ from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
 from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, WitnessOpt, browsed_archive,
-                     claim_where, existing_archive, open_archive, print_json, shorten)
+                     claim_where, existing_archive, open_archive, print_json, shorten, timemaps_to_ask)
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
@@ -114,7 +114,7 @@ def capture(
     if not (urls or from_file or pending or everything):
         raise UsageError("give URLs, --from FILE, --pending or --all")
     settings = capture_settings(net)
-    witness_keys = _witness_keys(witness)
+    witness_keys = _witness_keys(witness, archive)
     given = read_url_list(urls or [], from_file)
     arch = open_archive(archive) if given else existing_archive(archive, write=True)
     chosen = select_urls(arch, given, None, pending, everything)
@@ -132,15 +132,32 @@ def capture(
         raise FindingsError(f"{unaccounted} of {len(outcomes)} captures have unaccounted requests")
 
 
-def _witness_keys(witness: str | None) -> tuple[str, str] | None:
-    """The keys a --witness needs, checked before anything is captured (a usage error otherwise)."""
+def _witness_keys(witness: str | None, archive: Path | None) -> tuple[str, str] | None:
+    """The keys the witness needs (--witness, else the archive's ``witness`` setting), checked
+    before anything is captured (a usage error otherwise); None when no witness is asked for."""
     if witness is None:
+        witness = _stored_witness(archive)
+    if witness is None or witness == "none":
         return None
     if witness != "wayback":
         raise UsageError(f"--witness {witness!r}: the witness evarchive knows is 'wayback'")
     from ..witness import keys_from_environment
 
     return keys_from_environment(os.environ)
+
+
+def _stored_witness(path: Path | None) -> str | None:
+    """The witness the archive's settings ask for; None when there is no archive yet."""
+    from ..settings import WITNESS, stored  # lazy: see configuring.py
+
+    try:
+        arch = Archive.existing(path, check=False)
+    except UsageError:
+        return None
+    try:
+        return stored(arch.db, WITNESS)
+    finally:
+        arch.close()
 
 
 def _witness_captured(arch: Archive, outcomes: list[Any], keys: tuple[str, str] | None, as_json: bool,
@@ -202,9 +219,10 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
 
     Exit 0; 2 when the source (or the archive) is unknown.
     """
-    details = source_details(browsed_archive(archive), url)
+    arch = browsed_archive(archive)
+    details = source_details(arch, url)
     if mementos:
-        details["mementos"] = _public_mementos(details, timemap)
+        details["mementos"] = _public_mementos(details, timemaps_to_ask(arch, timemap))
     if as_json:
         print_json(details)
         return
@@ -242,16 +260,16 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
             err.print(f"[yellow]memento lookup failed[/] {escape(failure)}")
 
 
-def _public_mementos(details: dict[str, Any], timemaps: list[str] | None) -> dict[str, Any]:
+def _public_mementos(details: dict[str, Any], timemaps: list[str]) -> dict[str, Any]:
     """Public archives' copies of the source, nearest its latest good capture (else now)."""
     import datetime as dt
 
-    from ..memento import DEFAULT_TIMEMAPS, lookup
+    from ..memento import lookup
 
     good = [c for c in details["captures"] if c["status"] == "ok"]
     when = dt.datetime.fromisoformat(good[-1]["started_at"].replace("Z", "+00:00")) if good else \
         dt.datetime.now(dt.UTC)
-    found = lookup(details["source"]["url"], when, timemaps or DEFAULT_TIMEMAPS)
+    found = lookup(details["source"]["url"], when, timemaps)
     return {"count": found.count, "nearest": found.nearest.as_dict() if found.nearest else None,
             "failures": found.failures}
 
@@ -326,7 +344,7 @@ def archive_cmd(
     from ..reports import claims_of_version, import_report, sources_to_capture  # lazy: 35 ms
 
     settings = capture_settings(net)
-    witness_keys = _witness_keys(witness)
+    witness_keys = _witness_keys(witness, archive)
     prepared = check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
     result = import_report(arch.db, report, title, prepared=prepared)
