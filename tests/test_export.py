@@ -504,7 +504,7 @@ def signed_and_stamped(setup: Setup):  # type: ignore[no-untyped-def]
     from tsa import LocalTSA
 
     from evarchive import timestamping
-    from evarchive.signing import introduce_key
+    from evarchive.custody import introduce_key
 
     pair = introduce_key(setup.arch)
     setup.server.set_route("/export/c", body=page("Page C"))

@@ -21,7 +21,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
@@ -957,6 +957,40 @@ def recover(archive: Archive) -> list[Any]:
     return recover_interrupted(archive.warcs_dir, archive.db)
 
 
+def _capture_share(archive_path: Path, settings: Any) -> Callable[[list[str], parallel.ResultBatch], None]:
+    def work(urls: list[str], batch: parallel.ResultBatch) -> None:
+        archive = Archive.open(archive_path)
+        run = CaptureRun(archive, settings, on_result=batch.add)
+        asyncio.run(run.run(urls))
+        batch.flush()
+        archive.close()
+    return work
+
+
+def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers: int,
+                       on_result: Callable[[Any], None] | None) -> list[Any]:
+    """Run one ``CaptureRun`` per worker process (``parallel`` forks them) and gather their
+    outcomes in URL order."""
+    shares = parallel.split_by_host(urls, workers)
+    per_worker = replace(settings, concurrency=max(1, settings.concurrency // len(shares)))
+    outcomes: list[Any] = []
+
+    def gather(payload: list[Any]) -> None:
+        outcomes.extend(payload)
+        if on_result:
+            for outcome in payload:
+                on_result(outcome)
+
+    try:
+        parallel.run_in_workers(shares, _capture_share(archive.path, per_worker), gather, "capture",
+                                "run `evarchive capture --pending` to finish")
+    except ArchiveWriteError as exc:
+        # A worker counts only its own captures; every outcome gathered here is a committed one.
+        raise stopped_by_storage(exc.reason, len(outcomes), len(urls)) from exc
+    order = {u: i for i, u in enumerate(urls)}
+    return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+
+
 def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | None = None,
                  on_result: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
     """Capture ``urls`` into ``archive`` (blocking); every attempt lands in the catalogue."""
@@ -967,7 +1001,7 @@ def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | 
     unique = list(dict.fromkeys(urls))
     workers = parallel.worker_count(settings.workers, unique)
     if workers > 1 and not parallel.threads_other_than_main():
-        return parallel.capture_in_workers(archive, unique, settings, workers, on_result)
+        return capture_in_workers(archive, unique, settings, workers, on_result)
     run = CaptureRun(archive, settings, on_result)
     with parallel.fewer_collections():
         return asyncio.run(run.run(unique))

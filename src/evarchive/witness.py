@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from . import custody
+from .archive import Archive
 from .catalogue import insert, transaction, utc_now
 from .errors import UsageError
 from .queries import WITNESS_ARCHIVED
@@ -196,7 +197,7 @@ def original_bytes_url(memento_url: str) -> str:
     return f"{head}{sep}{stamp}id_{slash}{original}" if sep and slash and stamp.isdigit() else memento_url
 
 
-def corroborate(archive: Any, witness_id: int, *, timeout: float = 60.0,
+def corroborate(archive: Archive, witness_id: int, *, timeout: float = 60.0,
                 transport: httpx.BaseTransport | None = None) -> tuple[str, float | None]:
     """Fetch the witness's copy and compare it with our capture of the same source: ``identical``
     (the same payload bytes), else the main-text similarity that ``check`` computes (``similar``

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from ..archive import Archive
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
 from .common import ArchiveOpt, JsonOpt, QuietOpt, existing_archive, print_json
@@ -66,7 +67,7 @@ def witness(
                             "(recorded; run again later)")
 
 
-def run_witnesses(arch: Any, source_ids: list[int], keys: tuple[str, str], endpoint: str, max_wait: float,
+def run_witnesses(arch: Archive, source_ids: list[int], keys: tuple[str, str], endpoint: str, max_wait: float,
                   as_json: bool, quiet: bool) -> list[Any]:
     """Submit every source among ``source_ids`` that has no archived witness yet, record each
     result, and print it; the results."""
