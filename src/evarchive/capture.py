@@ -47,7 +47,7 @@ from .errors import ArchiveWriteError, InputError, UsageError, shown, storage_fa
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
-    Block,
+    RecordBlock,
     RecordSpec,
     WarcWriter,
     WrittenRecord,
@@ -130,7 +130,7 @@ def _proxy_kind(proxy: str | None) -> str | None:
 # --------------------------------------------------------------------------- results
 
 @dataclass
-class Hop:
+class CapturedHop:
     """One request/response exchange of a capture."""
 
     url: str
@@ -179,7 +179,7 @@ class CaptureOutcome:
 class CaptureFailure(Exception):
     """A capture that ended without usable evidence; ``kind`` is the catalogue's error class."""
 
-    def __init__(self, kind: str, message: str, hops: list[Hop] | None = None) -> None:
+    def __init__(self, kind: str, message: str, hops: list[CapturedHop] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -192,7 +192,7 @@ class StorageError(Exception):
 
 
 class RetryableStatus(Exception):
-    def __init__(self, hop: Hop) -> None:
+    def __init__(self, hop: CapturedHop) -> None:
         super().__init__(f"HTTP {hop.status}")
         self.hop = hop
 
@@ -237,7 +237,7 @@ class Fetcher:
         self.settings = settings
         self.tmp_dir = tmp_dir
 
-    async def fetch_chain(self, url: str, hops: list[Hop] | None = None) -> list[Hop]:
+    async def fetch_chain(self, url: str, hops: list[CapturedHop] | None = None) -> list[CapturedHop]:
         """The hops to the final answer. Each hop received goes into `hops` at once, so a caller
         that passes its own list keeps the chain when a later hop fails (refused host, timeout)."""
         hops = [] if hops is None else hops
@@ -265,7 +265,7 @@ class Fetcher:
                 raise CaptureFailure("RefusedRedirect", f"redirect refused: malformed Location {hop.location!r}: "
                                      f"{exc}", hops) from None
 
-    async def fetch_with_retries(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+    async def fetch_with_retries(self, url: str, cookies: ChainCookies | None = None) -> CapturedHop:
         attempt = 0
         cookies = cookies if cookies is not None else ChainCookies(self.settings.clock().timestamp())
         while True:
@@ -295,7 +295,7 @@ class Fetcher:
         backoff = self.settings.backoff_base * (2 ** attempt)
         return min(self.settings.backoff_max, backoff * (0.5 + random.random() / 2))
 
-    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> CapturedHop:
         if cookies is None:  # a hop on its own starts with no cookies, like a chain
             cookies = ChainCookies(self.settings.clock().timestamp())
         cookie = cookies.header(url)
@@ -318,7 +318,7 @@ class Fetcher:
         cookies.notes.clear()
         return hop
 
-    async def _read_hop(self, url: str, response: httpx.Response) -> Hop:
+    async def _read_hop(self, url: str, response: httpx.Response) -> CapturedHop:
         stream = response.extensions.get("network_stream")
         recording = find_recording(stream)
         head = bytes(recording.response_head) if recording else b""
@@ -336,7 +336,7 @@ class Fetcher:
         body, length, payload_hex, block_hex, truncated = await self._spool_body(response, head)
         findings = recording.exchange_findings() if recording else []
         location = response.headers.get("location") if 300 <= response.status_code < 400 else None
-        return Hop(url=url, request_bytes=request_bytes, response_head=head,
+        return CapturedHop(url=url, request_bytes=request_bytes, response_head=head,
                    head_reconstructed=reconstructed, status=response.status_code,
                    reason=response.reason_phrase, http_version=response.http_version,
                    headers=response.headers, body=body, body_length=length,
@@ -454,8 +454,8 @@ class PendingCapture:
     artefacts: list[dict[str, Any]] = field(default_factory=list)  # browser engine only
 
 
-def _http_block(hop: Hop) -> Block:
-    return Block(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
+def _http_block(hop: CapturedHop) -> RecordBlock:
+    return RecordBlock(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
 
 
 def _revisit_target(db: Any, source_id: int, payload_sha256: str,
@@ -512,7 +512,7 @@ def _record_intact(warcs_dir: Path, record: dict[str, Any]) -> bool:
     return digest.hexdigest() == record["member_sha256"]
 
 
-def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
+def write_hop_records(writer: WarcWriter, hop: CapturedHop, date: str,
                       revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
     """Request + response (or revisit) records of one exchange, each naming the other."""
     request_id, response_id = new_record_id(), new_record_id()
@@ -520,7 +520,7 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
     if revisit_of is not None:
         original = revisit_of["record"]
         response_spec = RecordSpec(
-            "revisit", hop.url, date, Block(hop.response_head),
+            "revisit", hop.url, date, RecordBlock(hop.response_head),
             content_type="application/http; msgtype=response",
             headers=[*ip, ("WARC-Concurrent-To", request_id), ("WARC-Profile", REVISIT_PROFILE),
                      ("WARC-Refers-To", original["record_id"]),
@@ -535,13 +535,13 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
             headers=[*ip, ("WARC-Concurrent-To", request_id), *truncated],
             payload_sha256=hop.payload_sha256, record_id=response_id)
     request_spec = RecordSpec(
-        "request", hop.url, date, Block(hop.request_bytes),
+        "request", hop.url, date, RecordBlock(hop.request_bytes),
         content_type="application/http; msgtype=request",
         headers=[*ip, ("WARC-Concurrent-To", response_id)], record_id=request_id)
     return [writer.write(request_spec), writer.write(response_spec)]
 
 
-def _content_verdict(hops: list[Hop]) -> dict[str, Any]:
+def _content_verdict(hops: list[CapturedHop]) -> dict[str, Any]:
     """Whether the capture holds the cited page, by the classifier ``check`` uses: a soft 404 or
     a wall is preserved as it was served, and never counts as support for a claim."""
     from .linkcheck import capture_observation, capture_verdict
@@ -550,11 +550,11 @@ def _content_verdict(hops: list[Hop]) -> dict[str, Any]:
     return {"wall": wall, "content_verdict": verdict}
 
 
-def _chain_of(hops: list[Hop]) -> list[dict[str, Any]]:
+def _chain_of(hops: list[CapturedHop]) -> list[dict[str, Any]]:
     return [{"url": h.url, "status": h.status, "location": h.location} for h in hops]
 
 
-def provenance_fields(cited_url: str, hops: list[Hop], settings: CaptureSettings,
+def provenance_fields(cited_url: str, hops: list[CapturedHop], settings: CaptureSettings,
                       started: str, ended: str, attempts_note: str | None,
                       revisit_of: dict[str, Any] | None) -> list[tuple[str, Any]]:
     final = hops[-1]
@@ -701,7 +701,7 @@ class CaptureRun:
         source_id = self.source_ids.get(url) or ensure_source(self.db, url)
         start = self.settings.clock()
         started = format_time(start)
-        hops: list[Hop] = []
+        hops: list[CapturedHop] = []
         try:
             async with asyncio.timeout(self.settings.total_timeout):
                 await fetcher.fetch_chain(url, hops)
@@ -718,7 +718,7 @@ class CaptureRun:
             return self._record_safely(url, source_id, started, hops, failure=(kind, message))
         return self._record_safely(url, source_id, started, hops, failure=None)
 
-    def _record_safely(self, url: str, source_id: int, started: str, hops: list[Hop],
+    def _record_safely(self, url: str, source_id: int, started: str, hops: list[CapturedHop],
                        failure: tuple[str, str] | None) -> CaptureOutcome:
         if self._stopped is not None:  # a task that finishes after the failure records nothing
             for hop in hops:
@@ -731,7 +731,7 @@ class CaptureRun:
             raise StorageError() from exc
 
     # ----------------------------------------------------------------- recording
-    def _record(self, url: str, source_id: int, started: str, hops: list[Hop],
+    def _record(self, url: str, source_id: int, started: str, hops: list[CapturedHop],
                 failure: tuple[str, str] | None) -> CaptureOutcome:
         try:
             ended = format_time(self.settings.clock())
@@ -752,7 +752,7 @@ class CaptureRun:
             for hop in hops:
                 hop.body.close()
 
-    def _write_records(self, url: str, hops: list[Hop], started: str, ended: str,
+    def _write_records(self, url: str, hops: list[CapturedHop], started: str, ended: str,
                        revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
         self.writer.begin_capture()
         records: list[WrittenRecord] = []
@@ -765,16 +765,16 @@ class CaptureRun:
             chain = "".join(final.tls["chain_pem"]).encode("ascii")
             records.append(self.writer.write(RecordSpec(
                 "resource", f"urn:evarchive:tls-certificate-chain:{final.tls['leaf_sha256']}",
-                started, Block(chain), content_type="application/pem-certificate-chain",
+                started, RecordBlock(chain), content_type="application/pem-certificate-chain",
                 headers=[("WARC-Concurrent-To", response.record_id)])))
         fields = provenance_fields(url, hops, self.settings, started, ended, None, revisit_of)
         records.append(self.writer.write(RecordSpec(
-            "metadata", hops[0].url, started, Block(warc_fields(fields)),
+            "metadata", hops[0].url, started, RecordBlock(warc_fields(fields)),
             content_type="application/warc-fields",
             headers=[("WARC-Refers-To", response.record_id)])))
         return records
 
-    def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[Hop],
+    def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[CapturedHop],
                records: list[WrittenRecord], failure: tuple[str, str] | None,
                revisit_of: dict[str, Any] | None, artefacts: list[dict[str, Any]] | None = None,
                row_extra: dict[str, Any] | None = None) -> CaptureOutcome:
@@ -1012,7 +1012,7 @@ __all__ = [
     "CaptureRun",
     "CaptureSettings",
     "Fetcher",
-    "Hop",
+    "CapturedHop",
     "build_client",
     "capture_urls",
     "classify_exception",

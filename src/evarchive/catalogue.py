@@ -304,7 +304,7 @@ def _migration_1_core(db: sqlite_utils.Database) -> None:
 
 
 def _migration_2_reports(db: sqlite_utils.Database) -> None:
-    """Reports, their versions, claims and the citations linking claims to sources (issue 3).
+    """Reports, their versions, claims and the citations linking claims to sources.
 
     A version is identified by the SHA-256 of the report file; a report groups the versions
     imported under one title (or from one path). Claims and citations belong to one version and
@@ -370,7 +370,7 @@ def _migration_2_reports(db: sqlite_utils.Database) -> None:
 
 
 def _migration_4_checks(db: sqlite_utils.Database) -> None:
-    """Live re-checks (issue 5): one row per check of a source, never updated."""
+    """Live re-checks: one row per check of a source, never updated."""
     db.executescript(
         """
         CREATE TABLE checks (
@@ -451,7 +451,7 @@ def _migration_4_checks(db: sqlite_utils.Database) -> None:
 
 
 def _migration_3_integrity(db: sqlite_utils.Database) -> None:
-    """Issue 4: verification runs, RFC 3161 tokens, custody signing keys (public part only)."""
+    """Integrity: verification runs, RFC 3161 tokens, custody signing keys (public part only)."""
     db.executescript(
         """
         CREATE TABLE verification_runs (

@@ -65,7 +65,7 @@ from .client import redact_proxy
 from .errors import ArchiveLockedError, EvarchiveError, UsageError
 from .textdiff import PageText
 from .urls import host_of, request_url
-from .warcwriter import Block, RecordSpec, WarcWriter, WrittenRecord, warc_fields
+from .warcwriter import RecordBlock as Block, RecordSpec, WarcWriter, WrittenRecord, warc_fields
 
 VERDICTS = ("ok", "drifted", "moved", "gone", "soft-404", "blocked", "unreachable")
 FAILING = frozenset({"gone", "soft-404", "unreachable"})

@@ -85,7 +85,8 @@ def shorten(text: str, limit: int = 160) -> str:
 
 
 def claim_where(row: dict[str, Any]) -> str:
-    """A claim's position for people: page and paragraph, and the line in text files."""
+    """A claim's position in a terminal's few columns ("p.3 \u00b62 (line 5)"); the exhibit
+    index spells it out in words instead (``export.where``: "p. 3, para. 2, line 5")."""
     where = f"p.{row['page']} \u00b6{row['paragraph']}" if row.get("page") else f"\u00b6{row['paragraph']}"
     return f"{where} (line {row['line']})" if row.get("line") else where
 
