@@ -59,7 +59,7 @@ from .capture import (
     classify_exception,
     write_hop_records,
 )
-from .capture import Hop as CaptureHop
+from .capture import CapturedHop as CaptureHop
 from .catalogue import insert, one, to_json, transaction, update, utc_now
 from .client import redact_proxy
 from .errors import ArchiveLockedError, EvarchiveError, UsageError
