@@ -253,11 +253,7 @@ class WarcWriter:
                 "status": "closed", "closed_at": utc_now(), "size": size, "sha256": digest},
                 key_column="name")
             custody.append(self.db, "warc-closed", name, {"size": size, "sha256": digest})
-        self._file = None
-        self._name = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._release()
 
     def abandon(self) -> None:
         """Stop using the current file after a failed write: close it and release its lock.
@@ -270,6 +266,10 @@ class WarcWriter:
                 self._file.close()
             except OSError:
                 pass  # the unflushed remainder is lost; it was never committed
+        self._release()
+
+    def _release(self) -> None:
+        """Forget the current file (already closed) and release its writer lock."""
         self._file = None
         self._name = None
         if self._lock_fd is not None:
