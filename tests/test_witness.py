@@ -15,14 +15,8 @@ from localserver import Request, Response
 from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings, capture_urls
 from evarchive.errors import UsageError
-from evarchive.witness import (
-    WitnessSettings,
-    keys_from_environment,
-    record,
-    sources_to_witness,
-    submit,
-    witnesses_of,
-)
+from evarchive.queries import witnesses_of
+from evarchive.witness import WitnessSettings, keys_from_environment, record, sources_to_witness, submit
 
 KEYS = ("ACCESSKEY", "S3CR3T")
 JSON = [(b"Content-Type", b"application/json")]

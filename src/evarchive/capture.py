@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import hashlib
+import os
 import random
 import re
 import sqlite3
@@ -37,6 +38,7 @@ from .catalogue import (
     insert,
     last_good_capture,
     one,
+    sources_without_capture,
     to_json,
     transaction,
     update,
@@ -877,8 +879,6 @@ def stopped_by_storage(reason: str, committed: int, total: int) -> ArchiveWriteE
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 
@@ -924,8 +924,6 @@ def _refuse_invalid(urls: list[str]) -> None:
 
 def _sources_without_good_capture(archive: Archive) -> list[dict[str, Any]]:
     """Sources with no good capture, and sources whose last good capture is not intact."""
-    from .catalogue import sources_without_capture
-
     rows = sources_without_capture(archive.db)
     damaged = _sources_with_damaged_capture(archive)
     if damaged:

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .capture import CaptureSettings, Fetcher, CapturedHop, classify_exception
+from .capture import CapturedHop, CaptureSettings, Fetcher, classify_exception
+from .catalogue import format_time
 from .cookies import ChainCookies
 from .urls import request_target
 
@@ -334,8 +335,6 @@ async def _send_recorded(writer: asyncio.StreamWriter, hop: CapturedHop, method:
 
 
 def _now(clock: Any) -> str:
-    from .catalogue import format_time
-
     return format_time(clock())
 
 

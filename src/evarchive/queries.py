@@ -100,6 +100,18 @@ def witness_corroboration(db: Any, source_ids: list[int]) -> dict[int, dict[str,
     return found
 
 
+def latest_public_copy(db: Any, source_id: int) -> dict[str, Any] | None:
+    """The source's latest copy an independent witness archived: its memento URL and time."""
+    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = ? "
+                     "ORDER BY id DESC LIMIT 1", [source_id, WITNESS_ARCHIVED]).fetchone()
+    return {"memento_url": row[0], "archived_at": row[1]} if row else None
+
+
+def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:
+    """Every witness request for a source, oldest first, whatever came of it (for ``show``)."""
+    return list(db.query("SELECT * FROM witnesses WHERE source_id = ? ORDER BY id", [source_id]))
+
+
 def _wall_words(wall: str) -> str:
     """A browser capture's wall ('consent: consent wall (...)') as the reason alone."""
     kind, sep, reason = wall.partition(": ")

@@ -18,12 +18,14 @@ again, without any network, on every `evarchive verify`:
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -37,7 +39,10 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc2634, rfc3161, rfc5035, rfc5280, rfc5652
 
+from . import __version__, custody
 from .archive import Archive
+from .catalogue import insert, to_json, transaction, utc_now
+from .errors import CouldNotRunError, InputError, UsageError
 
 # Hash algorithms by OID: the name hashlib knows and the cryptography class.
 HASHES: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
@@ -493,8 +498,6 @@ ENV_TSA_ROOTS = "EVARCHIVE_TSA_ROOTS"
 
 def configured_tsas(archive: Archive, given: Sequence[str]) -> list[str]:
     """--tsa options, else EVARCHIVE_TSA (space or comma separated), else keys/tsa-urls.txt."""
-    import os
-
     if given:
         return list(given)
     env = os.environ.get(ENV_TSA, "")
@@ -508,9 +511,6 @@ def configured_tsas(archive: Archive, given: Sequence[str]) -> list[str]:
 
 def configured_roots(archive: Archive, given: Any = None) -> list[x509.Certificate] | None:
     """--tsa-roots PEM, else EVARCHIVE_TSA_ROOTS, else keys/tsa-roots.pem; None when none."""
-    import os
-    from pathlib import Path
-
     path = Path(given) if given else (Path(os.environ[ENV_TSA_ROOTS]) if os.environ.get(ENV_TSA_ROOTS) else None)
     if path is None:
         path = archive.tsa_roots_file if archive.tsa_roots_file.exists() else None
@@ -519,8 +519,6 @@ def configured_roots(archive: Archive, given: Any = None) -> list[x509.Certifica
     try:
         return load_pem_certificates(path.read_bytes())
     except (OSError, ValueError) as exc:
-        from .errors import InputError
-
         raise InputError(f"cannot read TSA roots from {path}: {exc}") from None
 
 
@@ -528,10 +526,6 @@ def stamp_archive(archive: Archive, tsa_urls: Sequence[str], roots: Sequence[x50
                   timeout: float = 30.0) -> dict[str, Any]:
     """Timestamp the custody-log head: the token then covers every entry (and so every
     capture, file hash and row they vouch for) up to it. Stores the token and logs it."""
-    from . import __version__, custody
-    from .catalogue import insert, to_json, transaction, utc_now
-    from .errors import CouldNotRunError, UsageError
-
     db = archive.db
     head = custody.head(db)
     if head is None:

@@ -29,7 +29,9 @@ from . import custody
 from .archive import Archive
 from .catalogue import insert, transaction, utc_now
 from .errors import UsageError
+from .linkcheck import DEFAULT_DRIFT_THRESHOLD, read_capture_payload
 from .queries import WITNESS_ARCHIVED
+from .textdiff import extract, similarity
 
 SPN2_ENDPOINT = "https://web.archive.org"
 SERVICE = "wayback"
@@ -173,17 +175,6 @@ def sources_to_witness(db: Any, source_ids: list[int]) -> list[dict[str, Any]]:
     return wanted
 
 
-def latest_public_copy(db: Any, source_id: int) -> dict[str, Any] | None:
-    """The source's latest copy an independent witness archived: its memento URL and time."""
-    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = ? "
-                     "ORDER BY id DESC LIMIT 1", [source_id, DONE]).fetchone()
-    return {"memento_url": row[0], "archived_at": row[1]} if row else None
-
-
-def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM witnesses WHERE source_id = ? ORDER BY id", [source_id]))
-
-
 # --------------------------------------------------------------------------- corroboration
 
 CORROBORATION_LIMIT = 16 << 20  # bytes of the witness's copy read for the comparison
@@ -203,9 +194,6 @@ def corroborate(archive: Archive, witness_id: int, *, timeout: float = 60.0,
     (the same payload bytes), else the main-text similarity that ``check`` computes (``similar``
     at or above check's drift threshold, ``differs`` below). Stored on the witness row with a
     custody entry; returns (corroboration, similarity)."""
-    from .linkcheck import DEFAULT_DRIFT_THRESHOLD, read_capture_payload
-    from .textdiff import extract, similarity
-
     db = archive.db
     row = dict(next(db.query("SELECT * FROM witnesses WHERE id = ?", [witness_id])))
     capture = next(db.query("SELECT * FROM captures WHERE id = ?", [row["capture_id"]]), None) \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -17,12 +18,14 @@ from rich.table import Table
 from ..archive import Archive
 from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
+from ..queries import witnesses_of
 from .app import app, err, out
 from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, WitnessOpt, browsed_archive,
                      claim_where, existing_archive, open_archive, print_json, shorten, timemaps_to_ask)
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
+from .witnessing import run_witnesses
 
 def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
                  as_json: bool, engine: str | None = None, chromium: str | None = None) -> list[Any]:
@@ -141,7 +144,7 @@ def _witness_keys(witness: str | None, archive: Path | None) -> tuple[str, str] 
         return None
     if witness != "wayback":
         raise UsageError(f"--witness {witness!r}: the witness evarchive knows is 'wayback'")
-    from ..witness import keys_from_environment
+    from ..witness import keys_from_environment  # lazy: see witnessing.py
 
     return keys_from_environment(os.environ)
 
@@ -165,8 +168,6 @@ def _witness_captured(arch: Archive, outcomes: list[Any], keys: tuple[str, str] 
     """Submit what was just captured to the witness; how many are not archived yet."""
     if keys is None:
         return 0
-    from .witnessing import run_witnesses
-
     ids = [o.source_id for o in outcomes if o.status != "failed" and o.source_id is not None]
     endpoint = os.environ.get("EVARCHIVE_SPN2_ENDPOINT", "https://web.archive.org")
     results = run_witnesses(arch, ids, keys, endpoint, 180.0, as_json, quiet)
@@ -200,8 +201,6 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
         raise UsageError(f"no source {url!r} in the catalogue")
     from ..linkcheck import recent_checks  # lazy: 200 ms of start-up
     from ..reports import claims_citing  # lazy: 35 ms of start-up
-
-    from ..witness import witnesses_of  # lazy: httpx
 
     return {"source": source, "captures": captures_of(arch.db, source["id"]),
             "claims": claims_citing(arch.db, source["id"]),
@@ -262,9 +261,7 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
 
 def _public_mementos(details: dict[str, Any], timemaps: list[str]) -> dict[str, Any]:
     """Public archives' copies of the source, nearest its latest good capture (else now)."""
-    import datetime as dt
-
-    from ..memento import lookup
+    from ..memento import lookup  # lazy: httpx, only with --mementos (see witnessing.py)
 
     good = [c for c in details["captures"] if c["status"] == "ok"]
     when = dt.datetime.fromisoformat(good[-1]["started_at"].replace("Z", "+00:00")) if good else \

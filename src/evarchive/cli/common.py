@@ -58,7 +58,7 @@ def timemaps_to_ask(arch: Archive, given: list[str] | None) -> list[str]:
     """The archives a Memento lookup asks: --timemap (or EVARCHIVE_TIMEMAPS), else the archive's
     stored ``timemaps`` setting, else the Internet Archive alone."""
     from ..memento import DEFAULT_TIMEMAPS  # lazy: memento pulls httpx, only a lookup needs it
-    from ..settings import TIMEMAPS, stored
+    from ..settings import TIMEMAPS, stored  # lazy: see configuring.py
 
     return list(given or stored(arch.db, TIMEMAPS) or DEFAULT_TIMEMAPS)
 
