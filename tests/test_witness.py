@@ -230,6 +230,9 @@ def test_a_witness_copy_is_compared_with_our_capture(tmp_path: Path, local_serve
         assert answer["corroboration"] == ("identical" if name == "same" else "differs"), answer
     assert cli.main(["show", pages["same"], "--archive", archive]) == 0
     assert "against our capture: identical" in capsys.readouterr().out
+    monkeypatch.setenv("COLUMNS", "400")
+    assert cli.main(["show", pages["other"], "--archive", archive]) == 0
+    assert "against our capture: differs (main-text similarity 0." in capsys.readouterr().out
 
 
 def test_the_exported_report_links_the_witness_copy_beside_the_exhibit(tmp_path: Path, local_server: Any,

@@ -247,6 +247,8 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
         made = f": {escape(w['memento_url'])} ({w['archived_at']})" if w["memento_url"] else \
             f" ({escape(w['message'] or '')})"
         compared = f"; against our capture: {w['corroboration']}" if w.get("corroboration") else ""
+        if w.get("similarity") is not None and w["similarity"] < 1:
+            compared += f" (main-text similarity {w['similarity']:.2f})"
         out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}"
                   f"{compared}")
     if "mementos" in details:
