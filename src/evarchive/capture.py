@@ -546,6 +546,8 @@ def write_hop_records(writer: WarcWriter, hop: CapturedHop, date: str,
 def _content_verdict(hops: list[CapturedHop]) -> dict[str, Any]:
     """Whether the capture holds the cited page, by the classifier ``check`` uses: a soft 404 or
     a wall is preserved as it was served, and never counts as support for a claim."""
+    # Here, not at the top: linkcheck imports capture (the classifier is to leave linkcheck for
+    # a module of its own, which capture can then import at the top).
     from .linkcheck import capture_observation, capture_verdict
 
     wall, verdict = capture_verdict(capture_observation(hops))
