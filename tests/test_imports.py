@@ -12,6 +12,7 @@ some other module was loaded first is caught too.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,11 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE_DIR.rglob("*.py"))}
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
 def import_time_statements(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
     for node in body:
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -49,7 +55,7 @@ def imported_modules(name: str, path: Path) -> set[str]:
     """The package's modules that importing ``name`` imports directly."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in import_time_statements(ast.parse(path.read_text(encoding="utf-8")).body):
+    for node in import_time_statements(parsed(path).body):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         else:
@@ -61,15 +67,27 @@ def imported_modules(name: str, path: Path) -> set[str]:
     return found
 
 
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Every elementary cycle found by a depth-first walk (each reported once, from its least name)."""
+def every_import(name: str, path: Path) -> set[str]:
+    """The package's modules that ``name`` imports anywhere, inside functions too."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(parsed(path)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0]
+            base = f"{base}.{node.module}" if node.module else base
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
+    return {t for t in found if t in MODULES and t != name}
+
+
+def cycles(graph: dict[str, set[str]], longest: int = 1000) -> list[list[str]]:
+    """Every elementary cycle of at most ``longest`` modules (each reported once, from its least name)."""
     found: set[tuple[str, ...]] = set()
 
     def walk(start: str, node: str, trail: list[str]) -> None:
         for nxt in sorted(graph.get(node, ())):
             if nxt == start:
                 found.add(tuple(trail))
-            elif nxt > start and nxt not in trail:
+            elif nxt > start and nxt not in trail and len(trail) < longest:
                 walk(start, nxt, [*trail, nxt])
 
     for start in sorted(graph):
@@ -92,6 +110,20 @@ def test_the_graph_reads_relative_imports() -> None:
 def test_no_module_imports_itself_back_at_import_time() -> None:
     graph = {name: imported_modules(name, path) for name, path in MODULES.items()}
     assert [" -> ".join([*c, c[0]]) for c in cycles(graph)] == []
+
+
+# Cycles still broken by an import inside a function, until linkcheck's page classifier moves to a
+# module of its own (capture and the browser engine classify every capture with it).
+KNOWN_LATE_CYCLES = [["evarchive.browser", "evarchive.capture", "evarchive.linkcheck"],
+                     ["evarchive.browser", "evarchive.linkcheck"],
+                     ["evarchive.capture", "evarchive.linkcheck"]]
+
+
+def test_imports_inside_functions_hide_no_other_cycle() -> None:
+    """An import moved into a function only hides a cycle; the ones left are listed above."""
+    graph = {name: every_import(name, path) for name, path in MODULES.items()}
+    found = cycles(graph, longest=3)
+    assert [c for c in found if c not in KNOWN_LATE_CYCLES] == []
 
 
 @pytest.mark.slow
