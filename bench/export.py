@@ -29,7 +29,7 @@ import evidence  # noqa: E402
 from evarchive import custody  # noqa: E402
 from evarchive.archive import Archive  # noqa: E402
 from evarchive.catalogue import ensure_source, insert, transaction, utc_now  # noqa: E402
-from evarchive.warcwriter import Block, RecordSpec, WarcWriter  # noqa: E402
+from evarchive.warcwriter import RecordBlock, RecordSpec, WarcWriter  # noqa: E402
 
 
 def add_page(archive: Archive, writer: WarcWriter, url: str, body: bytes, coding: str | None) -> None:
@@ -41,7 +41,7 @@ def add_page(archive: Archive, writer: WarcWriter, url: str, body: bytes, coding
     extra = f"Content-Encoding: {coding}\r\n" if coding else ""
     head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{extra}Content-Length: {len(body)}\r\n\r\n").encode()
     payload_hex = hashlib.sha256(body).hexdigest()
-    response = writer.write(RecordSpec("response", url, now, Block(head + body),
+    response = writer.write(RecordSpec("response", url, now, RecordBlock(head + body),
                                        content_type="application/http; msgtype=response", payload_sha256=payload_hex))
     row = {"source_id": source_id, "run_id": None, "url_requested": url, "status": "ok", "kind": "response",
            "started_at": now, "ended_at": now, "warc_date": now, "final_url": url, "redirect_chain": "[]",

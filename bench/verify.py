@@ -1,4 +1,4 @@
-"""Verification bench (issue 4).
+"""Verification bench.
 
 Builds about 1 GB of gzip-per-record WARCs (about 20,000 records of mixed
 sizes) with the project's own WarcWriter, then prints, from one run over the
@@ -42,7 +42,7 @@ def build(root: Path, size_mb: int, seed: int = 1) -> Archive:
     """Pages of log-uniform sizes (300 B .. 2.8 MB), 30% incompressible, 3 records each.
 
     Mean compressed page is about 160 kB, so 1 GB is about 6,700 pages, i.e. about 20,000
-    records (response + request + metadata per page) as issue 4 asks.
+    records (response + request + metadata per page), the size the verification target is set for.
     """
     rng = random.Random(seed)
     archive = Archive.open(root)

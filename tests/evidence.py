@@ -16,7 +16,7 @@ from typing import Any
 from evarchive import custody
 from evarchive.archive import Archive
 from evarchive.catalogue import ensure_source, insert, transaction, utc_now
-from evarchive.warcwriter import Block, RecordSpec, WarcWriter, warc_fields
+from evarchive.warcwriter import RecordBlock, RecordSpec, WarcWriter, warc_fields
 
 WORDS = [w.encode() for w in (
     "evidence witness report village attack statement court human rights archive source "
@@ -75,15 +75,15 @@ def add_capture(archive: Archive, writer: WarcWriter, url: str, body: bytes,
     head = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     payload_hex = hashlib.sha256(body).hexdigest()
-    response = writer.write(RecordSpec("response", url, now, Block(head + body),
+    response = writer.write(RecordSpec("response", url, now, RecordBlock(head + body),
                                        content_type="application/http; msgtype=response",
                                        payload_sha256=payload_hex))
-    request = writer.write(RecordSpec("request", url, now, Block(req),
+    request = writer.write(RecordSpec("request", url, now, RecordBlock(req),
                                       content_type="application/http; msgtype=request",
                                       headers=[("WARC-Concurrent-To", response.record_id)],
                                       payload_sha256=hashlib.sha256(b"").hexdigest()))
     meta = writer.write(RecordSpec("metadata", url, now,
-                                   Block(warc_fields([("capture-software", "evarchive-test")])),
+                                   RecordBlock(warc_fields([("capture-software", "evarchive-test")])),
                                    content_type="application/warc-fields",
                                    headers=[("WARC-Refers-To", response.record_id)]))
     records = [response, request, meta]

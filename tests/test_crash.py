@@ -82,12 +82,12 @@ def test_kill_during_capture_then_rerun_finishes(tmp_path, local_server):
 WRITE_THEN_HANG = textwrap.dedent("""
     import sys, time
     from evarchive.archive import Archive
-    from evarchive.warcwriter import Block, RecordSpec, WarcWriter
+    from evarchive.warcwriter import RecordBlock, RecordSpec, WarcWriter
     from evarchive.catalogue import utc_now
     arch = Archive.open(sys.argv[1])
     writer = WarcWriter(arch.warcs_dir, arch.locks_dir, arch.db)
     writer.begin_capture()
-    writer.write(RecordSpec("resource", "urn:test:uncommitted", utc_now(), Block(b"x" * 5000)))
+    writer.write(RecordSpec("resource", "urn:test:uncommitted", utc_now(), RecordBlock(b"x" * 5000)))
     writer.sync()
     print("written", flush=True)
     time.sleep(60)

@@ -37,7 +37,7 @@ def test_chain_links_every_entry_to_the_previous(arch: Archive) -> None:
 
 
 def test_private_key_is_0600_and_never_in_the_catalogue(arch: Archive) -> None:
-    pair = signing.introduce_key(arch)
+    pair = custody.introduce_key(arch)
     assert stat.S_IMODE(pair.private_path.stat().st_mode) == 0o600
     assert pair.private_path.parent == arch.path / "keys"
     secret = pair.private_path.read_bytes()
@@ -45,12 +45,12 @@ def test_private_key_is_0600_and_never_in_the_catalogue(arch: Archive) -> None:
     dump = "\n".join(arch.db.conn.iterdump()).encode()
     assert body not in dump and b"PRIVATE KEY" not in dump
     with pytest.raises(UsageError, match="refusing to overwrite"):
-        signing.introduce_key(arch)  # never silently replaces a key
+        custody.introduce_key(arch)  # never silently replaces a key
 
 
 def test_entries_after_key_generation_are_signed_and_verify(arch: Archive) -> None:
     unsigned_before = len(custody.entries(arch.db))
-    signing.introduce_key(arch)
+    custody.introduce_key(arch)
     evidence.build(arch.path, pages=2, seed=9)  # more captures, now signed
     rows = custody.entries(arch.db)
     assert all(r["signature"] is None for r in rows[:unsigned_before])
@@ -59,7 +59,7 @@ def test_entries_after_key_generation_are_signed_and_verify(arch: Archive) -> No
 
 
 def test_wrong_signature_is_detected_and_localised(arch: Archive) -> None:
-    signing.introduce_key(arch)
+    custody.introduce_key(arch)
     evidence.build(arch.path, pages=2, seed=9)
     rows = custody.entries(arch.db)
     target = rows[-2]
@@ -73,7 +73,7 @@ def test_wrong_signature_is_detected_and_localised(arch: Archive) -> None:
 
 
 def test_signature_over_other_entry_and_stripped_signature(arch: Archive) -> None:
-    signing.introduce_key(arch)
+    custody.introduce_key(arch)
     evidence.build(arch.path, pages=2, seed=9)
     rows = custody.entries(arch.db)
     a, b = rows[-1], rows[-2]
@@ -87,19 +87,19 @@ def test_signature_over_other_entry_and_stripped_signature(arch: Archive) -> Non
 
 
 def test_replaced_key_is_caught_with_an_out_of_band_public_key(arch: Archive, tmp_path: Path) -> None:
-    pair = signing.introduce_key(arch)
+    pair = custody.introduce_key(arch)
     kept = tmp_path / "kept.pub"
     kept.write_bytes(pair.public_path.read_bytes())  # the copy the lawyer keeps
     # An attacker rewrites keys/ and introduces their own key.
     pair.private_path.unlink()
     pair.public_path.unlink()
-    signing.introduce_key(arch)
+    custody.introduce_key(arch)
     problems = failures(arch, public_keys=[signing.load_public_file(kept)])
     assert problems and {k for k, _ in problems} == {"log-signature"}
 
 
 def test_missing_private_key_leaves_entries_unsigned_then_sign_pending(arch: Archive, tmp_path: Path) -> None:
-    pair = signing.introduce_key(arch, tmp_path / "usb" / "key.pem")
+    pair = custody.introduce_key(arch, tmp_path / "usb" / "key.pem")
     away = tmp_path / "away.pem"
     pair.private_path.rename(away)
     evidence.build(arch.path, pages=1, seed=2)

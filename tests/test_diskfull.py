@@ -257,7 +257,7 @@ def test_writer_appends_nothing_after_a_failed_write(small_fs):
     import os
 
     from evarchive.archive import Archive
-    from evarchive.warcwriter import Block, RecordSpec, WarcWriter
+    from evarchive.warcwriter import RecordBlock, RecordSpec, WarcWriter
 
     arch = Archive.open(small_fs.path / "archive")
     writer = WarcWriter(arch.warcs_dir, arch.locks_dir, arch.db)
@@ -267,13 +267,13 @@ def test_writer_appends_nothing_after_a_failed_write(small_fs):
         with pytest.raises(OSError) as failed:
             for _ in range(40):
                 written.append(writer.write(RecordSpec(
-                    "resource", "urn:test", "2026-01-01T00:00:00Z", Block(b"", io.BytesIO(body), len(body)))))
+                    "resource", "urn:test", "2026-01-01T00:00:00Z", RecordBlock(b"", io.BytesIO(body), len(body)))))
         assert failed.value.errno == 28
         path = arch.warcs_dir / writer.current_name
         size = path.stat().st_size
         small_fs.resize(ROOM_AGAIN_MB)
         with pytest.raises(OSError, match="no more writes after a failed one"):
-            writer.write(RecordSpec("resource", "urn:test", "2026-01-01T00:00:00Z", Block(b"small")))
+            writer.write(RecordSpec("resource", "urn:test", "2026-01-01T00:00:00Z", RecordBlock(b"small")))
         with pytest.raises(OSError, match="no more writes after a failed one"):
             writer.begin_capture()
         writer.sync()  # fsyncs what the OS holds; appends nothing

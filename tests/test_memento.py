@@ -96,3 +96,34 @@ def test_show_lists_public_mementos_only_when_asked(local_server: Any, tmp_path:
                      "--timemap", local_server.url("/tm/timemap/link/{url}")]) == 0
     assert f"public mementos: 3; nearest the latest capture: http://archive.example/web/20240802100000/{page}" \
         in capsys.readouterr().out
+
+
+def test_the_archives_timemaps_setting_is_asked_by_show_and_rot(local_server: Any, tmp_path: Any,
+                                                                capsys: Any) -> None:
+    from evarchive import cli
+
+    local_server.set_route("/memento/doomed", body="<html><body><p>The minister said so.</p></body></html>",
+                           content_type="text/html")
+    page = local_server.url("/memento/doomed")
+    archive = str(tmp_path / "archive")
+    assert cli.main(["capture", page, "--archive", archive, "--quiet"]) == 0
+    local_server.set_route(f"/stored/timemap/link/{page}", body=TIMEMAP.replace(CITED, page),
+                           content_type="application/link-format")
+    assert cli.main(["settings", "timemaps", "ftp://nowhere/{url}", "--archive", archive]) == 2
+    assert cli.main(["settings", "timemaps", local_server.url("/stored/timemap/link/{url}"),
+                     "--archive", archive]) == 0
+    capsys.readouterr()
+    assert cli.main(["show", page, "--archive", archive, "--mementos"]) == 0
+    assert f"public mementos: 3; nearest the latest capture: http://archive.example/web/20240802100000/{page}" \
+        in capsys.readouterr().out
+    local_server.set_route("/memento/doomed", status=404, body="gone")
+    assert cli.main(["check", "--archive", archive, "--quiet", "--retries", "0"]) == 0  # strike 1 of 3
+    capsys.readouterr()
+    local_server.clear_log()
+    assert cli.main(["rot", "--archive", archive, "--mementos"]) == 0
+    assert f"public memento: http://archive.example/web/20240802100000/{page}" in capsys.readouterr().out
+    assert len(local_server.exchanges(f"/stored/timemap/link/{page}")) == 1
+    # an option given for one run still wins over the stored setting
+    assert cli.main(["show", page, "--archive", archive, "--mementos", "--timemap",
+                     local_server.url("/other/timemap/link/{url}")]) == 0
+    assert "public mementos: 0" in capsys.readouterr().out

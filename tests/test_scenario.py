@@ -54,7 +54,7 @@ from warcio.archiveiterator import ArchiveIterator
 pytestmark = pytest.mark.slow
 
 TITLE = "Hostile sources report"
-CHECK_RSS_LIMIT_MB = 300  # the bar for a check over a bomb and a huge page
+CHECK_RSS_LIMIT_MB = 300  # the bar set for a nightly check over a bomb and a huge page
 CHECK_TIMEOUT = 20  # check's --timeout, seconds per source
 CHECK_DEADLINE = 60  # the whole check step; a check still running then is killed
 STEP_DEADLINE = 120  # any other step

@@ -15,14 +15,8 @@ from localserver import Request, Response
 from evarchive.archive import Archive
 from evarchive.capture import CaptureSettings, capture_urls
 from evarchive.errors import UsageError
-from evarchive.witness import (
-    WitnessSettings,
-    keys_from_environment,
-    record,
-    sources_to_witness,
-    submit,
-    witnesses_of,
-)
+from evarchive.queries import witnesses_of
+from evarchive.witness import WitnessSettings, keys_from_environment, record, sources_to_witness, submit
 
 KEYS = ("ACCESSKEY", "S3CR3T")
 JSON = [(b"Content-Type", b"application/json")]
@@ -236,6 +230,9 @@ def test_a_witness_copy_is_compared_with_our_capture(tmp_path: Path, local_serve
         assert answer["corroboration"] == ("identical" if name == "same" else "differs"), answer
     assert cli.main(["show", pages["same"], "--archive", archive]) == 0
     assert "against our capture: identical" in capsys.readouterr().out
+    monkeypatch.setenv("COLUMNS", "400")
+    assert cli.main(["show", pages["other"], "--archive", archive]) == 0
+    assert "against our capture: differs (main-text similarity 0." in capsys.readouterr().out
 
 
 def test_the_exported_report_links_the_witness_copy_beside_the_exhibit(tmp_path: Path, local_server: Any,
@@ -257,3 +254,67 @@ def test_the_exported_report_links_the_witness_copy_beside_the_exhibit(tmp_path:
     memento = local_server.url("/spn2").rstrip("/") + f"/web/20241130120501/{page}"
     assert f'(<a href="{memento}">public copy, 2024-11-30</a>)' in page_html
     assert 'data-versionurl="exhibits.html#exhibit-1"' in page_html
+
+
+def test_claims_show_whether_the_witness_copy_corroborates_our_capture(tmp_path: Path, local_server: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from localserver import PLAIN_BODY
+
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page, other = local_server.url("/plain"), local_server.url("/article/alpha")
+    report = tmp_path / "r.md"
+    report.write_text(f"The ministry said so.\n\n{page}\n\nAnd so did the paper.\n\n{other}\n", encoding="utf-8")
+    assert cli.main(["archive", str(report), "--title", "R", "--archive", archive, "--quiet"]) == 0
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    Spn2(local_server, pending_polls=0, outcome={"status": "success", "timestamp": "20241130120501",
+                                                 "original_url": page})
+    local_server.set_route(f"/spn2/web/20241130120501id_/{page}", body=PLAIN_BODY)
+    assert cli.main(["witness", page, "--archive", archive, "--quiet",
+                     "--endpoint", local_server.url("/spn2").rstrip("/")]) == 0
+    assert cli.main(["claims", "--report", "R", "--archive", archive, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    witnessed = {s["url"]: s["witness"] for row in rows for s in row["sources"]}
+    memento = local_server.url("/spn2").rstrip("/") + f"/web/20241130120501/{page}"
+    assert witnessed == {page: {"memento_url": memento, "archived_at": "2024-11-30T12:05:01Z",
+                                "corroboration": "identical", "similarity": 1.0},
+                         other: None}
+    monkeypatch.setenv("COLUMNS", "400")  # one source a line in the table
+    assert cli.main(["claims", "--report", "R", "--archive", archive]) == 0
+    table = capsys.readouterr().out
+    assert "(witness: identical)" in table
+    assert table.count("witness:") == 1
+
+
+def test_a_witness_stored_as_the_archives_setting_is_asked_by_every_capture(
+        tmp_path: Path, local_server: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evarchive import cli
+
+    archive = str(tmp_path / "archive")
+    page, second = local_server.url("/plain"), local_server.url("/article/alpha")
+    assert cli.main(["capture", page, "--archive", archive, "--quiet"]) == 0
+    assert cli.main(["settings", "witness", "archive-today", "--archive", archive]) == 2
+    assert cli.main(["settings", "witness", "wayback", "--archive", archive]) == 0
+    monkeypatch.delenv("EVARCHIVE_SPN2_KEYS", raising=False)
+    assert cli.main(["capture", second, "--archive", archive]) == 2  # the setting needs keys: checked first
+    monkeypatch.setenv("EVARCHIVE_SPN2_KEYS", ":".join(KEYS))
+    monkeypatch.setenv("EVARCHIVE_SPN2_ENDPOINT", local_server.url("/spn2").rstrip("/"))
+    spn2 = Spn2(local_server, pending_polls=0)
+    assert cli.main(["capture", second, "--archive", archive, "--witness", "none", "--quiet"]) == 0
+    assert spn2.submitted == []  # --witness none: not this run
+    assert cli.main(["capture", second, "--archive", archive, "--quiet"]) == 0
+    assert spn2.submitted == [f"url={second.replace(':', '%3A').replace('/', '%2F')}"]
+    capsys.readouterr()
+    assert cli.main(["settings", "--archive", archive, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"timemaps": None, "witness": "wayback"}
+    assert cli.main(["settings", "witness", "--clear", "--archive", archive]) == 0
+    assert cli.main(["capture", page, "--archive", archive, "--quiet"]) == 0
+    assert len(spn2.submitted) == 1  # cleared: nothing more is submitted
+    arch = Archive.open(tmp_path / "archive")
+    changes = [json.loads(r["details"]) for r in arch.db.query(
+        "SELECT details FROM custody_log WHERE event = 'setting' ORDER BY seq")]
+    assert changes == [{"setting": "witness", "value": "wayback"}, {"setting": "witness", "value": None}]
+    arch.close()

@@ -14,10 +14,16 @@ from .errors import CouldNotRunError, EvarchiveError, UsageError, shown
 DEFAULT_ARCHIVE = "archive"
 ENV_ARCHIVE = "EVARCHIVE_ARCHIVE"
 CATALOGUE_NAME = "catalogue.sqlite"
+KEYS_DIR_NAME = "keys"  # the custody signing keys and the TSA configuration
 
 
 def default_archive_path() -> Path:
     return Path(os.environ.get(ENV_ARCHIVE) or DEFAULT_ARCHIVE)
+
+
+def keys_dir_of(root: Path) -> Path:
+    """The keys folder of the archive at ``root`` (for code that holds only its catalogue)."""
+    return root / KEYS_DIR_NAME
 
 
 @dataclass
@@ -84,6 +90,20 @@ class Archive:
     @property
     def locks_dir(self) -> Path:
         return self.path / "locks"
+
+    @property
+    def keys_dir(self) -> Path:
+        return keys_dir_of(self.path)
+
+    @property
+    def tsa_urls_file(self) -> Path:
+        """The TSAs to ask when neither --tsa nor EVARCHIVE_TSA names any, one URL a line."""
+        return self.keys_dir / "tsa-urls.txt"
+
+    @property
+    def tsa_roots_file(self) -> Path:
+        """The trusted TSA roots (PEM) when neither --tsa-roots nor EVARCHIVE_TSA_ROOTS names any."""
+        return self.keys_dir / "tsa-roots.pem"
 
     def close(self) -> None:
         self.db.conn.close()

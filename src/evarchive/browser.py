@@ -34,7 +34,7 @@ from .capture import (
     CaptureOutcome,
     CaptureRun,
     CaptureSettings,
-    Hop,
+    CapturedHop as Hop,
     StorageError,
     build_client,
     provenance_fields,
@@ -43,7 +43,7 @@ from .capture import (
 from .catalogue import ensure_source, format_time, to_json
 from .errors import CouldNotRunError
 from .urls import request_url, validate_url
-from .warcwriter import Block, RecordSpec, WrittenRecord, warc_fields
+from .warcwriter import RecordBlock as Block, RecordSpec, WrittenRecord, warc_fields
 
 if TYPE_CHECKING:  # the proxy (and its X.509 machinery) loads only when the browser engine runs
     from .mitm import Exchange, ProxySession, RunAuthority

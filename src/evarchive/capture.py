@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import hashlib
+import os
 import random
 import re
 import sqlite3
@@ -21,7 +22,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
@@ -37,6 +38,7 @@ from .catalogue import (
     insert,
     last_good_capture,
     one,
+    sources_without_capture,
     to_json,
     transaction,
     update,
@@ -44,11 +46,12 @@ from .catalogue import (
 )
 from .cookies import ChainCookies
 from .errors import ArchiveWriteError, InputError, UsageError, shown, storage_failure
+from .check.verdicts import capture_observation, capture_verdict
 from .records import record_intact
 from .urls import host_of, request_target, request_url, validate_url
 from .warcwriter import (
     new_record_id,
-    Block,
+    RecordBlock,
     RecordSpec,
     WarcWriter,
     WrittenRecord,
@@ -131,7 +134,7 @@ def _proxy_kind(proxy: str | None) -> str | None:
 # --------------------------------------------------------------------------- results
 
 @dataclass
-class Hop:
+class CapturedHop:
     """One request/response exchange of a capture."""
 
     url: str
@@ -180,7 +183,7 @@ class CaptureOutcome:
 class CaptureFailure(Exception):
     """A capture that ended without usable evidence; ``kind`` is the catalogue's error class."""
 
-    def __init__(self, kind: str, message: str, hops: list[Hop] | None = None) -> None:
+    def __init__(self, kind: str, message: str, hops: list[CapturedHop] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -193,7 +196,7 @@ class StorageError(Exception):
 
 
 class RetryableStatus(Exception):
-    def __init__(self, hop: Hop) -> None:
+    def __init__(self, hop: CapturedHop) -> None:
         super().__init__(f"HTTP {hop.status}")
         self.hop = hop
 
@@ -238,7 +241,7 @@ class Fetcher:
         self.settings = settings
         self.tmp_dir = tmp_dir
 
-    async def fetch_chain(self, url: str, hops: list[Hop] | None = None) -> list[Hop]:
+    async def fetch_chain(self, url: str, hops: list[CapturedHop] | None = None) -> list[CapturedHop]:
         """The hops to the final answer. Each hop received goes into `hops` at once, so a caller
         that passes its own list keeps the chain when a later hop fails (refused host, timeout)."""
         hops = [] if hops is None else hops
@@ -266,7 +269,7 @@ class Fetcher:
                 raise CaptureFailure("RefusedRedirect", f"redirect refused: malformed Location {hop.location!r}: "
                                      f"{exc}", hops) from None
 
-    async def fetch_with_retries(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+    async def fetch_with_retries(self, url: str, cookies: ChainCookies | None = None) -> CapturedHop:
         attempt = 0
         cookies = cookies if cookies is not None else ChainCookies(self.settings.clock().timestamp())
         while True:
@@ -296,7 +299,7 @@ class Fetcher:
         backoff = self.settings.backoff_base * (2 ** attempt)
         return min(self.settings.backoff_max, backoff * (0.5 + random.random() / 2))
 
-    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> CapturedHop:
         if cookies is None:  # a hop on its own starts with no cookies, like a chain
             cookies = ChainCookies(self.settings.clock().timestamp())
         cookie = cookies.header(url)
@@ -319,7 +322,7 @@ class Fetcher:
         cookies.notes.clear()
         return hop
 
-    async def _read_hop(self, url: str, response: httpx.Response) -> Hop:
+    async def _read_hop(self, url: str, response: httpx.Response) -> CapturedHop:
         stream = response.extensions.get("network_stream")
         recording = find_recording(stream)
         head = bytes(recording.response_head) if recording else b""
@@ -337,7 +340,7 @@ class Fetcher:
         body, length, payload_hex, block_hex, truncated = await self._spool_body(response, head)
         findings = recording.exchange_findings() if recording else []
         location = response.headers.get("location") if 300 <= response.status_code < 400 else None
-        return Hop(url=url, request_bytes=request_bytes, response_head=head,
+        return CapturedHop(url=url, request_bytes=request_bytes, response_head=head,
                    head_reconstructed=reconstructed, status=response.status_code,
                    reason=response.reason_phrase, http_version=response.http_version,
                    headers=response.headers, body=body, body_length=length,
@@ -455,8 +458,8 @@ class PendingCapture:
     artefacts: list[dict[str, Any]] = field(default_factory=list)  # browser engine only
 
 
-def _http_block(hop: Hop) -> Block:
-    return Block(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
+def _http_block(hop: CapturedHop) -> RecordBlock:
+    return RecordBlock(hop.response_head, hop.body, hop.body_length, hop.block_sha256)
 
 
 def _revisit_target(db: Any, source_id: int, payload_sha256: str,
@@ -494,7 +497,7 @@ def _previous_response(db: Any, source_id: int, warcs_dir: Path | None = None) -
     return {"capture": original, "record": record, "payload_sha256": last["payload_sha256"]}
 
 
-def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
+def write_hop_records(writer: WarcWriter, hop: CapturedHop, date: str,
                       revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
     """Request + response (or revisit) records of one exchange, each naming the other."""
     request_id, response_id = new_record_id(), new_record_id()
@@ -502,7 +505,7 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
     if revisit_of is not None:
         original = revisit_of["record"]
         response_spec = RecordSpec(
-            "revisit", hop.url, date, Block(hop.response_head),
+            "revisit", hop.url, date, RecordBlock(hop.response_head),
             content_type="application/http; msgtype=response",
             headers=[*ip, ("WARC-Concurrent-To", request_id), ("WARC-Profile", REVISIT_PROFILE),
                      ("WARC-Refers-To", original["record_id"]),
@@ -517,26 +520,25 @@ def write_hop_records(writer: WarcWriter, hop: Hop, date: str,
             headers=[*ip, ("WARC-Concurrent-To", request_id), *truncated],
             payload_sha256=hop.payload_sha256, record_id=response_id)
     request_spec = RecordSpec(
-        "request", hop.url, date, Block(hop.request_bytes),
+        "request", hop.url, date, RecordBlock(hop.request_bytes),
         content_type="application/http; msgtype=request",
         headers=[*ip, ("WARC-Concurrent-To", response_id)], record_id=request_id)
     return [writer.write(request_spec), writer.write(response_spec)]
 
 
-def _content_verdict(hops: list[Hop]) -> dict[str, Any]:
+def _content_verdict(hops: list[CapturedHop]) -> dict[str, Any]:
     """Whether the capture holds the cited page, by the classifier ``check`` uses: a soft 404 or
     a wall is preserved as it was served, and never counts as support for a claim."""
-    from .check.verdicts import capture_observation, capture_verdict
 
     wall, verdict = capture_verdict(capture_observation(hops))
     return {"wall": wall, "content_verdict": verdict}
 
 
-def _chain_of(hops: list[Hop]) -> list[dict[str, Any]]:
+def _chain_of(hops: list[CapturedHop]) -> list[dict[str, Any]]:
     return [{"url": h.url, "status": h.status, "location": h.location} for h in hops]
 
 
-def provenance_fields(cited_url: str, hops: list[Hop], settings: CaptureSettings,
+def provenance_fields(cited_url: str, hops: list[CapturedHop], settings: CaptureSettings,
                       started: str, ended: str, attempts_note: str | None,
                       revisit_of: dict[str, Any] | None) -> list[tuple[str, Any]]:
     final = hops[-1]
@@ -683,7 +685,7 @@ class CaptureRun:
         source_id = self.source_ids.get(url) or ensure_source(self.db, url)
         start = self.settings.clock()
         started = format_time(start)
-        hops: list[Hop] = []
+        hops: list[CapturedHop] = []
         try:
             async with asyncio.timeout(self.settings.total_timeout):
                 await fetcher.fetch_chain(url, hops)
@@ -700,7 +702,7 @@ class CaptureRun:
             return self._record_safely(url, source_id, started, hops, failure=(kind, message))
         return self._record_safely(url, source_id, started, hops, failure=None)
 
-    def _record_safely(self, url: str, source_id: int, started: str, hops: list[Hop],
+    def _record_safely(self, url: str, source_id: int, started: str, hops: list[CapturedHop],
                        failure: tuple[str, str] | None) -> CaptureOutcome:
         if self._stopped is not None:  # a task that finishes after the failure records nothing
             for hop in hops:
@@ -713,7 +715,7 @@ class CaptureRun:
             raise StorageError() from exc
 
     # ----------------------------------------------------------------- recording
-    def _record(self, url: str, source_id: int, started: str, hops: list[Hop],
+    def _record(self, url: str, source_id: int, started: str, hops: list[CapturedHop],
                 failure: tuple[str, str] | None) -> CaptureOutcome:
         try:
             ended = format_time(self.settings.clock())
@@ -734,7 +736,7 @@ class CaptureRun:
             for hop in hops:
                 hop.body.close()
 
-    def _write_records(self, url: str, hops: list[Hop], started: str, ended: str,
+    def _write_records(self, url: str, hops: list[CapturedHop], started: str, ended: str,
                        revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
         self.writer.begin_capture()
         records: list[WrittenRecord] = []
@@ -747,16 +749,16 @@ class CaptureRun:
             chain = "".join(final.tls["chain_pem"]).encode("ascii")
             records.append(self.writer.write(RecordSpec(
                 "resource", f"urn:evarchive:tls-certificate-chain:{final.tls['leaf_sha256']}",
-                started, Block(chain), content_type="application/pem-certificate-chain",
+                started, RecordBlock(chain), content_type="application/pem-certificate-chain",
                 headers=[("WARC-Concurrent-To", response.record_id)])))
         fields = provenance_fields(url, hops, self.settings, started, ended, None, revisit_of)
         records.append(self.writer.write(RecordSpec(
-            "metadata", hops[0].url, started, Block(warc_fields(fields)),
+            "metadata", hops[0].url, started, RecordBlock(warc_fields(fields)),
             content_type="application/warc-fields",
             headers=[("WARC-Refers-To", response.record_id)])))
         return records
 
-    def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[Hop],
+    def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[CapturedHop],
                records: list[WrittenRecord], failure: tuple[str, str] | None,
                revisit_of: dict[str, Any] | None, artefacts: list[dict[str, Any]] | None = None,
                row_extra: dict[str, Any] | None = None) -> CaptureOutcome:
@@ -859,8 +861,6 @@ def stopped_by_storage(reason: str, committed: int, total: int) -> ArchiveWriteE
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 
@@ -906,8 +906,6 @@ def _refuse_invalid(urls: list[str]) -> None:
 
 def _sources_without_good_capture(archive: Archive) -> list[dict[str, Any]]:
     """Sources with no good capture, and sources whose last good capture is not intact."""
-    from .catalogue import sources_without_capture
-
     rows = sources_without_capture(archive.db)
     damaged = _sources_with_damaged_capture(archive)
     if damaged:
@@ -939,6 +937,40 @@ def recover(archive: Archive) -> list[Any]:
     return recover_interrupted(archive.warcs_dir, archive.db)
 
 
+def _capture_share(archive_path: Path, settings: Any) -> Callable[[list[str], parallel.ResultBatch], None]:
+    def work(urls: list[str], batch: parallel.ResultBatch) -> None:
+        archive = Archive.open(archive_path)
+        run = CaptureRun(archive, settings, on_result=batch.add)
+        asyncio.run(run.run(urls))
+        batch.flush()
+        archive.close()
+    return work
+
+
+def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers: int,
+                       on_result: Callable[[Any], None] | None) -> list[Any]:
+    """Run one ``CaptureRun`` per worker process (``parallel`` forks them) and gather their
+    outcomes in URL order."""
+    shares = parallel.split_by_host(urls, workers)
+    per_worker = replace(settings, concurrency=max(1, settings.concurrency // len(shares)))
+    outcomes: list[Any] = []
+
+    def gather(payload: list[Any]) -> None:
+        outcomes.extend(payload)
+        if on_result:
+            for outcome in payload:
+                on_result(outcome)
+
+    try:
+        parallel.run_in_workers(shares, _capture_share(archive.path, per_worker), gather, "capture",
+                                "run `evarchive capture --pending` to finish")
+    except ArchiveWriteError as exc:
+        # A worker counts only its own captures; every outcome gathered here is a committed one.
+        raise stopped_by_storage(exc.reason, len(outcomes), len(urls)) from exc
+    order = {u: i for i, u in enumerate(urls)}
+    return sorted(outcomes, key=lambda o: order.get(o.url, 0))
+
+
 def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | None = None,
                  on_result: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
     """Capture ``urls`` into ``archive`` (blocking); every attempt lands in the catalogue."""
@@ -949,7 +981,7 @@ def capture_urls(archive: Archive, urls: list[str], settings: CaptureSettings | 
     unique = list(dict.fromkeys(urls))
     workers = parallel.worker_count(settings.workers, unique)
     if workers > 1 and not parallel.threads_other_than_main():
-        return parallel.capture_in_workers(archive, unique, settings, workers, on_result)
+        return capture_in_workers(archive, unique, settings, workers, on_result)
     run = CaptureRun(archive, settings, on_result)
     with parallel.fewer_collections():
         return asyncio.run(run.run(unique))
@@ -960,7 +992,7 @@ __all__ = [
     "CaptureRun",
     "CaptureSettings",
     "Fetcher",
-    "Hop",
+    "CapturedHop",
     "build_client",
     "capture_urls",
     "classify_exception",

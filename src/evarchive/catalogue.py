@@ -208,6 +208,20 @@ def one(db: sqlite_utils.Database, sql: str, params: list[Any] | tuple[Any, ...]
 
 # --------------------------------------------------------------------------- migrations
 
+# Where a WARC record is and the hashes that vouch for it: alike in capture_records and
+# check_records, whose union is the view warc_records. Spliced in as text, so that the schema
+# SQLite stores (and an existing catalogue holds) stays exactly what it was.
+RECORD_COLUMNS = """\
+            warc_file TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            record_id TEXT NOT NULL UNIQUE,
+            record_type TEXT NOT NULL,
+            target_uri TEXT NOT NULL,
+            block_sha256 TEXT NOT NULL,
+            payload_sha256 TEXT,
+            member_sha256 TEXT NOT NULL"""
+
 def _migration_1_core(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -277,15 +291,7 @@ def _migration_1_core(db: sqlite_utils.Database) -> None:
         CREATE TABLE capture_records (
             id INTEGER PRIMARY KEY,
             capture_id INTEGER NOT NULL REFERENCES captures(id),
-            warc_file TEXT NOT NULL,
-            offset INTEGER NOT NULL,
-            length INTEGER NOT NULL,
-            record_id TEXT NOT NULL UNIQUE,
-            record_type TEXT NOT NULL,
-            target_uri TEXT NOT NULL,
-            block_sha256 TEXT NOT NULL,
-            payload_sha256 TEXT,
-            member_sha256 TEXT NOT NULL
+""" + RECORD_COLUMNS + """
         );
         CREATE INDEX capture_records_capture ON capture_records(capture_id);
         CREATE INDEX capture_records_file ON capture_records(warc_file, offset);
@@ -304,7 +310,7 @@ def _migration_1_core(db: sqlite_utils.Database) -> None:
 
 
 def _migration_2_reports(db: sqlite_utils.Database) -> None:
-    """Reports, their versions, claims and the citations linking claims to sources (issue 3).
+    """Reports, their versions, claims and the citations linking claims to sources.
 
     A version is identified by the SHA-256 of the report file; a report groups the versions
     imported under one title (or from one path). Claims and citations belong to one version and
@@ -370,7 +376,7 @@ def _migration_2_reports(db: sqlite_utils.Database) -> None:
 
 
 def _migration_4_checks(db: sqlite_utils.Database) -> None:
-    """Live re-checks (issue 5): one row per check of a source, never updated."""
+    """Live re-checks: one row per check of a source, never updated."""
     db.executescript(
         """
         CREATE TABLE checks (
@@ -411,15 +417,7 @@ def _migration_4_checks(db: sqlite_utils.Database) -> None:
         CREATE TABLE check_records (
             id INTEGER PRIMARY KEY,
             check_id INTEGER NOT NULL REFERENCES checks(id),
-            warc_file TEXT NOT NULL,
-            offset INTEGER NOT NULL,
-            length INTEGER NOT NULL,
-            record_id TEXT NOT NULL UNIQUE,
-            record_type TEXT NOT NULL,
-            target_uri TEXT NOT NULL,
-            block_sha256 TEXT NOT NULL,
-            payload_sha256 TEXT,
-            member_sha256 TEXT NOT NULL,
+""" + RECORD_COLUMNS + """,
             role TEXT
         );
         CREATE INDEX check_records_check ON check_records(check_id);
@@ -451,7 +449,7 @@ def _migration_4_checks(db: sqlite_utils.Database) -> None:
 
 
 def _migration_3_integrity(db: sqlite_utils.Database) -> None:
-    """Issue 4: verification runs, RFC 3161 tokens, custody signing keys (public part only)."""
+    """Integrity: verification runs, RFC 3161 tokens, custody signing keys (public part only)."""
     db.executescript(
         """
         CREATE TABLE verification_runs (

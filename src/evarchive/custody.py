@@ -20,7 +20,8 @@ from typing import Any
 import sqlite_utils
 
 from . import signing
-from .catalogue import insert, one, to_json, transaction, utc_now
+from .archive import Archive, keys_dir_of
+from .catalogue import insert, one, path_value, to_json, transaction, utc_now
 
 GENESIS_HASH = "0" * 64
 
@@ -103,7 +104,24 @@ def private_key_path(db: sqlite_utils.Database, key_row: dict[str, Any]) -> Path
     if key_row.get("private_key_path"):
         return Path(os.fsdecode(key_row["private_key_path"]))
     cat = catalogue_path(db)
-    return signing.default_private_path(cat.parent / "keys") if cat else None
+    return signing.default_private_path(keys_dir_of(cat.parent)) if cat else None
+
+
+def introduce_key(archive: Archive, private_path: Path | None = None, *, overwrite: bool = False) -> signing.KeyPair:
+    """Generate a key pair and put it in force: a signing_keys row (public part only) and a
+    ``keys-generate`` log entry that the new key itself signs (proof of possession)."""
+    path = private_path or signing.default_private_path(archive.keys_dir)
+    pair = signing.generate(path, overwrite=overwrite)
+    db = archive.db
+    with transaction(db):
+        now = utc_now()
+        db.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [now])
+        insert(db, "signing_keys", {
+            "key_id": pair.key_id, "public_key_pem": pair.public_pem, "created_at": now,
+            "private_key_path": None if private_path is None else path_value(path.resolve())})
+        append(db, "keys-generate", pair.key_id, {
+            "algorithm": "ed25519", "public_key_pem": pair.public_pem})
+    return pair
 
 
 def load_active_private(db: sqlite_utils.Database) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 
 
@@ -86,6 +87,4 @@ class ArchiveLockedError(CouldNotRunError):
 
 def shown(path: object) -> str:
     """A path as it can be printed: bytes that are not UTF-8 appear as \\xNN escapes."""
-    import os
-
     return os.fsencode(path).decode("utf-8", "backslashreplace")  # type: ignore[arg-type]

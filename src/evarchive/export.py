@@ -51,7 +51,7 @@ from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
 from .queries import find_report, latest_version, not_support_reason
 from .robustlinks import robust_link
-from .witness import latest_public_copy
+from .queries import latest_public_copy
 from .viewer import PAGE as VIEWER_PAGE
 from .viewer import Viewer, find_viewer, replay_link, write_viewer
 from .warcwriter import warc_digest, warc_fields

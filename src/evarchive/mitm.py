@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .capture import CaptureSettings, Fetcher, Hop, classify_exception
+from .capture import CapturedHop, CaptureSettings, Fetcher, classify_exception
+from .catalogue import format_time
 from .cookies import ChainCookies
 from .urls import request_target
 
@@ -122,7 +123,7 @@ class Exchange:
     url: str
     started: str
     browser_accept_encoding: str | None
-    hop: Hop | None = None
+    hop: CapturedHop | None = None
     error_class: str | None = None
     error_message: str | None = None
 
@@ -137,7 +138,7 @@ class ExchangeFetcher(Fetcher):
         self.headers = headers
         self.content = content
 
-    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> Hop:
+    async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> CapturedHop:
         # The browser keeps its own cookies (a fresh context per capture) and sends them in its
         # headers, so the chain's cookie jar of the HTTP engine is not used here.
         request = self.client.build_request(self.method, url, headers=self.headers,
@@ -313,7 +314,7 @@ class ProxySession:
         return True
 
 
-async def _send_recorded(writer: asyncio.StreamWriter, hop: Hop, method: str) -> None:
+async def _send_recorded(writer: asyncio.StreamWriter, hop: CapturedHop, method: str) -> None:
     """The recorded response, re-framed for the browser: same status, headers and encoded body."""
     lines = [f"HTTP/1.1 {hop.status} {hop.reason}".encode("latin-1")]
     bodiless = method == "HEAD" or hop.status in NO_BODY_STATUSES or hop.status < 200
@@ -334,8 +335,6 @@ async def _send_recorded(writer: asyncio.StreamWriter, hop: Hop, method: str) ->
 
 
 def _now(clock: Any) -> str:
-    from .catalogue import format_time
-
     return format_time(clock())
 
 

@@ -13,7 +13,6 @@ asks to be killed with its parent, so a ``kill -9`` of the command leaves no orp
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import gc
@@ -25,12 +24,9 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any, TypeVar
 
-from .archive import Archive
-from .errors import ArchiveWriteError, CouldNotRunError, EvarchiveError
+from .errors import CouldNotRunError, EvarchiveError
 from .urls import host_of
 
 MIN_URLS_PER_WORKER = 100  # below this, starting workers costs more than it saves
@@ -151,43 +147,6 @@ def run_in_workers(shares: list[Any], work: Callable[[Any, ResultBatch], None],
         proc.join()
     if failure is not None:
         raise failure
-
-
-def _capture_share(archive_path: Path, settings: Any) -> Callable[[list[str], ResultBatch], None]:
-    def work(urls: list[str], batch: ResultBatch) -> None:
-        from .capture import CaptureRun
-
-        archive = Archive.open(archive_path)
-        run = CaptureRun(archive, settings, on_result=batch.add)
-        asyncio.run(run.run(urls))
-        batch.flush()
-        archive.close()
-    return work
-
-
-def capture_in_workers(archive: Archive, urls: list[str], settings: Any, workers: int,
-                       on_result: Callable[[Any], None] | None) -> list[Any]:
-    """Run one ``CaptureRun`` per worker process and gather their outcomes in URL order."""
-    shares = split_by_host(urls, workers)
-    per_worker = replace(settings, concurrency=max(1, settings.concurrency // len(shares)))
-    outcomes: list[Any] = []
-
-    def gather(payload: list[Any]) -> None:
-        outcomes.extend(payload)
-        if on_result:
-            for outcome in payload:
-                on_result(outcome)
-
-    try:
-        run_in_workers(shares, _capture_share(archive.path, per_worker), gather, "capture",
-                       "run `evarchive capture --pending` to finish")
-    except ArchiveWriteError as exc:
-        from .capture import stopped_by_storage
-
-        # A worker counts only its own captures; every outcome gathered here is a committed one.
-        raise stopped_by_storage(exc.reason, len(outcomes), len(urls)) from exc
-    order = {u: i for i, u in enumerate(urls)}
-    return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 
 
 def _collect(procs: list[Any], results: Any, on_results: Callable[[list[Any]], None],

@@ -81,6 +81,37 @@ def not_support_reason(capture: dict[str, Any]) -> str | None:
     return None
 
 
+WITNESS_ARCHIVED = "archived"  # a witness job that ended with the archive's own copy (a memento)
+
+
+def witness_corroboration(db: Any, source_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each source's latest archived witness copy and how it compared with our capture
+    (``corroboration``: identical, similar, differs, "not compared: ..."; None while not yet
+    compared), for ``claims`` and ``show``; sources without an archived witness are absent."""
+    found: dict[int, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(source_ids))
+    for start in range(0, len(wanted), 500):  # well under SQLite's limit on bound parameters
+        chunk = wanted[start:start + 500]
+        for row in db.query(
+                "SELECT source_id, memento_url, archived_at, corroboration, similarity FROM witnesses "
+                f"WHERE status = ? AND source_id IN ({', '.join('?' for _ in chunk)}) ORDER BY id",
+                [WITNESS_ARCHIVED, *chunk]):
+            found[row.pop("source_id")] = row  # ordered by id: the latest one stays
+    return found
+
+
+def latest_public_copy(db: Any, source_id: int) -> dict[str, Any] | None:
+    """The source's latest copy an independent witness archived: its memento URL and time."""
+    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = ? "
+                     "ORDER BY id DESC LIMIT 1", [source_id, WITNESS_ARCHIVED]).fetchone()
+    return {"memento_url": row[0], "archived_at": row[1]} if row else None
+
+
+def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:
+    """Every witness request for a source, oldest first, whatever came of it (for ``show``)."""
+    return list(db.query("SELECT * FROM witnesses WHERE source_id = ? ORDER BY id", [source_id]))
+
+
 def _wall_words(wall: str) -> str:
     """A browser capture's wall ('consent: consent wall (...)') as the reason alone."""
     kind, sep, reason = wall.partition(": ")

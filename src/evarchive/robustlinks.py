@@ -15,9 +15,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .queries import find_report, latest_version
+from .queries import find_report, latest_public_copy, latest_version
 from .reports import claims_of_version
-from .witness import latest_public_copy
 
 FORMATS = ("html", "markdown", "csv")
 

@@ -18,12 +18,12 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .archive import Archive
 from .errors import InputError, UsageError
 
 KEY_STEM = "custody-ed25519"
@@ -148,30 +148,9 @@ def check_signature(public: Ed25519PublicKey, entry_hash: str, value: str) -> st
     return None
 
 
-def introduce_key(archive: Any, private_path: Path | None = None, *, overwrite: bool = False) -> KeyPair:
-    """Generate a key pair and put it in force: a signing_keys row (public part only) and a
-    ``keys-generate`` log entry that the new key itself signs (proof of possession)."""
-    from . import custody
-    from .catalogue import insert, path_value, transaction, utc_now
-
-    path = private_path or default_private_path(archive.path / "keys")
-    pair = generate(path, overwrite=overwrite)
-    db = archive.db
-    with transaction(db):
-        now = utc_now()
-        db.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [now])
-        insert(db, "signing_keys", {
-            "key_id": pair.key_id, "public_key_pem": pair.public_pem, "created_at": now,
-            "private_key_path": None if private_path is None else path_value(path.resolve())})
-        custody.append(db, "keys-generate", pair.key_id, {
-            "algorithm": "ed25519", "public_key_pem": pair.public_pem})
-    return pair
-
-
-def trusted_public_keys(archive: Any, files: list[Path] | None) -> list[Ed25519PublicKey] | None:
+def trusted_public_keys(archive: Archive, files: list[Path] | None) -> list[Ed25519PublicKey] | None:
     """Keys given on the command line, else the .pub files in keys/; None when neither."""
     paths = list(files or [])
     if not paths:
-        keys_dir = archive.path / "keys"
-        paths = sorted(keys_dir.glob("*.pub")) if keys_dir.is_dir() else []
+        paths = sorted(archive.keys_dir.glob("*.pub")) if archive.keys_dir.is_dir() else []
     return [load_public_file(p) for p in paths] or None

@@ -18,12 +18,14 @@ again, without any network, on every `evarchive verify`:
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -36,6 +38,11 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc2634, rfc3161, rfc5035, rfc5280, rfc5652
+
+from . import __version__, custody
+from .archive import Archive
+from .catalogue import insert, to_json, transaction, utc_now
+from .errors import CouldNotRunError, InputError, UsageError
 
 # Hash algorithms by OID: the name hashlib knows and the cryptography class.
 HASHES: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
@@ -489,48 +496,36 @@ ENV_TSA = "EVARCHIVE_TSA"
 ENV_TSA_ROOTS = "EVARCHIVE_TSA_ROOTS"
 
 
-def configured_tsas(archive: Any, given: Sequence[str]) -> list[str]:
+def configured_tsas(archive: Archive, given: Sequence[str]) -> list[str]:
     """--tsa options, else EVARCHIVE_TSA (space or comma separated), else keys/tsa-urls.txt."""
-    import os
-
     if given:
         return list(given)
     env = os.environ.get(ENV_TSA, "")
     if env.strip():
         return [u for u in env.replace(",", " ").split() if u]
-    listing = archive.path / "keys" / "tsa-urls.txt"
+    listing = archive.tsa_urls_file
     if listing.exists():
         return [ln.strip() for ln in listing.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     return []
 
 
-def configured_roots(archive: Any, given: Any = None) -> list[x509.Certificate] | None:
+def configured_roots(archive: Archive, given: Any = None) -> list[x509.Certificate] | None:
     """--tsa-roots PEM, else EVARCHIVE_TSA_ROOTS, else keys/tsa-roots.pem; None when none."""
-    import os
-    from pathlib import Path
-
     path = Path(given) if given else (Path(os.environ[ENV_TSA_ROOTS]) if os.environ.get(ENV_TSA_ROOTS) else None)
     if path is None:
-        default = archive.path / "keys" / "tsa-roots.pem"
-        path = default if default.exists() else None
+        path = archive.tsa_roots_file if archive.tsa_roots_file.exists() else None
     if path is None:
         return None
     try:
         return load_pem_certificates(path.read_bytes())
     except (OSError, ValueError) as exc:
-        from .errors import InputError
-
         raise InputError(f"cannot read TSA roots from {path}: {exc}") from None
 
 
-def stamp_archive(archive: Any, tsa_urls: Sequence[str], roots: Sequence[x509.Certificate] | None,
+def stamp_archive(archive: Archive, tsa_urls: Sequence[str], roots: Sequence[x509.Certificate] | None,
                   timeout: float = 30.0) -> dict[str, Any]:
     """Timestamp the custody-log head: the token then covers every entry (and so every
     capture, file hash and row they vouch for) up to it. Stores the token and logs it."""
-    from . import __version__, custody
-    from .catalogue import insert, to_json, transaction, utc_now
-    from .errors import CouldNotRunError, UsageError
-
     db = archive.db
     head = custody.head(db)
     if head is None:

@@ -62,7 +62,7 @@ def warc_date(moment_iso: str) -> str:
 
 
 @dataclass
-class Block:
+class RecordBlock:
     """A record block: leading bytes (e.g. an HTTP head) then an optional body file.
 
     ``precomputed_sha256`` lets a caller that hashed the block while receiving it spare a
@@ -96,7 +96,7 @@ class RecordSpec:
     warc_type: str
     target_uri: str
     date: str
-    block: Block
+    block: RecordBlock
     content_type: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     payload_sha256: str | None = None  # hex; written as WARC-Payload-Digest when set
@@ -121,7 +121,7 @@ class WrittenRecord:
             "block_sha256", "payload_sha256", "member_sha256")}
 
 
-def block_sha256(block: Block) -> str:
+def block_sha256(block: RecordBlock) -> str:
     digest = hashlib.sha256()
     for chunk in block.chunks():
         digest.update(chunk)
@@ -224,7 +224,7 @@ class WarcWriter:
                   ("python", platform.python_version()), ("host-os", platform.platform())]
         fields.extend(self.warcinfo.items())
         body = warc_fields(fields)
-        return RecordSpec("warcinfo", "", utc_now(), Block(body),
+        return RecordSpec("warcinfo", "", utc_now(), RecordBlock(body),
                           content_type="application/warc-fields",
                           headers=[("WARC-Filename", self._name or "")])
 
@@ -253,11 +253,7 @@ class WarcWriter:
                 "status": "closed", "closed_at": utc_now(), "size": size, "sha256": digest},
                 key_column="name")
             custody.append(self.db, "warc-closed", name, {"size": size, "sha256": digest})
-        self._file = None
-        self._name = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._release()
 
     def abandon(self) -> None:
         """Stop using the current file after a failed write: close it and release its lock.
@@ -270,6 +266,10 @@ class WarcWriter:
                 self._file.close()
             except OSError:
                 pass  # the unflushed remainder is lost; it was never committed
+        self._release()
+
+    def _release(self) -> None:
+        """Forget the current file (already closed) and release its writer lock."""
         self._file = None
         self._name = None
         if self._lock_fd is not None:
@@ -411,7 +411,7 @@ def recover_interrupted(warcs_dir: Path, db: sqlite_utils.Database) -> list[Inte
 
 
 __all__ = [
-    "Block",
+    "RecordBlock",
     "InterruptedFile",
     "RecordSpec",
     "WarcWriter",

@@ -26,14 +26,19 @@ from typing import Any
 import httpx
 
 from . import custody
+from .archive import Archive
 from .catalogue import insert, transaction, utc_now
 from .errors import UsageError
+from .check.baselines import read_capture_payload
+from .check.verdicts import DEFAULT_DRIFT_THRESHOLD
+from .queries import WITNESS_ARCHIVED
+from .textdiff import extract, similarity
 
 SPN2_ENDPOINT = "https://web.archive.org"
 SERVICE = "wayback"
 KEYS_VARIABLE = "EVARCHIVE_SPN2_KEYS"
 KEYS_FILE_VARIABLE = "EVARCHIVE_SPN2_KEYS_FILE"
-DONE = "archived"
+DONE = WITNESS_ARCHIVED
 
 
 @dataclass
@@ -171,17 +176,6 @@ def sources_to_witness(db: Any, source_ids: list[int]) -> list[dict[str, Any]]:
     return wanted
 
 
-def latest_public_copy(db: Any, source_id: int) -> dict[str, Any] | None:
-    """The source's latest copy an independent witness archived: its memento URL and time."""
-    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = ? "
-                     "ORDER BY id DESC LIMIT 1", [source_id, DONE]).fetchone()
-    return {"memento_url": row[0], "archived_at": row[1]} if row else None
-
-
-def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM witnesses WHERE source_id = ? ORDER BY id", [source_id]))
-
-
 # --------------------------------------------------------------------------- corroboration
 
 CORROBORATION_LIMIT = 16 << 20  # bytes of the witness's copy read for the comparison
@@ -195,16 +189,12 @@ def original_bytes_url(memento_url: str) -> str:
     return f"{head}{sep}{stamp}id_{slash}{original}" if sep and slash and stamp.isdigit() else memento_url
 
 
-def corroborate(archive: Any, witness_id: int, *, timeout: float = 60.0,
+def corroborate(archive: Archive, witness_id: int, *, timeout: float = 60.0,
                 transport: httpx.BaseTransport | None = None) -> tuple[str, float | None]:
     """Fetch the witness's copy and compare it with our capture of the same source: ``identical``
     (the same payload bytes), else the main-text similarity that ``check`` computes (``similar``
     at or above check's drift threshold, ``differs`` below). Stored on the witness row with a
     custody entry; returns (corroboration, similarity)."""
-    from .check.baselines import read_capture_payload
-    from .check.verdicts import DEFAULT_DRIFT_THRESHOLD
-    from .textdiff import extract, similarity
-
     db = archive.db
     row = dict(next(db.query("SELECT * FROM witnesses WHERE id = ?", [witness_id])))
     capture = next(db.query("SELECT * FROM captures WHERE id = ?", [row["capture_id"]]), None) \

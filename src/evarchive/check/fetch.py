@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..capture import CaptureFailure, CaptureSettings, Fetcher, StorageError, classify_exception
-from ..capture import Hop as CaptureHop
+from ..capture import CapturedHop
 from ..client import redact_proxy
 from ..urls import host_of, request_url
 from .settings import CHECK_MAX_BODY
@@ -32,7 +32,7 @@ PROBE_PREFIX = "evarchive-probe-"
 
 # One URL fetched hop by hop into the list it is given (``Fetcher.fetch_chain``): what was
 # received before a failure stays in the list.
-FetchChain = Callable[[str, list[CaptureHop]], Awaitable[Any]]
+FetchChain = Callable[[str, list[CapturedHop]], Awaitable[Any]]
 
 
 class MethodFetcher(Fetcher):
@@ -59,7 +59,7 @@ class LiveWeb:
         self.chains = {"GET": get, "HEAD": head}
         self.total = Slots(settings.concurrency)
         self.per_host: dict[str, Slots] = {}
-        self.open_hops: list[CaptureHop] = []  # spooled bodies, closed when the run ends
+        self.open_hops: list[CapturedHop] = []  # spooled bodies, closed when the run ends
 
     async def fetch(self, url: str, method: str = "GET", urgent: bool = False) -> Observation:
         """One URL, hop by hop; a failure becomes an observation with an error kind, never an
@@ -68,7 +68,7 @@ class LiveWeb:
         net = self.settings
         host_limit = self.per_host.setdefault(host_key(url), Slots(net.per_host))
         start = time.monotonic()
-        hops: list[CaptureHop] = []  # filled hop by hop: what was received survives a later failure
+        hops: list[CapturedHop] = []  # filled hop by hop: what was received survives a later failure
         try:
             async with host_limit.slot(urgent), self.total.slot(urgent):
                 async with asyncio.timeout(net.total_timeout):
@@ -237,7 +237,7 @@ def host_key(url: str) -> str:
         return url
 
 
-def observation_of(url: str, hops: list[CaptureHop]) -> Observation:
+def observation_of(url: str, hops: list[CapturedHop]) -> Observation:
     """The classifier's view of capture hops: statuses, headers, final body."""
     # The first hop was requested in request form already; only a failure
     # before any answer needs the conversion.

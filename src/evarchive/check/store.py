@@ -28,7 +28,7 @@ from ..catalogue import insert, to_json, transaction, update, utc_now
 from ..errors import ArchiveWriteError
 from ..records import record_intact
 from ..urls import request_url
-from ..warcwriter import Block, RecordSpec, WarcWriter, WrittenRecord, recover_interrupted, warc_fields
+from ..warcwriter import RecordBlock, RecordSpec, WarcWriter, WrittenRecord, recover_interrupted, warc_fields
 from .results import CheckReport, CheckResult, judged_result, stamp, state_of
 from .settings import CheckSettings
 from .strikes import StrikeState, looks_offline
@@ -151,7 +151,7 @@ class CheckStore:
         headers = [("WARC-Refers-To", answer[-1].record_id)] if answer else []
         body = warc_fields(metadata_fields(result, obs, probe, source))
         out.append(("verdict", self.writer.write(RecordSpec(
-            "metadata", request_url(source["url"]), date, Block(body),
+            "metadata", request_url(source["url"]), date, RecordBlock(body),
             content_type="application/warc-fields", headers=headers))))
         return out
 

@@ -49,7 +49,7 @@ from .markers import (
 )
 
 if TYPE_CHECKING:
-    from ..capture import Hop as CaptureHop
+    from ..capture import CapturedHop
 
 VERDICTS = ("ok", "drifted", "moved", "gone", "soft-404", "blocked", "unreachable")
 FAILING = frozenset({"gone", "soft-404", "unreachable"})
@@ -279,7 +279,7 @@ def capture_verdict(obs: Observation) -> tuple[str | None, str]:
 CAPTURE_CLASSIFY_BYTES = 256 << 10
 
 
-def capture_observation(hops: list[CaptureHop]) -> Observation:
+def capture_observation(hops: list[CapturedHop]) -> Observation:
     """The classifier's view of a capture's hops; the start of the final body is read only when
     it may be HTML."""
     obs = Observation(url=hops[0].url)

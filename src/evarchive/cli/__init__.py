@@ -7,12 +7,13 @@ registers every command.
 
 from __future__ import annotations
 
-from . import capturing, citing, exporting, integrity, reporting, watching, witnessing  # noqa: F401
+from . import capturing, citing, configuring, exporting, integrity, reporting, watching, witnessing  # noqa: F401
 from .app import app, entry, main
 
 __all__ = ["app", "entry", "main"]
 
 # `evarchive --help` lists the commands in the order a user meets them, not in import order.
 HELP_ORDER = ("capture", "sources", "show", "import", "reports", "claims", "archive", "verify", "log",
-              "timestamp", "check", "diff", "rot", "witness", "cite", "export")
+              "timestamp", "check", "diff", "rot", "witness", "cite", "export",
+              "settings")
 app.registered_commands.sort(key=lambda c: HELP_ORDER.index(c.name or c.callback.__name__))  # type: ignore[union-attr]

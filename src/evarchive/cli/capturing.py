@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -17,12 +18,14 @@ from rich.table import Table
 from ..archive import Archive
 from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
+from ..queries import witnesses_of
 from .app import app, err, out
 from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, WitnessOpt, browsed_archive,
-                     claim_where, existing_archive, open_archive, print_json, shorten)
+                     claim_where, existing_archive, open_archive, print_json, shorten, timemaps_to_ask)
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
+from .witnessing import run_witnesses
 
 def run_captures(archive: Archive, urls: list[str], settings: Any, quiet: bool,
                  as_json: bool, engine: str | None = None, chromium: str | None = None) -> list[Any]:
@@ -114,7 +117,7 @@ def capture(
     if not (urls or from_file or pending or everything):
         raise UsageError("give URLs, --from FILE, --pending or --all")
     settings = capture_settings(net)
-    witness_keys = _witness_keys(witness)
+    witness_keys = _witness_keys(witness, archive)
     given = read_url_list(urls or [], from_file)
     arch = open_archive(archive) if given else existing_archive(archive, write=True)
     chosen = select_urls(arch, given, None, pending, everything)
@@ -132,15 +135,32 @@ def capture(
         raise FindingsError(f"{unaccounted} of {len(outcomes)} captures have unaccounted requests")
 
 
-def _witness_keys(witness: str | None) -> tuple[str, str] | None:
-    """The keys a --witness needs, checked before anything is captured (a usage error otherwise)."""
+def _witness_keys(witness: str | None, archive: Path | None) -> tuple[str, str] | None:
+    """The keys the witness needs (--witness, else the archive's ``witness`` setting), checked
+    before anything is captured (a usage error otherwise); None when no witness is asked for."""
     if witness is None:
+        witness = _stored_witness(archive)
+    if witness is None or witness == "none":
         return None
     if witness != "wayback":
         raise UsageError(f"--witness {witness!r}: the witness evarchive knows is 'wayback'")
-    from ..witness import keys_from_environment
+    from ..witness import keys_from_environment  # lazy: see witnessing.py
 
     return keys_from_environment(os.environ)
+
+
+def _stored_witness(path: Path | None) -> str | None:
+    """The witness the archive's settings ask for; None when there is no archive yet."""
+    from ..settings import WITNESS, stored  # lazy: see configuring.py
+
+    try:
+        arch = Archive.existing(path, check=False)
+    except UsageError:
+        return None
+    try:
+        return stored(arch.db, WITNESS)
+    finally:
+        arch.close()
 
 
 def _witness_captured(arch: Archive, outcomes: list[Any], keys: tuple[str, str] | None, as_json: bool,
@@ -148,8 +168,6 @@ def _witness_captured(arch: Archive, outcomes: list[Any], keys: tuple[str, str] 
     """Submit what was just captured to the witness; how many are not archived yet."""
     if keys is None:
         return 0
-    from .witnessing import run_witnesses
-
     ids = [o.source_id for o in outcomes if o.status != "failed" and o.source_id is not None]
     endpoint = os.environ.get("EVARCHIVE_SPN2_ENDPOINT", "https://web.archive.org")
     results = run_witnesses(arch, ids, keys, endpoint, 180.0, as_json, quiet)
@@ -184,8 +202,6 @@ def source_details(arch: Archive, url: str) -> dict[str, Any]:
     from ..check.rot import recent_checks  # lazy: 200 ms of start-up
     from ..reports import claims_citing  # lazy: 35 ms of start-up
 
-    from ..witness import witnesses_of  # lazy: httpx
-
     return {"source": source, "captures": captures_of(arch.db, source["id"]),
             "claims": claims_citing(arch.db, source["id"]),
             "checks": recent_checks(arch.db, source["id"]),
@@ -202,9 +218,10 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
 
     Exit 0; 2 when the source (or the archive) is unknown.
     """
-    details = source_details(browsed_archive(archive), url)
+    arch = browsed_archive(archive)
+    details = source_details(arch, url)
     if mementos:
-        details["mementos"] = _public_mementos(details, timemap)
+        details["mementos"] = _public_mementos(details, timemaps_to_ask(arch, timemap))
     if as_json:
         print_json(details)
         return
@@ -230,6 +247,8 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
         made = f": {escape(w['memento_url'])} ({w['archived_at']})" if w["memento_url"] else \
             f" ({escape(w['message'] or '')})"
         compared = f"; against our capture: {w['corroboration']}" if w.get("corroboration") else ""
+        if w.get("similarity") is not None and w["similarity"] < 1:
+            compared += f" (main-text similarity {w['similarity']:.2f})"
         out.print(f"witness {w['service']} asked {w['submitted_at'][:16].replace('T', ' ')}: {w['status']}{made}"
                   f"{compared}")
     if "mementos" in details:
@@ -242,16 +261,14 @@ def show(url: Annotated[str, typer.Argument(metavar="URL", help="A source URL as
             err.print(f"[yellow]memento lookup failed[/] {escape(failure)}")
 
 
-def _public_mementos(details: dict[str, Any], timemaps: list[str] | None) -> dict[str, Any]:
+def _public_mementos(details: dict[str, Any], timemaps: list[str]) -> dict[str, Any]:
     """Public archives' copies of the source, nearest its latest good capture (else now)."""
-    import datetime as dt
-
-    from ..memento import DEFAULT_TIMEMAPS, lookup
+    from ..memento import lookup  # lazy: httpx, only with --mementos (see witnessing.py)
 
     good = [c for c in details["captures"] if c["status"] == "ok"]
     when = dt.datetime.fromisoformat(good[-1]["started_at"].replace("Z", "+00:00")) if good else \
         dt.datetime.now(dt.UTC)
-    found = lookup(details["source"]["url"], when, timemaps or DEFAULT_TIMEMAPS)
+    found = lookup(details["source"]["url"], when, timemaps)
     return {"count": found.count, "nearest": found.nearest.as_dict() if found.nearest else None,
             "failures": found.failures}
 
@@ -326,7 +343,7 @@ def archive_cmd(
     from ..reports import claims_of_version, import_report, sources_to_capture  # lazy: 35 ms
 
     settings = capture_settings(net)
-    witness_keys = _witness_keys(witness)
+    witness_keys = _witness_keys(witness, archive)
     prepared = check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
     result = import_report(arch.db, report, title, prepared=prepared)

@@ -26,7 +26,7 @@ def cite(
 
     Exit 0; 2 for an unknown report or format.
     """
-    from ..robustlinks import FORMATS, render, report_citations
+    from ..robustlinks import FORMATS, render, report_citations  # lazy: it reads reports (see reporting.py)
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")

@@ -24,11 +24,12 @@ MementosOpt = Annotated[bool, typer.Option(
 TimemapOpt = Annotated[list[str] | None, typer.Option(
     "--timemap", metavar="URL", envvar="EVARCHIVE_TIMEMAPS",
     help="TimeMap URL of an archive or aggregator, {url} standing for the source (repeatable; "
-         "default: the Internet Archive's).")]
+         "default: the archive's `settings timemaps`, else the Internet Archive's).")]
 WitnessOpt = Annotated[str | None, typer.Option(
     "--witness", metavar="wayback", envvar="EVARCHIVE_WITNESS",
     help="Also ask an independent archive to capture each page (wayback: the Internet Archive's Save Page "
-         "Now; keys in EVARCHIVE_SPN2_KEYS). Never without this option: submitting discloses the URLs.")]
+         "Now; keys in EVARCHIVE_SPN2_KEYS; none: not this run). Never without this option or the archive's "
+         "`settings witness`: submitting discloses the URLs.")]
 TitleOpt = Annotated[str | None, typer.Option(
     metavar="TITLE", help="Report title; versions of one report share it (default: the file's own title or name).")]
 TsaRootsOpt = Annotated[Path | None, typer.Option(
@@ -53,6 +54,15 @@ def browsed_archive(path: Path | None) -> Archive:
     return Archive.existing(path, check=False)
 
 
+def timemaps_to_ask(arch: Archive, given: list[str] | None) -> list[str]:
+    """The archives a Memento lookup asks: --timemap (or EVARCHIVE_TIMEMAPS), else the archive's
+    stored ``timemaps`` setting, else the Internet Archive alone."""
+    from ..memento import DEFAULT_TIMEMAPS  # lazy: memento pulls httpx, only a lookup needs it
+    from ..settings import TIMEMAPS, stored  # lazy: see configuring.py
+
+    return list(given or stored(arch.db, TIMEMAPS) or DEFAULT_TIMEMAPS)
+
+
 def json_text(value: Any) -> str:
     """One JSON document; a file name that is not UTF-8 appears as \\udcNN escapes, which JSON
     readers decode back to the same (surrogate-escaped) name instead of failing on the bytes."""
@@ -75,7 +85,8 @@ def shorten(text: str, limit: int = 160) -> str:
 
 
 def claim_where(row: dict[str, Any]) -> str:
-    """A claim's position for people: page and paragraph, and the line in text files."""
+    """A claim's position in a terminal's few columns ("p.3 \u00b62 (line 5)"); the exhibit
+    index spells it out in words instead (``export.where``: "p. 3, para. 2, line 5")."""
     where = f"p.{row['page']} \u00b6{row['paragraph']}" if row.get("page") else f"\u00b6{row['paragraph']}"
     return f"{where} (line {row['line']})" if row.get("line") else where
 

@@ -79,7 +79,7 @@ def verify(
 
 def tsa_roots_if_any(arch: Archive, given: Path | None) -> Any:
     """Configured TSA roots, loading the ASN.1 stack (0.2 s of imports) only when there are some."""
-    if not (given or os.environ.get("EVARCHIVE_TSA_ROOTS") or (arch.path / "keys" / "tsa-roots.pem").exists()):
+    if not (given or os.environ.get("EVARCHIVE_TSA_ROOTS") or arch.tsa_roots_file.exists()):
         return None
     from ..timestamping import configured_roots
 
@@ -132,7 +132,7 @@ def keys_generate(
     archive: ArchiveOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Make an Ed25519 key pair; from now on every custody-log entry is signed with it."""
-    from ..signing import introduce_key
+    from ..custody import introduce_key
 
     arch = open_archive(archive)
     pair = introduce_key(arch, path, overwrite=force)

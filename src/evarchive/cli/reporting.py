@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..archive import CATALOGUE_NAME, default_archive_path
+from ..queries import witness_corroboration
 from .app import app, err, out
 from .common import (ArchiveOpt, JsonOpt, QuietOpt, TitleOpt, browsed_archive, claim_where, open_archive,
                      print_json, shorten)
@@ -143,10 +144,29 @@ def claims_table(rows: list[dict[str, Any]], title: str) -> Table:
         sources = "\n".join(("\u2713 " if s["preserved"] else "\u2717 ") + escape(s["url"])
                             + (" (capture damaged)" if s.get("damaged") else "")
                             + (f" (captured, but not the page: {escape(s['not_the_page'])})"
-                               if s.get("not_the_page") else "") for s in row["sources"])
+                               if s.get("not_the_page") else "")
+                            + witness_words(s.get("witness")) for s in row["sources"])
         table.add_row(str(row["report_id"]), claim_where(row), escape(shorten(row["text"], 300)), sources,
                       "[green]yes[/]" if row["preserved"] else "[red]NO[/]")
     return table
+
+
+def witness_words(witness: dict[str, Any] | None) -> str:
+    """How an independent witness's copy compared with our capture, for a claims table."""
+    if witness is None:
+        return ""
+    verdict = witness["corroboration"] or "not compared yet"
+    score = witness["similarity"]
+    return escape(f" (witness: {verdict}" + (f", similarity {score:.2f})" if score is not None and score < 1 else ")"))
+
+
+def attach_witnesses(db: Any, rows: list[dict[str, Any]]) -> None:
+    """Give every source of claim ``rows`` its ``witness``: the latest archived witness copy and
+    its corroboration of our capture, or None."""
+    found = witness_corroboration(db, [s["source_id"] for row in rows for s in row["sources"]])
+    for row in rows:
+        for source in row["sources"]:
+            source["witness"] = found.get(source["source_id"])
 
 
 @app.command("claims")
@@ -156,7 +176,8 @@ def claims_cmd(
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List claims (latest version of each report) with their sources and whether each is preserved.
+    """List claims (latest version of each report) with their sources, whether each is preserved,
+    and whether an independent witness's copy corroborates our capture (`evarchive witness`).
 
     Exit 0; 2 when the report (or the archive) is unknown.
     """
@@ -164,6 +185,7 @@ def claims_cmd(
 
     arch = browsed_archive(archive)
     rows = report_claims(arch.db, report, arch.warcs_dir)
+    attach_witnesses(arch.db, rows)
     if as_json:
         print_json(rows)
         return

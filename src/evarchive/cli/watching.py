@@ -15,7 +15,7 @@ from rich.table import Table
 from ..errors import CouldNotRunError, FindingsError, UsageError
 from .app import app, err, out
 from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, browsed_archive, claim_where,
-                     existing_archive, open_archive, print_json, print_json_lines, shorten)
+                     existing_archive, open_archive, print_json, print_json_lines, shorten, timemaps_to_ask)
 from .network import CONNECTION, NETWORK, NetworkOptions, check_settings, fetch_settings, network_options
 
 # `evarchive.check` is imported inside the commands: it costs about 200 ms of start-up
@@ -215,9 +215,9 @@ def rot(
     arch = browsed_archive(archive)
     rows = rot_view(arch, report, everything)
     if mementos:
-        from ..memento import DEFAULT_TIMEMAPS, attach_to_rot  # lazy: only when asked
+        from ..memento import attach_to_rot  # lazy: only when asked
 
-        attach_to_rot(rows, timemap or DEFAULT_TIMEMAPS, now=dt.datetime.now(dt.UTC))
+        attach_to_rot(rows, timemaps_to_ask(arch, timemap), now=dt.datetime.now(dt.UTC))
     last = last_check_run(arch)
     if last is None:
         err.print("[yellow]warning:[/] no check has run on this archive yet: every source is "

@@ -9,9 +9,18 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from ..archive import Archive
+from ..catalogue import one
 from ..errors import FindingsError, UsageError
+from ..urls import normalise_url
 from .app import app, err, out
 from .common import ArchiveOpt, JsonOpt, QuietOpt, existing_archive, print_json
+
+# `evarchive.witness` (and `memento`) are imported inside the commands: they pull httpx, and
+# witness also linkcheck, which `sources` or `claims` never need. The least of five runs of
+# `python -X importtime -c "import evarchive.cli; import evarchive.witness"` on a loaded machine
+# (load 11, so noisy and above the idle figure): witness 247 ms, memento 41 ms, beyond the
+# 263 ms of `import evarchive.cli` itself.
 
 
 @app.command()
@@ -39,9 +48,7 @@ def witness(
     Exit 0 when every source submitted has a witness; 1 when any is pending, rate-limited or
     failed (recorded: run again later); 2 for usage errors (no keys, unknown report or URL).
     """
-    from ..catalogue import one
     from ..check.run import select_sources
-    from ..urls import normalise_url
     from ..witness import keys_from_environment
 
     if urls and report:
@@ -66,7 +73,7 @@ def witness(
                             "(recorded; run again later)")
 
 
-def run_witnesses(arch: Any, source_ids: list[int], keys: tuple[str, str], endpoint: str, max_wait: float,
+def run_witnesses(arch: Archive, source_ids: list[int], keys: tuple[str, str], endpoint: str, max_wait: float,
                   as_json: bool, quiet: bool) -> list[Any]:
     """Submit every source among ``source_ids`` that has no archived witness yet, record each
     result, and print it; the results."""
