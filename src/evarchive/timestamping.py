@@ -527,20 +527,29 @@ def stamp_archive(archive: Any, tsa_urls: Sequence[str], roots: Sequence[x509.Ce
                   timeout: float = 30.0) -> dict[str, Any]:
     """Timestamp the custody-log head: the token then covers every entry (and so every
     capture, file hash and row they vouch for) up to it. Stores the token and logs it."""
+    from .errors import CouldNotRunError
+
+    try:
+        return stamp_head(archive, tsa_urls, roots, timeout)
+    except TimestampError as exc:
+        raise CouldNotRunError(str(exc)) from None
+
+
+def stamp_head(archive: Any, tsa_urls: Sequence[str], roots: Sequence[x509.Certificate] | None,
+               timeout: float = 30.0) -> dict[str, Any]:
+    """stamp_archive, leaving a TSA failure to the caller as TimestampError (a run that
+    anchors its captures records it as a finding instead of failing)."""
     from . import __version__, custody
     from .catalogue import insert, to_json, transaction, utc_now
-    from .errors import CouldNotRunError, UsageError
+    from .errors import UsageError
 
     db = archive.db
     head = custody.head(db)
     if head is None:
         raise UsageError("the custody log is empty: nothing to timestamp yet")
     digest = bytes.fromhex(head["entry_hash"])
-    try:
-        result = request_timestamp(tsa_urls, digest, roots=roots, timeout=timeout,
-                                   user_agent=f"evarchive/{__version__}")
-    except TimestampError as exc:
-        raise CouldNotRunError(str(exc)) from None
+    result = request_timestamp(tsa_urls, digest, roots=roots, timeout=timeout,
+                               user_agent=f"evarchive/{__version__}")
     chain = result.info.chain or result.info.certificates
     row = {
         "created_at": utc_now(), "tsa_url": result.tsa_url, "covers_seq": head["seq"],

@@ -34,6 +34,11 @@ TitleOpt = Annotated[str | None, typer.Option(
 TsaRootsOpt = Annotated[Path | None, typer.Option(
     "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS",
     help="PEM file of trusted TSA root certificates (default keys/tsa-roots.pem).")]
+TsaOpt = Annotated[list[str] | None, typer.Option(
+    "--tsa", metavar="URL",
+    help="RFC 3161 time-stamping authority; repeat for fallbacks, tried in order (default EVARCHIVE_TSA, "
+         "else keys/tsa-urls.txt). With one configured, capture, archive and check end by timestamping "
+         "the custody-log head (a TSA failure is a finding, retried by the next run).")]
 
 
 def open_archive(path: Path | None) -> Archive:

@@ -1,0 +1,145 @@
+"""Time anchored at capture: with a TSA configured, capture, archive and check runs end by
+timestamping the custody-log head; a failing TSA is a recorded finding that the next run makes
+good; export says which exhibits no token covers and can take a token itself.
+
+The TSA is tests.tsa.LocalTSA on loopback, the pages come from the shared local server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localserver import LocalServer
+from tsa import LocalTSA, TSAKeys
+
+from evarchive.archive import Archive
+from evarchive.cli import main
+
+
+@pytest.fixture(scope="module")
+def keys() -> TSAKeys:
+    return TSAKeys()
+
+
+@pytest.fixture
+def tsa(keys: TSAKeys) -> Iterator[LocalTSA]:
+    with LocalTSA(keys) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_tsa_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVARCHIVE_TSA", raising=False)
+    monkeypatch.delenv("EVARCHIVE_TSA_ROOTS", raising=False)
+
+
+def capture(server: LocalServer, root: Path, *args: str) -> int:
+    return main(["capture", *args, "-a", str(root), "--ca-file", str(server.ca_pem_path), "--retries", "0"])
+
+
+def rows(root: Path, sql: str) -> list[dict[str, Any]]:
+    arch = Archive.existing(root)
+    try:
+        return list(arch.db.query(sql))
+    finally:
+        arch.close()
+
+
+def capture_seqs(root: Path) -> list[int]:
+    return [r["seq"] for r in rows(root, "SELECT seq FROM custody_log WHERE event = 'capture' ORDER BY seq")]
+
+
+def tokens(root: Path) -> list[dict[str, Any]]:
+    return rows(root, "SELECT id, covers_seq, gen_time FROM timestamps ORDER BY id")
+
+
+def failures(root: Path) -> list[dict[str, Any]]:
+    found = rows(root, "SELECT seq, details FROM custody_log WHERE event = 'timestamp-failed' ORDER BY seq")
+    return [{"seq": r["seq"], **json.loads(r["details"])} for r in found]
+
+
+# --------------------------------------------------------------------------- capture, archive, check
+
+def test_capture_with_a_tsa_ends_with_a_token_covering_its_entry(
+        local_server: LocalServer, tsa: LocalTSA, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "archive"
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", tsa.url) == 0
+    [seq] = capture_seqs(root)
+    [token] = tokens(root)
+    assert token["covers_seq"] >= seq
+    last = rows(root, "SELECT event, details FROM custody_log ORDER BY seq DESC LIMIT 1")[0]
+    assert last["event"] == "timestamp" and json.loads(last["details"])["timestamp_id"] == token["id"]
+    assert f"timestamp {token['id']}: log entries" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault, reason", [("http_status", "HTTP 500"), ("wrong_imprint", "token for other data")])
+def test_a_failing_tsa_never_loses_the_capture_and_the_next_run_covers_both(
+        local_server: LocalServer, tsa: LocalTSA, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fault: str, reason: str) -> None:
+    root = tmp_path / "archive"
+    setattr(tsa, fault, 500 if fault == "http_status" else True)
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", tsa.url, "--json") == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["status"] == "captured"  # the capture is committed
+    stamp = lines[-1]["timestamp"]
+    [first] = capture_seqs(root)
+    [failed] = failures(root)
+    assert (stamp["status"], stamp["failure_log_seq"], stamp["uncovered_from"]) == ("failed", failed["seq"], first)
+    assert reason in stamp["error"] and reason in failed["error"] and failed["uncovered_from_seq"] == first
+    assert tokens(root) == []
+
+    setattr(tsa, fault, 200 if fault == "http_status" else False)
+    assert capture(local_server, root, local_server.url("/article/beta"), "--tsa", tsa.url) == 0
+    [token] = tokens(root)
+    assert token["covers_seq"] >= max(capture_seqs(root)) and len(capture_seqs(root)) == 2
+    assert f"log entries {first} to {token['covers_seq']}" in capsys.readouterr().err
+
+
+def test_a_tsa_that_is_down_is_a_finding_in_the_run_output(
+        local_server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "archive"
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", "http://127.0.0.1:9/tsa") == 1
+    text = " ".join(capsys.readouterr().err.split())
+    assert "finding no timestamp: no TSA gave a valid token (http://127.0.0.1:9/tsa: ConnectError" in text
+    assert "no TSA timestamped them" in text
+    assert len(failures(root)) == 1 and rows(root, "SELECT status FROM captures")[0]["status"] == "ok"
+
+
+def test_a_run_with_nothing_new_asks_no_tsa(local_server: LocalServer, tsa: LocalTSA, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", tsa.url) == 0
+    asked = tsa.requests
+    assert capture(local_server, root, "--pending", "--tsa", tsa.url) == 0  # nothing pending: no entry
+    assert tsa.requests == asked and len(tokens(root)) == 1
+
+
+def test_check_run_stamps_with_the_archives_tsa_list(
+        local_server: LocalServer, tsa: LocalTSA, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    assert capture(local_server, root, local_server.url("/article/alpha")) == 0  # no TSA yet
+    assert tokens(root) == []
+    (root / "keys").mkdir(exist_ok=True)
+    (root / "keys" / "tsa-urls.txt").write_text(f"# our TSAs\n{tsa.url}\n")
+    assert main(["check", "-a", str(root), "--ca-file", str(local_server.ca_pem_path), "--no-probe"]) == 0
+    [token] = tokens(root)
+    checked = rows(root, "SELECT MAX(seq) AS seq FROM custody_log WHERE event = 'check'")[0]["seq"]
+    assert token["covers_seq"] >= checked > capture_seqs(root)[0]
+
+
+def test_archive_run_stamps_from_the_environment(local_server: LocalServer, tsa: LocalTSA, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "archive"
+    report = tmp_path / "report.md"
+    report.write_text(f"# Report\n\nSoldiers entered the village [1].\n\n[1]: {local_server.url('/article/alpha')}\n")
+    monkeypatch.setenv("EVARCHIVE_TSA", tsa.url)
+    assert main(["archive", str(report), "-a", str(root), "--ca-file", str(local_server.ca_pem_path),
+                 "--json"]) == 0
+    stamp = json.loads(capsys.readouterr().out)["timestamp"]
+    [token] = tokens(root)
+    assert stamp["status"] == "stamped" and stamp["timestamp"]["id"] == token["id"]
+    assert token["covers_seq"] >= capture_seqs(root)[0]
