@@ -105,8 +105,9 @@ def check(
 
     With a TSA configured the run ends by timestamping the custody-log head. Exit 0 when nothing
     newly failed; 1 when a source was newly confirmed dead or drifted, or the TSA gave no token
-    (recorded; the next run retries); 2 usage (bad option or URL: nothing is written); 3 the check could not run (another check
-    holds the lock, no archive at the given path, or no host answered at all).
+    (recorded; the next run retries); 2 usage (bad option or URL: nothing is written); 3 the check
+    could not run (another check holds the lock, no archive at the given path, or no host answered
+    at all).
     """
     from ..linkcheck import check_sources, refuse_bad_urls, select_sources  # lazy: 200 ms
 
