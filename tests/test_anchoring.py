@@ -8,6 +8,9 @@ The TSA is tests.tsa.LocalTSA on loopback, the pages come from the shared local 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,3 +146,94 @@ def test_archive_run_stamps_from_the_environment(local_server: LocalServer, tsa:
     [token] = tokens(root)
     assert stamp["status"] == "stamped" and stamp["timestamp"]["id"] == token["id"]
     assert token["covers_seq"] >= capture_seqs(root)[0]
+
+
+# --------------------------------------------------------------------------- export
+
+def run_verifier(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-I", "-S", str(bundle / "verify_bundle.py"), *args],
+                          cwd=bundle, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def half_stamped(local_server: LocalServer, tsa: LocalTSA, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """Page A captured and stamped; page B captured while the TSA answered 500 (not covered)."""
+    root = tmp_path / "archive"
+    urls = {"a": local_server.url("/article/alpha"), "b": local_server.url("/article/beta")}
+    assert capture(local_server, root, urls["a"], "--tsa", tsa.url) == 0
+    tsa.http_status = 500
+    assert capture(local_server, root, urls["b"], "--tsa", tsa.url) == 1
+    tsa.http_status = 200
+    return root, urls
+
+
+def exhibit_of(data: dict[str, Any], url: str) -> int:
+    return next(e["exhibit"] for e in data["exhibits"] if e["source_url"] == url)
+
+
+def test_export_says_which_exhibits_no_token_covers(half_stamped: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    root, urls = half_stamped
+    out = tmp_path / "bundle"
+    assert main(["export", str(out), "-a", str(root)]) == 0
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    a, b = exhibit_of(data, urls["a"]), exhibit_of(data, urls["b"])
+    anchors = data["time_anchors"]
+    assert anchors["uncovered"] == [b] and anchors["covered"] == 1
+    [token] = anchors["tokens"]
+    assert (token["exhibits"], token["taken_at_export"]) == ([a], False)
+    assert f"not timestamped exhibits {b}: no RFC 3161 token covers" in " ".join(capsys.readouterr().err.split())
+    text = (out / "exhibits.txt").read_text(encoding="utf-8")
+    assert f"Not covered by any timestamp: exhibit {b}: no RFC 3161 token" in text
+    assert f"exhibit {a} existed no later than this time" in text
+    assert "Not covered by any timestamp" in (out / "exhibits.html").read_text(encoding="utf-8")
+    assert run_verifier(out).returncode == 0
+
+
+def test_export_timestamp_covers_them_and_says_it_proves_no_later_than_the_export(
+        half_stamped: tuple[Path, dict[str, str]], tsa: LocalTSA, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root, urls = half_stamped
+    out = tmp_path / "bundle"
+    assert main(["export", str(out), "-a", str(root), "--timestamp", "--tsa", tsa.url, "--json"]) == 0
+    anchors = json.loads(capsys.readouterr().out)["time_anchors"]
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    b = exhibit_of(data, urls["b"])
+    assert anchors == data["time_anchors"] and anchors["uncovered"] == []
+    late = next(t for t in anchors["tokens"] if t["taken_at_export"])
+    assert late["exhibits"] == [b]
+    assert late["timestamp_id"] in {t["id"] for t in data["custody"]["timestamps"]}
+    for name in ("exhibits.txt", "exhibits.html", "VERIFY.md"):
+        shown = " ".join((out / name).read_text(encoding="utf-8").split())
+        assert "proves these exhibits existed no later than the export, not at the time of capture" in shown, name
+    root_pem = tmp_path / "tsa-root.pem"
+    root_pem.write_bytes(tsa.keys.root_pem)
+    if shutil.which("openssl"):
+        checked = run_verifier(out, "--tsa-root", str(root_pem))
+        assert checked.returncode == 0 and "BUNDLE VERIFIED AND ANCHORED" in checked.stdout, checked.stdout
+
+
+def test_export_timestamp_with_the_tsa_down_still_writes_the_bundle(
+        half_stamped: tuple[Path, dict[str, str]], tsa: LocalTSA, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root, urls = half_stamped
+    out = tmp_path / "bundle"
+    before = len(failures(root))
+    tsa.http_status = 500
+    assert main(["export", str(out), "-a", str(root), "--timestamp", "--tsa", tsa.url]) == 1
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    assert data["time_anchors"]["uncovered"] == [exhibit_of(data, urls["b"])]
+    assert "HTTP 500" in data["time_anchors"]["export_timestamp_failed"]["error"]
+    assert len(failures(root)) == before + 1
+    assert "no TSA gave the token --timestamp asked for" in " ".join(capsys.readouterr().err.split())
+    assert "Timestamp at export: asked for, not obtained" in (out / "exhibits.txt").read_text(encoding="utf-8")
+
+
+def test_export_timestamp_without_a_tsa_is_a_usage_error_writing_nothing(
+        half_stamped: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, _urls = half_stamped
+    out = tmp_path / "bundle"
+    seqs = rows(root, "SELECT MAX(seq) AS seq FROM custody_log")
+    assert main(["export", str(out), "-a", str(root), "--timestamp"]) == 2
+    assert main(["export", str(out), "-a", str(root), "--tsa", "http://127.0.0.1:9/"]) == 2
+    assert not out.exists() and rows(root, "SELECT MAX(seq) AS seq FROM custody_log") == seqs

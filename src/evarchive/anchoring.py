@@ -103,13 +103,15 @@ def first_unanchored(db: Any) -> int | None:
     return row[0]
 
 
-def anchor_head(archive: Any, config: AnchorConfig) -> Anchoring:
-    """Timestamp the log head when some entry is not covered yet; a failure is logged, not raised."""
+def anchor_head(archive: Any, config: AnchorConfig, uncovered_from: int | None = None) -> Anchoring:
+    """Timestamp the log head when some entry is not covered yet (from `uncovered_from`, when the
+    caller knows better than the stored tokens, e.g. one of them no longer verifies); a failure is
+    logged, not raised."""
     from .timestamping import TimestampError, stamp_head
 
     db = archive.db
     head = custody.head(db)
-    first = first_unanchored(db)
+    first = uncovered_from if uncovered_from is not None else first_unanchored(db)
     if head is None or first is None:
         return Anchoring("covered", head["seq"] if head else 0)
     try:
