@@ -7,6 +7,8 @@ The TSA is tests.tsa.LocalTSA on loopback, the pages come from the shared local 
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import shutil
 import subprocess
@@ -237,3 +239,47 @@ def test_export_timestamp_without_a_tsa_is_a_usage_error_writing_nothing(
     assert main(["export", str(out), "-a", str(root), "--timestamp"]) == 2
     assert main(["export", str(out), "-a", str(root), "--tsa", "http://127.0.0.1:9/"]) == 2
     assert not out.exists() and rows(root, "SELECT MAX(seq) AS seq FROM custody_log") == seqs
+
+
+# --------------------------------------------------------------------------- verify_bundle.py
+
+def regenerate_sums(out: Path) -> None:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS"
+                   and "__pycache__" not in p.parts)
+    (out / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n" for p in files),
+        encoding="utf-8")
+
+
+def test_verifier_refuses_a_capture_dated_after_the_token_covering_it(
+        local_server: LocalServer, tsa: LocalTSA, tmp_path: Path) -> None:
+    """The TSA's clock says the head was stamped six hours before the page's WARC-Date: the token
+    cannot vouch for that capture, however consistent everything else is."""
+    root = tmp_path / "archive"
+    tsa.gen_time = dt.datetime.now(dt.UTC) - dt.timedelta(hours=6)
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", tsa.url) == 0
+    out = tmp_path / "bundle"
+    assert main(["export", str(out), "-a", str(root)]) == 0
+    [token] = json.loads((out / "bundle.json").read_text(encoding="utf-8"))["custody"]["timestamps"]
+    result = run_verifier(out)
+    assert result.returncode == 1
+    assert f"is after {token['gen_time']}, the time of {token['token']}, which covers its custody-log entry" \
+        in result.stdout
+
+
+def test_verifier_reads_the_tokens_time_from_the_token_not_from_bundle_json(
+        local_server: LocalServer, tsa: LocalTSA, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", tsa.url) == 0
+    out = tmp_path / "bundle"
+    assert main(["export", str(out), "-a", str(root)]) == 0
+    assert run_verifier(out).returncode == 0
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    [token] = data["custody"]["timestamps"]
+    real = token["gen_time"]
+    token["gen_time"] = "2099-01-01T00:00:00Z"  # a later time would hide a capture made after the token
+    (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    regenerate_sums(out)
+    result = run_verifier(out)
+    assert result.returncode == 1
+    assert f"bundle.json gives its time as 2099-01-01T00:00:00Z, the token says {real}" in result.stdout
