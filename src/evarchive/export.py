@@ -1885,8 +1885,8 @@ follows from the verdict recorded at capture (a soft 404 or a wall never does), 
 every custody-log entry hash and the chain up to the head, checks signatures and timestamp
 imprints, checks that the live state shown for each source is its latest check as the custody
 log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
-same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`.
-It prints `FAIL` with the file and record for anything that does not match, and exits 1.
+same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`,
+no later than the time (genTime) inside the token that covers it. It prints `FAIL` with the file and record for anything that does not match, and exits 1.
 
 A bundle can only prove itself against facts from outside it: keys and timestamps inside it
 prove nothing against someone who rebuilt it whole. Without anchors the last line reads
@@ -1935,7 +1935,8 @@ openssl pkeyutl -verify -pubin -inkey custody/keys/KEY_ID.pem -rawin -in msg -si
 ## 5. Trusted timestamps (RFC 3161)
 
 Each token in `custody/timestamps/` is a TSA's signed statement that a custody-log head existed
-at its time; the log entries before that head (and so the captures they vouch for) existed then.
+at its time; the log entries before that head (and so the captures they vouch for) existed then,
+or earlier: a token proves "no later than", and one taken at export only that much.
 The token's imprint is the entry hash itself (SHA-256). Verify each with your own trusted copy of
 the TSA's root certificate:
 
