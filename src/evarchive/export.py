@@ -1886,7 +1886,8 @@ every custody-log entry hash and the chain up to the head, checks signatures and
 imprints, checks that the live state shown for each source is its latest check as the custody
 log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
 same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`,
-no later than the time (genTime) inside the token that covers it. It prints `FAIL` with the file and record for anything that does not match, and exits 1.
+no later than the time (genTime) inside the token that covers it. It prints `FAIL` with the
+file and record for anything that does not match, and exits 1.
 
 A bundle can only prove itself against facts from outside it: keys and timestamps inside it
 prove nothing against someone who rebuilt it whole. Without anchors the last line reads
