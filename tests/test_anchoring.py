@@ -283,3 +283,30 @@ def test_verifier_reads_the_tokens_time_from_the_token_not_from_bundle_json(
     result = run_verifier(out)
     assert result.returncode == 1
     assert f"bundle.json gives its time as 2099-01-01T00:00:00Z, the token says {real}" in result.stdout
+
+
+def test_an_unusable_tsa_url_is_refused_before_anything_is_captured(
+        local_server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "archive"
+    assert capture(local_server, root, local_server.url("/article/alpha"), "--tsa", "ftp://tsa.example") == 2
+    assert "TSA 'ftp://tsa.example' is not an http:// or https:// URL" in capsys.readouterr().err
+    assert rows(root, "SELECT id FROM captures") == []
+
+
+def test_a_token_that_no_longer_verifies_covers_nothing_in_the_bundle(
+        half_stamped: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The archive now trusts another TSA's roots: its only token does not chain to them."""
+    root, urls = half_stamped
+    other = tmp_path / "other-roots.pem"
+    other.write_bytes(TSAKeys("Other").root_pem)
+    monkeypatch.setenv("EVARCHIVE_TSA_ROOTS", str(other))
+    out = tmp_path / "bundle"
+    assert main(["export", str(out), "-a", str(root)]) == 0
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    [token] = tokens(root)
+    assert data["time_anchors"]["tokens"] == [] and data["custody"]["timestamps"] == []
+    assert sorted(data["time_anchors"]["uncovered"]) == [exhibit_of(data, urls["a"]), exhibit_of(data, urls["b"])]
+    [rejected] = data["time_anchors"]["rejected"]
+    assert rejected["timestamp_id"] == token["id"] and "configured root" in rejected["reason"]
+    assert f"timestamp not used {token['id']}" in capsys.readouterr().err

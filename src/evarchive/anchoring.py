@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import custody
 from .errors import InputError
@@ -84,6 +85,14 @@ def configured(archive: Any, given: list[str] | None) -> AnchorConfig | None:
         raise InputError(f"cannot read the TSA list {listing}: {exc}") from None
     if not urls:
         return None
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            usable = False
+        if not usable:
+            raise InputError(f"TSA {url!r} is not an http:// or https:// URL")
     return AnchorConfig(urls, configured_roots(archive, None))
 
 

@@ -8,7 +8,9 @@ no later than the export, not at capture: the index says so beside it.
 
 from __future__ import annotations
 
+import bisect
 import json
+from collections.abc import Callable
 from typing import Any
 
 from . import anchoring, custody
@@ -48,46 +50,70 @@ def _export_config(archive: Any, tsas: list[str] | None) -> anchoring.AnchorConf
 
 
 def _drop_unverified(archive: Any, plan: Any) -> list[dict[str, Any]]:
-    """A token counts only if it still verifies offline against the log entry it stamps."""
-    from .timestamping import TokenInvalid, configured_roots, load_pem_certificates, verify_token
+    """Keep, in order, the tokens that are the earliest to cover some exhibit and still verify
+    offline against the log entry they stamp; one that fails leaves its exhibits to the next.
+    Only those are checked (an archive stamps every run: most of its tokens cover no exhibit)."""
+    from .timestamping import configured_roots
 
     roots = configured_roots(archive, None)
-    kept, rejected = [], []
-    for ts in plan.timestamps:
-        entry = archive.db.execute("SELECT entry_hash FROM custody_log WHERE seq = ?", [ts["covers_seq"]]).fetchone()
-        try:
-            if entry is None or entry[0] != ts["digest"]:
-                raise TokenInvalid(f"log entry {ts['covers_seq']} it stamps is missing or changed")
-            chain = load_pem_certificates("".join(json.loads(ts["tsa_chain_pem"])).encode())
-            verify_token(ts["token"], bytes.fromhex(ts["digest"]), nonce=int(ts["nonce"]) if ts["nonce"] else None,
-                         roots=roots, extra_certs=chain)
-        except TokenInvalid as exc:
-            rejected.append({"timestamp_id": ts["id"], "reason": exc.reason})
-            continue
-        except ValueError as exc:  # an unreadable stored chain or nonce
-            rejected.append({"timestamp_id": ts["id"], "reason": f"unreadable: {exc}"})
+    seqs = sorted(e.entry["seq"] for e in plan.exported if e.entry)
+    kept, rejected, at = [], [], 0
+    for ts in sorted(plan.timestamps, key=lambda t: (t["covers_seq"], t["id"])):
+        if at >= len(seqs) or seqs[at] > ts["covers_seq"]:
+            continue  # every exhibit it covers has an earlier token
+        reason = _why_not_valid(archive, ts, roots)
+        if reason:
+            rejected.append({"timestamp_id": ts["id"], "reason": reason})
             continue
         kept.append(ts)
+        at = bisect.bisect_right(seqs, ts["covers_seq"])
     plan.timestamps = kept
     return rejected
 
 
-def _covering(plan: Any, seq: int | None) -> dict[str, Any] | None:
-    """The earliest token over a head at or after the entry: the one the bundle ships for it."""
-    if seq is None:
-        return None
-    return next((t for t in plan.timestamps if t["covers_seq"] >= seq), None)
+def _why_not_valid(archive: Any, ts: dict[str, Any], roots: Any) -> str | None:
+    from .timestamping import TokenInvalid, load_pem_certificates, verify_token
+
+    entry = archive.db.execute("SELECT entry_hash FROM custody_log WHERE seq = ?", [ts["covers_seq"]]).fetchone()
+    if entry is None or entry[0] != ts["digest"]:
+        return f"the log entry {ts['covers_seq']} it stamps is missing or has changed"
+    try:
+        chain = load_pem_certificates("".join(json.loads(ts["tsa_chain_pem"])).encode())
+        verify_token(ts["token"], bytes.fromhex(ts["digest"]), nonce=int(ts["nonce"]) if ts["nonce"] else None,
+                     roots=roots, extra_certs=chain)
+    except TokenInvalid as exc:
+        return exc.reason
+    except ValueError as exc:  # an unreadable stored chain or nonce
+        return f"unreadable: {exc}"
+    return None
+
+
+def _covering(plan: Any) -> Callable[[Any], dict[str, Any] | None]:
+    """For an exhibit, the earliest token over a head at or after its entry: the one the bundle
+    ships for it (plan.timestamps are in the order of the entries they cover)."""
+    stamps = plan.timestamps
+    keys = [t["covers_seq"] for t in stamps]
+
+    def token_of(exhibit: Any) -> dict[str, Any] | None:
+        if not exhibit.entry:
+            return None
+        at = bisect.bisect_left(keys, exhibit.entry["seq"])
+        return stamps[at] if at < len(stamps) else None
+
+    return token_of
 
 
 def _uncovered(plan: Any) -> list[Any]:
-    return [e for e in plan.exported if _covering(plan, e.entry["seq"] if e.entry else None) is None]
+    token_of = _covering(plan)
+    return [e for e in plan.exported if token_of(e) is None]
 
 
 def section(plan: Any, rejected: list[dict[str, Any]], attempt: anchoring.Anchoring | None) -> dict[str, Any]:
     by_token: dict[int, list[int]] = {}
     uncovered = []
+    token_of = _covering(plan)
     for e in plan.exported:
-        ts = _covering(plan, e.entry["seq"] if e.entry else None)
+        ts = token_of(e)
         if ts is None:
             uncovered.append(e.number)
         else:
