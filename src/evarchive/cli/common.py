@@ -36,9 +36,9 @@ TsaRootsOpt = Annotated[Path | None, typer.Option(
     help="PEM file of trusted TSA root certificates (default keys/tsa-roots.pem).")]
 TsaOpt = Annotated[list[str] | None, typer.Option(
     "--tsa", metavar="URL",
-    help="RFC 3161 time-stamping authority; repeat for fallbacks, tried in order (default EVARCHIVE_TSA, "
-         "else keys/tsa-urls.txt). With one configured, capture, archive and check end by timestamping "
-         "the custody-log head (a TSA failure is a finding, retried by the next run).")]
+    help="RFC 3161 timestamping authority; repeat for fallbacks, tried in order (default: EVARCHIVE_TSA, "
+         "then the list in the archive's keys folder). With one configured, capture, archive and check end "
+         "by timestamping the log head (a TSA failure is a finding, which the next run retries).")]
 
 
 def open_archive(path: Path | None) -> Archive:
