@@ -310,3 +310,19 @@ def test_a_token_that_no_longer_verifies_covers_nothing_in_the_bundle(
     [rejected] = data["time_anchors"]["rejected"]
     assert rejected["timestamp_id"] == token["id"] and "configured root" in rejected["reason"]
     assert f"timestamp not used {token['id']}" in capsys.readouterr().err
+
+
+def test_verifier_refuses_an_index_claiming_a_token_the_bundle_does_not_carry(
+        half_stamped: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, urls = half_stamped
+    out = tmp_path / "bundle"
+    assert main(["export", str(out), "-a", str(root)]) == 0
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    [token] = data["time_anchors"]["tokens"]
+    token["exhibits"].append(exhibit_of(data, urls["b"]))  # "exhibit B is covered too"
+    data["time_anchors"]["uncovered"] = []
+    (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    regenerate_sums(out)
+    result = run_verifier(out)
+    assert result.returncode == 1
+    assert "bundle.json time_anchors: the exhibits it says each timestamp covers" in result.stdout

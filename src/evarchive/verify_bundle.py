@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import csv
 import datetime
 import hashlib
@@ -999,6 +1000,33 @@ def check_timestamps(root: str, data: dict, log: dict, tsa_root: str | None, rep
                               f"against the TSA roots you gave, covers log entry {ts['covers_seq']}")
 
 
+def check_time_anchors(data: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """What the index says about time (which token covers which exhibits, which none does) follows
+    from the tokens the bundle carries and the exhibits' custody entries."""
+    anchors = data.get("time_anchors")
+    if anchors is None:  # a bundle from before evarchive said this
+        return
+    stamps = sorted(data["custody"]["timestamps"], key=lambda t: (t["covers_seq"], t["id"]))
+    keys = [t["covers_seq"] for t in stamps]
+    covers, uncovered = {}, []  # type: ignore[var-annotated]
+    for ex in data["exhibits"]:
+        at = bisect.bisect_left(keys, ex["custody_seq"]) if ex.get("custody_seq") is not None else len(keys)
+        token = stamps[at] if at < len(keys) else None
+        if token is None:
+            uncovered.append(ex["exhibit"])
+        else:
+            covers.setdefault(token["id"], []).append(ex["exhibit"])
+    times = {t["id"]: t["gen_time"] for t in stamps}
+    shown = {t["timestamp_id"]: (sorted(t["exhibits"]), t["gen_time"]) for t in anchors.get("tokens", [])}
+    expected = {tid: (sorted(nums), times[tid]) for tid, nums in covers.items()}
+    if shown != expected or sorted(anchors.get("uncovered", [])) != sorted(uncovered):
+        report.fail("bundle.json time_anchors: the exhibits it says each timestamp covers (or none does) are "
+                    "not those the bundle's tokens and custody entries give")
+    elif anchors.get("tokens") or uncovered:
+        report.ok(f"timestamps cover {sum(map(len, covers.values()))} exhibit(s), as the index says; "
+                  f"{len(uncovered)} covered by none")
+
+
 def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # type: ignore[type-arg]
     openssl = shutil.which("openssl")
     if not openssl:
@@ -1259,6 +1287,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
     steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
              ("records", records), ("screenshots", artefacts),
              ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+             ("time anchors", lambda: check_time_anchors(data, report)),
              ("claims", lambda: check_claims(data, found["log"], report)),
              ("live state", lambda: check_live(data, found["log"], report)),
              ("exhibit index", lambda: check_index(root, data, report)))
