@@ -645,6 +645,7 @@ def forge_bundle(out: Path, back_date: bool) -> None:
         for name in (token["token"], token["chain"]):
             (out / name).unlink(missing_ok=True)
     data["custody"]["timestamps"] = []
+    data["time_anchors"].update(tokens=[], covered=0, uncovered=[e["exhibit"] for e in data["exhibits"]])
     data["custody"]["head"] = {"seq": prev["seq"], "entry_hash": prev["entry_hash"]}
     (out / "custody" / "head.txt").write_text(f"{prev['seq']} {prev['entry_hash']}\n", encoding="ascii")
     (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -45,7 +45,7 @@ from typing import Any
 
 import sqlite_utils
 
-from . import __version__, custody, publishing
+from . import __version__, bundle_anchors, custody, publishing
 from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
@@ -178,6 +178,7 @@ class Plan:
     log_scope: str = "chain"
     log_entries: list[dict[str, Any]] = field(default_factory=list)
     attempts: dict[int, dict[str, Any]] = field(default_factory=dict)  # source id -> its latest capture
+    time_anchors: dict[str, Any] = field(default_factory=dict)  # what the tokens cover (bundle_anchors)
     _exported: list[Exhibit] | None = field(default=None, repr=False)
     _by_source: dict[int, list[Exhibit]] | None = field(default=None, repr=False)
     _cited: dict[int, dict[str, None]] | None = field(default=None, repr=False)
@@ -233,6 +234,7 @@ class ExportResult:
     head: dict[str, Any] | None
     files: list[str]
     housekeeping: list[str] = field(default_factory=list)  # interrupted exports settled, leftovers removed
+    time_anchors: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "exhibits": self.exhibits, "records": self.records,
@@ -241,19 +243,21 @@ class ExportResult:
                 "not_exported": self.not_exported, "manifest_sha256": self.manifest_sha256,
                 "wacz_sha256": self.wacz_sha256, "export_log_seq": self.log_seq,
                 "log_head": {"seq": self.head["seq"], "entry_hash": self.head["entry_hash"]}
-                if self.head else None, "files": self.files, "housekeeping": self.housekeeping}
+                if self.head else None, "files": self.files, "housekeeping": self.housekeeping,
+                "time_anchors": self.time_anchors}
 
 
 # --------------------------------------------------------------------------- entry point
 
 def export_bundle(archive: Archive, out: Path, *, report: str | None = None, urls: Iterable[str] = (),
                   latest: bool = False, checks: bool = False, redact_log: bool = False,
-                  viewer: Path | None = None) -> ExportResult:
+                  viewer: Path | None = None, timestamp: list[str] | None = None) -> ExportResult:
     """Write the bundle to `out` (a new directory, or a .zip) and log the export.
 
     Unusable input (unknown report, URL without capture, existing `out`) raises UsageError
     before anything is written. The caller decides what an unsupported claim means (exit 1).
     `viewer` is the folder of ReplayWeb.page's npm package, copied into the bundle to replay it.
+    `timestamp` (TSA URLs; empty: the configured ones) takes a token now if an exhibit has none.
     """
     urls = list(urls)
     replay_viewer = find_viewer(viewer) if viewer is not None else None
@@ -264,6 +268,7 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
     plan.log_scope = "entries" if redact_log else "chain"
     check_integrity(archive, plan)
     number_exhibits(plan)
+    plan.time_anchors = bundle_anchors.settle(archive, plan, timestamp)
     plan.created = _now_seconds()
     housekeeping = ([] if archive.read_only else publishing.reconcile(archive.db)) + \
         publishing.remove_abandoned_in(out.parent)
@@ -294,7 +299,8 @@ def export_bundle(archive: Archive, out: Path, *, report: str | None = None, url
         staging.close()
     return ExportResult(out, len(plan.exported), sum(len(e.records) for e in plan.exported),
                         len(plan.claims), plan.unsupported, plan.unpreserved_sources, _not_exported(plan),
-                        manifest_sha, wacz_sha, entry["seq"] if entry else None, plan.head, files, housekeeping)
+                        manifest_sha, wacz_sha, entry["seq"] if entry else None, plan.head, files, housekeeping,
+                        plan.time_anchors)
 
 
 def _check_out(out: Path) -> bool:
@@ -1269,7 +1275,7 @@ def bundle_data(plan: Plan) -> dict[str, Any]:
         "exhibits": [_exhibit_data(e, plan) for e in sorted(plan.exported, key=lambda e: e.number)],
         "not_exported": _not_exported(plan),
         "unpreserved_sources": [{"source_id": u["id"], "url": u["url"]} for u in plan.unpreserved_sources],
-        "wacz": WACZ_NAME,
+        "wacz": WACZ_NAME, "time_anchors": plan.time_anchors,
         "custody": {"log": "custody/log.jsonl", "scope": plan.log_scope,
                     "entries": len(plan.log_entries), "head": {"seq": head["seq"], "entry_hash": head["entry_hash"]},
                     "keys": [{"key_id": k["key_id"], "file": f"custody/keys/{k['key_id']}.pem",
@@ -1663,6 +1669,7 @@ def _summary_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [("Exhibits", str(len(data["exhibits"]))), ("Bundle created (UTC)", data["created"]),
              ("Custody-log head", f"entry {head['seq']}, {head['entry_hash']}"),
              ("Software", data["software"])]
+    rows += bundle_anchors.summary_rows(data)
     return rows
 
 
@@ -1818,6 +1825,7 @@ def render_verify(data: dict[str, Any]) -> str:
     if not data["custody"]["timestamps"]:
         lines.append("# (this archive had no RFC 3161 timestamp covering these exhibits at export time)")
     lines.append("```\n")
+    lines += bundle_anchors.verify_lines(data)
     lines.append(VERIFY_REPLAY.format(wacz=WACZ_NAME))
     if data.get("viewer"):
         lines.append(VERIFY_VIEWER.format(page=data["viewer"]["page"], software=data["viewer"]["software"],
@@ -1877,8 +1885,9 @@ follows from the verdict recorded at capture (a soft 404 or a wall never does), 
 every custody-log entry hash and the chain up to the head, checks signatures and timestamp
 imprints, checks that the live state shown for each source is its latest check as the custody
 log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
-same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`.
-It prints `FAIL` with the file and record for anything that does not match, and exits 1.
+same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`,
+no later than the time (genTime) inside the token that covers it. It prints `FAIL` with the
+file and record for anything that does not match, and exits 1.
 
 A bundle can only prove itself against facts from outside it: keys and timestamps inside it
 prove nothing against someone who rebuilt it whole. Without anchors the last line reads
@@ -1927,7 +1936,8 @@ openssl pkeyutl -verify -pubin -inkey custody/keys/KEY_ID.pem -rawin -in msg -si
 ## 5. Trusted timestamps (RFC 3161)
 
 Each token in `custody/timestamps/` is a TSA's signed statement that a custody-log head existed
-at its time; the log entries before that head (and so the captures they vouch for) existed then.
+at its time; the log entries before that head (and so the captures they vouch for) existed then,
+or earlier: a token proves "no later than", and one taken at export only that much.
 The token's imprint is the entry hash itself (SHA-256). Verify each with your own trusted copy of
 the TSA's root certificate:
 

@@ -526,16 +526,23 @@ def stamp_archive(archive: Archive, tsa_urls: Sequence[str], roots: Sequence[x50
                   timeout: float = 30.0) -> dict[str, Any]:
     """Timestamp the custody-log head: the token then covers every entry (and so every
     capture, file hash and row they vouch for) up to it. Stores the token and logs it."""
+    try:
+        return stamp_head(archive, tsa_urls, roots, timeout)
+    except TimestampError as exc:
+        raise CouldNotRunError(str(exc)) from None
+
+
+def stamp_head(archive: Archive, tsa_urls: Sequence[str], roots: Sequence[x509.Certificate] | None,
+               timeout: float = 30.0) -> dict[str, Any]:
+    """stamp_archive, leaving a TSA failure to the caller as TimestampError (a run that
+    anchors its captures records it as a finding instead of failing)."""
     db = archive.db
     head = custody.head(db)
     if head is None:
         raise UsageError("the custody log is empty: nothing to timestamp yet")
     digest = bytes.fromhex(head["entry_hash"])
-    try:
-        result = request_timestamp(tsa_urls, digest, roots=roots, timeout=timeout,
-                                   user_agent=f"evarchive/{__version__}")
-    except TimestampError as exc:
-        raise CouldNotRunError(str(exc)) from None
+    result = request_timestamp(tsa_urls, digest, roots=roots, timeout=timeout,
+                               user_agent=f"evarchive/{__version__}")
     chain = result.info.chain or result.info.certificates
     row = {
         "created_at": utc_now(), "tsa_url": result.tsa_url, "covers_seq": head["seq"],

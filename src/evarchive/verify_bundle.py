@@ -12,7 +12,8 @@ Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's fol
 4. the custody log: every entry's hash, the chain up to the head, Ed25519 signatures, and that
    each record is the one its custody entry recorded at capture (id, SHA-256, original place);
 5. RFC 3161 tokens: their hash, and that their imprint is the custody-log entry they cover
-   (with --tsa-root, openssl checks their signatures too);
+   (with --tsa-root, openssl checks their signatures too), and that no exhibit's WARC-Date is
+   after the time (genTime) of a token covering it;
 6. the live state shown for each source ("since changed or vanished") is its latest check, as
    the custody log recorded it;
 7. the exhibit index: exhibits.csv, exhibits.html and exhibits.txt state the same hashes and
@@ -34,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import csv
+import datetime
 import hashlib
 import html
 import io
@@ -598,6 +601,7 @@ def _warc_fields(raw: bytes) -> dict:  # type: ignore[type-arg]
 def check_records(root: str, data: dict, entries: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
     wacz = data["wacz"]
     count, before = 0, report.failures
+    stamps = token_times(root, data, report)
     with open_bundle_file(root, wacz) as fh:
         for ex in data["exhibits"]:
             entry = log.get(ex["custody_seq"])
@@ -608,6 +612,7 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
                 fields = _check_record(fh, entries, rec, where, report)
                 if fields is not None and rec["record_id"] == ex.get("main_record"):
                     _check_record_date(ex, fields, where, report)
+                    _check_token_time(ex, fields, stamps, where, report)
                 _check_vouched(ex, rec, entry, where, report)
             _check_exhibit_fields(ex, entry, report)
             main = main_record(ex)
@@ -637,6 +642,72 @@ def _check_record_date(ex: dict, fields: dict, where: str, report: Report) -> No
     if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", date) or not start <= date <= end:
         report.fail(f"{where}: its WARC-Date {fields.get('warc-date')} is not within the capture time the index "
                     f"shows ({ex.get('captured_at')} to {ex.get('capture_ended_at')})")
+
+
+# A capture's machine and the TSA keep their own clocks: a WARC-Date this much after the time of
+# the token covering it is still taken as clock difference, not as a capture made after the token.
+CLOCK_ALLOWANCE = 120
+
+
+def token_times(root: str, data: dict, report: Report) -> list:  # type: ignore[type-arg]
+    """(covers_seq, genTime, token file) for each token, genTime read from the signed token itself
+    (not from bundle.json), sorted by the log entry it covers."""
+    out = []
+    for ts in data["custody"]["timestamps"]:
+        try:
+            token = read_bundle_file(root, ts["token"])
+        except (OSError, Unsafe) as exc:
+            report.fail(f"{ts['token']}: cannot be read ({exc})")
+            continue
+        when = token_gen_time(token, bytes.fromhex(ts["digest"]))
+        if when is None:
+            report.fail(f"{ts['token']}: its time (genTime) cannot be read from the token")
+            continue
+        if when.strftime("%Y-%m-%dT%H:%M:%S") != (ts.get("gen_time") or "")[:19]:
+            report.fail(f"{ts['token']}: bundle.json gives its time as {ts.get('gen_time')}, the token says "
+                        f"{when:%Y-%m-%dT%H:%M:%SZ}")
+        out.append((ts["covers_seq"], when, ts["token"]))
+    return sorted(out, key=lambda t: t[0])
+
+
+def token_gen_time(token: bytes, digest: bytes):  # type: ignore[no-untyped-def]
+    """The genTime of the TSTInfo whose imprint is `digest`: in DER the imprint's OCTET STRING is
+    followed by serialNumber (INTEGER), then genTime (GeneralizedTime, YYYYMMDDHHMMSS[.f]Z)."""
+    at = token.find(b"\x04" + bytes([len(digest)]) + digest)
+    if at < 0:
+        return None
+    pos = at + 2 + len(digest)
+    for tag in (0x02, 0x18):
+        if pos + 2 > len(token) or token[pos] != tag:
+            return None
+        size, pos = token[pos + 1], pos + 2
+        if size & 0x80:  # long form: the next (size & 0x7f) bytes give the length
+            count = size & 0x7F
+            size, pos = int.from_bytes(token[pos:pos + count], "big"), pos + count
+        value, pos = token[pos:pos + size], pos + size
+    match = re.match(rb"^(\d{14})(\.\d+)?Z$", value)
+    if not match:
+        return None
+    try:
+        return datetime.datetime.strptime(match.group(1).decode(), "%Y%m%d%H%M%S")  # UTC, as genTime is
+    except ValueError:
+        return None
+
+
+def _check_token_time(ex: dict, fields: dict, stamps: list, where: str, report: Report) -> None:  # type: ignore[type-arg]
+    """A token covering the capture's entry was taken after it: the record cannot be dated later."""
+    if ex.get("kind") != "capture" or ex.get("custody_seq") is None:
+        return
+    covering = [(when, name) for seq, when, name in stamps if seq >= ex["custody_seq"]]
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", fields.get("warc-date") or "")
+    if not covering or not match:
+        return  # a WARC-Date that cannot be read is already a failure of its own
+    date = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")  # UTC, as WARC-Date is
+    when, name = min(covering)
+    if (date - when).total_seconds() > CLOCK_ALLOWANCE:
+        report.fail(f"{where}: its WARC-Date {fields.get('warc-date')} is after {when:%Y-%m-%dT%H:%M:%SZ}, the "
+                    f"time of {name}, which covers its custody-log entry {ex['custody_seq']}: a token cannot "
+                    "vouch for a capture made after it")
 
 
 def _check_record(fh, entries, rec, where, report):  # type: ignore[no-untyped-def]
@@ -929,6 +1000,33 @@ def check_timestamps(root: str, data: dict, log: dict, tsa_root: str | None, rep
                               f"against the TSA roots you gave, covers log entry {ts['covers_seq']}")
 
 
+def check_time_anchors(data: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """What the index says about time (which token covers which exhibits, which none does) follows
+    from the tokens the bundle carries and the exhibits' custody entries."""
+    anchors = data.get("time_anchors")
+    if anchors is None:  # a bundle from before evarchive said this
+        return
+    stamps = sorted(data["custody"]["timestamps"], key=lambda t: (t["covers_seq"], t["id"]))
+    keys = [t["covers_seq"] for t in stamps]
+    covers, uncovered = {}, []  # type: ignore[var-annotated]
+    for ex in data["exhibits"]:
+        at = bisect.bisect_left(keys, ex["custody_seq"]) if ex.get("custody_seq") is not None else len(keys)
+        token = stamps[at] if at < len(keys) else None
+        if token is None:
+            uncovered.append(ex["exhibit"])
+        else:
+            covers.setdefault(token["id"], []).append(ex["exhibit"])
+    times = {t["id"]: t["gen_time"] for t in stamps}
+    shown = {t["timestamp_id"]: (sorted(t["exhibits"]), t["gen_time"]) for t in anchors.get("tokens", [])}
+    expected = {tid: (sorted(nums), times[tid]) for tid, nums in covers.items()}
+    if shown != expected or sorted(anchors.get("uncovered", [])) != sorted(uncovered):
+        report.fail("bundle.json time_anchors: the exhibits it says each timestamp covers (or none does) are "
+                    "not those the bundle's tokens and custody entries give")
+    elif anchors.get("tokens") or uncovered:
+        report.ok(f"timestamps cover {sum(map(len, covers.values()))} exhibit(s), as the index says; "
+                  f"{len(uncovered)} covered by none")
+
+
 def _openssl_ts(root: str, ts: dict, tsa_root: str, report: Report) -> None:  # type: ignore[type-arg]
     openssl = shutil.which("openssl")
     if not openssl:
@@ -1189,6 +1287,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
     steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
              ("records", records), ("screenshots", artefacts),
              ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+             ("time anchors", lambda: check_time_anchors(data, report)),
              ("claims", lambda: check_claims(data, found["log"], report)),
              ("live state", lambda: check_live(data, found["log"], report)),
              ("exhibit index", lambda: check_index(root, data, report)))

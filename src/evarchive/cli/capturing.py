@@ -20,8 +20,10 @@ from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
 from ..queries import witnesses_of
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, WitnessOpt, browsed_archive,
-                     claim_where, existing_archive, open_archive, print_json, shorten, timemaps_to_ask)
+from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, TsaOpt, WitnessOpt,
+                     browsed_archive, claim_where, existing_archive, open_archive, print_json, shorten,
+                     timemaps_to_ask)
+from .integrity import anchor_run, tsa_config
 from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
@@ -100,6 +102,7 @@ def capture(
     pending: Annotated[bool, typer.Option("--pending", help="Every known source without a good capture.")] = False,
     everything: Annotated[bool, typer.Option("--all", help="Every known source, captured anew.")] = False,
     witness: WitnessOpt = None,
+    tsa: TsaOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -108,9 +111,10 @@ def capture(
 ) -> None:
     """Capture URLs to WARC files and record every attempt in the catalogue.
 
-    Exit 0 when every URL was captured, 1 when any failed or the browser engine found a request
-    it could not account for (all in the catalogue), 2 for usage errors (refused URLs: nothing is
-    written), 3 when --engine browser finds no Chromium.
+    With a TSA configured the run ends by timestamping the custody-log head. Exit 0 when every
+    URL was captured, 1 when any failed, the browser engine found a request it could not account
+    for, or the TSA gave no token (all in the catalogue), 2 for usage errors (refused URLs:
+    nothing is written), 3 when --engine browser finds no Chromium.
     """
     from ..capture import read_url_list, select_urls  # lazy: 160 ms of start-up
 
@@ -120,11 +124,13 @@ def capture(
     witness_keys = _witness_keys(witness, archive)
     given = read_url_list(urls or [], from_file)
     arch = open_archive(archive) if given else existing_archive(archive, write=True)
+    anchors = tsa_config(arch, tsa)
     chosen = select_urls(arch, given, None, pending, everything)
     outcomes = run_captures(arch, chosen, settings, quiet, as_json, net.get("engine"), net.get("chromium"))
     if not as_json:
         print_capture_summary(outcomes, quiet)
     unwitnessed = _witness_captured(arch, outcomes, witness_keys, as_json, quiet)
+    anchored = anchor_run(arch, anchors, as_json, quiet)
     failed = sum(o.status == "failed" for o in outcomes)
     if failed:
         raise FindingsError(f"{failed} of {len(outcomes)} captures failed")
@@ -133,6 +139,8 @@ def capture(
     unaccounted = sum(bool(getattr(o, "findings", None)) for o in outcomes)
     if unaccounted:
         raise FindingsError(f"{unaccounted} of {len(outcomes)} captures have unaccounted requests")
+    if anchored is not None and anchored.failed:
+        raise FindingsError("the captures are kept, but no TSA timestamped them (retried by the next run)")
 
 
 def _witness_keys(witness: str | None, archive: Path | None) -> tuple[str, str] | None:
@@ -328,6 +336,7 @@ def archive_cmd(
     report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
     title: TitleOpt = None,
     witness: WitnessOpt = None,
+    tsa: TsaOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -336,9 +345,10 @@ def archive_cmd(
 ) -> None:
     """The main job: import a report, capture every source not yet preserved, report per claim.
 
-    Exit 0 when every claim has at least one preserved source; 1 when any claim has none (the
-    failed captures are in the catalogue: run it again later); 2 for a report that cannot be used
-    (nothing is imported or captured).
+    With a TSA configured the run ends by timestamping the custody-log head. Exit 0 when every
+    claim has at least one preserved source; 1 when any claim has none (the failed captures are in
+    the catalogue: run it again later) or the TSA gave no token (recorded; the next run retries);
+    2 for a report that cannot be used (nothing is imported or captured).
     """
     from ..reports import claims_of_version, import_report, sources_to_capture  # lazy: 35 ms
 
@@ -346,6 +356,7 @@ def archive_cmd(
     witness_keys = _witness_keys(witness, archive)
     prepared = check_report_before_creating_archive(archive, report, None)
     arch = open_archive(archive)
+    anchors = tsa_config(arch, tsa)
     result = import_report(arch.db, report, title, prepared=prepared)
     if not as_json and not quiet:
         err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
@@ -355,12 +366,14 @@ def archive_cmd(
     if not as_json and outcomes:
         print_capture_summary(outcomes, quiet)
     _witness_captured(arch, outcomes, witness_keys, False, quiet or as_json)
+    anchored = anchor_run(arch, anchors, False, quiet or as_json)
     claims = [{"report_id": result.report_id, **c}
               for c in claims_of_version(arch.db, result.version_id, arch.warcs_dir)]
     lost = [c for c in claims if not c["preserved"]]
     if as_json:
         print_json({"import": result.as_dict(), "captures": [o.as_dict() for o in outcomes],
-                    "claims": claims, "preserved": len(claims) - len(lost), "unpreserved": len(lost)})
+                    "claims": claims, "preserved": len(claims) - len(lost), "unpreserved": len(lost),
+                    "timestamp": anchored.as_dict() if anchored else None})
     elif not quiet:
         out.print(claims_table(claims, escape(f"{result.title}: {len(claims) - len(lost)} of {len(claims)} "
                                               "claims preserved")))
@@ -368,4 +381,6 @@ def archive_cmd(
         for claim in lost if quiet else []:
             err.print(f"[red]not preserved[/] {claim_where(claim)}: {escape(shorten(claim['text'], 100))}")
         raise FindingsError(f"{len(lost)} of {len(claims)} claims have no preserved source")
+    if anchored is not None and anchored.failed:
+        raise FindingsError("the captures are kept, but no TSA timestamped them (retried by the next run)")
 

@@ -35,6 +35,11 @@ TitleOpt = Annotated[str | None, typer.Option(
 TsaRootsOpt = Annotated[Path | None, typer.Option(
     "--tsa-roots", envvar="EVARCHIVE_TSA_ROOTS",
     help="PEM file of trusted TSA root certificates (default keys/tsa-roots.pem).")]
+TsaOpt = Annotated[list[str] | None, typer.Option(
+    "--tsa", metavar="URL",
+    help="RFC 3161 timestamping authority; repeat for fallbacks, tried in order (default: EVARCHIVE_TSA, "
+         "then the list in the archive's keys folder). With one configured, capture, archive and check end "
+         "by timestamping the log head (a TSA failure is a finding, which the next run retries).")]
 
 
 def open_archive(path: Path | None) -> Archive:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from ..errors import FindingsError
+from ..errors import FindingsError, UsageError
 from .app import app, err
-from .common import ArchiveOpt, JsonOpt, QuietOpt, claim_where, existing_archive, print_json, shorten
+from .common import ArchiveOpt, JsonOpt, QuietOpt, TsaOpt, claim_where, existing_archive, print_json, shorten
 
 @app.command("export")
 def export_cmd(
@@ -29,6 +29,11 @@ def export_cmd(
         "--viewer", envvar="EVARCHIVE_REPLAY_VIEWER", metavar="DIR",
         help="Folder of ReplayWeb.page's npm package (node_modules/replaywebpage): copied into the bundle "
              "as a local replay viewer (never downloaded).")] = None,
+    timestamp: Annotated[bool, typer.Option(
+        "--timestamp", help="Have a TSA timestamp the custody-log head now if some exhibit has no token "
+                            "yet (the index says it proves existence no later than the export, not at "
+                            "capture).")] = False,
+    tsa: TsaOpt = None,
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Write a citation bundle for a court: the evidence as a WACZ, an exhibit index a judge can
@@ -36,14 +41,18 @@ def export_cmd(
 
     Without --report or URLs, every capture in the archive is exported. Exit 0 when written,
     1 when written but some claim (or chosen source) has no intact capture (the index says
-    which), 2 for unusable input (unknown report, URL without capture, OUT exists: nothing is
-    written). The bundle's VERIFY.md tells a clerk how to check it without evarchive.
+    which) or --timestamp got no token (recorded), 2 for unusable input (unknown report, URL
+    without capture, OUT exists: nothing is written). The bundle's VERIFY.md tells a clerk how
+    to check it without evarchive.
     """
     # (`out` is the bundle path here; this command prints through `err` and print_json only.)
     from ..export import export_bundle  # lazy: 52 ms of start-up (zip, WACZ, exhibit index)
 
+    if tsa and not timestamp:
+        raise UsageError("--tsa says which TSA --timestamp asks: add --timestamp")
     result = export_bundle(existing_archive(archive), out, report=report, urls=urls or [],
-                           latest=latest, checks=checks, redact_log=redact_log, viewer=viewer)
+                           latest=latest, checks=checks, redact_log=redact_log, viewer=viewer,
+                           timestamp=(tsa or []) if timestamp else None)
     if as_json:
         print_json(result.as_dict())
     elif not quiet:
@@ -56,6 +65,7 @@ def export_cmd(
     for item in result.not_exported:
         err.print(f"[yellow]not exported[/] {item['kind']} {item['id']} of {escape(item['url'])}: "
                   + escape("; ".join(item["problems"])))
+    anchor_failed = print_time_anchors(result.time_anchors, quiet)
     for claim in result.unsupported:
         err.print(f"[red]no intact capture[/] claim {claim['ordinal']} ({claim_where(claim)}): "
                   f"{escape(shorten(claim['text'], 100))}")
@@ -67,4 +77,24 @@ def export_cmd(
     if result.unpreserved_sources:
         raise FindingsError(f"{len(result.unpreserved_sources)} source(s) have no intact capture to export "
                             "(the bundle was written and says so)")
+    if anchor_failed:
+        raise FindingsError("the bundle was written, but no TSA gave the token --timestamp asked for (recorded)")
 
+
+def print_time_anchors(anchors: dict[str, Any], quiet: bool) -> bool:
+    """Which exhibits no token covers, a token taken now, a token not used; True when --timestamp failed."""
+    from ..bundle_anchors import AT_EXPORT, ranges
+
+    for t in anchors.get("tokens", []) if not quiet else []:
+        if t["taken_at_export"]:
+            err.print(f"timestamp {t['timestamp_id']} at {t['gen_time']} covers exhibits {ranges(t['exhibits'])}, "
+                      f"{AT_EXPORT}")
+    for bad in anchors.get("rejected", []):
+        err.print(f"[yellow]timestamp not used[/] {bad['timestamp_id']}: {escape(bad['reason'])}")
+    if anchors.get("uncovered"):
+        err.print(f"[yellow]not timestamped[/] exhibits {ranges(anchors['uncovered'])}: no RFC 3161 token covers "
+                  "their capture (export --timestamp takes one now, proving existence no later than the export)")
+    failed = anchors.get("export_timestamp_failed")
+    if failed:
+        err.print(f"[red]finding[/] {escape(failed['message'])}")
+    return failed is not None

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..archive import Archive
 from ..errors import FindingsError, UsageError
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, QuietOpt, TsaRootsOpt, browsed_archive, existing_archive, open_archive,
-                     print_json, print_json_lines)
+from .common import (ArchiveOpt, JsonOpt, QuietOpt, TsaOpt, TsaRootsOpt, browsed_archive, existing_archive,
+                     open_archive, print_json, print_json_lines)
 
 # Imported inside the commands, measured with `python -X importtime` beyond what every command
 # loads: verify 53 ms, timestamping 170 ms (the ASN.1 stack), custody 16 ms and signing 13 ms
@@ -167,9 +168,7 @@ def keys_sign_pending(
 
 @app.command()
 def timestamp(
-    tsa: Annotated[list[str] | None, typer.Option(
-        "--tsa", help="RFC 3161 TSA URL; repeat for fallbacks, tried in order (env EVARCHIVE_TSA, "
-        "or keys/tsa-urls.txt).")] = None,
+    tsa: TsaOpt = None,
     tsa_roots: TsaRootsOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each TSA.")] = 30.0,
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
@@ -193,3 +192,27 @@ def timestamp(
         out.print(f"timestamp {row['id']}: log entry {row['covers_seq']} ({row['digest'][:16]}...) "
                   f"stamped by {row['tsa_subject']} at {row['gen_time']} via {row['tsa_url']}")
 
+
+
+def tsa_config(arch: Archive, tsa: list[str] | None) -> Any:
+    """The TSAs a run ends by asking (None when none is configured), read before the run starts."""
+    from ..anchoring import configured
+
+    return configured(arch, tsa)
+
+
+def anchor_run(arch: Archive, config: Any, as_json: bool, quiet: bool) -> Any:
+    """End a run by timestamping the custody-log head; prints how it went (a JSON line with
+    --json). Returns the library's Anchoring, None when no TSA is configured."""
+    if config is None:
+        return None
+    from ..anchoring import anchor_head
+
+    result = anchor_head(arch, config)
+    if as_json:
+        print_json({"timestamp": result.as_dict()})
+    elif result.failed:
+        err.print(f"[red]finding[/] {escape(result.message())}")
+    elif not quiet and result.status == "stamped":
+        err.print(escape(result.message()))
+    return result

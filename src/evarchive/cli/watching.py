@@ -14,8 +14,9 @@ from rich.table import Table
 
 from ..errors import CouldNotRunError, FindingsError, UsageError
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, browsed_archive, claim_where,
+from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TsaOpt, browsed_archive, claim_where,
                      existing_archive, open_archive, print_json, print_json_lines, shorten, timemaps_to_ask)
+from .integrity import anchor_run, tsa_config
 from .network import CONNECTION, NETWORK, NetworkOptions, check_settings, fetch_settings, network_options
 
 # `evarchive.check` is imported inside the commands: it costs about 200 ms of start-up
@@ -88,6 +89,7 @@ def check(
                                                                    "to recognise soft 404s.")] = True,
     evidence: Annotated[str, typer.Option(metavar="changes|all", help="Write server answers to WARC for: changes "
                                                "(every verdict but ok) or all.")] = "changes",
+    tsa: TsaOpt = None,
     archive: ArchiveOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only changes of state "
@@ -101,9 +103,11 @@ def check(
     --min-interval. Every check is kept in the catalogue; what the server answered for anything
     but ok is written to WARC as evidence. --quiet prints only changes of state, for cron.
 
-    Exit 0 when nothing newly failed; 1 when a source was newly confirmed dead or drifted; 2
-    usage (bad option or URL: nothing is written); 3 the check could not run (another check
-    holds the lock, no archive at the given path, or no host answered at all).
+    With a TSA configured the run ends by timestamping the custody-log head. Exit 0 when nothing
+    newly failed; 1 when a source was newly confirmed dead or drifted, or the TSA gave no token
+    (recorded; the next run retries); 2 usage (bad option or URL: nothing is written); 3 the check
+    could not run (another check holds the lock, no archive at the given path, or no host answered
+    at all).
     """
     from ..check.run import check_sources, refuse_bad_urls, select_sources  # lazy: 200 ms
 
@@ -116,6 +120,7 @@ def check(
     # Given URLs are new material (an archive is created for them); without them, the check
     # re-checks what an archive holds, and a missing archive means the run could not happen.
     arch = open_archive(archive) if urls else existing_archive(archive, CouldNotRunError, write=True)
+    anchors = tsa_config(arch, tsa)
     show_bar = not quiet and not as_json and err.is_terminal
     with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not show_bar, transient=True) as progress:
@@ -133,6 +138,7 @@ def check(
                 sys.stdout.flush()
 
         report_ = check_sources(arch, choose, settings, on_result)
+    anchored = anchor_run(arch, anchors, as_json, quiet)
     if not report_.results and not quiet:
         err.print("nothing to check: the catalogue has no sources")
     if not as_json:
@@ -153,6 +159,8 @@ def check(
     newly = report_.newly_failed
     if newly:
         raise FindingsError(f"{len(newly)} source(s) newly confirmed dead or drifted")
+    if anchored is not None and anchored.failed:
+        raise FindingsError("the checks are kept, but no TSA timestamped them (retried by the next run)")
 
 
 @app.command()
