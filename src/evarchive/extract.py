@@ -1,6 +1,6 @@
 """Find cited URLs in report text and link each citation to the claim it supports.
 
-The readers in ``reports.py`` turn every format into the same shape, a :class:`Document`: body
+The readers in ``reports/readers/`` turn every format into the same shape, a :class:`Document`: body
 blocks (paragraphs) with their text, hyperlinks (visible-text span + target) and footnote markers,
 plus the footnote/endnote texts. Everything here works on that shape only, so plain text,
 Markdown, HTML, docx and PDF reports follow one set of rules:
