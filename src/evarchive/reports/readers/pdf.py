@@ -11,8 +11,9 @@ from typing import Any
 
 from ...errors import InputError
 from ...extract import Block, Document, Note, NoteRef
-from .pdf_layout import (NOTE_START, PdfBlock, PdfLine, body_type_size, drop_furniture, group_paragraphs,
-                         join_lines, note_label, page_columns, pdf_fragments, pdf_lines, split_footnote_area)
+from .pdf_layout import (NOTE_START, PdfBlock, PdfLine, append_block, body_type_size, drop_furniture,
+                         glue_over_page_break, group_paragraphs, join_lines, note_label, page_columns,
+                         pdf_fragments, pdf_lines, split_footnote_area)
 from .pdf_links import attach_links, join_linked_urls, link_annotations
 
 
@@ -59,11 +60,16 @@ def read_pdf(data: bytes, path: Path) -> Document:
             page_blocks += group_paragraphs(body, number)
             note_blocks += _pdf_notes(foot, number)
         attach_links(page_blocks + [b for _, b in note_blocks], link_annotations(page))
-        for block in page_blocks + [b for _, b in note_blocks]:
+        for _, block in note_blocks:
             join_linked_urls(block)
+        glue = glue_over_page_break(blocks[-1], page_blocks[0]) if blocks and page_blocks else None
+        if glue is not None:
+            append_block(blocks[-1], page_blocks.pop(0), glue)
         blocks.extend(page_blocks)
         for label, block in note_blocks:
             notes[f"pdf:{number}:{label}"] = Note("footnote", label, block.text, block.links, number)
+    for block in blocks:  # once whole: a URL cut by a page break is joined like one cut by a line break
+        join_linked_urls(block)
     blocks.extend(_furniture_blocks(furniture, reader.pages))
     title = None
     try:
@@ -94,7 +100,7 @@ def _pdf_notes(lines: list[PdfLine], page: int) -> list[tuple[str, PdfBlock]]:
 def _pdf_block(block: PdfBlock, notes: dict[str, Note]) -> Block:
     refs = []
     for label, offset in block.refs:
-        key = _find_note(notes, block.page, label)
+        key = _find_note(notes, block.page_at(offset), label)
         # A marker with no footnote on its page may be an endnote in body type: extract.py looks.
         refs.append(NoteRef(key or f"num:{label}", offset))
     return Block(block.text, page=block.page, links=block.links, note_refs=refs)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...extract import Link
+from ...extract import Link, find_urls, is_web_url
 from .common import MARKER_TEXT
 from .pdf_links import continues_url, url_incomplete_at_end
 
@@ -30,6 +30,14 @@ class PdfLine:
     refs: list[tuple[str, int]] | None = None
     spans: list[tuple[Frag, int, int]] | None = None
     has_words: bool = False
+    raw: list[Frag] = field(default_factory=list)  # every piece drawn on the line, markers too
+
+    def take(self, frag: Frag) -> None:
+        # A line's type size is that of its words: not of a space run, not of a marker.
+        if frag.text.strip() and (frag.size > self.size or not self.has_words) \
+                and not MARKER_TEXT.match(frag.text.strip()):
+            self.size, self.y, self.has_words = frag.size, frag.y, True
+        self.raw.append(frag)
 
 
 _PAGE_NUMBER = re.compile(r"(?i)^\s*(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?\s*$")
@@ -70,15 +78,9 @@ def pdf_lines(frags: list[Frag], page_number: int) -> list[PdfLine]:
         line = lines[-1] if lines else None
         if line is not None and (abs(frag.y - line.y) <= 0.45 * max(line.size, frag.size)
                                  or _is_superscript(frag, line)):
-            # A line's type size is that of its words: not of a space run, not of a marker.
-            if frag.text.strip() and (frag.size > line.size or not line.has_words) \
-                    and not MARKER_TEXT.match(frag.text.strip()):
-                line.size, line.y, line.has_words = frag.size, frag.y, True
-            line.spans.append((frag, 0, 0))
+            line.take(frag)
             continue
-        words = bool(frag.text.strip()) and not MARKER_TEXT.match(frag.text.strip())
-        lines.append(PdfLine(page_number, frag.y, frag.size, frag.x, refs=[], spans=[(frag, 0, 0)],
-                              has_words=words))
+        lines.append(_new_line(frag, page_number))
     for line in lines:
         _assemble_line(line)
     # Producers draw in any order (a page footer before the body); read top to bottom.
@@ -86,9 +88,15 @@ def pdf_lines(frags: list[Frag], page_number: int) -> list[PdfLine]:
     return [item for item in lines if item.text.strip() or item.refs]
 
 
+def _new_line(frag: Frag, page_number: int) -> PdfLine:
+    line = PdfLine(page_number, frag.y, frag.size, frag.x)
+    line.take(frag)
+    return line
+
+
 def _assemble_line(line: PdfLine) -> None:
     text, spans, refs = "", [], []
-    for frag, _, _ in line.spans or []:
+    for frag in line.raw:
         if _is_superscript(frag, line):
             refs.append((frag.text.strip().strip("[]()"), len(text.rstrip())))
             continue
@@ -141,6 +149,12 @@ class PdfBlock:
     spans: list[tuple[Frag, int, int]]
     links: list[Link]
     glued: list[int] = field(default_factory=list)  # where a line break inside a URL was closed up
+    # (offset, page) where text carried over from a later page starts: a paragraph, a reference
+    # entry or a URL that a page break cut goes on at the head of the next page.
+    later_pages: list[tuple[int, int]] = field(default_factory=list)
+
+    def page_at(self, offset: int) -> int:
+        return max((page for start, page in self.later_pages if start <= offset), default=self.page)
 
 
 def join_lines(lines: list[PdfLine], page: int) -> PdfBlock:
@@ -161,6 +175,54 @@ def join_lines(lines: list[PdfLine], page: int) -> PdfBlock:
         block.spans.extend((f, base + s, base + e) for f, s, e in line.spans or [])
         previous = line
     return block
+
+
+_ENTRY_START = re.compile(r"\s*(\[[^\]\s]{1,10}\]|\d{1,3}[.)])\s")  # "[12] ", "[Kar15a] ", "12. "
+
+
+def glue_over_page_break(before: PdfBlock, after: PdfBlock) -> str | None:
+    """How the first paragraph of a page goes on from the last one of the page before, if it does:
+    "" when the page break cut a URL, "\n" when it cut a reference entry before its URL (the entry's
+    URL is printed at the head of the next page); None when the next page starts afresh."""
+    if not before.spans or not after.spans:
+        return None
+    size_before, size_after = before.spans[-1][0].size, after.spans[0][0].size
+    if abs(size_before - size_after) > 0.15 * size_before:
+        return None
+    lines = before.text.split("\n")
+    following = after.text.split("\n")
+    long_line = len(lines[-1]) >= 0.8 * max(len(line) for line in lines)
+    if continues_url(before.text[-2000:], following[0], long_line):
+        return ""
+    entry = next((i for i in range(len(lines) - 1, -1, -1) if _ENTRY_START.match(lines[i])), None)
+    head = next((i for i, line in enumerate(following) if _ENTRY_START.match(line)), len(following))
+    if entry is None or head == 0:
+        return None
+    entry_start = len(before.text) - len("\n".join(lines[entry:]))
+    head_end = len("\n".join(following[:head]))
+    if _cites_between(before, entry_start, len(before.text)):
+        return None  # the entry already has its URL: what follows is not its rest
+    return "\n" if _cites_between(after, 0, head_end) else None
+
+
+def _cites_between(block: PdfBlock, start: int, end: int) -> bool:
+    return bool(find_urls(block.text[start:end])) or any(
+        start <= link.start < end and is_web_url(link.url) for link in block.links)
+
+
+def append_block(block: PdfBlock, more: PdfBlock, glue: str) -> None:
+    """Carry ``more`` (the head of the next page) over into ``block``, moving its offsets."""
+    block.text += glue
+    if not glue:
+        block.glued.append(len(block.text))
+    base = len(block.text)
+    block.text += more.text
+    block.refs.extend((label, base + offset) for label, offset in more.refs)
+    block.spans.extend((f, base + s, base + e) for f, s, e in more.spans)
+    block.links.extend(Link(item.url, base + item.start, base + item.end) for item in more.links)
+    block.glued.extend(base + offset for offset in more.glued)
+    block.later_pages.append((base, more.page))
+    block.later_pages.extend((base + offset, page) for offset, page in more.later_pages)
 
 
 def group_paragraphs(lines: list[PdfLine], page: int) -> list[PdfBlock]:
@@ -194,7 +256,58 @@ def page_columns(lines: list[PdfLine]) -> list[list[PdfLine]]:
 
     A column starts where many lines start and the lines of the column to its left end before
     it; an indented list in a single column does not pass that test, as its lines overlap.
+    Some producers draw a page row by row across its columns, so that one baseline holds a
+    line of each column: such rows are cut where a column starts, when what that gives reads
+    as columns of prose (a table drawn row by row stays a table, read row by row).
     """
+    inner = _inner_column_starts(lines)
+    if inner:
+        pieces = [piece for line in lines for piece in _cut_at(line, inner)]
+        columns = _columns_of(pieces)
+        if len(columns) > 1 and all(_reads_as_prose(column) for column in columns):
+            return columns
+    return _columns_of(lines)
+
+
+def _inner_column_starts(lines: list[PdfLine]) -> list[float]:
+    """Where, inside rows, a piece starts at the same place on many rows (3 in 10 or more):
+    the left edge of a column drawn on the same baselines as the one to its left. Words of
+    justified text start anywhere; a column's lines start at one x."""
+    rows_at: dict[int, int] = {}
+    for line in lines:
+        for key in {round(f.x / 3) for f in line.raw[1:] if f.x > line.x + 60 and f.text.strip()}:
+            rows_at[key] = rows_at.get(key, 0) + 1
+    return sorted(k * 3 for k, n in rows_at.items() if n >= max(5, 0.3 * len(lines)))
+
+
+def _cut_at(line: PdfLine, starts: list[float]) -> list[PdfLine]:
+    """A row cut into one line per column, at the pieces that start a column."""
+    groups: list[list[Frag]] = [[]]
+    for frag in line.raw:
+        if groups[-1] and frag.x > groups[-1][0].x + 60 and any(abs(frag.x - x) <= 2 for x in starts):
+            groups.append([])
+        groups[-1].append(frag)
+    if len(groups) == 1:
+        return [line]
+    pieces = []
+    for group in groups:
+        piece = _new_line(group[0], line.page)
+        for frag in group[1:]:
+            piece.take(frag)
+        _assemble_line(piece)
+        if piece.text.strip() or piece.refs:
+            pieces.append(piece)
+    return pieces
+
+
+def _reads_as_prose(column: list[PdfLine]) -> bool:
+    """Lines of running text go on from one to the next: most start in lower case (a table's
+    cells each start afresh, with a capital or a number)."""
+    starts = [line.text.lstrip()[:1] for line in column[1:]]
+    return len(starts) >= 3 and sum(not s.isupper() and not s.isdigit() for s in starts) >= 0.5 * len(starts)
+
+
+def _columns_of(lines: list[PdfLine]) -> list[list[PdfLine]]:
     counts: dict[int, int] = {}
     for line in lines:
         counts[round(line.x / 6)] = counts.get(round(line.x / 6), 0) + 1
