@@ -691,6 +691,26 @@ def test_every_skipped_url_is_reported_with_where_it_stands(tmp_path: Path,
     assert result["citations"] == 1
 
 
+def test_an_unchanged_reimport_reports_the_same_skipped_urls(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.txt"
+    report.write_text("The first claim is sound.\nhttps://example.org/ok\n\n"
+                      "The second cites a host IDNA refuses: https://\u2603.com/page and more.\n\n"
+                      "The third cites a bad host: https://-bad.example/x\n",
+                      encoding="utf-8")
+    assert run("import", report, "--archive", tmp_path / "a", "--json") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert run("import", report, "--archive", tmp_path / "a", "--json") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (first["status"], again["status"]) == ("new", "unchanged")
+    assert [(s["url"], s["paragraph"], s["line"]) for s in first["skipped_urls"]] == [
+        ("https://\u2603.com/page", 2, 4), ("https://-bad.example/x", 3, 6)]
+    assert again["skipped_urls"] == first["skipped_urls"]
+    # And to people, as on the first import.
+    assert run("import", report, "--archive", tmp_path / "a") == 0
+    assert "skipped \u00b62 (line 4): https://\u2603.com/page" in capsys.readouterr().err
+
+
 def test_skipped_urls_are_shown_to_people_with_their_position(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "r.txt"

@@ -56,7 +56,20 @@ def _unchanged(db: Any, found: dict[str, Any]) -> ImportResult:
     return ImportResult("unchanged", found["report_id"], found["title"], found["version"],
                         found["id"], found["sha256"], found["path"], found["format"],
                         found["claims"], found["citations"], found["sources"],
-                        stats["archived"], 0, [])
+                        stats["archived"], 0, _skipped_of(db, found["id"]))
+
+
+def _skipped_of(db: Any, version_id: int) -> list[dict[str, Any]]:
+    return list(db.query("SELECT url, reason, paragraph, page, line FROM skipped_urls WHERE version_id = ? "
+                         "ORDER BY ordinal", [version_id]))
+
+
+def _insert_skipped(db: Any, version_id: int, skipped: list[dict[str, Any]]) -> None:
+    db.conn.executemany(
+        "INSERT INTO skipped_urls (version_id, ordinal, url, reason, paragraph, page, line) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(version_id, ordinal, s["url"], s["reason"], s["paragraph"], s["page"], s["line"])
+         for ordinal, s in enumerate(skipped, start=1)])
 
 
 
@@ -209,6 +222,7 @@ def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Cl
             "imported_at": utc_now(), "claims": len(claims), "citations": citations,
             "sources": distinct})
         _insert_claims(db, report["id"], version_id, claims, normalised, source_ids)
+        _insert_skipped(db, version_id, skipped)
         custody.append(db, "report-imported", f"report {report['id']} version {version}", {
             "report_id": report["id"], "title": report["title"], "version": version,
             "sha256": report_file.sha256, "path": path, "format": report_file.format,
