@@ -717,3 +717,64 @@ def test_skipped_urls_are_shown_to_people_with_their_position(tmp_path: Path,
     report.write_text("A claim.\nhttps://example.org/ok\n\nAnother: https://-bad.example/x\n", encoding="utf-8")
     assert run("import", report, "--archive", tmp_path / "a") == 0
     assert "skipped \u00b62 (line 4): https://-bad.example/x: not a URL" in capsys.readouterr().err
+
+
+FURNISHED_PAGE = """<!DOCTYPE html>
+<html><head><title>Press release</title></head><body>
+<a class="skip-link" href="https://press.example/#content">Skip to content</a>
+<header class="site-header"><nav><ul>
+  <li><a href="https://press.example/news">news</a></li><li><a href="https://press.example/about">About</a></li>
+</ul></nav></header>
+<div class="menu-toggle"><a href="https://press.example/menu">Toggle menu</a></div>
+<main>
+  <div class="social-share"><a href="https://twitter.example/intent?u=x">Share</a></div>
+  <article>
+    <h1>Access restored <span class="mw-editsection"><a href="https://press.example/edit">edit</a></span></h1>
+    <p class="byline">By <a class="author" href="https://press.example/author/staff">Staff</a></p>
+    <!--[if IE 9]><video style="display: none;"><![endif]-->
+    <p>The court published its ruling on Monday, as <a href="https://court.example/ruling.pdf">the full text</a>
+       shows. The block had lasted more than two and a half years, and students lost access to it just days
+       before their exams, as <a href="https://news.example/2017/ban.html">reported at the time</a>.</p>
+    <table class="infobox"><tr><td><a href="https://press.example/infobox-link">Facts</a></td></tr></table>
+    <p>Volunteers shared messages of support for months. The foundation thanked everyone who helped.</p>
+  </article>
+  <aside class="related"><article><h3><a href="https://press.example/older">An older story</a></h3>
+    <a class="more" href="https://press.example/older">Read more</a></article></aside>
+</main>
+<footer><ul class="languages"><li><a href="https://tr.press.example/">T\u00fcrk\u00e7e</a></li></ul>
+  <a href="https://social.example/press">Follow</a></footer>
+</body></html>
+"""
+
+
+def test_html_page_furniture_is_not_claims(tmp_path: Path) -> None:
+    # Menus, skip links, sharing buttons, bylines, edit links, infoboxes, related stories, language
+    # links and footers are furniture: only the article's own citations are claims.
+    path = tmp_path / "page.html"
+    path.write_text(FURNISHED_PAGE, encoding="utf-8")
+    assert claims_of(path) == [
+        ("The court published its ruling on Monday, as the full text shows.",
+         [("https://court.example/ruling.pdf", "link")]),
+        ("The block had lasted more than two and a half years, and students lost access to it just days before "
+         "their exams, as reported at the time.", [("https://news.example/2017/ban.html", "link")]),
+    ]
+
+
+def test_html_without_a_declared_encoding_is_read_as_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text("<html><body><p>The agency\u2019s \u201cScorecard\u201d is online at "
+                    "https://scorecard.example\u2014jointly with others.</p></body></html>", encoding="utf-8")
+    assert claims_of(path) == [
+        ("The agency\u2019s \u201cScorecard\u201d is online at https://scorecard.example\u2014jointly with others.",
+         [("https://scorecard.example", "inline")])]
+
+
+def test_markdown_read_as_its_html_keeps_its_characters(tmp_path: Path) -> None:
+    path = tmp_path / "policy.md"
+    path.write_text("The agency\u2019s policy is public.<sup><a href=\"#fn1\" id=\"fnr1\">1</a></sup>\n\n"
+                    "<ol><li id=\"fn1\"><sup>1</sup> See <a href=\"https://gov.example\">https://gov.example</a>"
+                    "\u2014jointly with <a href=\"https://gov.example/b\">https://gov.example/b</a>."
+                    "<a href=\"#fnr1\">&#8617;</a></li></ol>\n", encoding="utf-8")
+    assert claims_of(path) == [
+        ("The agency\u2019s policy is public.", [("https://gov.example", "footnote"),
+                                                ("https://gov.example/b", "footnote")])]

@@ -31,11 +31,13 @@ from .urls import normalise_url
 # ideographic and full-width punctuation of Chinese and Japanese text, which puts no space after
 # a URL ("见https://example.cn/a。下一句"): 、。〈〉《》「」『』【】, and the full-width forms of
 # ASCII punctuation (（），：；！？［］｜ and the rest of U+FF01-FF0F, FF1A-FF20, FF3B-FF40, FF5B-FF65).
+# Arrows (U+2190-21FF, U+27F0-27FF) end a URL too: footnote back-links ("...pdf.↩") and
+# navigation glue them on, and no cited path is spelled with one.
 # Zero-width joiners are not delimiters here: inside a word of an Arabic, Persian or Indic path
 # they are part of its spelling (see _cut_at_stray_joiner).
 _CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 _URL_CHARS = (r"[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
-              r"\u2039\u203a\u200b\u2060\ufeff" + _CJK_DELIMITERS + r"]")
+              r"\u2039\u203a\u200b\u2060\ufeff\u2190-\u21ff\u27f0-\u27ff" + _CJK_DELIMITERS + r"]")
 _URL_RE = re.compile(r"(?<![0-9A-Za-z])https?://" + _URL_CHARS + "+", re.IGNORECASE)
 _URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
@@ -124,6 +126,19 @@ def _cut_glued_marker(url: str) -> str:
     return url
 
 
+def _cut_host_at_punctuation(url: str) -> str:
+    """A dash, bullet or ellipsis of general punctuation (U+2000-206F) cannot be part of a host:
+    glued to one, it is the prose going on ("https://analytics.usa.gov—jointly with")."""
+    start = url.find("://") + 3
+    for index in range(start, len(url)):
+        ch = url[index]
+        if ch in "/?#":
+            break
+        if "\u2000" <= ch <= "\u206f":
+            return url[:index]
+    return url
+
+
 def _extend_over_quotes(text: str, start: int, end: int) -> int:
     """Carry a URL on over a double-quoted part of its path (``Foo_"bar"_baz``), which the
     pattern stops at because a double quote usually delimits a URL in prose."""
@@ -159,7 +174,7 @@ def host_is_plausible(url: str) -> bool:
 def _one_url(text: str, match: re.Match[str]) -> str:
     end = _extend_over_quotes(text, match.start(), match.end())
     url = text[match.start():end]
-    for cut in (_cut_at_stray_joiner, _cut_at_unbalanced_closer, _cut_glued_marker):
+    for cut in (_cut_at_stray_joiner, _cut_at_unbalanced_closer, _cut_glued_marker, _cut_host_at_punctuation):
         url = cut(url)
     return trim_url(url)
 

@@ -18,6 +18,19 @@ MAX_HTML_DEPTH = 2048  # libxml2's nesting limit even with huge_tree
 _CODE_TAGS = {"code", "pre", "kbd", "samp", "tt", "var"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"}
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+# Page furniture, as readers' modes leave it out: navigation, menus, banners, sharing buttons,
+# related-article teasers, bylines, edit links, infoboxes. Named by the element, its ARIA role,
+# or a word of its class or id ("site-nav", "mw-editsection", "share_buttons").
+_FURNITURE_TAGS = {"nav", "aside", "header", "footer", "form", "button", "dialog"}
+_FURNITURE_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "menu", "menubar"}
+_FURNITURE_WORDS = {"nav", "navbar", "navigation", "menu", "breadcrumb", "breadcrumbs", "share", "sharing",
+                    "social", "related", "newsletter", "cookie", "cookies", "sidebar", "widget", "masthead",
+                    "header", "footer", "toc", "navbox", "catlinks", "printfooter", "editsection", "jump",
+                    "infobox", "skip", "subscribe", "comments", "byline", "author", "tags", "teaser",
+                    "pagination", "languages", "interlanguage", "banner", "advert", "ads", "promo", "authors",
+                    "more", "readmore"}
+_NAME_WORDS = re.compile(r"[A-Za-z]+")
+_CHARSET = re.compile(rb"(?i)<meta[^>]+charset")
 
 
 class _HtmlWalker:
@@ -56,8 +69,8 @@ class _HtmlWalker:
             if start is not None:
                 self._leave(element, pre, start)
                 continue
-            tag = element.tag if isinstance(element.tag, str) else ""
-            if tag in _SKIP_TAGS:
+            tag = element.tag if isinstance(element.tag, str) else None
+            if tag is None or tag in _SKIP_TAGS:  # comments and processing instructions are not text
                 self.add_text(element.tail, pre)
                 continue
             if element in self.note_targets:
@@ -149,7 +162,7 @@ def read_html(data: bytes, path: Path) -> Document:
 
     # huge_tree lifts libxml2's limits (256 levels of nesting, 10 MB text nodes), past
     # which it silently drops the rest of the document: claims would be lost unseen.
-    parser = lxml.html.HTMLParser(huge_tree=True)
+    parser = lxml.html.HTMLParser(huge_tree=True, encoding=_encoding(data))
     try:
         root = lxml.html.document_fromstring(data, parser=parser)
     except (etree.ParserError, ValueError) as exc:
@@ -166,10 +179,58 @@ def read_html(data: bytes, path: Path) -> Document:
         holder.drop_tree() if holder.getparent() is not None else None
     walker = _HtmlWalker(markers, base_el.get("href") if base_el is not None else None)
     body = root.find("body")
-    walker.walk(body if body is not None else root)
+    content = main_content(body if body is not None else root)
+    drop_furniture(content)
+    walker.walk(content)
     walker.flush()
     title = title_el.text_content().strip() if title_el is not None else None
     return Document("html", walker.blocks, notes, title or None)
+
+
+def _encoding(data: bytes) -> str | None:
+    """UTF-8 for a page that declares no encoding and is valid UTF-8 (libxml2 would read it as
+    Latin-1, turning every accent and dash into mojibake); otherwise what the page says."""
+    if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) or _CHARSET.search(data[:4096]):
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "utf-8"
+
+
+def main_content(body: Any) -> Any:
+    """The element holding the page's main text, as readers' modes find it: the one <article>
+    with paragraphs of text (teasers of other pages are articles too, but short), else <main>
+    (which holds all of them when a page carries several full articles), else the whole body."""
+    articles = [a for a in body.iter("article") if len(_paragraph_text(a)) >= 500]
+    if len(articles) == 1:
+        return articles[0]
+    for path in (".//main", ".//*[@role='main']", ".//*[@id='mw-content-text']"):
+        found = body.find(path) if "@" not in path else next(iter(body.xpath(path)), None)
+        if found is not None and found.text_content().strip():
+            return found
+    return body
+
+
+def _paragraph_text(element: Any) -> str:
+    return "".join(p.text_content() for p in element.iter("p"))
+
+
+def drop_furniture(content: Any) -> None:
+    """Remove the page furniture inside the main content (the content element itself stays)."""
+    doomed = [el for el in content.iterdescendants() if isinstance(el.tag, str) and _is_furniture(el)]
+    gone = set(doomed)
+    for element in doomed:
+        if element.getparent() is not None and not any(up in gone for up in element.iterancestors()):
+            element.drop_tree()
+
+
+def _is_furniture(element: Any) -> bool:
+    if element.tag in _FURNITURE_TAGS or (element.get("role") or "").lower() in _FURNITURE_ROLES:
+        return True
+    names = f"{element.get('class') or ''} {element.get('id') or ''}"
+    return any(word.lower() in _FURNITURE_WORDS for word in _NAME_WORDS.findall(names))
 
 
 def _html_notes(holders: dict[str, Any], markers: dict[Any, str]) -> dict[str, Note]:
