@@ -778,3 +778,24 @@ def test_markdown_read_as_its_html_keeps_its_characters(tmp_path: Path) -> None:
     assert claims_of(path) == [
         ("The agency\u2019s policy is public.", [("https://gov.example", "footnote"),
                                                 ("https://gov.example/b", "footnote")])]
+
+
+def test_a_bar_of_links_after_a_reference_cites_for_the_reference(tmp_path: Path) -> None:
+    # Pasted from a journal's web page: each reference ends with its navigation links.
+    path = tmp_path / "refs.html"
+    path.write_text("<html><body><p>L. P. Hanrahan, \u201cSerum PCB levels,\u201d Environmental Research, vol. 80, "
+                    "1999. <a href=\"https://doi.example/10.1006/enrs\">View at Publisher</a> \u00b7 "
+                    "<a href=\"https://scholar.example/?q=enrs\">View at Google Scholar</a></p></body></html>",
+                    encoding="utf-8")
+    reference = ("L. P. Hanrahan, \u201cSerum PCB levels,\u201d Environmental Research, vol. 80, 1999. "
+                 "View at Publisher \u00b7 View at Google Scholar")
+    assert claims_of(path) == [(reference, [("https://doi.example/10.1006/enrs", "link"),
+                                            ("https://scholar.example/?q=enrs", "link")])]
+
+
+def test_a_list_item_run_into_the_sentence_before_is_its_own_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "r.md"
+    path.write_text("The average source is over 75,000 words long. \u2022 Unlike other datasets, ours is "
+                    "[written by experts](https://example.org/experts).\n", encoding="utf-8")
+    assert claims_of(path) == [("\u2022 Unlike other datasets, ours is written by experts.",
+                                [("https://example.org/experts", "link")])]

@@ -41,7 +41,7 @@ _URL_CHARS = (r"[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
 _URL_RE = re.compile(r"(?<![0-9A-Za-z])https?://" + _URL_CHARS + "+", re.IGNORECASE)
 _URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
-_TRAILING = set(".,;:!?'*\u2026")
+_TRAILING = set(".,;:!?'*\u2026\u060c\u061b\u061f\u06d4")  # with Arabic comma, semicolon, question mark, full stop
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = {v: k for k, v in _PAIRS.items()}
 # A quote opens inside a URL only right after one of these (Foo_"bar", /'x', ?q="y"); after a
@@ -439,9 +439,14 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "nos", "art", "ar
                   "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
                   "dec", "u.s", "u.k", "u.n", "op", "cit", "ibid", "al"}
 _OPENERS = "\"'\u201c\u2018\u00ab([\u2013\u2014-"
+_BULLETS = "\u2022\u2023\u2043\u25aa\u25e6"  # a list item run into the text before it ("words. \u2022 Unlike")
 
 
 def _starts_sentence(text: str, pos: int) -> bool:
+    if pos < len(text) and text[pos] in _BULLETS:
+        pos += 1
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
     while pos < len(text) and text[pos] in _OPENERS:
         pos += 1
     return pos < len(text) and (text[pos].isupper() or text[pos].isdigit())
@@ -652,6 +657,10 @@ def segment(document: Document) -> list[Claim]:
                     starts = starts_cache.setdefault(
                         seg.start, sentence_starts(block.text, seg.start, seg.end, cites))
                     begin, finish = _sentence_at(starts, seg.end, cite.start)
+                    if _is_citation_line(block.text, begin, finish, cites):
+                        # A "sentence" of nothing but links ("View at Publisher · PubMed" after a
+                        # reference) says nothing: its links cite for the paragraph they end.
+                        begin, finish = seg.start, seg.end
                     whole = begin == seg.start and finish == seg.end
                     claim = claims.get(block, begin, finish, "paragraph" if whole else "sentence")
                 claim.citations.append(_cite_record(block, cite, cite.via))
