@@ -799,3 +799,18 @@ def test_a_list_item_run_into_the_sentence_before_is_its_own_sentence(tmp_path: 
                     "[written by experts](https://example.org/experts).\n", encoding="utf-8")
     assert claims_of(path) == [("\u2022 Unlike other datasets, ours is written by experts.",
                                 [("https://example.org/experts", "link")])]
+
+
+def test_a_marker_is_not_linked_to_the_reference_list_of_a_later_paper(tmp_path: Path) -> None:
+    # A dossier of two papers, each with its own list: the first paper's entry 4 cites no URL, so
+    # its marker cites nothing; the second paper's entry 4 is not the first paper's.
+    path = tmp_path / "dossier.txt"
+    path.write_text("Survival was poorer for women diagnosed postpartum [4].\n\n"
+                    "References\n\n"
+                    "4. Azim HA (2012) Prognosis of pregnancy-associated breast cancer. Cancer Treat Rev 38:834\n\n"
+                    "Melanoma risk rose with plasma PCB levels [4].\n\n"
+                    "References\n\n"
+                    "4. Gallagher RP (2011) Plasma PCBs and melanoma. https://pubmed.example/21520043\n",
+                    encoding="utf-8")
+    assert claims_of(path) == [
+        ("Melanoma risk rose with plasma PCB levels [4].", [("https://pubmed.example/21520043", "endnote")])]

@@ -554,15 +554,33 @@ def _markers(document: Document) -> list[tuple[int, int, str]]:
     return found
 
 
+_LIST_HEADING = re.compile(r"(?i)^\W*(references?|bibliography|works cited|literature cited|sources|notes|"
+                           r"endnotes|footnotes|literatur|quellen|bibliographie|r\u00e9f\u00e9rences)\W*$")
+
+
+def _list_headings(document: Document) -> list[int]:
+    return [i for i, block in enumerate(document.blocks) if _LIST_HEADING.match(block.text.strip())]
+
+
+def _within_first_list(headings: list[int], marker_block: int, entry_block: int) -> bool:
+    """A marker refers to the first reference list after it: an entry under a later "References"
+    heading belongs to another paper of the document (a dossier of papers, each with its list)."""
+    later = [h for h in headings if h > marker_block]
+    return len(later) < 2 or entry_block < later[1]
+
+
 def resolve_numbered_notes(document: Document) -> None:
     """Turn numbered endnote lines that some marker refers to into notes, and markers into refs."""
     entries = _entries(document)
     markers = _markers(document) if entries else []
+    headings = _list_headings(document) if entries else []
     for block in document.blocks:
         block.note_refs = [r for r in block.note_refs if not r.key.startswith("num:")]
     for index, offset, label in markers:
         entry = next((e for e in entries.get(label, [])
                       if (e.block, e.start) > (index, offset)), None)
+        if entry is not None and not _within_first_list(headings, index, entry.block):
+            continue
         if entry is None:
             continue
         key = f"num:{entry.block}:{entry.start}"
