@@ -814,3 +814,12 @@ def test_a_marker_is_not_linked_to_the_reference_list_of_a_later_paper(tmp_path:
                     encoding="utf-8")
     assert claims_of(path) == [
         ("Melanoma risk rose with plasma PCB levels [4].", [("https://pubmed.example/21520043", "endnote")])]
+
+
+def test_a_bibliography_entry_is_the_claim_of_its_identifier_links(tmp_path: Path) -> None:
+    path = tmp_path / "sources.html"
+    path.write_text("<html><body><ul><li>Donne-Gouss\u00e9, C. (2002). Phylogenetic analyses of ducks. "
+                    "<a href=\"https://pubmed.example/12099792\">PMID 12099792</a>.</li></ul></body></html>",
+                    encoding="utf-8")
+    assert claims_of(path) == [("Donne-Gouss\u00e9, C. (2002). Phylogenetic analyses of ducks. PMID 12099792.",
+                                [("https://pubmed.example/12099792", "link")])]

@@ -383,7 +383,9 @@ def block_citations(block: Block, notes: dict[str, Note]) -> list[_Cite]:
 # A line that, apart from its URLs, says only "Source:", "See", "Link" and the like is a citation
 # line, not a claim.
 _LABEL_WORDS = {"see", "cf", "source", "sources", "via", "link", "links", "url", "ref", "refs",
-                "reference", "references", "available", "at", "online", "also", "and", "here"}
+                "reference", "references", "available", "at", "online", "also", "and", "here",
+                # the identifiers a bibliography entry ends with ("PMID 12099792", "doi:10.1/x")
+                "doi", "pmid", "pmc", "isbn", "issn", "lccn", "oclc", "bibcode", "arxiv", "jstor", "hdl", "s2cid"}
 _WORD_RE = re.compile(r"\w+")
 
 
