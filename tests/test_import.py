@@ -823,3 +823,12 @@ def test_a_bibliography_entry_is_the_claim_of_its_identifier_links(tmp_path: Pat
                     encoding="utf-8")
     assert claims_of(path) == [("Donne-Gouss\u00e9, C. (2002). Phylogenetic analyses of ducks. PMID 12099792.",
                                 [("https://pubmed.example/12099792", "link")])]
+
+
+def test_sentences_of_a_script_without_case_are_claims_of_their_own(tmp_path: Path) -> None:
+    first = ("\u064a\u0638\u0644 \u062f\u0648\u0631 \u0627\u0644\u0648\u0627\u0644\u062f\u064a\u0646 "
+             "\u0647\u0627\u0645\u0627\u064b.")
+    second = "\u0648\u062a\u0634\u062f\u062f \u0627\u0644\u0644\u062c\u0646\u0629 \u0639\u0644\u0649 \u0630\u0644\u0643"
+    path = tmp_path / "r.md"
+    path.write_text(f"{first} {second}[^1].\n\n[^1]: https://un.example/A/HRC/32/32\n", encoding="utf-8")
+    assert claims_of(path) == [(f"{second}.", [("https://un.example/A/HRC/32/32", "footnote")])]

@@ -451,7 +451,11 @@ def _starts_sentence(text: str, pos: int) -> bool:
             pos += 1
     while pos < len(text) and text[pos] in _OPENERS:
         pos += 1
-    return pos < len(text) and (text[pos].isupper() or text[pos].isdigit())
+    if pos >= len(text):
+        return False
+    ch = text[pos]
+    # Scripts without case (Arabic, Hebrew, Devanagari...) start a sentence with any letter.
+    return ch.isupper() or ch.isdigit() or (ch.isalpha() and not ch.islower())
 
 
 def sentence_starts(text: str, start: int, end: int, urls: list[_Cite]) -> list[int]:
