@@ -16,6 +16,7 @@ that belongs to the surrounding prose is trimmed.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import unicodedata
@@ -571,8 +572,8 @@ def _list_headings(document: Document) -> list[int]:
 def _within_first_list(headings: list[int], marker_block: int, entry_block: int) -> bool:
     """A marker refers to the first reference list after it: an entry under a later "References"
     heading belongs to another paper of the document (a dossier of papers, each with its list)."""
-    later = [h for h in headings if h > marker_block]
-    return len(later) < 2 or entry_block < later[1]
+    first = bisect.bisect_right(headings, marker_block)
+    return first + 1 >= len(headings) or entry_block < headings[first + 1]
 
 
 def resolve_numbered_notes(document: Document) -> None:
@@ -653,6 +654,14 @@ def _cite_record(block: Block, cite: _Cite, via: str) -> Citation:
     return Citation(cite.url, via, block.paragraph, cite.start, block.page, cite.note)
 
 
+_LINK_BAR_MAX = 400  # a sentence of only links is short: longer ones are not looked at
+
+
+def _cites_between(cites: list[_Cite], starts: list[int], begin: int, end: int) -> list[_Cite]:
+    """The citations that start in ``[begin, end]`` (``cites`` sorted by start, ``starts`` theirs)."""
+    return cites[bisect.bisect_left(starts, begin):bisect.bisect_right(starts, end)]
+
+
 def segment(document: Document) -> list[Claim]:
     """Every claim of the document that cites at least one URL, with its citations."""
     resolve_numbered_notes(document)
@@ -665,6 +674,7 @@ def segment(document: Document) -> list[Claim]:
                 previous = (block, _Segment(0, len(block.text), False))
             continue
         starts_cache: dict[int, list[int]] = {}
+        cite_starts = [c.start for c in cites]
         for seg in _segments(block.text, cites):
             inside = [c for c in cites if seg.start <= c.start <= seg.end]
             if seg.citation_only:
@@ -681,7 +691,8 @@ def segment(document: Document) -> list[Claim]:
                     starts = starts_cache.setdefault(
                         seg.start, sentence_starts(block.text, seg.start, seg.end, cites))
                     begin, finish = _sentence_at(starts, seg.end, cite.start)
-                    if _is_citation_line(block.text, begin, finish, cites):
+                    if finish - begin <= _LINK_BAR_MAX and _is_citation_line(
+                            block.text, begin, finish, _cites_between(cites, cite_starts, begin, finish)):
                         # A "sentence" of nothing but links ("View at Publisher · PubMed" after a
                         # reference) says nothing: its links cite for the paragraph they end.
                         begin, finish = seg.start, seg.end

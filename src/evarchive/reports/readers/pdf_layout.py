@@ -189,10 +189,13 @@ def glue_over_page_break(before: PdfBlock, after: PdfBlock) -> str | None:
     size_before, size_after = before.spans[-1][0].size, after.spans[0][0].size
     if abs(size_before - size_after) > 0.15 * size_before:
         return None
-    lines = before.text.split("\n")
-    following = after.text.split("\n")
+    # The end of the page is enough to hold the entry a break cut (and looking at a whole
+    # reference list at every page break would make a long one slow).
+    tail = before.text[-4000:]
+    lines = tail.split("\n")
+    following = after.text[:4000].split("\n")
     long_line = len(lines[-1]) >= 0.8 * max(len(line) for line in lines)
-    if continues_url(before.text[-2000:], following[0], long_line):
+    if continues_url(tail[-2000:], following[0], long_line):
         return ""
     entry = next((i for i in range(len(lines) - 1, -1, -1) if _ENTRY_START.match(lines[i])), None)
     head = next((i for i, line in enumerate(following) if _ENTRY_START.match(line)), len(following))
