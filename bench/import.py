@@ -1,11 +1,13 @@
 """Import a generated 10,000-citation report, then re-import it unchanged; print both with their targets.
 
-    python bench/import.py [--citations 10000] [--keep DIR]
+    python bench/import.py [--citations 10000] [--skipped 0] [--keep DIR]
 
 The report looks like the seed: prose paragraphs followed by one to three URLs on their own
 lines, some URLs inline at the end of a sentence, about one citation in ten repeating an earlier
-source. Each figure is measured twice: in-process (the library call a command makes) and as the
-whole ``evarchive import`` command in a fresh process (interpreter start-up included).
+source. ``--skipped N`` adds N paragraphs citing what cannot be captured (a host IDNA refuses, a
+host starting with a hyphen): the re-import must list them all again. Each figure is measured
+twice: in-process (the library call a command makes) and as the whole ``evarchive import``
+command in a fresh process (interpreter start-up included).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ def sentence(rng: random.Random) -> str:
     return " ".join(words).capitalize() + "."
 
 
-def generate(path: Path, citations: int, seed: int = 7) -> None:
-    """Write a plain-text report with exactly ``citations`` citations."""
+def generate(path: Path, citations: int, seed: int = 7, skipped: int = 0) -> None:
+    """Write a plain-text report with exactly ``citations`` citations (and ``skipped`` URLs that
+    cannot be captured, one in each of as many extra paragraphs)."""
     rng = random.Random(seed)
     earlier: list[str] = []
     parts: list[str] = []
@@ -58,6 +61,9 @@ def generate(path: Path, citations: int, seed: int = 7) -> None:
         for _ in range(min(rng.randint(1, 3), citations - made)):
             parts.append(next_url())
             made += 1
+    for n in range(skipped):
+        host = f"\u2603{n}.example.org" if n % 2 else f"-bad{n}.example.org"
+        parts.append(f"{sentence(rng)} It cites https://{host}/page-{n} which cannot be captured.")
     path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
 
 
@@ -95,27 +101,30 @@ def line(label: str, seconds: float, target: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--citations", type=int, default=10_000)
+    parser.add_argument("--skipped", type=int, default=0, help="paragraphs citing an uncapturable URL")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="evarchive-bench-import-"))
     work.mkdir(parents=True, exist_ok=True)
     report = work / "generated-report.txt"
-    generate(report, args.citations)
+    generate(report, args.citations, skipped=args.skipped)
 
     first, result = timed_library(work / "archive-lib", report)
     again, unchanged = timed_library(work / "archive-lib", report)
     assert result.citations == args.citations and unchanged.status == "unchanged", (result, unchanged)
+    assert len(result.skipped_urls) == args.skipped and unchanged.skipped_urls == result.skipped_urls
     edited = work / "generated-report-edited.txt"
     edit(report, edited)
     shutil.copy(edited, report)
     changed, new_version = timed_library(work / "archive-lib", report)
     assert new_version.status == "updated", new_version
-    generate(report, args.citations)
+    generate(report, args.citations, skipped=args.skipped)
     first_cmd = timed_command(work / "archive-cmd", report)
     again_cmd = timed_command(work / "archive-cmd", report)
 
     print(f"report: {report.stat().st_size / 1e6:.1f} MB, {result.claims} claims, {result.citations} citations, "
-          f"{result.sources} distinct sources")
+          f"{result.sources} distinct sources, {len(result.skipped_urls)} skipped URLs "
+          f"(listed again by the unchanged re-import: {len(unchanged.skipped_urls)})")
     print(line("import (library call)", first, TARGET_IMPORT))
     print(line("re-import unchanged (library call)", again, TARGET_REIMPORT))
     changes = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in new_version.changes.items())

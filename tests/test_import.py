@@ -691,9 +691,144 @@ def test_every_skipped_url_is_reported_with_where_it_stands(tmp_path: Path,
     assert result["citations"] == 1
 
 
+def test_an_unchanged_reimport_reports_the_same_skipped_urls(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.txt"
+    report.write_text("The first claim is sound.\nhttps://example.org/ok\n\n"
+                      "The second cites a host IDNA refuses: https://\u2603.com/page and more.\n\n"
+                      "The third cites a bad host: https://-bad.example/x\n",
+                      encoding="utf-8")
+    assert run("import", report, "--archive", tmp_path / "a", "--json") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert run("import", report, "--archive", tmp_path / "a", "--json") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (first["status"], again["status"]) == ("new", "unchanged")
+    assert [(s["url"], s["paragraph"], s["line"]) for s in first["skipped_urls"]] == [
+        ("https://\u2603.com/page", 2, 4), ("https://-bad.example/x", 3, 6)]
+    assert again["skipped_urls"] == first["skipped_urls"]
+    # And to people, as on the first import.
+    assert run("import", report, "--archive", tmp_path / "a") == 0
+    assert "skipped \u00b62 (line 4): https://\u2603.com/page" in capsys.readouterr().err
+
+
 def test_skipped_urls_are_shown_to_people_with_their_position(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "r.txt"
     report.write_text("A claim.\nhttps://example.org/ok\n\nAnother: https://-bad.example/x\n", encoding="utf-8")
     assert run("import", report, "--archive", tmp_path / "a") == 0
     assert "skipped \u00b62 (line 4): https://-bad.example/x: not a URL" in capsys.readouterr().err
+
+
+FURNISHED_PAGE = """<!DOCTYPE html>
+<html><head><title>Press release</title></head><body>
+<a class="skip-link" href="https://press.example/#content">Skip to content</a>
+<header class="site-header"><nav><ul>
+  <li><a href="https://press.example/news">news</a></li><li><a href="https://press.example/about">About</a></li>
+</ul></nav></header>
+<div class="menu-toggle"><a href="https://press.example/menu">Toggle menu</a></div>
+<main>
+  <div class="social-share"><a href="https://twitter.example/intent?u=x">Share</a></div>
+  <article>
+    <h1>Access restored <span class="mw-editsection"><a href="https://press.example/edit">edit</a></span></h1>
+    <p class="byline">By <a class="author" href="https://press.example/author/staff">Staff</a></p>
+    <!--[if IE 9]><video style="display: none;"><![endif]-->
+    <p>The court published its ruling on Monday, as <a href="https://court.example/ruling.pdf">the full text</a>
+       shows. The block had lasted more than two and a half years, and students lost access to it just days
+       before their exams, as <a href="https://news.example/2017/ban.html">reported at the time</a>.</p>
+    <table class="infobox"><tr><td><a href="https://press.example/infobox-link">Facts</a></td></tr></table>
+    <p>Volunteers shared messages of support for months. The foundation thanked everyone who helped.</p>
+  </article>
+  <aside class="related"><article><h3><a href="https://press.example/older">An older story</a></h3>
+    <a class="more" href="https://press.example/older">Read more</a></article></aside>
+</main>
+<footer><ul class="languages"><li><a href="https://tr.press.example/">T\u00fcrk\u00e7e</a></li></ul>
+  <a href="https://social.example/press">Follow</a></footer>
+</body></html>
+"""
+
+
+def test_html_page_furniture_is_not_claims(tmp_path: Path) -> None:
+    # Menus, skip links, sharing buttons, bylines, edit links, infoboxes, related stories, language
+    # links and footers are furniture: only the article's own citations are claims.
+    path = tmp_path / "page.html"
+    path.write_text(FURNISHED_PAGE, encoding="utf-8")
+    assert claims_of(path) == [
+        ("The court published its ruling on Monday, as the full text shows.",
+         [("https://court.example/ruling.pdf", "link")]),
+        ("The block had lasted more than two and a half years, and students lost access to it just days before "
+         "their exams, as reported at the time.", [("https://news.example/2017/ban.html", "link")]),
+    ]
+
+
+def test_html_without_a_declared_encoding_is_read_as_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text("<html><body><p>The agency\u2019s \u201cScorecard\u201d is online at "
+                    "https://scorecard.example\u2014jointly with others.</p></body></html>", encoding="utf-8")
+    assert claims_of(path) == [
+        ("The agency\u2019s \u201cScorecard\u201d is online at https://scorecard.example\u2014jointly with others.",
+         [("https://scorecard.example", "inline")])]
+
+
+def test_markdown_read_as_its_html_keeps_its_characters(tmp_path: Path) -> None:
+    path = tmp_path / "policy.md"
+    path.write_text("The agency\u2019s policy is public.<sup><a href=\"#fn1\" id=\"fnr1\">1</a></sup>\n\n"
+                    "<ol><li id=\"fn1\"><sup>1</sup> See <a href=\"https://gov.example\">https://gov.example</a>"
+                    "\u2014jointly with <a href=\"https://gov.example/b\">https://gov.example/b</a>."
+                    "<a href=\"#fnr1\">&#8617;</a></li></ol>\n", encoding="utf-8")
+    assert claims_of(path) == [
+        ("The agency\u2019s policy is public.", [("https://gov.example", "footnote"),
+                                                ("https://gov.example/b", "footnote")])]
+
+
+def test_a_bar_of_links_after_a_reference_cites_for_the_reference(tmp_path: Path) -> None:
+    # Pasted from a journal's web page: each reference ends with its navigation links.
+    path = tmp_path / "refs.html"
+    path.write_text("<html><body><p>L. P. Hanrahan, \u201cSerum PCB levels,\u201d Environmental Research, vol. 80, "
+                    "1999. <a href=\"https://doi.example/10.1006/enrs\">View at Publisher</a> \u00b7 "
+                    "<a href=\"https://scholar.example/?q=enrs\">View at Google Scholar</a></p></body></html>",
+                    encoding="utf-8")
+    reference = ("L. P. Hanrahan, \u201cSerum PCB levels,\u201d Environmental Research, vol. 80, 1999. "
+                 "View at Publisher \u00b7 View at Google Scholar")
+    assert claims_of(path) == [(reference, [("https://doi.example/10.1006/enrs", "link"),
+                                            ("https://scholar.example/?q=enrs", "link")])]
+
+
+def test_a_list_item_run_into_the_sentence_before_is_its_own_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "r.md"
+    path.write_text("The average source is over 75,000 words long. \u2022 Unlike other datasets, ours is "
+                    "[written by experts](https://example.org/experts).\n", encoding="utf-8")
+    assert claims_of(path) == [("\u2022 Unlike other datasets, ours is written by experts.",
+                                [("https://example.org/experts", "link")])]
+
+
+def test_a_marker_is_not_linked_to_the_reference_list_of_a_later_paper(tmp_path: Path) -> None:
+    # A dossier of two papers, each with its own list: the first paper's entry 4 cites no URL, so
+    # its marker cites nothing; the second paper's entry 4 is not the first paper's.
+    path = tmp_path / "dossier.txt"
+    path.write_text("Survival was poorer for women diagnosed postpartum [4].\n\n"
+                    "References\n\n"
+                    "4. Azim HA (2012) Prognosis of pregnancy-associated breast cancer. Cancer Treat Rev 38:834\n\n"
+                    "Melanoma risk rose with plasma PCB levels [4].\n\n"
+                    "References\n\n"
+                    "4. Gallagher RP (2011) Plasma PCBs and melanoma. https://pubmed.example/21520043\n",
+                    encoding="utf-8")
+    assert claims_of(path) == [
+        ("Melanoma risk rose with plasma PCB levels [4].", [("https://pubmed.example/21520043", "endnote")])]
+
+
+def test_a_bibliography_entry_is_the_claim_of_its_identifier_links(tmp_path: Path) -> None:
+    path = tmp_path / "sources.html"
+    path.write_text("<html><body><ul><li>Donne-Gouss\u00e9, C. (2002). Phylogenetic analyses of ducks. "
+                    "<a href=\"https://pubmed.example/12099792\">PMID 12099792</a>.</li></ul></body></html>",
+                    encoding="utf-8")
+    assert claims_of(path) == [("Donne-Gouss\u00e9, C. (2002). Phylogenetic analyses of ducks. PMID 12099792.",
+                                [("https://pubmed.example/12099792", "link")])]
+
+
+def test_sentences_of_a_script_without_case_are_claims_of_their_own(tmp_path: Path) -> None:
+    first = ("\u064a\u0638\u0644 \u062f\u0648\u0631 \u0627\u0644\u0648\u0627\u0644\u062f\u064a\u0646 "
+             "\u0647\u0627\u0645\u0627\u064b.")
+    second = "\u0648\u062a\u0634\u062f\u062f \u0627\u0644\u0644\u062c\u0646\u0629 \u0639\u0644\u0649 \u0630\u0644\u0643"
+    path = tmp_path / "r.md"
+    path.write_text(f"{first} {second}[^1].\n\n[^1]: https://un.example/A/HRC/32/32\n", encoding="utf-8")
+    assert claims_of(path) == [(f"{second}.", [("https://un.example/A/HRC/32/32", "footnote")])]

@@ -275,3 +275,54 @@ def test_footnotes_that_differ_only_in_a_number_are_not_furniture(tmp_path: Path
     path = make_pdf(tmp_path / "notes.pdf", pages)
     assert claims_of(path) == [(f"Claim number {n} is made here.", [(f"https://example.org/notes/{n}", "footnote")])
                                for n in range(1, 5)]
+
+
+
+# A reference list that runs over two page breaks: entry [2]'s URL is printed at the head of the
+# next page, and entry [3]'s URL is cut by the page break itself.
+REFERENCES_OVER_PAGE_BREAKS = [
+    [(72, 700, 10, "Deportations rose sharply in 2024 as shown in [2]. The ministry denied it [1]."),
+     (72, 686, 10, "The courts later quashed most of the orders [3]."),
+     (72, 650, 12, "REFERENCES"),
+     (72, 630, 10, "[1] A. Author, \u201cA report,\u201d 2024. [Online]. Available: https://example.org/ref-one"),
+     (72, 618, 10, "[2] B. Author, \u201cAnother report,\u201d Journal, vol. 3, 2024. [Online]. Available:"),
+     (300, 40, 9, "1")],
+    [(72, 720, 10, "https://example.org/ref-two"),
+     (72, 708, 10, "[3] C. Author, \u201cThe judgments,\u201d 2025. [Online]. Available: https://example.org/"),
+     (300, 40, 9, "2")],
+    [(72, 720, 10, "judgments/2025/quashed-orders.pdf"),
+     (72, 708, 10, "[4] D. Author, \u201cUncited,\u201d 2020. [Online]. Available: https://example.org/ref-four"),
+     (300, 40, 9, "3")],
+]
+
+
+def test_reference_entry_continued_on_the_next_page_links_its_sentence(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "over-page-breaks.pdf", REFERENCES_OVER_PAGE_BREAKS)
+    assert claims_of(path) == [
+        ("Deportations rose sharply in 2024 as shown in [2].", [("https://example.org/ref-two", "endnote")]),
+        ("The ministry denied it [1].", [("https://example.org/ref-one", "endnote")]),
+        ("The courts later quashed most of the orders [3].",
+         [("https://example.org/judgments/2025/quashed-orders.pdf", "endnote")]),
+        ("[4] D. Author, \u201cUncited,\u201d 2020. [Online]. Available: https://example.org/ref-four",
+         [("https://example.org/ref-four", "inline")]),
+    ]
+
+
+def test_columns_drawn_row_by_row_are_read_column_by_column(tmp_path: Path) -> None:
+    left = ["The report of the accident", "is available from the board at", "(http://knkt.example.go.id/knkt/",
+            "ntsc_aviation/final.pdf), which", "the agency reviewed in full.", "More left text follows here."]
+    right = ["A second column says that", "the minister resigned, as the", "press reported at the time",
+             "(https://example.org/news/", "resignation.html) in May.", "More right text follows."]
+    # Each row drawn left piece then right piece, as some producers write a page: top to bottom.
+    page = []
+    for row, (a, b) in enumerate(zip(left, right, strict=True)):
+        page += [(45, 700 - 11 * row, 9, a), (222, 700 - 11 * row, 9, b)]
+    path = make_pdf(tmp_path / "rows.pdf", [page])
+    assert claims_of(path) == [
+        ("The report of the accident is available from the board at (http://knkt.example.go.id/knkt/"
+         "ntsc_aviation/final.pdf), which the agency reviewed in full.",
+         [("http://knkt.example.go.id/knkt/ntsc_aviation/final.pdf", "inline")]),
+        ("A second column says that the minister resigned, as the press reported at the time "
+         "(https://example.org/news/resignation.html) in May.",
+         [("https://example.org/news/resignation.html", "inline")]),
+    ]

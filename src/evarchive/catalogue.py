@@ -563,6 +563,27 @@ def _migration_8_witnesses(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_9_skipped_urls(db: sqlite_utils.Database) -> None:
+    """What each report version cites that cannot be captured (a refused scheme, a bad host, an
+    IDNA failure), with where it stands: an unchanged re-import reports them as the first import
+    did. Versions imported before this migration have none recorded."""
+    db.executescript(
+        """
+        CREATE TABLE skipped_urls (
+            id INTEGER PRIMARY KEY,
+            version_id INTEGER NOT NULL REFERENCES report_versions(id),
+            ordinal INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            paragraph INTEGER NOT NULL,
+            page INTEGER,
+            line INTEGER
+        );
+        CREATE INDEX skipped_urls_version ON skipped_urls(version_id, ordinal);
+        """
+    )
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -576,6 +597,7 @@ MIGRATIONS: list[Migration] = [
     (6, "browser engine: engine per capture, findings, walls, capture artefacts", _migration_6_browser),
     (7, "captures: whether each holds the cited page (soft 404s, walls)", _migration_7_content_verdict),
     (8, "witnesses: independent archives' captures of a source (Save Page Now)", _migration_8_witnesses),
+    (9, "reports: the cited URLs each version could not capture, with where they stand", _migration_9_skipped_urls),
 ]
 
 

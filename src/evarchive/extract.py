@@ -1,6 +1,6 @@
 """Find cited URLs in report text and link each citation to the claim it supports.
 
-The readers in ``reports.py`` turn every format into the same shape, a :class:`Document`: body
+The readers in ``reports/readers/`` turn every format into the same shape, a :class:`Document`: body
 blocks (paragraphs) with their text, hyperlinks (visible-text span + target) and footnote markers,
 plus the footnote/endnote texts. Everything here works on that shape only, so plain text,
 Markdown, HTML, docx and PDF reports follow one set of rules:
@@ -16,6 +16,7 @@ that belongs to the surrounding prose is trimmed.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import unicodedata
@@ -31,15 +32,17 @@ from .urls import normalise_url
 # ideographic and full-width punctuation of Chinese and Japanese text, which puts no space after
 # a URL ("见https://example.cn/a。下一句"): 、。〈〉《》「」『』【】, and the full-width forms of
 # ASCII punctuation (（），：；！？［］｜ and the rest of U+FF01-FF0F, FF1A-FF20, FF3B-FF40, FF5B-FF65).
+# Arrows (U+2190-21FF, U+27F0-27FF) end a URL too: footnote back-links ("...pdf.↩") and
+# navigation glue them on, and no cited path is spelled with one.
 # Zero-width joiners are not delimiters here: inside a word of an Arabic, Persian or Indic path
 # they are part of its spelling (see _cut_at_stray_joiner).
 _CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 _URL_CHARS = (r"[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
-              r"\u2039\u203a\u200b\u2060\ufeff" + _CJK_DELIMITERS + r"]")
+              r"\u2039\u203a\u200b\u2060\ufeff\u2190-\u21ff\u27f0-\u27ff" + _CJK_DELIMITERS + r"]")
 _URL_RE = re.compile(r"(?<![0-9A-Za-z])https?://" + _URL_CHARS + "+", re.IGNORECASE)
 _URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
-_TRAILING = set(".,;:!?'*\u2026")
+_TRAILING = set(".,;:!?'*\u2026\u060c\u061b\u061f\u06d4")  # with Arabic comma, semicolon, question mark, full stop
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = {v: k for k, v in _PAIRS.items()}
 # A quote opens inside a URL only right after one of these (Foo_"bar", /'x', ?q="y"); after a
@@ -124,6 +127,19 @@ def _cut_glued_marker(url: str) -> str:
     return url
 
 
+def _cut_host_at_punctuation(url: str) -> str:
+    """A dash, bullet or ellipsis of general punctuation (U+2000-206F) cannot be part of a host:
+    glued to one, it is the prose going on ("https://analytics.usa.gov—jointly with")."""
+    start = url.find("://") + 3
+    for index in range(start, len(url)):
+        ch = url[index]
+        if ch in "/?#":
+            break
+        if "\u2000" <= ch <= "\u206f":
+            return url[:index]
+    return url
+
+
 def _extend_over_quotes(text: str, start: int, end: int) -> int:
     """Carry a URL on over a double-quoted part of its path (``Foo_"bar"_baz``), which the
     pattern stops at because a double quote usually delimits a URL in prose."""
@@ -159,7 +175,7 @@ def host_is_plausible(url: str) -> bool:
 def _one_url(text: str, match: re.Match[str]) -> str:
     end = _extend_over_quotes(text, match.start(), match.end())
     url = text[match.start():end]
-    for cut in (_cut_at_stray_joiner, _cut_at_unbalanced_closer, _cut_glued_marker):
+    for cut in (_cut_at_stray_joiner, _cut_at_unbalanced_closer, _cut_glued_marker, _cut_host_at_punctuation):
         url = cut(url)
     return trim_url(url)
 
@@ -368,7 +384,9 @@ def block_citations(block: Block, notes: dict[str, Note]) -> list[_Cite]:
 # A line that, apart from its URLs, says only "Source:", "See", "Link" and the like is a citation
 # line, not a claim.
 _LABEL_WORDS = {"see", "cf", "source", "sources", "via", "link", "links", "url", "ref", "refs",
-                "reference", "references", "available", "at", "online", "also", "and", "here"}
+                "reference", "references", "available", "at", "online", "also", "and", "here",
+                # the identifiers a bibliography entry ends with ("PMID 12099792", "doi:10.1/x")
+                "doi", "pmid", "pmc", "isbn", "issn", "lccn", "oclc", "bibcode", "arxiv", "jstor", "hdl", "s2cid"}
 _WORD_RE = re.compile(r"\w+")
 
 
@@ -424,12 +442,21 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "nos", "art", "ar
                   "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
                   "dec", "u.s", "u.k", "u.n", "op", "cit", "ibid", "al"}
 _OPENERS = "\"'\u201c\u2018\u00ab([\u2013\u2014-"
+_BULLETS = "\u2022\u2023\u2043\u25aa\u25e6"  # a list item run into the text before it ("words. \u2022 Unlike")
 
 
 def _starts_sentence(text: str, pos: int) -> bool:
+    if pos < len(text) and text[pos] in _BULLETS:
+        pos += 1
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
     while pos < len(text) and text[pos] in _OPENERS:
         pos += 1
-    return pos < len(text) and (text[pos].isupper() or text[pos].isdigit())
+    if pos >= len(text):
+        return False
+    ch = text[pos]
+    # Scripts without case (Arabic, Hebrew, Devanagari...) start a sentence with any letter.
+    return ch.isupper() or ch.isdigit() or (ch.isalpha() and not ch.islower())
 
 
 def sentence_starts(text: str, start: int, end: int, urls: list[_Cite]) -> list[int]:
@@ -534,15 +561,33 @@ def _markers(document: Document) -> list[tuple[int, int, str]]:
     return found
 
 
+_LIST_HEADING = re.compile(r"(?i)^\W*(references?|bibliography|works cited|literature cited|sources|notes|"
+                           r"endnotes|footnotes|literatur|quellen|bibliographie|r\u00e9f\u00e9rences)\W*$")
+
+
+def _list_headings(document: Document) -> list[int]:
+    return [i for i, block in enumerate(document.blocks) if _LIST_HEADING.match(block.text.strip())]
+
+
+def _within_first_list(headings: list[int], marker_block: int, entry_block: int) -> bool:
+    """A marker refers to the first reference list after it: an entry under a later "References"
+    heading belongs to another paper of the document (a dossier of papers, each with its list)."""
+    first = bisect.bisect_right(headings, marker_block)
+    return first + 1 >= len(headings) or entry_block < headings[first + 1]
+
+
 def resolve_numbered_notes(document: Document) -> None:
     """Turn numbered endnote lines that some marker refers to into notes, and markers into refs."""
     entries = _entries(document)
     markers = _markers(document) if entries else []
+    headings = _list_headings(document) if entries else []
     for block in document.blocks:
         block.note_refs = [r for r in block.note_refs if not r.key.startswith("num:")]
     for index, offset, label in markers:
         entry = next((e for e in entries.get(label, [])
                       if (e.block, e.start) > (index, offset)), None)
+        if entry is not None and not _within_first_list(headings, index, entry.block):
+            continue
         if entry is None:
             continue
         key = f"num:{entry.block}:{entry.start}"
@@ -609,6 +654,14 @@ def _cite_record(block: Block, cite: _Cite, via: str) -> Citation:
     return Citation(cite.url, via, block.paragraph, cite.start, block.page, cite.note)
 
 
+_LINK_BAR_MAX = 400  # a sentence of only links is short: longer ones are not looked at
+
+
+def _cites_between(cites: list[_Cite], starts: list[int], begin: int, end: int) -> list[_Cite]:
+    """The citations that start in ``[begin, end]`` (``cites`` sorted by start, ``starts`` theirs)."""
+    return cites[bisect.bisect_left(starts, begin):bisect.bisect_right(starts, end)]
+
+
 def segment(document: Document) -> list[Claim]:
     """Every claim of the document that cites at least one URL, with its citations."""
     resolve_numbered_notes(document)
@@ -621,6 +674,7 @@ def segment(document: Document) -> list[Claim]:
                 previous = (block, _Segment(0, len(block.text), False))
             continue
         starts_cache: dict[int, list[int]] = {}
+        cite_starts = [c.start for c in cites]
         for seg in _segments(block.text, cites):
             inside = [c for c in cites if seg.start <= c.start <= seg.end]
             if seg.citation_only:
@@ -637,6 +691,11 @@ def segment(document: Document) -> list[Claim]:
                     starts = starts_cache.setdefault(
                         seg.start, sentence_starts(block.text, seg.start, seg.end, cites))
                     begin, finish = _sentence_at(starts, seg.end, cite.start)
+                    if finish - begin <= _LINK_BAR_MAX and _is_citation_line(
+                            block.text, begin, finish, _cites_between(cites, cite_starts, begin, finish)):
+                        # A "sentence" of nothing but links ("View at Publisher · PubMed" after a
+                        # reference) says nothing: its links cite for the paragraph they end.
+                        begin, finish = seg.start, seg.end
                     whole = begin == seg.start and finish == seg.end
                     claim = claims.get(block, begin, finish, "paragraph" if whole else "sentence")
                 claim.citations.append(_cite_record(block, cite, cite.via))
