@@ -33,6 +33,19 @@ class Archive:
     # True when the archive's storage cannot be written (a read-only mount): readers still work,
     # and whatever they would record (a verification run, an export) is reported as not recorded.
     read_only: bool = False
+    # The layout under ``path``, in one place: code that needs a folder asks the archive for it.
+    warcs_dir: Path = field(init=False, repr=False)
+    tmp_dir: Path = field(init=False, repr=False)
+    locks_dir: Path = field(init=False, repr=False)
+    keys_dir: Path = field(init=False, repr=False)
+    tsa_urls_file: Path = field(init=False, repr=False)  # the TSAs asked when no --tsa or env names any
+    tsa_roots_file: Path = field(init=False, repr=False)  # trusted TSA roots (PEM) when no option or env does
+
+    def __post_init__(self) -> None:
+        self.warcs_dir, self.tmp_dir, self.locks_dir = (self.path / name for name in ("warcs", "tmp", "locks"))
+        self.keys_dir = keys_dir_of(self.path)
+        self.tsa_urls_file = self.keys_dir / "tsa-urls.txt"
+        self.tsa_roots_file = self.keys_dir / "tsa-roots.pem"
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> Archive:
@@ -78,32 +91,6 @@ class Archive:
             raise CouldNotRunError(f"the archive at {shown(root)} is read-only: this command writes "
                                    "to it (mount it read-write)")
         return cls(path=root, db=open_read_only(catalogue, check=check), read_only=True)
-
-    @property
-    def warcs_dir(self) -> Path:
-        return self.path / "warcs"
-
-    @property
-    def tmp_dir(self) -> Path:
-        return self.path / "tmp"
-
-    @property
-    def locks_dir(self) -> Path:
-        return self.path / "locks"
-
-    @property
-    def keys_dir(self) -> Path:
-        return keys_dir_of(self.path)
-
-    @property
-    def tsa_urls_file(self) -> Path:
-        """The TSAs to ask when neither --tsa nor EVARCHIVE_TSA names any, one URL a line."""
-        return self.keys_dir / "tsa-urls.txt"
-
-    @property
-    def tsa_roots_file(self) -> Path:
-        """The trusted TSA roots (PEM) when neither --tsa-roots nor EVARCHIVE_TSA_ROOTS names any."""
-        return self.keys_dir / "tsa-roots.pem"
 
     def close(self) -> None:
         self.db.conn.close()
