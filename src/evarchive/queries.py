@@ -12,6 +12,8 @@ from typing import Any
 
 from .catalogue import one
 from .errors import UsageError
+# The rule lives in the standalone verifier, which must reach the same answer from a bundle alone.
+from .verify_bundle import not_support_reason as not_support_reason
 
 
 def find_report(db: Any, ref: str) -> dict[str, Any]:
@@ -66,22 +68,3 @@ def supporting(alias: str = "captures") -> str:
     """SQL condition on the captures table (named ``alias`` in the query) for "supports a claim"."""
     return (f"({alias}.status = 'ok' AND {alias}.wall IS NULL "
             f"AND COALESCE({alias}.content_verdict, '{PAGE}') = '{PAGE}')")
-
-
-def not_support_reason(capture: dict[str, Any]) -> str | None:
-    """Why a capture does not support a claim, in a clerk's words; None when it does."""
-    if capture.get("status") != "ok":
-        status = capture.get("http_status")
-        return f"HTTP {status} page" if status and status >= 400 else "the capture failed"
-    verdict = capture.get("content_verdict")
-    if verdict and verdict != PAGE:
-        return verdict
-    if capture.get("wall"):
-        return _wall_words(capture["wall"])
-    return None
-
-
-def _wall_words(wall: str) -> str:
-    """A browser capture's wall ('consent: consent wall (...)') as the reason alone."""
-    kind, sep, reason = wall.partition(": ")
-    return reason if sep and kind in ("consent", "login", "captcha") else wall

@@ -172,10 +172,11 @@ def sources_to_witness(db: Any, source_ids: list[int]) -> list[dict[str, Any]]:
 
 
 def latest_public_copy(db: Any, source_id: int) -> dict[str, Any] | None:
-    """The source's latest copy an independent witness archived: its memento URL and time."""
-    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = ? "
-                     "ORDER BY id DESC LIMIT 1", [source_id, DONE]).fetchone()
-    return {"memento_url": row[0], "archived_at": row[1]} if row else None
+    """The source's latest copy an independent witness archived: its witnesses row (memento URL
+    and time, and how it compared with our capture)."""
+    rows = list(db.query("SELECT * FROM witnesses WHERE source_id = ? AND status = ? ORDER BY id DESC LIMIT 1",
+                         [source_id, DONE]))
+    return rows[0] if rows else None
 
 
 def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:

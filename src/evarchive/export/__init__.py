@@ -28,11 +28,21 @@ package), ``custodyfiles`` (the log entries, keys and tokens), ``indexdata`` (``
 dataclasses they share.
 """
 
+from ..verify_bundle import decoded_sha256
 from .bundle import build, export_bundle
 from .indexdata import bundle_data, where
-from .integrity import check_integrity, decoded_sha256
-from .model import (BUNDLE_FORMAT, MANIFEST_NAME, VERIFY_SCRIPT, WACZ_NAME, WACZ_VERSION, Exhibit, ExportResult, Plan,
-                    Record)
+from .integrity import check_integrity
+from .model import (
+                    BUNDLE_FORMAT,
+                    MANIFEST_NAME,
+                    VERIFY_SCRIPT,
+                    WACZ_NAME,
+                    WACZ_VERSION,
+                    Exhibit,
+                    ExportResult,
+                    Plan,
+                    Record,
+)
 from .render import REPORT_PAGE, csv_cell, render_csv, render_html, render_report, render_text, support_words
 from .selection import live_status, number_exhibits, select, why_no_exhibit
 from .verifymd import render_verify

@@ -23,7 +23,7 @@ from .indexdata import bundle_data
 from .integrity import check_integrity
 from .model import COPY_CHUNK, MANIFEST_NAME, VERIFY_SCRIPT, WACZ_NAME, ZIP_STAGED, ExportResult, Plan, write_text
 from .render import REPORT_PAGE, render_csv, render_html, render_report, render_text
-from .selection import not_exported, number_exhibits, select, witness_copies
+from .selection import not_exported, number_exhibits, select
 from .verifymd import render_verify
 from .wacz import write_artefacts, write_wacz
 
@@ -114,7 +114,7 @@ def build(archive: Archive, plan: Plan, staging: Path, viewer: Viewer | None = N
     write_text(staging / "exhibits.csv", render_csv(data))
     write_text(staging / "VERIFY.md", render_verify(data))
     if data["claims"]:
-        write_text(staging / REPORT_PAGE, render_report(data, witness_copies(archive.db, plan)))
+        write_text(staging / REPORT_PAGE, render_report(data))
     shutil.copyfile(verify_bundle.__file__, staging / VERIFY_SCRIPT)
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     manifest = "".join(f"{_file_sha256(staging / name)}  {name}\n" for name in files)

@@ -11,7 +11,6 @@ from typing import Any
 import sqlite_utils
 
 from .. import custody
-from ..catalogue import one
 from .model import Plan, write_text
 from .selection import chunks
 
@@ -52,9 +51,10 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
     cols = ", ".join(custody.ENTRY_COLUMNS)
     vouching = {e.entry["seq"] for e in plan.exported if e.entry}
     vouching |= {live["custody_seq"] for live in plan.live.values() if live.get("vouched")}
-    if plan.version is not None:  # the import entry vouches for the claims the index shows
-        found = _import_entry_seq(db, plan)
-        vouching |= {found} if found is not None else set()
+    if plan.import_entry is not None:  # the import entry vouches for the claims the index shows
+        vouching.add(plan.import_entry["seq"])
+    for witness in plan.witnesses.values():  # and these for the witnesses' copies it shows
+        vouching |= {witness["custody_seq"], witness["compared_seq"]} - {None}
     if not vouching or plan.head is None:
         return []
     head_seq = plan.head["seq"]
@@ -68,14 +68,6 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
         "AND json_extract(details, '$.timestamp_id') IN (SELECT value FROM json_each(?))))",
         [head_seq, json.dumps([t["id"] for t in stamps])])}
     return _rows_by_seq(db, cols, sorted(wanted))
-
-
-def _import_entry_seq(db: sqlite_utils.Database, plan: Plan) -> int | None:
-    """The custody entry that recorded the import of the report version the bundle shows."""
-    row = one(db, "SELECT seq FROM custody_log WHERE event = 'report-imported' "
-                  "AND json_extract(details, '$.report_id') = ? AND json_extract(details, '$.version') = ? "
-                  "ORDER BY seq DESC LIMIT 1", [plan.report["id"], plan.version["version"]])
-    return row["seq"] if row else None
 
 
 def _rows_by_seq(db: sqlite_utils.Database, cols: str, seqs: list[int]) -> list[dict[str, Any]]:

@@ -3,11 +3,11 @@ CSV indexes are renderings of it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .. import __version__, custody
+from ..verify_bundle import capture_facts, check_facts, where
 from .custodyfiles import covering_timestamps
 from .model import BUNDLE_FORMAT, WACZ_NAME, Exhibit, Plan
 from .selection import live_status, not_exported, why_no_exhibit
@@ -40,18 +40,12 @@ def _report_data(plan: Plan) -> dict[str, Any] | None:
     v = plan.version
     return {"id": plan.report["id"], "title": plan.report["title"], "version": v["version"],
             "file": Path(v["path"]).name, "format": v["format"], "sha256": v["sha256"], "size": v["size"],
-            "imported_at": v["imported_at"]}
-
-
-def where(claim: dict[str, Any]) -> str:
-    """A claim's position for people: page and paragraph, and the line in text files."""
-    place = f"p. {claim['page']}, para. {claim['paragraph']}" if claim.get("page") else f"para. {claim['paragraph']}"
-    return f"{place}, line {claim['line']}" if claim.get("line") else place
+            "imported_at": plan.import_entry["at"] if plan.import_entry else v["imported_at"]}
 
 
 def _claim_data(claim: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"claim": claim["ordinal"], "where": where(claim), "text": claim["text"], "sha256": claim["sha256"],
-            "paragraph": claim["paragraph"], "offset": claim["offset"],
+            "paragraph": claim["paragraph"], "page": claim["page"], "line": claim["line"], "offset": claim["offset"],
             "citations": [_citation_data(c, plan) for c in claim["citations"]],
             "exhibits": claim["exhibits"], "check_exhibits": claim["checks"],
             "supporting_exhibits": claim["supporting"], "supported": bool(claim["supporting"])}
@@ -73,7 +67,8 @@ def _citation_data(cited: dict[str, Any], plan: Plan) -> dict[str, Any]:
 def _source_data(source: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"source_id": source["id"], "url": source["url"],
             "exhibits": [e.number for e in plan.by_source(source["id"])],
-            "live": _live(plan, source["id"]), "latest_check": plan.latest_checks.get(source["id"])}
+            "live": _live(plan, source["id"]), "latest_check": plan.latest_checks.get(source["id"]),
+            **({"witness": plan.witnesses[source["id"]]} if source["id"] in plan.witnesses else {})}
 
 
 def _live(plan: Plan, source_id: int) -> dict[str, Any]:
@@ -90,7 +85,7 @@ def _exhibit_data(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
             "records": [r.as_dict() for r in exhibit.records],
             "live": _live(plan, exhibit.source["id"])}
     if exhibit.kind == "check":
-        return {**base, **_check_fields(exhibit.row)}
+        return {**base, **check_facts(exhibit.row)}
     return {**base, **_capture_fields(exhibit, plan)}
 
 
@@ -105,19 +100,10 @@ def _capture_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
     if exhibit.original_of and original is None:  # a revisit of another source's capture (rare)
         original = next((e.number for e in plan.exported if e.kind == "capture" and e.row["id"] == exhibit.original_of),
                         None)
-    return {"capture_id": row["id"], "captured_at": row["started_at"], "capture_ended_at": row["ended_at"],
-            "warc_date": row["warc_date"], "url_requested": row["url_requested"], "final_url": row["final_url"],
-            "redirect_chain": json.loads(row["redirect_chain"]) if row["redirect_chain"] else [],
-            "http_status": row["http_status"], "http_version": row["http_version"],
-            "server_ip": row["server_ip"], "server_port": row["server_port"],
-            "proxy_used": bool(row["proxy_used"]), "content_type": row["content_type"],
-            "payload_size": row["payload_size"], "payload_sha256": row["payload_sha256"],
-            "truncated": bool(row["truncated"]), "revisit_of_exhibit": original,
-            "kind_of_record": row["kind"], "tls": _tls(row), **_decoded_fields(exhibit, plan),
-            "content_verdict": row.get("content_verdict"), "wall": row.get("wall"),
-            "supports": exhibit.not_support is None, "not_support_reason": exhibit.not_support,
-            "engine": row.get("engine") or "http", "chromium_version": exhibit.chromium_version,
-            "artefacts": exhibit.artefacts}
+    witness = plan.witnesses.get(exhibit.source["id"])
+    return {"capture_id": row["id"], **capture_facts(row), "revisit_of_exhibit": original,
+            **_decoded_fields(exhibit, plan), "chromium_version": exhibit.chromium_version,
+            "artefacts": exhibit.artefacts, **({"witness": witness} if witness else {})}
 
 
 def _decoded_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
@@ -131,40 +117,6 @@ def _decoded_fields(exhibit: Exhibit, plan: Plan) -> dict[str, Any]:
     return {"content_encoding": main.content_encoding if main else None,
             "decoded_sha256": holder.decoded_sha256 if holder else None,
             "decoded_note": holder.decoded_note if holder else "not computed: the original capture is missing"}
-
-
-def _check_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {"check_id": row["id"], "checked_at": row["checked_at"], "verdict": row["verdict"],
-            "confirmed": bool(row["confirmed"]), "reason": row["reason"], "http_status": row["http_status"],
-            "final_url": row["final_url"],
-            "redirect_chain": json.loads(row["redirect_chain"]) if row["redirect_chain"] else [],
-            "server_ip": row["server_ip"], "payload_sha256": row["payload_sha256"],
-            "similarity": row["similarity"], "check_row": row}
-
-
-def _tls(row: dict[str, Any]) -> dict[str, Any] | None:
-    if not row["tls_version"] and not row["cert_sha256"]:
-        return None
-    tls: dict[str, Any] = {"version": row["tls_version"], "cipher": row["tls_cipher"],
-                           "cert_sha256": row["cert_sha256"],
-                           "validated": {1: True, 0: False}.get(row["cert_validated"]),
-                           "insecure": bool(row["insecure"])}
-    chain = json.loads(row["cert_chain_pem"]) if row["cert_chain_pem"] else []
-    if chain:
-        tls.update(_certificate(chain[0]))
-    return tls
-
-
-def _certificate(pem: str) -> dict[str, Any]:
-    from cryptography import x509
-
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-    except ValueError:
-        return {}
-    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
-            "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _timestamp_data(ts: dict[str, Any]) -> dict[str, Any]:

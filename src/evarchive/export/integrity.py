@@ -9,13 +9,14 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from .. import custody
 from ..archive import Archive
 from ..catalogue import to_json
-from .model import CONTENT_CODINGS, COPY_CHUNK, DECODED_LIMIT, HEAD_LIMIT, HEAD_STEP, Exhibit, Plan, Record
+from ..verify_bundle import decoded_content, payload_and_coding
+from .model import COPY_CHUNK, HEAD_LIMIT, HEAD_STEP, Exhibit, Plan, Record
 
 # --------------------------------------------------------------------------- integrity
 
@@ -153,74 +154,16 @@ def _parse_heads(rec: Record, data: bytes) -> None:
 def _decode_payload(fd: int, rec: Record) -> None:
     """The SHA-256 of the page as a browser (or someone saving it) sees it: the payload with its
     gzip/deflate coding undone. Only content-coded responses are inflated: for the rest the
-    decoded content is the payload as served, whose SHA-256 the catalogue already has."""
-    coding = (rec.content_encoding or "").strip().lower()
-    if rec.record_type != "response" or coding in ("", "identity"):
-        rec.decoded_sha256 = rec.payload_sha256
-        return
-    if coding not in CONTENT_CODINGS:
-        rec.decoded_note = f"not computed: evarchive does not decode the {coding!r} content coding"
-        return
-    rec.decoded_sha256, rec.decoded_note = decoded_sha256(_payload_chunks(fd, rec), coding)
-
-
-def _payload_chunks(fd: int, rec: Record) -> Iterator[bytes]:
-    """The HTTP payload of a response record, inflated from its gzip member piece by piece."""
-    member = zlib.decompressobj(wbits=31)
-    head, left = b"", -1  # payload bytes still to come (-1: the heads are not read yet)
-    for chunk in read_span(fd, rec.offset, rec.length):
-        pending = chunk
-        while pending and not member.eof:
-            data = member.decompress(pending, COPY_CHUNK)
-            pending = member.unconsumed_tail
-            if left < 0:
-                head += data
-                warc_end = head.find(b"\r\n\r\n")
-                http_end = head.find(b"\r\n\r\n", warc_end + 4) if warc_end >= 0 else -1
-                if http_end < 0:
-                    if len(head) > HEAD_LIMIT:
-                        return
-                    continue
-                block = int(_fields(head[:warc_end].decode("latin-1").split("\r\n")[1:]).get("content-length", 0))
-                left = block - (http_end - warc_end)
-                data, head = head[http_end + 4:], b""
-            take = data[:left]
-            left -= len(take)
-            if take:
-                yield take
-
-
-def decoded_sha256(chunks: Iterable[bytes], coding: str, limit: int = DECODED_LIMIT) -> tuple[str | None, str | None]:
-    """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not).
-    Streamed; stops once the content passes ``limit``. Deflate is zlib-wrapped when its first two
-    bytes are a zlib header, raw otherwise (servers send both). verify_bundle.py follows the same rules."""
-    digest, produced, decoder = hashlib.sha256(), 0, None
+    decoded content is the payload as served, whose SHA-256 the catalogue already has. The rules
+    are verify_bundle.py's own, so the clerk's verifier reaches the same hash or the same reason."""
+    coding = (rec.content_encoding or "").strip().lower() if rec.record_type == "response" else ""
+    payload = payload_and_coding(read_span(fd, rec.offset, rec.length))
     try:
-        for chunk in chunks:
-            if decoder is None:
-                decoder = zlib.decompressobj(_coding_wbits(coding, chunk))
-            pending = chunk
-            while pending:
-                if decoder.eof:
-                    return None, f"not computed: bytes follow the end of the {coding} stream"
-                out = decoder.decompress(pending, COPY_CHUNK)
-                pending = decoder.unconsumed_tail or decoder.unused_data
-                produced += len(out)
-                if produced > limit:
-                    return None, f"not computed: larger than {limit >> 20} MiB decoded"
-                digest.update(out)
-    except zlib.error as exc:
-        return None, f"not computed: the body does not decode as {coding} ({exc})"
-    if decoder is None or not decoder.eof:
-        return None, f"not computed: the {coding} stream is incomplete"
-    return digest.hexdigest(), None
-
-
-def _coding_wbits(coding: str, start: bytes) -> int:
-    if coding != "deflate":
-        return 31
-    zlib_header = len(start) >= 2 and start[0] & 0x0F == 8 and ((start[0] << 8) | start[1]) % 31 == 0
-    return 15 if zlib_header else -15
+        if coding not in ("", "identity"):
+            next(payload, None)  # the coding, as read again from the record's own HTTP head
+        rec.decoded_sha256, rec.decoded_note = decoded_content(coding, rec.payload_sha256, payload)
+    except (zlib.error, ValueError) as exc:
+        rec.decoded_sha256, rec.decoded_note = None, f"not computed: the record cannot be read ({exc})"
 
 
 def _fields(lines: list[str]) -> dict[str, str]:

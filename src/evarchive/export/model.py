@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..queries import not_support_reason
+from ..verify_bundle import WACZ_NAME as WACZ_NAME  # one name, shared with the verifier
 
-WACZ_NAME = "evidence.wacz"
 MANIFEST_NAME = "SHA256SUMS"
 VERIFY_SCRIPT = "verify_bundle.py"
 ZIP_STAGED = ".bundle.zip"  # OUT.zip as built in the staging folder, before it is linked into place
@@ -19,10 +19,6 @@ COPY_CHUNK = 1 << 20
 HEAD_LIMIT = 256 << 10  # inflated bytes read at most to find a record's WARC and HTTP heads
 HEAD_STEP = 16 << 10  # ... in steps of this much
 ZIP64_LIMIT = (1 << 31) - (1 << 20)  # announce ZIP64 before the 2 GiB boundary, with margin
-# The decoded content of a content-coded page is hashed up to this size (streamed, so memory stays
-# small; the cap bounds the time a hostile gzip can take). verify_bundle.py uses the same cap.
-DECODED_LIMIT = 64 << 20
-CONTENT_CODINGS = ("gzip", "x-gzip", "deflate")
 # Records replay tools index (as cdxj-indexer does by default): not requests, not warc-fields.
 INDEXED_TYPES = ("response", "revisit", "resource", "metadata")
 
@@ -131,6 +127,8 @@ class Plan:
     log_scope: str = "chain"
     log_entries: list[dict[str, Any]] = field(default_factory=list)
     attempts: dict[int, dict[str, Any]] = field(default_factory=dict)  # source id -> its latest capture
+    witnesses: dict[int, dict[str, Any]] = field(default_factory=dict)  # source id -> its witness's public copy
+    import_entry: dict[str, Any] | None = None  # the custody entry of the report version's import (seq, at)
     _exported: list[Exhibit] | None = field(default=None, repr=False)
     _by_source: dict[int, list[Exhibit]] | None = field(default=None, repr=False)
     _cited: dict[int, dict[str, None]] | None = field(default=None, repr=False)

@@ -17,6 +17,7 @@ from ..archive import Archive
 from ..catalogue import find_source, one, to_json
 from ..errors import UsageError
 from ..queries import find_report, latest_version
+from ..verify_bundle import live_state, witness_facts
 from ..witness import latest_public_copy
 from .model import Exhibit, Plan, Record
 
@@ -64,7 +65,8 @@ def select(archive: Archive, report: str | None, urls: list[str], latest: bool, 
         return Plan(mode, rep, version, claims, sources, exhibits, latest_checks, live,
                     custody.head(db), _keys(db), _timestamps(db),
                     {r["name"]: r for r in db.query("SELECT * FROM warc_files")},
-                    attempts=_latest_attempts(db, source_ids))
+                    attempts=_latest_attempts(db, source_ids), witnesses=_witnesses(db, source_ids),
+                    import_entry=_import_entry(db, rep, version))
 
 
 def _latest_attempts(db: sqlite_utils.Database, source_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -90,6 +92,16 @@ def why_no_exhibit(attempt: dict[str, Any] | None) -> str:
         return (f"the latest capture, {attempt['started_at']}, failed{status}: {attempt['error_class']}: "
                 f"{attempt['error_message']}")
     return "its captures did not pass the integrity check at export (see 'not exported')"
+
+
+def _import_entry(db: sqlite_utils.Database, rep: dict[str, Any] | None,
+                  version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The custody entry that recorded the import of the report version the bundle shows."""
+    if rep is None or version is None:
+        return None
+    return one(db, "SELECT seq, at FROM custody_log WHERE event = 'report-imported' "
+                   "AND json_extract(details, '$.report_id') = ? AND json_extract(details, '$.version') = ? "
+                   "ORDER BY seq DESC LIMIT 1", [rep["id"], version["version"]])
 
 
 def _report_claims(db: sqlite_utils.Database, ref: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
@@ -274,38 +286,10 @@ def not_exported(plan: Plan) -> list[dict[str, Any]]:
             for e in plan.exhibits if not e.number]
 
 
-LIVE_WORDS = {
-    "ok": "live page unchanged",
-    "drifted": "live page has CHANGED since capture",
-    "moved": "live page has MOVED (permanent redirect)",
-    "gone": "live page has VANISHED",
-    "soft-404": "live page has VANISHED (the site answers 'not found')",
-    "blocked": "live page could not be seen (blocked)",
-    "unreachable": "live site unreachable",
-}
-
-
 def live_status(check: dict[str, Any] | None, entry: dict[str, Any] | None) -> dict[str, Any]:
     """What the latest live check said about the source, in words a judge can read, and whether
     the custody log vouches for that check (its entry carries the SHA-256 of the whole row)."""
-    if check is None:
-        return {"state": "unchecked", "text": "not re-checked since capture"}
-    words = LIVE_WORDS.get(check["verdict"], check["verdict"])
-    extra = []
-    if check["verdict"] in ("gone", "soft-404", "unreachable"):
-        extra.append("confirmed" if check["confirmed"] else f"not yet confirmed ({check['strikes']} failing "
-                                                            "check(s) in a row)")
-    if check["similarity"] is not None and check["verdict"] == "drifted":
-        extra.append(f"main-text similarity {check['similarity']:.2f}")
-    vouched = _check_vouched(check, entry)
-    if not vouched:
-        extra.append("UNVERIFIED: this check does not match the custody log")
-    text = f"{words} at last check {check['checked_at'][:19].replace('T', ' ')} UTC"
-    if extra:
-        text += " (" + "; ".join(extra) + ")"
-    return {"state": check["verdict"], "text": text, "checked_at": check["checked_at"], "check_id": check["id"],
-            "reason": check["reason"], "http_status": check["http_status"], "confirmed": bool(check["confirmed"]),
-            "vouched": vouched, "custody_seq": entry["seq"] if entry else None}
+    return live_state(check, check is not None and _check_vouched(check, entry), entry["seq"] if entry else None)
 
 
 def _check_vouched(check: dict[str, Any], entry: dict[str, Any] | None) -> bool:
@@ -316,7 +300,20 @@ def _check_vouched(check: dict[str, Any], entry: dict[str, Any] | None) -> bool:
     return bool(mine) and mine[0].get("row_sha256") == hashlib.sha256(to_json(check).encode()).hexdigest()
 
 
-def witness_copies(db: sqlite_utils.Database, plan: Plan) -> dict[int, dict[str, Any]]:
-    """Each source's latest public copy made by an independent witness, if any."""
-    copies = {source["id"]: latest_public_copy(db, source["id"]) for source in plan.sources}
-    return {source_id: copy for source_id, copy in copies.items() if copy}
+def _witnesses(db: sqlite_utils.Database, source_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each source's latest public copy made by an independent witness, how it compares with our
+    capture, and the custody entries that vouch for both (a copy no entry vouches for is left out)."""
+    if "witnesses" not in db.table_names():
+        return {}
+    found = {}
+    for source_id in source_ids:
+        row = latest_public_copy(db, source_id)
+        entry = row and one(db, "SELECT seq FROM custody_log WHERE event = 'witness' AND "
+                                "json_extract(details, '$.witness_id') = ? ORDER BY seq LIMIT 1", [row["id"]])
+        if not entry:
+            continue
+        compared = one(db, "SELECT seq, details FROM custody_log WHERE event = 'witness-compared' AND "
+                           "json_extract(details, '$.witness_id') = ? ORDER BY seq DESC LIMIT 1", [row["id"]])
+        found[source_id] = {**witness_facts(row, json.loads(compared["details"]) if compared else None),
+                            "custody_seq": entry["seq"], "compared_seq": compared["seq"] if compared else None}
+    return found
