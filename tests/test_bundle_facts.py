@@ -18,8 +18,9 @@ from test_export import TITLE, Setup, load, page, run_verifier
 from test_witness import KEYS, Spn2
 
 from evarchive import cli
-from evarchive.capture import CaptureSettings
+from evarchive.capture import CaptureSettings, capture_urls
 from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+from evarchive.reports import import_report
 from evarchive.verify_bundle import render_csv, render_html, render_report, render_text
 
 STAMP = "20241130120501"
@@ -228,3 +229,31 @@ def test_an_edited_fact_of_bundle_json_is_named_against_the_custody_log(bundle: 
     assert any(line.startswith(finding) for line in found), (finding, found)
     rendering = re.compile(r"(exhibits\.(csv|txt|html)|report\.html)( line \d+)?: .* shows ")
     assert not any(rendering.match(line) for line in found), found  # the files agree with bundle.json
+
+
+def test_why_a_citation_has_no_exhibit_is_its_vouched_failed_attempt(tmp_path: Path, local_server: Any) -> None:
+    """A failed capture's reason (connection refused) travels with its custody entry: a forger who
+    turns it into another reason, in bundle.json and every index alike, is named."""
+    setup = Setup(tmp_path, local_server)
+    refused = "http://127.0.0.1:9/refused"  # the discard port: nothing listens on loopback
+    try:
+        with open(setup.report, "a", encoding="utf-8") as fh:
+            fh.write(f"\nA claim whose page could not be reached.\n\n{refused}\n")
+        import_report(setup.arch.db, setup.report, TITLE)
+        [failed] = capture_urls(setup.arch, [refused], setup.settings)
+        assert failed.status == "failed"
+        out = tmp_path / "bundle"
+        assert setup.export(out, "--report", TITLE) == 1
+    finally:
+        setup.close()
+    assert run_verifier(out).returncode == 0
+    data = load(out)
+    [cited] = data["claims"][3]["citations"]
+    cited["why_no_exhibit"] = "never captured"
+    (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    for name, render in (("exhibits.csv", render_csv), ("exhibits.txt", render_text),
+                         ("exhibits.html", render_html), ("report.html", render_report)):
+        (out / name).write_text(render(data).lstrip("\ufeff"), encoding="utf-8", newline="")
+    resum(out)
+    assert (f"claim 4: why {refused} has no exhibit is not what the custody log recorded of its latest capture"
+            in findings(out))

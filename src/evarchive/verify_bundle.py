@@ -1299,6 +1299,17 @@ def where(claim: dict) -> str:  # type: ignore[type-arg]
     return f"{place}, line {claim['line']}" if claim.get("line") else place
 
 
+def why_no_exhibit(attempt: dict | None) -> str:  # type: ignore[type-arg]
+    """Why a cited source has no intact capture in the bundle, from its latest capture's row."""
+    if attempt is None:
+        return "never captured"
+    if attempt.get("status") != "ok":
+        status = f" (HTTP {attempt['http_status']})" if attempt.get("http_status") else ""
+        return (f"the latest capture, {attempt.get('started_at')}, failed{status}: {attempt.get('error_class')}: "
+                f"{attempt.get('error_message')}")
+    return "its captures did not pass the integrity check at export (see 'not exported')"
+
+
 def witness_facts(row: dict, compared: dict | None) -> dict:  # type: ignore[type-arg]
     """An independent witness's public copy of a source and how it compares with our capture,
     from its custody entries (the witness's, and the comparison's when there is one)."""
@@ -1770,10 +1781,14 @@ def _check_links(data: dict, log: dict, report: Report) -> None:  # type: ignore
     for ex in data["exhibits"]:
         (captures if ex["kind"] == "capture" else checks).setdefault(ex["source_id"], []).append(ex)
     cited: dict = {}  # type: ignore[type-arg]
+    attempts = _latest_attempts(log)
     for claim in data["claims"]:
         for cit in claim["citations"]:
             cited.setdefault(cit["source_id"], {})[cit["url"]] = None
             mine = sorted(captures.get(cit["source_id"], []), key=lambda e: e["exhibit"])
+            if not mine and cit.get("why_no_exhibit") != why_no_exhibit(attempts.get(cit["source_id"])):
+                report.fail(f"claim {claim['claim']}: why {cit['url']} has no exhibit is not what the custody log "
+                            "recorded of its latest capture")
             if cit.get("exhibits") != [e["exhibit"] for e in mine]:
                 report.fail(f"claim {claim['claim']}: the exhibits listed for {cit['url']} are not the captures of "
                             "the source it cites")
@@ -1800,6 +1815,16 @@ def _check_links(data: dict, log: dict, report: Report) -> None:  # type: ignore
             report.fail(f"exhibit {ex['exhibit']}: the URL shown as cited is not how the claims cite its source")
         if ex["kind"] == "capture" and ex.get("source_url") not in (ex.get("url_requested"), *expected):
             report.fail(f"exhibit {ex['exhibit']}: its source URL is neither the URL captured nor a URL cited")
+
+
+def _latest_attempts(log: dict) -> dict:  # type: ignore[type-arg]
+    """source id -> the row of its latest capture in the log (in a whole chain, none can be left out)."""
+    found = {}
+    for seq in sorted(log):
+        row = log[seq]["_details"].get("capture") if log[seq]["event"] == "capture" else None
+        if isinstance(row, dict):
+            found[row.get("source_id")] = row
+    return found
 
 
 def _check_witnesses(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]

@@ -28,7 +28,7 @@ package), ``custodyfiles`` (the log entries, keys and tokens), ``indexdata`` (``
 dataclasses they share.
 """
 
-from ..verify_bundle import decoded_sha256
+from ..verify_bundle import decoded_sha256, why_no_exhibit
 from .bundle import build, export_bundle
 from .indexdata import bundle_data, where
 from .integrity import check_integrity
@@ -44,7 +44,7 @@ from .model import (
                     Record,
 )
 from .render import REPORT_PAGE, csv_cell, render_csv, render_html, render_report, render_text, support_words
-from .selection import live_status, number_exhibits, select, why_no_exhibit
+from .selection import live_status, number_exhibits, select
 from .verifymd import render_verify
 from .wacz import zip_data_offsets
 

@@ -51,6 +51,9 @@ def _log_entries(db: sqlite_utils.Database, plan: Plan) -> list[dict[str, Any]]:
     cols = ", ".join(custody.ENTRY_COLUMNS)
     vouching = {e.entry["seq"] for e in plan.exported if e.entry}
     vouching |= {live["custody_seq"] for live in plan.live.values() if live.get("vouched")}
+    # and the failed attempts the index gives as the reason a cited source has no exhibit
+    vouching |= {a["custody_seq"] for a in plan.attempts.values()
+                 if a["custody_seq"] and not plan.by_source(a["source_id"], "capture")}
     if plan.import_entry is not None:  # the import entry vouches for the claims the index shows
         vouching.add(plan.import_entry["seq"])
     for witness in plan.witnesses.values():  # and these for the witnesses' copies it shows

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, custody
-from ..verify_bundle import capture_facts, check_facts, where
+from ..verify_bundle import capture_facts, check_facts, where, why_no_exhibit
 from .custodyfiles import covering_timestamps
 from .model import BUNDLE_FORMAT, WACZ_NAME, Exhibit, Plan
-from .selection import live_status, not_exported, why_no_exhibit
+from .selection import live_status, not_exported
 
 # --------------------------------------------------------------------------- the exhibit index data
 

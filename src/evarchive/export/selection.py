@@ -75,23 +75,15 @@ def _latest_attempts(db: sqlite_utils.Database, source_ids: list[int]) -> dict[i
     for chunk in chunks(source_ids):
         marks = ",".join("?" * len(chunk))
         for row in db.query(f"""
-                SELECT c.source_id, c.status, c.started_at, c.http_status, c.error_class, c.error_message
+                SELECT c.id, c.source_id, c.status, c.started_at, c.http_status, c.error_class, c.error_message
                 FROM captures c JOIN (SELECT source_id, MAX(id) AS id FROM captures
                                       WHERE source_id IN ({marks}) GROUP BY source_id) last ON last.id = c.id""",
                             chunk):
             found[row["source_id"]] = row
+    entries = _capture_entries(db, [row["id"] for row in found.values()])
+    for row in found.values():  # the entry that vouches for what the index says of the attempt
+        row["custody_seq"] = entries[row["id"]]["seq"] if row["id"] in entries else None
     return found
-
-
-def why_no_exhibit(attempt: dict[str, Any] | None) -> str:
-    """Why a cited source has no intact capture in the bundle, in a clerk's words."""
-    if attempt is None:
-        return "never captured"
-    if attempt["status"] != "ok":
-        status = f" (HTTP {attempt['http_status']})" if attempt.get("http_status") else ""
-        return (f"the latest capture, {attempt['started_at']}, failed{status}: {attempt['error_class']}: "
-                f"{attempt['error_message']}")
-    return "its captures did not pass the integrity check at export (see 'not exported')"
 
 
 def _import_entry(db: sqlite_utils.Database, rep: dict[str, Any] | None,
@@ -198,20 +190,24 @@ def _check_exhibits(db: sqlite_utils.Database, source_ids: list[int]) -> list[Ex
 
 def _attach_entries(db: sqlite_utils.Database, exhibits: list[Exhibit]) -> None:
     """The custody entry that vouches for each exhibit (the capture's, or the check batch's)."""
+    by_capture = _capture_entries(db, [e.row["id"] for e in exhibits if e.kind == "capture"])
+    by_check = _check_entries(db, [e.row["id"] for e in exhibits if e.kind == "check"])
+    for exhibit in exhibits:
+        found = (by_capture if exhibit.kind == "capture" else by_check).get(exhibit.row["id"])
+        exhibit.entry = found
+
+
+def _capture_entries(db: sqlite_utils.Database, capture_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """capture id -> the custody entry that recorded it."""
     cols = ", ".join(f"l.{c}" for c in custody.ENTRY_COLUMNS)
-    by_capture: dict[int, dict[str, Any]] = {}
-    capture_ids = [e.row["id"] for e in exhibits if e.kind == "capture"]
-    check_ids = [e.row["id"] for e in exhibits if e.kind == "check"]
+    out: dict[int, dict[str, Any]] = {}
     for part in chunks(capture_ids):
         marks = ",".join("?" for _ in part)
         for row in db.query(f"SELECT {cols}, json_extract(l.details, '$.capture_id') AS owner FROM custody_log l "
                             f"WHERE l.event = 'capture' AND json_extract(l.details, '$.capture_id') IN ({marks}) "
                             "ORDER BY l.seq", part):
-            by_capture.setdefault(row.pop("owner"), row)
-    by_check = _check_entries(db, check_ids)
-    for exhibit in exhibits:
-        found = (by_capture if exhibit.kind == "capture" else by_check).get(exhibit.row["id"])
-        exhibit.entry = found
+            out.setdefault(row.pop("owner"), row)
+    return out
 
 
 def _check_entries(db: sqlite_utils.Database, check_ids: list[int]) -> dict[int, dict[str, Any]]:
