@@ -145,6 +145,7 @@ def cases(bundle: Path) -> list[tuple[str, str, str, str]]:
          f"exhibits.txt: exhibit {nb}, SHA-256 decoded"),
         ("exhibits.html", witness, "DIFFERS from our capture", f"exhibits.html: exhibit {na}, Independent witness"),
         ("exhibits.txt", witness, "DIFFERS from our capture", f"exhibits.txt: exhibit {na}, Independent witness"),
+        ("exhibits.csv", witness, "DIFFERS from our capture", "exhibits.csv line N: independent_witness"),
         ("report.html", f'href="{urls[1]}"', 'href="https://elsewhere.example/"',
          "report.html: claim 2, Robust Link href"),
         ("report.html", f'data-originalurl="{urls[1]}"', 'data-originalurl="https://elsewhere.example/"',
@@ -166,7 +167,7 @@ CASES = [
     "html server ip", "txt server ip", "csv server ip",
     "html certificate", "txt certificate", "csv certificate",
     "html live state", "csv live state", "txt verdict", "html served hash", "txt decoded hash",
-    "html witness", "txt witness",
+    "html witness", "txt witness", "csv witness",
     "report href", "report originalurl", "report versionurl", "report versiondate", "report public copy",
 ]
 

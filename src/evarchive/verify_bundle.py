@@ -573,6 +573,45 @@ def decoded_content(coding: str, payload_sha256, payload) -> tuple:  # type: ign
     return decoded_sha256(payload, coding)
 
 
+def record_block(chunks, limit: int = MAX_HEADER) -> bytes:  # type: ignore[no-untyped-def]
+    """The first ``limit`` bytes of a record's block (a metadata record's fields), inflated bounded."""
+    head, block = b"", b""
+    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read)):
+        if not block and b"\r\n\r\n" not in head:
+            head += data
+            if b"\r\n\r\n" not in head:
+                if len(head) > MAX_HEADER:
+                    raise ValueError("no end of the WARC header within 1 MiB")
+                continue
+            head, _, data = head.partition(b"\r\n\r\n")
+        block += data
+        if len(block) >= limit:
+            break
+    size = int(_warc_fields(head).get("content-length", "0") or 0)
+    return block[:min(size, limit)]
+
+
+def warc_field(block: bytes, name: str) -> str | None:
+    """One field of an application/warc-fields block (a capture's provenance), or None."""
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def check_chromium(fh, start: int, ex: dict, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """The Chromium version the index shows for a browser capture is the one its own metadata record gives."""
+    meta = next((r for r in ex["records"] if r["record_type"] == "metadata"), None)
+    found = None
+    if meta is not None:
+        found = warc_field(record_block(read_at(fh, start + meta["bundle_offset"], meta["length"])),
+                           "browser-chromium-version")
+    if found != ex.get("chromium_version"):
+        report.fail(f"exhibit {ex['exhibit']}: the Chromium version shown, {ex.get('chromium_version')}, is not the "
+                    f"{found} its metadata record gives")
+
+
 def check_decoded(fh, start: int, ex: dict, rec: dict, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
     """The decoded-content hash the index shows is the one the record's own bytes give (a page
     served without content coding: the payload hash itself)."""
@@ -623,6 +662,8 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
             start = entries.get(main["bundle_file"], (None,))[0]
             if ex["kind"] == "capture" and main["record_type"] == "response" and start is not None:
                 check_decoded(fh, start, ex, main, report)
+            if ex.get("engine") == "browser" and start is not None:
+                check_chromium(fh, start, ex, report)
         numbered = {ex["exhibit"]: ex for ex in data["exhibits"]}
         for ex in data["exhibits"]:  # a revisit's decoded content is its original's
             original = numbered.get(ex.get("revisit_of_exhibit"))
@@ -1341,7 +1382,7 @@ CSV_COLUMNS = ("claim", "where", "claim_text", "cited_url", "exhibit", "kind", "
                "tls_not_before", "tls_not_after", "content_type", "payload_bytes", "payload_sha256",
                "content_encoding", "decoded_sha256",
                "warc_file", "warc_offset", "record_id", "record_sha256", "original_warc_file",
-               "original_offset", "custody_seq", "live_now", "counts_as_support")
+               "original_offset", "custody_seq", "live_now", "counts_as_support", "independent_witness")
 
 
 def _chain_text(chain: list[dict[str, Any]]) -> str:
@@ -1362,7 +1403,8 @@ def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None
             ex.get("content_encoding") or "", ex.get("decoded_sha256") or ex.get("decoded_note") or "",
             rec["bundle_file"], rec["bundle_offset"], rec["record_id"], rec["member_sha256"],
             rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"],
-            support_words(ex) if ex["kind"] == "capture" else ""]
+            support_words(ex) if ex["kind"] == "capture" else "",
+            witness_words(ex["witness"]) if ex.get("witness") else ""]
 
 
 # A cell starting with one of these is a formula to spreadsheet programs (=HYPERLINK(...) in a

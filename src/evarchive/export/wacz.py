@@ -18,6 +18,7 @@ from typing import Any
 from .. import __version__
 from ..archive import Archive
 from ..errors import CouldNotRunError
+from ..verify_bundle import warc_field
 from ..warcwriter import warc_digest, warc_fields
 from .integrity import read_span
 from .model import INDEXED_TYPES, WACZ_VERSION, ZIP64_LIMIT, Exhibit, Plan, Record
@@ -256,11 +257,7 @@ def _metadata_field(archive: Archive, exhibit: Exhibit, name: str) -> str | None
     meta = next((r for r in exhibit.records if r.record_type == "metadata"), None)
     if meta is None:
         return None
-    for line in _record_block(archive, meta).decode("utf-8", "replace").split("\r\n"):
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() == name:
-            return value.strip()
-    return None
+    return warc_field(_record_block(archive, meta), name)
 
 
 def _datapackage(plan: Plan, resources: list[dict[str, Any]]) -> bytes:
