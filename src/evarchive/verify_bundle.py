@@ -16,7 +16,11 @@ Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's fol
 6. the live state shown for each source ("since changed or vanished") is its latest check, as
    the custody log recorded it;
 7. the exhibit index: exhibits.csv, exhibits.html and exhibits.txt state the same hashes and
-   locations as the records and the custody log.
+   locations as the records and the custody log;
+8. everything a reader is shown: every fact of bundle.json that the index and report.html show is
+   derived again from what the custody log vouches for (capture and check rows, the report's
+   import entry, witness entries), and each of those files is rendered again from the vouched
+   facts and compared with the file, naming the file, exhibit or claim, and fact that differ.
 
 Anchors: a bundle only proves itself against facts from outside it. The key the archive handed
 over separately (--public-key), the log head it published (--head) and the trusted roots of a

@@ -92,8 +92,12 @@ recorded at capture (same record id, same SHA-256) and that whether it counts as
 follows from the verdict recorded at capture (a soft 404 or a wall never does), recomputes
 every custody-log entry hash and the chain up to the head, checks signatures and timestamp
 imprints, checks that the live state shown for each source is its latest check as the custody
-log recorded it, and checks that `exhibits.csv`, `exhibits.html` and `exhibits.txt` state the
-same hashes and locations, and that each exhibit's time is its WARC record's own `WARC-Date`.
+log recorded it, and that each exhibit's time is its WARC record's own `WARC-Date`. Then it
+checks everything you are shown: it works out every fact of `exhibits.html`, `exhibits.txt`,
+`exhibits.csv` and `report.html` again from what the custody log vouches for (each capture's
+record of itself, the claims as the report's import recorded them, each independent witness's
+record) and compares each file with what those facts give, naming the file, the exhibit or
+claim, and the fact that differ.
 It prints `FAIL` with the file and record for anything that does not match, and exits 1.
 
 A bundle can only prove itself against facts from outside it: keys and timestamps inside it
