@@ -23,9 +23,10 @@ then its outcome (``publishing.py``).
 The parts, in the order an export runs them: ``selection`` (what the bundle holds, from the
 catalogue), ``integrity`` (rows and bytes checked before anything is written), ``wacz`` (the
 package), ``custodyfiles`` (the log entries, keys and tokens), ``indexdata`` (``bundle.json``),
-``render`` (the HTML, text and CSV index and report.html), ``verifymd`` (VERIFY.md) and
-``bundle`` (the entry point: staging, manifest, custody entry, publishing). ``model`` holds the
-dataclasses they share.
+``render`` (the HTML, text and CSV index and report.html, written by the functions of the
+standalone ``verify_bundle.py``, which renders them again from vouched facts to check them),
+``verifymd`` (VERIFY.md) and ``bundle`` (the entry point: staging, manifest, custody entry,
+publishing). ``model`` holds the dataclasses they share.
 """
 
 from ..verify_bundle import decoded_sha256, why_no_exhibit
