@@ -182,7 +182,7 @@ def test_an_edited_fact_with_a_regenerated_manifest_is_named(bundle: Path, copy:
 
 
 BUNDLE_JSON_CASES = ["server ip", "certificate", "capture time", "where", "relinked citation", "witness",
-                     "witness memento", "live text", "imported at"]
+                     "witness memento", "witness hidden", "live text", "imported at"]
 
 
 @pytest.mark.parametrize("case", BUNDLE_JSON_CASES)
@@ -207,11 +207,14 @@ def test_an_edited_fact_of_bundle_json_is_named_against_the_custody_log(bundle: 
                               f"claim 2: the exhibits listed for {urls[1]} are not the captures of the source "
                               "it cites"),
         "witness": (lambda: a["witness"].update(corroboration="differs"),
-                    f"exhibit {a['exhibit']}: independent witness corroboration differ from custody-log entries "
+                    f"exhibit {a['exhibit']}: independent witness corroboration differ from custody-log entry "
                     f"{a['witness']['custody_seq']} and {a['witness']['compared_seq']}"),
         "witness memento": (lambda: a["witness"].update(memento_url="https://web.archive.org/web/1/x"),
                             f"exhibit {a['exhibit']}: independent witness memento_url differ from custody-log "
-                            "entries"),
+                            "entry"),
+        "witness hidden": (lambda: a.pop("witness"),
+                           f"exhibit {a['exhibit']}: the independent witness of custody-log entry "
+                           f"{a['witness']['custody_seq']} is not shown"),
         "live text": (lambda: [b["live"].update(text="live page unchanged"),
                                next(s for s in data["sources"] if s["source_id"] == b["source_id"])["live"].update(
                                    text="live page unchanged")],

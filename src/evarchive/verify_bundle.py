@@ -1856,6 +1856,8 @@ def _check_links(data: dict, log: dict, report: Report) -> None:  # type: ignore
         if ex["kind"] == "capture" and ex.get("revisit_of_exhibit") != (by_capture.get(refers) if refers else None):
             report.fail(f"exhibit {ex['exhibit']}: the exhibit shown as holding its payload is not the capture it "
                         "revisits")
+        if ex["kind"] == "check" and (ex.get("check_row") or {}).get("source_id") != ex["source_id"]:
+            report.fail(f"exhibit {ex['exhibit']}: the source shown is not the one its check was of")
         expected = list(cited.get(ex["source_id"], {})) or [ex.get("source_url")]
         if ex.get("cited_as") != expected:
             report.fail(f"exhibit {ex['exhibit']}: the URL shown as cited is not how the claims cite its source")
@@ -1873,29 +1875,44 @@ def _latest_attempts(log: dict) -> dict:  # type: ignore[type-arg]
     return found
 
 
+WITNESS_DONE = "archived"  # a witness job that made a public copy
+
+
 def _check_witnesses(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
-    """An independent witness's copy and how it compares with our capture, as its custody entries say."""
-    shown = [(f"source {s['url']}", s["source_id"], s["witness"]) for s in data["sources"] if s.get("witness")]
-    shown += [(f"exhibit {e['exhibit']}", e["source_id"], e["witness"]) for e in data["exhibits"] if e.get("witness")]
+    """Each source's latest public copy made by an independent witness, and how it compares with our
+    capture, as the custody log recorded them: the one shown, and none left out (a whole chain
+    holds every witness entry after the first exhibit's)."""
+    latest, compared = {}, {}
+    for seq in sorted(log):
+        entry, details = log[seq], log[seq]["_details"]
+        row = details.get("witness") if entry["event"] == "witness" else None
+        if isinstance(row, dict) and row.get("status") == WITNESS_DONE:
+            latest[row.get("source_id")] = entry
+        elif entry["event"] == "witness-compared":
+            compared[details.get("witness_id")] = entry
+    capture_sources = {e["source_id"] for e in data["exhibits"] if e["kind"] == "capture"}
+    shown = [(f"source {s['url']}", s["source_id"], s.get("witness")) for s in data["sources"]]
+    shown += [(f"exhibit {e['exhibit']}", e["source_id"], e.get("witness")) for e in data["exhibits"]
+              if e["kind"] == "capture"]
     for label, source_id, witness in shown:
-        entry = log.get(witness.get("custody_seq")) or {}
-        details = entry.get("_details") or {}
-        row = {**(details.get("witness") or {}), "id": details.get("witness_id")}
-        compared = log.get(witness.get("compared_seq")) or {} if witness.get("compared_seq") else {}
-        if (entry.get("event") != "witness" or row["id"] != witness.get("witness_id")
-                or row.get("source_id") != source_id):
-            report.fail(f"{label}: its independent witness is not the one custody-log entry "
-                        f"{witness.get('custody_seq')} recorded")
+        entry = latest.get(source_id)
+        if entry is None:
+            if witness:
+                report.fail(f"{label}: no custody-log entry records the independent witness it shows")
             continue
-        if compared and (compared.get("event") != "witness-compared"
-                         or compared["_details"].get("witness_id") != row["id"]):
-            report.fail(f"{label}: the comparison with its independent witness is not custody-log entry "
-                        f"{witness.get('compared_seq')}")
+        if not witness:
+            if data["custody"].get("scope") == "chain" and source_id in capture_sources:
+                report.fail(f"{label}: the independent witness of custody-log entry {entry['seq']} is not shown")
             continue
-        wrong = differing(witness, witness_facts(row, compared.get("_details")))
+        details = entry["_details"]
+        check = compared.get(details.get("witness_id"))
+        expected = {**witness_facts({**details["witness"], "id": details.get("witness_id")},
+                                    check["_details"] if check else None),
+                    "custody_seq": entry["seq"], "compared_seq": check["seq"] if check else None}
+        wrong = differing(witness, expected)
         if wrong:
-            report.fail(f"{label}: independent witness {', '.join(wrong)} differ from custody-log entries "
-                        f"{witness.get('custody_seq')} and {witness.get('compared_seq')}")
+            report.fail(f"{label}: independent witness {', '.join(wrong)} differ from custody-log entry "
+                        f"{entry['seq']}" + (f" and {check['seq']}" if check else ""))
 
 
 def _compare_rendering(name: str, shown: str, expected: str, report: Report) -> None:
@@ -1916,19 +1933,27 @@ def _compare_rendering(name: str, shown: str, expected: str, report: Report) -> 
 
 
 def _compare_csv(name: str, shown: str, expected: str, report: Report) -> None:
-    rows_s = list(csv.reader(io.StringIO(shown, newline="")))
-    rows_e = list(csv.reader(io.StringIO(expected, newline="")))
-    header = rows_e[0] if rows_e else []
-    for index in range(min(len(rows_s), len(rows_e))):
-        mine, theirs, line = rows_s[index], rows_e[index], index + 1
-        if mine != theirs:
-            cols = [i for i in range(max(len(mine), len(theirs))) if mine[i:i + 1] != theirs[i:i + 1]]
-            names = ", ".join(header[i] if i < len(header) else f"column {i + 1}" for i in cols)
-            report.fail(f"{name} line {line}: {names}: shows {_clip(mine[cols[0]] if cols[0] < len(mine) else '')} "
-                        f"where the vouched data gives {_clip(theirs[cols[0]] if cols[0] < len(theirs) else '')}")
+    """Row by row, streamed: the cells are the facts (line endings and quoting may differ)."""
+    rows_s = csv.reader(io.StringIO(shown, newline=""))
+    rows_e = csv.reader(io.StringIO(expected, newline=""))
+    header: list = []  # type: ignore[type-arg]
+    line = 0
+    while True:
+        mine, theirs = next(rows_s, None), next(rows_e, None)
+        line += 1
+        header = header or theirs or []
+        if mine == theirs:
+            if mine is None:
+                return
+            continue
+        if mine is None or theirs is None:
+            report.fail(f"{name}: line {line} " + ("is missing" if mine is None else "is not in the vouched data"))
             return
-    if len(rows_s) != len(rows_e):  # the cells are the facts: line endings and quoting may differ
-        report.fail(f"{name}: {len(rows_s)} lines where the vouched data gives {len(rows_e)}")
+        cols = [i for i in range(max(len(mine), len(theirs))) if mine[i:i + 1] != theirs[i:i + 1]]
+        names = ", ".join(header[i] if i < len(header) else f"column {i + 1}" for i in cols)
+        report.fail(f"{name} line {line}: {names}: shows {_clip(mine[cols[0]] if cols[0] < len(mine) else '')} "
+                    f"where the vouched data gives {_clip(theirs[cols[0]] if cols[0] < len(theirs) else '')}")
+        return
 
 
 HTML_UNITS = re.compile(r"(?=<(?:tr|p|li|h1|h2|h3|a|div|figure|title)\b)")
