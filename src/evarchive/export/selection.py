@@ -199,26 +199,24 @@ def _attach_entries(db: sqlite_utils.Database, exhibits: list[Exhibit]) -> None:
 
 def _capture_entries(db: sqlite_utils.Database, capture_ids: list[int]) -> dict[int, dict[str, Any]]:
     """capture id -> the custody entry that recorded it."""
-    cols = ", ".join(f"l.{c}" for c in custody.ENTRY_COLUMNS)
-    out: dict[int, dict[str, Any]] = {}
-    for part in chunks(capture_ids):
-        marks = ",".join("?" for _ in part)
-        for row in db.query(f"SELECT {cols}, json_extract(l.details, '$.capture_id') AS owner FROM custody_log l "
-                            f"WHERE l.event = 'capture' AND json_extract(l.details, '$.capture_id') IN ({marks}) "
-                            "ORDER BY l.seq", part):
-            out.setdefault(row.pop("owner"), row)
-    return out
+    return _entries_naming(db, capture_ids, "capture", "custody_log l", "json_extract(l.details, '$.capture_id')")
 
 
 def _check_entries(db: sqlite_utils.Database, check_ids: list[int]) -> dict[int, dict[str, Any]]:
     """check id -> the custody entry of the batch that committed it."""
+    return _entries_naming(db, check_ids, "check", "custody_log l, json_each(l.details, '$.checks') j",
+                           "json_extract(j.value, '$.check_id')")
+
+
+def _entries_naming(db: sqlite_utils.Database, ids: list[int], event: str, rows: str,
+                    owner: str) -> dict[int, dict[str, Any]]:
+    """id -> the first ``event`` entry whose details name it (``owner``: where, in SQL over ``rows``)."""
     cols = ", ".join(f"l.{c}" for c in custody.ENTRY_COLUMNS)
     out: dict[int, dict[str, Any]] = {}
-    for part in chunks(check_ids):
+    for part in chunks(ids):
         marks = ",".join("?" for _ in part)
-        for row in db.query(f"SELECT {cols}, json_extract(j.value, '$.check_id') AS owner FROM custody_log l, "
-                            "json_each(l.details, '$.checks') j WHERE l.event = 'check' AND "
-                            f"json_extract(j.value, '$.check_id') IN ({marks}) ORDER BY l.seq", part):
+        for row in db.query(f"SELECT {cols}, {owner} AS owner FROM {rows} WHERE l.event = ? AND {owner} IN ({marks}) "
+                            "ORDER BY l.seq", [event, *part]):
             out.setdefault(row.pop("owner"), row)
     return out
 
