@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -336,6 +337,21 @@ def test_export_carries_the_artefacts_and_the_page_text(article_capture, tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     checked = subprocess.run([sys.executable, "verify_bundle.py"], cwd=out, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # the standalone checker agrees
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    [shown] = data["exhibits"]
+    assert shown["chromium_version"] and f"Chromium {shown['chromium_version']}" in (out / "exhibits.txt").read_text()
+    forged = tmp_path / "forged"
+    shutil.copytree(out, forged)
+    for name in ("bundle.json", "exhibits.html", "exhibits.txt"):  # another browser, claimed everywhere alike
+        text = (forged / name).read_text(encoding="utf-8").replace(shown["chromium_version"], "1.2.3.4")
+        (forged / name).write_text(text, encoding="utf-8")
+    names = [line.split("  ", 1)[1] for line in (forged / "SHA256SUMS").read_text().splitlines()]
+    (forged / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256((forged / n).read_bytes()).hexdigest()}  {n}\n" for n in names))
+    caught = subprocess.run([sys.executable, "verify_bundle.py"], cwd=forged, capture_output=True, text=True)
+    assert caught.returncode == 1
+    assert (f"exhibit {shown['exhibit']}: the Chromium version shown, 1.2.3.4, is not the "
+            f"{shown['chromium_version']} its metadata record gives") in caught.stdout
     [wacz] = list(out.rglob("*.wacz"))
     with zipfile.ZipFile(wacz) as zf:
         pages = [json.loads(line) for line in zf.read("pages/pages.jsonl").decode().splitlines()[1:]]

@@ -261,7 +261,7 @@ def test_a_bundle_that_counts_a_soft_404_as_support_fails_verification(setup: Se
 
 
 def test_a_capture_made_before_classification_counts_and_says_it_was_not_classified() -> None:
-    from evarchive.export import _support_words
+    from evarchive.export import support_words as _support_words
     from evarchive.queries import not_support_reason
 
     old = {"status": "ok", "content_verdict": None, "wall": None, "http_status": 200}

@@ -15,9 +15,8 @@ from typing import Any
 
 from . import anchoring, custody
 from .errors import UsageError
+from .verify_bundle import time_anchor_rows
 
-AT_EXPORT = ("taken when this bundle was exported: it proves these exhibits existed no later than the "
-             "export, not at the time of capture")
 
 
 def settle(archive: Any, plan: Any, tsas: list[str] | None) -> dict[str, Any]:
@@ -127,45 +126,9 @@ def section(plan: Any, rejected: list[dict[str, Any]], attempt: anchoring.Anchor
             "rejected": rejected, "export_timestamp_failed": failed}
 
 
-def ranges(numbers: list[int]) -> str:
-    """1, 2, 3, 5 -> '1-3, 5': a list a reader can take in at 2,000 exhibits."""
-    parts: list[str] = []
-    run: list[int] = []
-    for n in sorted(numbers):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-        run = [n]
-    if run:
-        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-    return ", ".join(parts)
-
-
-def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """The exhibit index's lines about time: each token, what it covers, and what nothing covers."""
-    anchors = data.get("time_anchors")
-    if not anchors:
-        return []
-    rows = []
-    for t in anchors["tokens"]:
-        caveat = f"; {AT_EXPORT}" if t["taken_at_export"] else ""
-        rows.append((f"Timestamp token {t['timestamp_id']} (RFC 3161)",
-                     f"{t['gen_time']} by {t['tsa_subject']}: exhibit{'s' if len(t['exhibits']) > 1 else ''} "
-                     f"{ranges(t['exhibits'])} existed no later than this time{caveat}"))
-    if anchors["uncovered"]:
-        rows.append(("Not covered by any timestamp",
-                     f"exhibit{'s' if len(anchors['uncovered']) > 1 else ''} {ranges(anchors['uncovered'])}: "
-                     "no RFC 3161 token vouches for when they were captured (only the custody log does)"))
-    if anchors.get("export_timestamp_failed"):
-        rows.append(("Timestamp at export", f"asked for, not obtained: {anchors['export_timestamp_failed']['error']}"))
-    return rows
-
-
 def verify_lines(data: dict[str, Any]) -> list[str]:
     """VERIFY.md, after the openssl commands: what the tokens prove, in words."""
-    rows = summary_rows(data)
+    rows = time_anchor_rows(data)
     if not rows:
         return []
     lines = ["", "What the tokens prove: each shows that the exhibits it covers existed no later than its time;",

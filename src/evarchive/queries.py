@@ -12,6 +12,8 @@ from typing import Any
 
 from .catalogue import one
 from .errors import UsageError
+# The rule lives in the standalone verifier, which must reach the same answer from a bundle alone.
+from .verify_bundle import not_support_reason as not_support_reason
 
 
 def find_report(db: Any, ref: str) -> dict[str, Any]:
@@ -68,19 +70,6 @@ def supporting(alias: str = "captures") -> str:
             f"AND COALESCE({alias}.content_verdict, '{PAGE}') = '{PAGE}')")
 
 
-def not_support_reason(capture: dict[str, Any]) -> str | None:
-    """Why a capture does not support a claim, in a clerk's words; None when it does."""
-    if capture.get("status") != "ok":
-        status = capture.get("http_status")
-        return f"HTTP {status} page" if status and status >= 400 else "the capture failed"
-    verdict = capture.get("content_verdict")
-    if verdict and verdict != PAGE:
-        return verdict
-    if capture.get("wall"):
-        return _wall_words(capture["wall"])
-    return None
-
-
 WITNESS_ARCHIVED = "archived"  # a witness job that ended with the archive's own copy (a memento)
 
 
@@ -101,18 +90,14 @@ def witness_corroboration(db: Any, source_ids: list[int]) -> dict[int, dict[str,
 
 
 def latest_public_copy(db: Any, source_id: int) -> dict[str, Any] | None:
-    """The source's latest copy an independent witness archived: its memento URL and time."""
-    row = db.execute("SELECT memento_url, archived_at FROM witnesses WHERE source_id = ? AND status = ? "
-                     "ORDER BY id DESC LIMIT 1", [source_id, WITNESS_ARCHIVED]).fetchone()
-    return {"memento_url": row[0], "archived_at": row[1]} if row else None
+    """The source's latest copy an independent witness archived: its witnesses row (memento URL
+    and time, and how it compared with our capture)."""
+    rows = list(db.query("SELECT * FROM witnesses WHERE source_id = ? AND status = ? ORDER BY id DESC LIMIT 1",
+                         [source_id, WITNESS_ARCHIVED]))
+    return rows[0] if rows else None
 
 
 def witnesses_of(db: Any, source_id: int) -> list[dict[str, Any]]:
     """Every witness request for a source, oldest first, whatever came of it (for ``show``)."""
     return list(db.query("SELECT * FROM witnesses WHERE source_id = ? ORDER BY id", [source_id]))
 
-
-def _wall_words(wall: str) -> str:
-    """A browser capture's wall ('consent: consent wall (...)') as the reason alone."""
-    kind, sep, reason = wall.partition(": ")
-    return reason if sep and kind in ("consent", "login", "captcha") else wall

@@ -17,6 +17,7 @@ from typing import Any
 
 from .queries import find_report, latest_public_copy, latest_version
 from .reports import claims_of_version
+from .verify_bundle import robust_link
 
 FORMATS = ("html", "markdown", "csv")
 
@@ -43,16 +44,6 @@ def report_citations(db: Any, warcs_dir: Path, report: str) -> list[dict[str, An
 def _captured_at(db: Any, capture_id: int | None) -> str | None:
     row = db.execute("SELECT started_at FROM captures WHERE id = ?", [capture_id]).fetchone() if capture_id else None
     return row[0] if row else None
-
-
-def robust_link(url: str, text: str, version_url: str | None, version_date: str | None) -> str:
-    """One Robust Link in HTML (the URL as cited is the link; the version is carried beside it)."""
-    attrs = [f'href="{html.escape(url)}"', f'data-originalurl="{html.escape(url)}"']
-    if version_url:
-        attrs.append(f'data-versionurl="{html.escape(version_url)}"')
-    if version_date:
-        attrs.append(f'data-versiondate="{html.escape(version_date)}"')
-    return f"<a {' '.join(attrs)}>{html.escape(text)}</a>"
 
 
 def render(rows: list[dict[str, Any]], fmt: str) -> str:

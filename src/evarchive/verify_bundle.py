@@ -17,7 +17,11 @@ Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's fol
 6. the live state shown for each source ("since changed or vanished") is its latest check, as
    the custody log recorded it;
 7. the exhibit index: exhibits.csv, exhibits.html and exhibits.txt state the same hashes and
-   locations as the records and the custody log.
+   locations as the records and the custody log;
+8. everything a reader is shown: every fact of bundle.json that the index and report.html show is
+   derived again from what the custody log vouches for (capture and check rows, the report's
+   import entry, witness entries), and each of those files is rendered again from the vouched
+   facts and compared with the file, naming the file, exhibit or claim, and fact that differ.
 
 Anchors: a bundle only proves itself against facts from outside it. The key the archive handed
 over separately (--public-key), the log head it published (--head) and the trusted roots of a
@@ -50,8 +54,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import zipfile
 import zlib
+from typing import Any
+from urllib.parse import urlencode
 
 CHUNK = 1 << 20
 SIGNING_CONTEXT = b"evarchive custody entry v1\n"
@@ -562,6 +569,56 @@ def decoded_sha256(chunks, coding: str) -> tuple:  # type: ignore[no-untyped-def
     return digest.hexdigest(), None
 
 
+def decoded_content(coding: str, payload_sha256, payload) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """(SHA-256 of a response's decoded content, None) or (None, why not), given the coding it was
+    served with and its payload's chunks (read only when the coding must be undone). Without a
+    content coding the decoded content is the payload as served. evarchive's export uses this too."""
+    if coding in ("", "identity"):
+        return payload_sha256, None
+    if coding not in CONTENT_CODINGS:
+        return None, f"not computed: evarchive does not decode the {coding!r} content coding"
+    return decoded_sha256(payload, coding)
+
+
+def record_block(chunks, limit: int = MAX_HEADER) -> bytes:  # type: ignore[no-untyped-def]
+    """The first ``limit`` bytes of a record's block (a metadata record's fields), inflated bounded."""
+    head, block = b"", b""
+    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read)):
+        if not block and b"\r\n\r\n" not in head:
+            head += data
+            if b"\r\n\r\n" not in head:
+                if len(head) > MAX_HEADER:
+                    raise ValueError("no end of the WARC header within 1 MiB")
+                continue
+            head, _, data = head.partition(b"\r\n\r\n")
+        block += data
+        if len(block) >= limit:
+            break
+    size = int(_warc_fields(head).get("content-length", "0") or 0)
+    return block[:min(size, limit)]
+
+
+def warc_field(block: bytes, name: str) -> str | None:
+    """One field of an application/warc-fields block (a capture's provenance), or None."""
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def check_chromium(fh, start: int, ex: dict, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """The Chromium version the index shows for a browser capture is the one its own metadata record gives."""
+    meta = next((r for r in ex["records"] if r["record_type"] == "metadata"), None)
+    found = None
+    if meta is not None:
+        found = warc_field(record_block(read_at(fh, start + meta["bundle_offset"], meta["length"])),
+                           "browser-chromium-version")
+    if found != ex.get("chromium_version"):
+        report.fail(f"exhibit {ex['exhibit']}: the Chromium version shown, {ex.get('chromium_version')}, is not the "
+                    f"{found} its metadata record gives")
+
+
 def check_decoded(fh, start: int, ex: dict, rec: dict, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
     """The decoded-content hash the index shows is the one the record's own bytes give (a page
     served without content coding: the payload hash itself)."""
@@ -574,12 +631,7 @@ def check_decoded(fh, start: int, ex: dict, rec: dict, report: Report) -> None: 
             report.fail(f"{where}: the record was served with Content-Encoding {coding or 'none'!r}, "
                         f"the index says {ex.get('content_encoding') or 'none'!r}")
             return
-        if coding in ("", "identity"):
-            found = (rec["payload_sha256"], None)
-        elif coding not in CONTENT_CODINGS:
-            found = (None, f"not computed: evarchive does not decode the {coding!r} content coding")
-        else:
-            found = decoded_sha256(parts, coding)
+        found = decoded_content(coding, rec["payload_sha256"], parts)
     except (zlib.error, ValueError) as exc:
         report.fail(f"{where}: cannot read its payload ({exc})")
         return
@@ -619,6 +671,8 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
             start = entries.get(main["bundle_file"], (None,))[0]
             if ex["kind"] == "capture" and main["record_type"] == "response" and start is not None:
                 check_decoded(fh, start, ex, main, report)
+            if ex.get("engine") == "browser" and start is not None:
+                check_chromium(fh, start, ex, report)
         numbered = {ex["exhibit"]: ex for ex in data["exhibits"]}
         for ex in data["exhibits"]:  # a revisit's decoded content is its original's
             original = numbered.get(ex.get("revisit_of_exhibit"))
@@ -760,14 +814,6 @@ def _check_vouched(ex, rec, entry, where, report) -> None:  # type: ignore[no-un
         report.fail(f"{where}: differs from what custody-log entry {entry['seq']} recorded at capture")
 
 
-CAPTURE_FIELDS = (("captured_at", "started_at"), ("final_url", "final_url"), ("http_status", "http_status"),
-                  ("server_ip", "server_ip"), ("payload_sha256", "payload_sha256"), ("url_requested", "url_requested"),
-                  ("content_verdict", "content_verdict"), ("wall", "wall"))
-
-
-CHECK_FIELDS = ("checked_at", "verdict", "reason", "http_status", "final_url", "server_ip", "payload_sha256")
-
-
 def _check_check_fields(ex, entry, report) -> None:  # type: ignore[no-untyped-def]
     """A check exhibit shows its check's row, whose SHA-256 the custody entry recorded."""
     row = ex.get("check_row") or {}
@@ -775,8 +821,9 @@ def _check_check_fields(ex, entry, report) -> None:  # type: ignore[no-untyped-d
     if not mine or mine[0].get("row_sha256") != hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest():
         report.fail(f"exhibit {ex['exhibit']}: check {ex['check_id']} is not the one custody-log entry "
                     f"{entry['seq']} recorded")
-    elif any(ex.get(k) != row.get(k) for k in CHECK_FIELDS) or row.get("id") != ex["check_id"]:
-        report.fail(f"exhibit {ex['exhibit']}: what it shows differs from check {ex['check_id']}")
+    elif differing(ex, check_facts(row)):
+        report.fail(f"exhibit {ex['exhibit']}: {', '.join(differing(ex, check_facts(row)))} differ from check "
+                    f"{ex['check_id']}")
 
 
 def _check_exhibit_fields(ex, entry, report) -> None:  # type: ignore[no-untyped-def]
@@ -786,19 +833,17 @@ def _check_exhibit_fields(ex, entry, report) -> None:  # type: ignore[no-untyped
     if ex["kind"] == "check":
         _check_check_fields(ex, entry, report)
         return
-    row = entry["_details"].get("capture") or {}
-    pairs = list(CAPTURE_FIELDS)
-    wrong = [mine for mine, theirs in pairs if ex.get(mine) != row.get(theirs)]
-    if (ex.get("tls") or {}).get("cert_sha256") != row.get("cert_sha256"):
-        wrong.append("tls certificate")
-    chain = json.loads(row["redirect_chain"]) if row.get("redirect_chain") else []
-    if chain != ex.get("redirect_chain"):
-        wrong.append("redirect_chain")
-    # Support follows from the vouched verdict: the page itself, or not classified (made before
-    # evarchive classified captures), and no wall.
-    page = row.get("content_verdict") in (None, "page") and not row.get("wall")
-    if ex.get("supports") is not page:
-        wrong.append("whether it counts as support")
+    details = entry["_details"]
+    row = details.get("capture") or {}
+    wrong = differing(ex, capture_facts(row))
+    if ex.get("source_id") != row.get("source_id"):
+        wrong.append("source")
+    if ex.get("custody_entry_hash") != entry["entry_hash"]:
+        wrong.append("custody-log entry hash")
+    vouched = {a.get("record_id"): a for a in details.get("artefacts") or []}
+    for art in ex.get("artefacts") or []:
+        wrong += [f"{art.get('kind')} {k}" for k in ("kind", "sha256", "size", "content_type", "width", "height")
+                  if art.get(k) != (vouched.get(art.get("record_id")) or {}).get(k)]
     if wrong:
         report.fail(f"exhibit {ex['exhibit']}: {', '.join(wrong)} differ from custody-log entry {entry['seq']}")
 
@@ -1086,20 +1131,19 @@ def check_live(data: dict, log: dict, report: Report) -> None:  # type: ignore[t
         by_source[src["source_id"]] = src["live"]
         live, row = src["live"], src.get("latest_check")
         if row is None:
-            if live["state"] != "unchecked":
-                report.fail(f"source {src['url']}: says '{live['text']}' without the check behind it")
+            if live != live_state(None, False, None):
+                report.fail(f"source {src['url']}: says '{live.get('text')}' without the check behind it")
             continue
         if not live.get("vouched"):
-            if "UNVERIFIED" not in live["text"]:
-                report.fail(f"source {src['url']}: an unvouched live check is not marked UNVERIFIED")
+            if live != live_state(row, False, live.get("custody_seq")):
+                report.fail(f"source {src['url']}: an unvouched live check is not shown as UNVERIFIED")
             continue
         entry = log.get(live["custody_seq"])
         mine = [c for c in (entry or {}).get("_details", {}).get("checks", []) if c.get("check_id") == row["id"]]
         if not mine or mine[0].get("row_sha256") != hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest():
             report.fail(f"source {src['url']}: its live check {row['id']} is not the one custody-log entry "
                         f"{live['custody_seq']} recorded")
-        elif (row["verdict"], row["checked_at"], row["id"], row["source_id"]) != (
-                live["state"], live["checked_at"], live["check_id"], src["source_id"]):
+        elif row["source_id"] != src["source_id"] or live != live_state(row, True, live["custody_seq"]):
             report.fail(f"source {src['url']}: the live state shown is not what check {row['id']} found")
         else:
             checked += 1
@@ -1212,6 +1256,881 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
                   + " state the verified hashes and locations")
 
 
+# --------------------------------------------------------------------------- 7. what the index shows
+# evarchive's export renders exhibits.csv, exhibits.txt, exhibits.html and report.html with the
+# functions below, from facts it derives with the functions below. The verifier derives the same
+# facts again from what the custody log vouches for (each capture's and check's row, the claims of
+# the report's import entry, the witnesses' entries), checks bundle.json against them, renders
+# every human-readable file again and compares it with the file: whatever a reader is shown is
+# then vouched for, and a difference is named by file, exhibit or claim, and fact.
+
+WACZ_NAME = "evidence.wacz"
+VIEWER_PAGE = "replay.html"  # in the bundle: the page that embeds the replay viewer
+REPORT_PAGE = "report.html"
+PAGE_VERDICT = "page"  # a capture classified as the cited page itself
+DNS_NAMES = {"2.5.4.3": "CN", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.6": "C",
+             "2.5.4.9": "STREET", "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID"}
+
+
+def _der(data: bytes, pos: int) -> tuple:  # type: ignore[type-arg]
+    """(tag, start, end) of the content of the DER element at ``pos``."""
+    tag, size = data[pos], data[pos + 1]
+    pos += 2
+    if size & 0x80:
+        count = size & 0x7F
+        if not 0 < count <= 4:
+            raise ValueError("unsupported DER length")
+        size, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
+    if pos + size > len(data):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + size
+
+
+def _der_items(data: bytes, start: int, end: int) -> list:  # type: ignore[type-arg]
+    items = []
+    while start < end:
+        items.append(_der(data, start))
+        start = items[-1][2]
+    return items
+
+
+def _oid(raw: bytes) -> str:
+    first = min(raw[0] // 40, 2)
+    parts, value = [first, raw[0] - 40 * first], 0
+    for byte in raw[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(value)
+            value = 0
+    return ".".join(str(p) for p in parts)
+
+
+def _dn_value(value: str) -> str:
+    """RFC 4514 escaping, as OpenSSL and Python's cryptography print a name."""
+    for char in ("\\", '"', "+", ",", ";", "<", ">"):
+        value = value.replace(char, "\\" + char)
+    value = value.replace("\0", "\\00")
+    if value[:1] in ("#", " "):
+        value = "\\" + value
+    return value[:-1] + "\\ " if value.endswith(" ") else value
+
+
+def _dn(data: bytes, start: int, end: int) -> str:
+    rdns = []
+    for _, s, e in _der_items(data, start, end):
+        parts = []
+        for _, s2, e2 in _der_items(data, s, e):
+            (_, os_, oe), (tag, vs, ve) = _der_items(data, s2, e2)[:2]
+            codec = {0x1E: "utf-16-be", 0x1C: "utf-32-be"}.get(tag, "utf-8")
+            oid = _oid(data[os_:oe])
+            parts.append(f"{DNS_NAMES.get(oid, oid)}={_dn_value(data[vs:ve].decode(codec, 'replace'))}")
+        rdns.append("+".join(parts))
+    return ",".join(reversed(rdns))
+
+
+def _der_time(data: bytes, tag: int, start: int, end: int) -> str:
+    text = data[start:end].decode("ascii")
+    if tag == 0x17:  # UTCTime: two-digit years, 50-99 meaning 19xx
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    return f"{text[0:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}Z"
+
+
+def certificate_summary(pem: str) -> dict:  # type: ignore[type-arg]
+    """Subject, issuer and validity of a PEM certificate ({} when it cannot be read), read from
+    its DER with the standard library only."""
+    try:
+        der = base64.b64decode("".join(ln for ln in pem.strip().splitlines() if not ln.startswith("-----")))
+        _, start, end = _der(der, 0)
+        _, start, end = _der(der, start)  # tbsCertificate
+        items = _der_items(der, start, end)
+        items = items[1:] if items[0][0] == 0xA0 else items  # the explicit version
+        issuer, validity, subject = items[2], items[3], items[4]
+        (t1, s1, e1), (t2, s2, e2) = _der_items(der, validity[1], validity[2])[:2]
+        return {"subject": _dn(der, subject[1], subject[2]), "issuer": _dn(der, issuer[1], issuer[2]),
+                "not_before": _der_time(der, t1, s1, e1), "not_after": _der_time(der, t2, s2, e2)}
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return {}
+
+
+def not_support_reason(capture: dict) -> str | None:  # type: ignore[type-arg]
+    """Why a capture does not support a claim, in a clerk's words; None when it does."""
+    if capture.get("status") != "ok":
+        status = capture.get("http_status")
+        return f"HTTP {status} page" if status and status >= 400 else "the capture failed"
+    verdict = capture.get("content_verdict")
+    if verdict and verdict != PAGE_VERDICT:
+        return verdict
+    if capture.get("wall"):
+        kind, sep, reason = capture["wall"].partition(": ")  # 'consent: consent wall (...)': the reason alone
+        return reason if sep and kind in ("consent", "login", "captcha") else capture["wall"]
+    return None
+
+
+def tls_facts(row: dict) -> dict | None:  # type: ignore[type-arg]
+    if not row.get("tls_version") and not row.get("cert_sha256"):
+        return None
+    tls = {"version": row.get("tls_version"), "cipher": row.get("tls_cipher"), "cert_sha256": row.get("cert_sha256"),
+           "validated": {1: True, 0: False}.get(row.get("cert_validated")), "insecure": bool(row.get("insecure"))}
+    chain = json.loads(row["cert_chain_pem"]) if row.get("cert_chain_pem") else []
+    if chain:
+        tls.update(certificate_summary(chain[0]))
+    return tls
+
+
+def capture_facts(row: dict) -> dict:  # type: ignore[type-arg]
+    """What the index shows of a capture, from its row alone (the row its custody entry carries)."""
+    reason = not_support_reason(row)
+    return {"captured_at": row.get("started_at"), "capture_ended_at": row.get("ended_at"),
+            "warc_date": row.get("warc_date"), "url_requested": row.get("url_requested"),
+            "final_url": row.get("final_url"),
+            "redirect_chain": json.loads(row["redirect_chain"]) if row.get("redirect_chain") else [],
+            "http_status": row.get("http_status"), "http_version": row.get("http_version"),
+            "server_ip": row.get("server_ip"), "server_port": row.get("server_port"),
+            "proxy_used": bool(row.get("proxy_used")), "content_type": row.get("content_type"),
+            "payload_size": row.get("payload_size"), "payload_sha256": row.get("payload_sha256"),
+            "truncated": bool(row.get("truncated")), "kind_of_record": row.get("kind"), "tls": tls_facts(row),
+            "content_verdict": row.get("content_verdict"), "wall": row.get("wall"),
+            "supports": reason is None, "not_support_reason": reason, "engine": row.get("engine") or "http"}
+
+
+def check_facts(row: dict) -> dict:  # type: ignore[type-arg]
+    """What the index shows of a live check, from its row (whose SHA-256 its custody entry carries)."""
+    return {"check_id": row.get("id"), "checked_at": row.get("checked_at"), "verdict": row.get("verdict"),
+            "confirmed": bool(row.get("confirmed")), "reason": row.get("reason"),
+            "http_status": row.get("http_status"), "final_url": row.get("final_url"),
+            "redirect_chain": json.loads(row["redirect_chain"]) if row.get("redirect_chain") else [],
+            "server_ip": row.get("server_ip"), "payload_sha256": row.get("payload_sha256"),
+            "similarity": row.get("similarity"), "check_row": row}
+
+
+LIVE_WORDS = {
+    "ok": "live page unchanged",
+    "drifted": "live page has CHANGED since capture",
+    "moved": "live page has MOVED (permanent redirect)",
+    "gone": "live page has VANISHED",
+    "soft-404": "live page has VANISHED (the site answers 'not found')",
+    "blocked": "live page could not be seen (blocked)",
+    "unreachable": "live site unreachable",
+}
+
+
+def live_state(check: dict | None, vouched: bool, custody_seq: int | None) -> dict:  # type: ignore[type-arg]
+    """What a source's latest live check said, in words a judge can read, and whether the custody
+    log vouches for that check."""
+    if check is None:
+        return {"state": "unchecked", "text": "not re-checked since capture"}
+    words = LIVE_WORDS.get(check["verdict"], check["verdict"])
+    extra = []
+    if check["verdict"] in ("gone", "soft-404", "unreachable"):
+        extra.append("confirmed" if check["confirmed"] else f"not yet confirmed ({check['strikes']} failing "
+                                                            "check(s) in a row)")
+    if check["similarity"] is not None and check["verdict"] == "drifted":
+        extra.append(f"main-text similarity {check['similarity']:.2f}")
+    if not vouched:
+        extra.append("UNVERIFIED: this check does not match the custody log")
+    text = f"{words} at last check {check['checked_at'][:19].replace('T', ' ')} UTC"
+    if extra:
+        text += " (" + "; ".join(extra) + ")"
+    return {"state": check["verdict"], "text": text, "checked_at": check["checked_at"], "check_id": check["id"],
+            "reason": check["reason"], "http_status": check["http_status"], "confirmed": bool(check["confirmed"]),
+            "vouched": vouched, "custody_seq": custody_seq}
+
+
+def where(claim: dict) -> str:  # type: ignore[type-arg]
+    """A claim's position for people: page and paragraph, and the line in text files."""
+    place = f"p. {claim['page']}, para. {claim['paragraph']}" if claim.get("page") else f"para. {claim['paragraph']}"
+    return f"{place}, line {claim['line']}" if claim.get("line") else place
+
+
+def why_no_exhibit(attempt: dict | None) -> str:  # type: ignore[type-arg]
+    """Why a cited source has no intact capture in the bundle, from its latest capture's row."""
+    if attempt is None:
+        return "never captured"
+    if attempt.get("status") != "ok":
+        status = f" (HTTP {attempt['http_status']})" if attempt.get("http_status") else ""
+        return (f"the latest capture, {attempt.get('started_at')}, failed{status}: {attempt.get('error_class')}: "
+                f"{attempt.get('error_message')}")
+    return "its captures did not pass the integrity check at export (see 'not exported')"
+
+
+def witness_facts(row: dict, compared: dict | None) -> dict:  # type: ignore[type-arg]
+    """An independent witness's public copy of a source and how it compares with our capture,
+    from its custody entries (the witness's, and the comparison's when there is one)."""
+    return {"witness_id": row.get("id"), "service": row.get("service"), "capture_id": row.get("capture_id"),
+            "memento_url": row.get("memento_url"), "archived_at": row.get("archived_at"),
+            "corroboration": (compared or {}).get("corroboration"), "similarity": (compared or {}).get("similarity")}
+
+
+def robust_link(url: str, text: str, version_url: str | None, version_date: str | None) -> str:
+    """One Robust Link in HTML (the URL as cited is the link; the version is carried beside it)."""
+    attrs = [f'href="{html.escape(url)}"', f'data-originalurl="{html.escape(url)}"']
+    if version_url:
+        attrs.append(f'data-versionurl="{html.escape(version_url)}"')
+    if version_date:
+        attrs.append(f'data-versiondate="{html.escape(version_date)}"')
+    return f"<a {' '.join(attrs)}>{html.escape(text)}</a>"
+
+
+def replay_link(ex: dict) -> str:  # type: ignore[type-arg]
+    """The viewer page opened at an exhibit's page, as captured (relative to the bundle)."""
+    ts = "".join(c for c in str(ex.get("warc_date") or ex.get("captured_at") or "") if c.isdigit())[:14]
+    return f"{VIEWER_PAGE}?" + urlencode({"url": ex["url_requested"], "ts": ts})
+
+
+# The renderings of bundle.json (export writes them; the verifier writes them again and compares).
+
+CSV_COLUMNS = ("claim", "where", "claim_text", "cited_url", "exhibit", "kind", "captured_utc", "final_url",
+               "redirect_chain", "http_status", "server_ip", "tls_cert_sha256", "tls_validated",
+               "tls_not_before", "tls_not_after", "content_type", "payload_bytes", "payload_sha256",
+               "content_encoding", "decoded_sha256",
+               "warc_file", "warc_offset", "record_id", "record_sha256", "original_warc_file",
+               "original_offset", "custody_seq", "live_now", "counts_as_support", "independent_witness")
+
+
+def _chain_text(chain: list[dict[str, Any]]) -> str:
+    return " -> ".join(f"{hop['url']} [{hop['status']}]" for hop in chain)
+
+
+def _csv_row(claim: dict[str, Any] | None, cited: str, ex: dict[str, Any] | None, why: str = "") -> list[Any]:
+    head = [claim["claim"], claim["where"], claim["text"]] if claim else ["", "", ""]
+    if ex is None:
+        return [*head, cited, "", f"NO INTACT CAPTURE: {why}"] + [""] * (len(CSV_COLUMNS) - 6)
+    rec, tls = main_record(ex), ex.get("tls") or {}
+    return [*head, cited, ex["exhibit"], ex["kind"] if ex["kind"] == "capture" else f"check: {ex['verdict']}",
+            ex.get("captured_at") or ex.get("checked_at"), ex["final_url"] or "",
+            _chain_text(ex["redirect_chain"]), ex["http_status"] or "", ex["server_ip"] or "",
+            tls.get("cert_sha256") or "", "" if not tls else {True: "yes", False: "NO"}.get(tls.get("validated"), ""),
+            tls.get("not_before", ""), tls.get("not_after", ""), ex.get("content_type") or "",
+            ex.get("payload_size") if ex.get("payload_size") is not None else "", ex["payload_sha256"] or "",
+            ex.get("content_encoding") or "", ex.get("decoded_sha256") or ex.get("decoded_note") or "",
+            rec["bundle_file"], rec["bundle_offset"], rec["record_id"], rec["member_sha256"],
+            rec["original_file"], rec["original_offset"], ex["custody_seq"], ex["live"]["text"],
+            support_words(ex) if ex["kind"] == "capture" else "",
+            witness_words(ex["witness"]) if ex.get("witness") else ""]
+
+
+# A cell starting with one of these is a formula to spreadsheet programs (=HYPERLINK(...) in a
+# claim would run on opening the file): such cells get a leading apostrophe, which spreadsheets
+# show as text and verify_bundle.py removes again before comparing.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def render_csv(data: dict[str, Any]) -> str:
+    """One row per claim and exhibit (a claim without evidence gets a row saying so). UTF-8 with a
+    byte-order mark: spreadsheet programs otherwise garble non-ASCII claims and URLs."""
+    buf = io.StringIO()
+    buf.write("\ufeff")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    exhibits = {e["exhibit"]: e for e in data["exhibits"]}
+    rows = []
+    if data["claims"]:
+        for claim in data["claims"]:
+            for cit in claim["citations"]:
+                numbers = cit["exhibits"] + [n for n in claim["check_exhibits"]
+                                             if exhibits[n]["source_id"] == cit["source_id"]]
+                rows += [_csv_row(claim, cit["url"], exhibits.get(n) if n else None, cit.get("why_no_exhibit", ""))
+                         for n in numbers or [None]]
+    else:
+        rows = [_csv_row(None, ex["source_url"], ex) for ex in data["exhibits"]]
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
+    return buf.getvalue()
+
+
+def _exhibit_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs shared by the HTML and text renderings of one exhibit."""
+    rec = main_record(ex)
+    rows: list[tuple[str, str]] = [("URL as cited", "; ".join(ex["cited_as"]))]
+    if ex["kind"] == "capture":
+        rows.append(("Counts as support", support_words(ex)))
+        rows += [("Captured (UTC)", f"{ex['captured_at']} to {ex['capture_ended_at']}"),
+                 ("Requested URL", ex["url_requested"]), ("Final URL", ex["final_url"] or "-"),
+                 ("Redirect chain", _chain_text(ex["redirect_chain"]) or "-"),
+                 ("HTTP status", f"{ex['http_status']} ({ex['http_version']})"),
+                 ("Server IP", f"{ex['server_ip']}:{ex['server_port']}" if ex["server_ip"]
+                  else ("not known (captured through a proxy)" if ex["proxy_used"] else "-"))]
+        rows += _tls_lines(ex.get("tls"))
+        rows += [("Content type", ex["content_type"] or "-"),
+                 ("Payload", f"{ex['payload_size']} bytes"
+                  + (" (TRUNCATED at the size limit)" if ex["truncated"] else ""))]
+        rows += _hash_lines(ex)
+        if ex["revisit_of_exhibit"]:
+            rows.append(("Revisit", f"payload identical to exhibit {ex['revisit_of_exhibit']}; this capture "
+                                    "stores the response head, the body is in that exhibit"))
+        rows += _artefact_lines(ex)
+    else:
+        rows += [("Checked (UTC)", ex["checked_at"]),
+                 ("Verdict", ex["verdict"] + (" (confirmed)" if ex["confirmed"] else "") + f": {ex['reason']}"),
+                 ("Final URL", ex["final_url"] or "-"), ("Redirect chain", _chain_text(ex["redirect_chain"]) or "-"),
+                 ("HTTP status", str(ex["http_status"] or "-")), ("Server IP", ex["server_ip"] or "-"),
+                 ("Payload SHA-256", ex["payload_sha256"] or "-")]
+    rows += [("WARC file (bundle)", f"{WACZ_NAME} > {rec['bundle_file']}"),
+             ("Record offset", f"{rec['bundle_offset']} in that file ({rec['wacz_offset']} in {WACZ_NAME}), "
+                               f"{rec['length']} bytes"),
+             ("WARC-Record-ID", rec["record_id"]), ("Record SHA-256", rec["member_sha256"]),
+             ("Archive original", f"{rec['original_file']} at offset {rec['original_offset']}"),
+             ("Custody-log entry", f"{ex['custody_seq']} ({ex['custody_entry_hash']})"),
+             ("Live page now", ex["live"]["text"])]
+    if ex.get("witness"):
+        rows.append(("Independent witness", witness_words(ex["witness"])))
+    return rows
+
+
+ARTEFACT_LABELS = {"screenshot-full": "Screenshot, full page", "screenshot-viewport": "Screenshot, viewport",
+                   "pdf": "PDF print"}
+
+
+def _artefact_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
+    if ex.get("engine") != "browser":
+        return []
+    rows = [("Engine", f"browser: Chromium {ex.get('chromium_version') or '(version not recorded)'}, "
+                       f"page loaded and its artefacts made during the capture, {ex['captured_at']} (UTC)")]
+    for art in ex.get("artefacts", []):
+        size = f"{art['width']}x{art['height']} px, " if art.get("width") else ""
+        rows.append((ARTEFACT_LABELS.get(art["kind"], art["kind"]),
+                     f"{art['file']} ({size}{art['size']} bytes), SHA-256 {art['sha256']}, "
+                     f"record {art['record_id']}"))
+    return rows
+
+
+def _html_artefacts(ex: dict[str, Any]) -> str:
+    """A thumbnail of the page as captured (the viewport screenshot, scaled by the browser),
+    linking to the full-page screenshot and the PDF: files of the bundle, so it works offline."""
+    files = {a["kind"]: a["file"] for a in ex.get("artefacts", [])}
+    thumb = files.get("screenshot-viewport") or files.get("screenshot-full")
+    if not thumb:
+        return ""
+    links = " &middot; ".join(f"<a href=\"{_h(files[k])}\">{label}</a>" for k, label in
+                              (("screenshot-full", "full-page screenshot (PNG)"), ("pdf", "PDF print"))
+                              if k in files)
+    return (f"<figure class=\"shot\"><a href=\"{_h(files.get('screenshot-full', thumb))}\">"
+            f"<img src=\"{_h(thumb)}\" width=\"320\" alt=\"Screenshot of exhibit {ex['exhibit']} as captured\">"
+            f"</a><figcaption>As captured {_h(ex['captured_at'])} (UTC) by Chromium "
+            f"{_h(ex.get('chromium_version') or '(version not recorded)')}: {links}</figcaption></figure>")
+
+
+def _html_replay(ex: dict[str, Any]) -> str:
+    if ex["kind"] != "capture":
+        return ""
+    return (f"<p class=\"small\"><a href=\"{_h(replay_link(ex))}\">Replay this exhibit</a> in the viewer "
+            f"of this bundle (serve the folder first: see VERIFY.md, section 6)</p>")
+
+
+def support_words(ex: dict[str, Any]) -> str:
+    if not ex["supports"]:
+        return f"NO: this capture is not the cited page ({ex['not_support_reason']})"
+    if ex.get("content_verdict") is None:
+        return "yes (not classified: captured before evarchive checked captures for soft 404s and walls)"
+    return "yes"
+
+
+def _hash_lines(ex: dict[str, Any]) -> list[tuple[str, str]]:
+    """The two hashes of a page, each saying which bytes it is of: a saved copy of the page matches
+    the decoded one, never the served one when the server compressed the page."""
+    coding = ex.get("content_encoding")
+    served = ex["payload_sha256"] or "-"
+    if coding:
+        served += f" (the body's bytes as served, with Content-Encoding: {coding})"
+    else:
+        served += " (the body's bytes as served, with no Content-Encoding)"
+    if ex.get("decoded_sha256"):
+        decoded = ex["decoded_sha256"] + (f" (the content with the {coding} coding undone: what a browser shows "
+                                          "and a saved copy of the page hashes to)" if coding
+                                          else " (no content coding: the same bytes as served)")
+    else:
+        decoded = ex.get("decoded_note") or "not computed"
+    return [("SHA-256 as served", served), ("SHA-256 decoded", decoded)]
+
+
+def _tls_lines(tls: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not tls:
+        return [("TLS", "none (plain HTTP)")]
+    valid = {True: "validated", False: "NOT validated"}.get(tls["validated"], "validation unknown")
+    if tls["insecure"]:
+        valid += " (captured with --insecure)"
+    rows = [("TLS", f"{tls['version']} {tls['cipher']}"),
+            ("Certificate SHA-256", f"{tls['cert_sha256']} ({valid})")]
+    if tls.get("not_before"):
+        rows.append(("Certificate validity", f"{tls['not_before']} to {tls['not_after']}; "
+                                             f"subject {tls['subject']}; issuer {tls['issuer']}"))
+    return rows
+
+
+def _headline(data: dict[str, Any]) -> str:
+    rep = data["report"]
+    if rep:
+        return f"Exhibit index: {rep['title']} (version {rep['version']})"
+    return "Exhibit index"
+
+
+AT_EXPORT = ("taken when this bundle was exported: it proves these exhibits existed no later than the "
+             "export, not at the time of capture")
+
+
+def ranges(numbers: list[int]) -> str:
+    """1, 2, 3, 5 -> '1-3, 5': a list a reader can take in at 2,000 exhibits."""
+    parts: list[str] = []
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [n]
+    if run:
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)
+
+
+def time_anchor_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The exhibit index's lines about time: each token, what it covers, and what nothing covers."""
+    anchors = data.get("time_anchors")
+    if not anchors:
+        return []
+    rows = []
+    for t in anchors["tokens"]:
+        caveat = f"; {AT_EXPORT}" if t["taken_at_export"] else ""
+        rows.append((f"Timestamp token {t['timestamp_id']} (RFC 3161)",
+                     f"{t['gen_time']} by {t['tsa_subject']}: exhibit{'s' if len(t['exhibits']) > 1 else ''} "
+                     f"{ranges(t['exhibits'])} existed no later than this time{caveat}"))
+    if anchors["uncovered"]:
+        rows.append(("Not covered by any timestamp",
+                     f"exhibit{'s' if len(anchors['uncovered']) > 1 else ''} {ranges(anchors['uncovered'])}: "
+                     "no RFC 3161 token vouches for when they were captured (only the custody log does)"))
+    if anchors.get("export_timestamp_failed"):
+        rows.append(("Timestamp at export", f"asked for, not obtained: {anchors['export_timestamp_failed']['error']}"))
+    return rows
+
+
+def _summary_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
+    head = data["custody"]["head"]
+    rows = []
+    if data["report"]:
+        rep = data["report"]
+        rows += [("Report", f"{rep['title']}, version {rep['version']}, file {rep['file']} ({rep['format']})"),
+                 ("Report SHA-256", rep["sha256"]), ("Imported (UTC)", rep["imported_at"])]
+        supported = sum(c["supported"] for c in data["claims"])
+        rows.append(("Claims", f"{len(data['claims'])}, of which {supported} supported by at least one exhibit"))
+    rows += [("Exhibits", str(len(data["exhibits"]))), ("Bundle created (UTC)", data["created"]),
+             ("Custody-log head", f"entry {head['seq']}, {head['entry_hash']}"),
+             ("Software", data["software"])]
+    return rows + time_anchor_rows(data)
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """The plain-text twin of exhibits.html."""
+    out = [_headline(data), "=" * len(_headline(data)), ""]
+    out += [f"{label}: {value}" for label, value in _summary_lines(data)] + [""]
+    exhibits = {e["exhibit"]: e for e in data["exhibits"]}
+    if data["claims"]:
+        out += ["CLAIMS", "------", ""]
+        for claim in data["claims"]:
+            out += textwrap.wrap(f"Claim {claim['claim']} ({claim['where']}): {claim['text']}", 100,
+                                 subsequent_indent="    ")
+            for cit in claim["citations"]:
+                ex_text = ", ".join(f"exhibit {n}" for n in cit["exhibits"])
+                why = cit.get("why_no_exhibit", "")
+                ex_text = f"{ex_text} (DOES NOT COUNT: {why})" if ex_text and why else \
+                    (ex_text or f"NO INTACT CAPTURE: {why}")
+                out.append(f"    cited: {cit['url']}  ->  {ex_text}")
+            if not claim["supported"]:
+                out.append("    !! NOT SUPPORTED: no intact capture of the cited page from any source this claim cites")
+            out.append("")
+    out += ["EXHIBITS", "--------", ""]
+    for n in sorted(exhibits):
+        ex = exhibits[n]
+        out.append(f"Exhibit {n}: {ex['source_url']}" + ("" if ex["kind"] == "capture" else " (live-check evidence)"))
+        out += [f"    {label}: {value}" for label, value in _exhibit_lines(ex)] + [""]
+    out += _not_exported_text(data)
+    out += ["VERIFYING", "---------", "", "See VERIFY.md: sha256sum -c SHA256SUMS, then python3 verify_bundle.py", ""]
+    return "\n".join(out)
+
+
+def _not_exported_text(data: dict[str, Any]) -> list[str]:
+    out = []
+    if data["unpreserved_sources"]:
+        out += ["SOURCES WITHOUT AN INTACT CAPTURE", "-" * 33, ""]
+        out += [f"    {u['url']}" for u in data["unpreserved_sources"]] + [""]
+    if data["not_exported"]:
+        out += ["NOT EXPORTED (evidence that failed its integrity check)", "-" * 55, ""]
+        for item in data["not_exported"]:
+            out.append(f"{item['kind']} {item['id']} of {item['url']}:")
+            out += [f"    {p}" for p in item["problems"]]
+        out.append("")
+    return out
+
+
+HTML_STYLE = """
+body{font-family:Georgia,'Times New Roman',serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+ color:#111;line-height:1.4}
+h1{font-size:1.5rem}h2{font-size:1.2rem;border-bottom:1px solid #999;margin-top:2rem}
+h3{font-size:1.05rem;margin-bottom:.3rem}
+table{border-collapse:collapse;width:100%;margin:.3rem 0 1rem}
+td,th{border:1px solid #bbb;padding:.25rem .4rem;vertical-align:top;text-align:left}
+th{background:#f2f2f2;width:13rem;font-weight:normal}
+code,.hash{font-family:'DejaVu Sans Mono',Consolas,monospace;font-size:.85em;word-break:break-all}
+.claim{margin:.8rem 0;padding:.5rem .7rem;border-left:4px solid #2a6}
+.claim.unsupported{border-color:#c22;background:#fff4f4}
+.bad{color:#b00;font-weight:bold}.small{font-size:.9em;color:#444}
+figure.shot{margin:.3rem 0}figure.shot img{border:1px solid #999;height:auto;max-width:100%}
+figcaption{font-size:.9em;color:#444}
+@media print{body{margin:0;max-width:none}.exhibit{page-break-inside:avoid}}
+"""
+
+
+def _h(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """One page that prints well: no scripts, nothing from outside the bundle (a browser capture's
+    thumbnail is the bundle's own artefacts/ file)."""
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_h(_headline(data))}</title>"
+             f"<style>{HTML_STYLE}</style></head><body>\n<h1>{_h(_headline(data))}</h1>",
+             _html_table(_summary_lines(data))]
+    if data["claims"]:
+        parts.append("<h2>Claims and the exhibits supporting them</h2>")
+        parts += [_html_claim(c) for c in data["claims"]]
+    parts.append("<h2>Exhibits</h2>")
+    for ex in data["exhibits"]:
+        label = "" if ex["kind"] == "capture" else " (live-check evidence)"
+        parts.append(f"<div class=\"exhibit\" id=\"exhibit-{ex['exhibit']}\"><h3>Exhibit {ex['exhibit']}: "
+                     f"<code>{_h(ex['source_url'])}</code>{label}</h3>{_html_artefacts(ex)}"
+                     f"{_html_replay(ex) if data.get('viewer') else ''}"
+                     f"{_html_table(_exhibit_lines(ex))}</div>")
+    if data["unpreserved_sources"]:
+        parts.append("<h2>Sources without an intact capture</h2><ul>")
+        parts += [f"<li class=\"bad\"><code>{_h(u['url'])}</code></li>" for u in data["unpreserved_sources"]]
+        parts.append("</ul>")
+    if data["not_exported"]:
+        parts.append("<h2>Not exported: evidence that failed its integrity check</h2><ul>")
+        parts += [f"<li>{_h(i['kind'])} {_h(i['id'])} of <code>{_h(i['url'])}</code>: "
+                  f"<span class=\"bad\">{_h('; '.join(i['problems']))}</span></li>" for i in data["not_exported"]]
+        parts.append("</ul>")
+    parts.append("<h2>Verifying this bundle</h2><p>Every file of the bundle is listed with its SHA-256 in "
+                 "<code>SHA256SUMS</code>. <code>VERIFY.md</code> gives the steps, with standard tools only: "
+                 "<code>sha256sum -c SHA256SUMS</code>, then <code>python3 verify_bundle.py</code>, which "
+                 "re-hashes every file and every exhibit record and checks them against the custody log "
+                 "and this index.</p></body></html>\n")
+    return "\n".join(parts)
+
+
+def _html_table(rows: list[tuple[str, str]]) -> str:
+    hashes = re.compile(r"^[0-9a-f]{64}$|^<urn:|sha256", re.I)
+    mono = ' class="hash"'
+    cells = "".join(f"<tr><th>{_h(k)}</th><td{mono if hashes.search(str(v)) else ''}>{_h(v)}</td></tr>"
+                    for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+def _html_claim(claim: dict[str, Any]) -> str:
+    items = []
+    for cit in claim["citations"]:
+        links = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in cit["exhibits"])
+        missing = f'<span class="bad">no intact capture: {_h(cit.get("why_no_exhibit", ""))}</span>'
+        if links and cit.get("why_no_exhibit"):
+            links += f' <span class="bad">does not count: {_h(cit["why_no_exhibit"])}</span>'
+        items.append(f"<li>cited: <code>{_h(cit['url'])}</code> &rarr; {links or missing}</li>")
+    checks = ", ".join(f"<a href=\"#exhibit-{n}\">Exhibit {n}</a>" for n in claim["check_exhibits"])
+    if checks:
+        items.append(f"<li>live-check evidence: {checks}</li>")
+    status = ("" if claim["supported"] else
+              "<p class=\"bad\">NOT SUPPORTED: no intact capture of the cited page from any source this claim "
+              "cites.</p>")
+    css = "claim" if claim["supported"] else "claim unsupported"
+    return (f"<div class=\"{css}\"><strong>Claim {claim['claim']}</strong> <span class=\"small\">"
+            f"({_h(claim['where'])}; text SHA-256 <span class=\"hash\">{_h(claim['sha256'])}</span>)</span>"
+            f"<p>{_h(claim['text'])}</p><ul>{''.join(items)}</ul>{status}</div>")
+
+
+WITNESS_SERVICES = {"wayback": "Internet Archive"}
+
+
+def witness_words(witness: dict[str, Any]) -> str:
+    """An independent witness's copy, and whether it corroborates our capture, in words."""
+    verdict, capture = witness.get("corroboration"), witness.get("capture_id")
+    if verdict == "identical":
+        found = f"the same payload bytes as our capture {capture}"
+    elif verdict in ("similar", "differs"):
+        found = f"{'similar to' if verdict == 'similar' else 'DIFFERS from'} our capture {capture} (main-text " \
+                f"similarity {witness.get('similarity') or 0:.2f})"
+    else:
+        found = verdict or "not compared with our capture yet"
+    service = WITNESS_SERVICES.get(witness.get("service"), witness.get("service"))
+    return f"{service} copy {witness.get('memento_url')}, archived {witness.get('archived_at')}: {found}"
+
+
+def render_report(data: dict[str, Any]) -> str:
+    """The report's claims with every citation as a Robust Link: href and data-originalurl the URL
+    as cited, data-versionurl its exhibit in this bundle, data-versiondate the capture's date; a
+    public copy made by an independent witness is linked beside it (Robust Links, as the
+    exhibit index's evidence stands behind each one)."""
+    exhibits = {e["exhibit"]: e for e in data["exhibits"]}
+    witnesses = {s["source_id"]: s["witness"] for s in data["sources"] if s.get("witness")}
+    title = (data.get("report") or {}).get("title") or "Report"
+    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
+             f"<title>{_h(title)}: citations as Robust Links</title></head><body>", f"<h1>{_h(title)}</h1>"]
+    for claim in data["claims"]:
+        links = []
+        for cit in claim["citations"]:
+            number = next(iter(cit["exhibits"]), None)
+            exhibit = exhibits.get(number) if number is not None else None
+            links.append(robust_link(cit["url"], cit["url"], f"exhibits.html#exhibit-{number}" if exhibit else None,
+                                     (exhibit["captured_at"] or "")[:10] if exhibit else None))
+            copy = witnesses.get(cit["source_id"])
+            if copy:
+                made = _h((copy["archived_at"] or "")[:10])
+                links.append(f"(<a href=\"{_h(copy['memento_url'])}\">public copy, {made}</a>)")
+        parts.append(f"<p id=\"claim-{claim['claim']}\">{_h(claim['text'])} {' '.join(links)}</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- 8. every fact shown is vouched for
+
+FACT_NAMES = {"supports": "whether it counts as support", "not_support_reason": "why it does not count",
+              "tls": "tls certificate", "captured_at": "capture time", "server_ip": "server IP"}
+RENDERINGS = (("exhibits.csv", lambda data: render_csv(data)), ("exhibits.txt", lambda data: render_text(data)),
+              ("exhibits.html", lambda data: render_html(data)), (REPORT_PAGE, lambda data: render_report(data)))
+
+
+def differing(shown: dict, expected: dict) -> list:  # type: ignore[type-arg]
+    """The names of the facts ``shown`` states otherwise than ``expected``."""
+    return [FACT_NAMES.get(k, k) for k, v in expected.items() if shown.get(k) != v]
+
+
+def check_shown(root: str, data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """What a reader is shown: bundle.json's facts that do not come from a record (the report, the
+    claims' places and links, revisits, witnesses) against the custody log; then every
+    human-readable file against a fresh rendering of bundle.json, whose facts are now vouched."""
+    before = report.failures
+    _check_report_facts(data, log, report)
+    _check_links(data, log, report)
+    _check_witnesses(data, log, report)
+    for name, render in RENDERINGS:
+        if name == REPORT_PAGE and not data["claims"]:
+            continue
+        _compare_rendering(name, read_bundle_text(root, name), render(data), report)
+    if report.failures == before:
+        files = "exhibits.csv, exhibits.txt, exhibits.html" + (" and report.html" if data["claims"] else "")
+        report.ok(f"every fact {files} show is the one the custody log vouches for")
+
+
+def _import_entry(data: dict, log: dict) -> dict | None:  # type: ignore[type-arg]
+    rep = data.get("report") or {}
+    found = [e for e in log.values() if e["event"] == "report-imported"
+             and e["_details"].get("report_id") == rep.get("id") and e["_details"].get("version") == rep.get("version")]
+    return found[-1] if found else None
+
+
+def _check_report_facts(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """The report's name, version, file and hash, and each claim's place, as the import entry
+    recorded them (check_claims covers the claims' text and citations)."""
+    rep, entry = data.get("report"), _import_entry(data, log)
+    if not rep or entry is None:
+        return
+    got = entry["_details"]
+    expected = {"title": got.get("title"), "version": got.get("version"), "sha256": got.get("sha256"),
+                "format": got.get("format"), "size": got.get("size"),
+                "file": re.split(r"[\\/]", got.get("path") or "")[-1], "imported_at": entry["at"]}
+    wrong = differing(rep, expected)
+    if wrong:
+        report.fail(f"report: {', '.join(wrong)} differ from custody-log entry {entry['seq']}, which recorded its "
+                    "import")
+    for claim in data["claims"]:
+        if claim.get("where") != where(claim):
+            report.fail(f"claim {claim['claim']}: its place shown, {claim.get('where')!r}, is not where its page, "
+                        "paragraph and line put it")
+    if "claim_rows_sha256" not in got:
+        report.note(f"claims: custody-log entry {entry['seq']} predates the record of each claim's page and line and "
+                    "of the source each citation names, so those two facts are shown unvouched")
+        return
+    body = [[c["claim"], c.get("page"), c.get("line"), [x["source_id"] for x in c["citations"]]]
+            for c in data["claims"]]
+    if hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest() != got["claim_rows_sha256"]:
+        report.fail(f"claims: the page, line or cited source shown for a claim is not what custody-log entry "
+                    f"{entry['seq']} recorded at import")
+
+
+def _check_links(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """Which exhibits each citation and each claim lists, and why they do not count, follow from
+    the sources the exhibits are of (their vouched rows) and the claims' vouched citations."""
+    captures, checks = {}, {}
+    by_capture = {ex.get("capture_id"): ex["exhibit"] for ex in data["exhibits"] if ex["kind"] == "capture"}
+    for ex in data["exhibits"]:
+        (captures if ex["kind"] == "capture" else checks).setdefault(ex["source_id"], []).append(ex)
+    cited: dict = {}  # type: ignore[type-arg]
+    attempts = _latest_attempts(log)
+    for claim in data["claims"]:
+        for cit in claim["citations"]:
+            cited.setdefault(cit["source_id"], {})[cit["url"]] = None
+            mine = sorted(captures.get(cit["source_id"], []), key=lambda e: e["exhibit"])
+            if not mine and cit.get("why_no_exhibit") != why_no_exhibit(attempts.get(cit["source_id"])):
+                report.fail(f"claim {claim['claim']}: why {cit['url']} has no exhibit is not what the custody log "
+                            "recorded of its latest capture")
+            if cit.get("exhibits") != [e["exhibit"] for e in mine]:
+                report.fail(f"claim {claim['claim']}: the exhibits listed for {cit['url']} are not the captures of "
+                            "the source it cites")
+            elif mine and all(not e.get("supports") for e in mine) and cit.get("why_no_exhibit") != (
+                    "captured, but not the cited page: " + "; ".join(
+                        f"exhibit {e['exhibit']}: {e.get('not_support_reason')}" for e in mine)):
+                report.fail(f"claim {claim['claim']}: why the exhibits of {cit['url']} do not count differs from "
+                            "their vouched verdicts")
+            elif mine and any(e.get("supports") for e in mine) and cit.get("why_no_exhibit"):
+                report.fail(f"claim {claim['claim']}: says the exhibits of {cit['url']} do not count, but one does")
+        sources = dict.fromkeys(c["source_id"] for c in claim["citations"])
+        numbers = sorted(e["exhibit"] for sid in sources for e in captures.get(sid, []))
+        check_numbers = sorted(e["exhibit"] for sid in sources for e in checks.get(sid, []))
+        if claim.get("exhibits") != numbers or claim.get("check_exhibits") != check_numbers:
+            report.fail(f"claim {claim['claim']}: its exhibits are not the captures and checks of the sources it cites")
+    for ex in data["exhibits"]:
+        row = ((log.get(ex.get("custody_seq")) or {}).get("_details") or {}).get("capture") or {}
+        refers = row.get("refers_to_capture_id")
+        if ex["kind"] == "capture" and ex.get("revisit_of_exhibit") != (by_capture.get(refers) if refers else None):
+            report.fail(f"exhibit {ex['exhibit']}: the exhibit shown as holding its payload is not the capture it "
+                        "revisits")
+        if ex["kind"] == "check" and (ex.get("check_row") or {}).get("source_id") != ex["source_id"]:
+            report.fail(f"exhibit {ex['exhibit']}: the source shown is not the one its check was of")
+        expected = list(cited.get(ex["source_id"], {})) or [ex.get("source_url")]
+        if ex.get("cited_as") != expected:
+            report.fail(f"exhibit {ex['exhibit']}: the URL shown as cited is not how the claims cite its source")
+        if ex["kind"] == "capture" and ex.get("source_url") not in (ex.get("url_requested"), *expected):
+            # The source's first spelling, from another report or capture: nothing in the bundle vouches for it.
+            report.note(f"exhibit {ex['exhibit']}: its heading URL {ex.get('source_url')} is neither the URL captured "
+                        "nor a URL cited here, so nothing in the bundle vouches for it")
+
+
+def _latest_attempts(log: dict) -> dict:  # type: ignore[type-arg]
+    """source id -> the row of its latest capture in the log (in a whole chain, none can be left out)."""
+    found = {}
+    for seq in sorted(log):
+        row = log[seq]["_details"].get("capture") if log[seq]["event"] == "capture" else None
+        if isinstance(row, dict):
+            found[row.get("source_id")] = row
+    return found
+
+
+WITNESS_DONE = "archived"  # a witness job that made a public copy
+
+
+def _check_witnesses(data: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+    """Each source's latest public copy made by an independent witness, and how it compares with our
+    capture, as the custody log recorded them: the one shown, and none left out (a whole chain
+    holds every witness entry after the first exhibit's)."""
+    latest, compared = {}, {}
+    for seq in sorted(log):
+        entry, details = log[seq], log[seq]["_details"]
+        row = details.get("witness") if entry["event"] == "witness" else None
+        if isinstance(row, dict) and row.get("status") == WITNESS_DONE:
+            latest[row.get("source_id")] = entry
+        elif entry["event"] == "witness-compared":
+            compared[details.get("witness_id")] = entry
+    capture_sources = {e["source_id"] for e in data["exhibits"] if e["kind"] == "capture"}
+    shown = [(f"source {s['url']}", s["source_id"], s.get("witness")) for s in data["sources"]]
+    shown += [(f"exhibit {e['exhibit']}", e["source_id"], e.get("witness")) for e in data["exhibits"]
+              if e["kind"] == "capture"]
+    for label, source_id, witness in shown:
+        entry = latest.get(source_id)
+        if entry is None:
+            if witness:
+                report.fail(f"{label}: no custody-log entry records the independent witness it shows")
+            continue
+        if not witness:
+            if data["custody"].get("scope") == "chain" and source_id in capture_sources:
+                report.fail(f"{label}: the independent witness of custody-log entry {entry['seq']} is not shown")
+            continue
+        details = entry["_details"]
+        check = compared.get(details.get("witness_id"))
+        expected = {**witness_facts({**details["witness"], "id": details.get("witness_id")},
+                                    check["_details"] if check else None),
+                    "custody_seq": entry["seq"], "compared_seq": check["seq"] if check else None}
+        wrong = differing(witness, expected)
+        if wrong:
+            report.fail(f"{label}: independent witness {', '.join(wrong)} differ from custody-log entry "
+                        f"{entry['seq']}" + (f" and {check['seq']}" if check else ""))
+
+
+def _compare_rendering(name: str, shown: str, expected: str, report: Report) -> None:
+    """Name the first fact where a file differs from its rendering of the vouched data."""
+    expected = expected.lstrip("\ufeff")
+    if shown == expected:
+        return
+    if name.endswith(".csv"):
+        _compare_csv(name, shown, expected, report)
+        return
+    units_s, units_e = _units(name, shown), _units(name, expected)
+    at = next((i for i in range(min(len(units_s), len(units_e))) if units_s[i] != units_e[i]),
+              min(len(units_s), len(units_e)))
+    mine, theirs = (units_s[at] if at < len(units_s) else ""), (units_e[at] if at < len(units_e) else "")
+    context = next((_context(u) for u in reversed(units_e[:at + 1]) if _context(u)), "")
+    report.fail(f"{name}: {context}{_fact(mine, theirs)}: shows {_clip(mine)} where the vouched data gives "
+                f"{_clip(theirs)}")
+
+
+def _compare_csv(name: str, shown: str, expected: str, report: Report) -> None:
+    """Row by row, streamed: the cells are the facts (line endings and quoting may differ)."""
+    rows_s = csv.reader(io.StringIO(shown, newline=""))
+    rows_e = csv.reader(io.StringIO(expected, newline=""))
+    header: list = []  # type: ignore[type-arg]
+    line = 0
+    while True:
+        mine, theirs = next(rows_s, None), next(rows_e, None)
+        line += 1
+        header = header or theirs or []
+        if mine == theirs:
+            if mine is None:
+                return
+            continue
+        if mine is None or theirs is None:
+            report.fail(f"{name}: line {line} " + ("is missing" if mine is None else "is not in the vouched data"))
+            return
+        cols = [i for i in range(max(len(mine), len(theirs))) if mine[i:i + 1] != theirs[i:i + 1]]
+        names = ", ".join(header[i] if i < len(header) else f"column {i + 1}" for i in cols)
+        report.fail(f"{name} line {line}: {names}: shows {_clip(mine[cols[0]] if cols[0] < len(mine) else '')} "
+                    f"where the vouched data gives {_clip(theirs[cols[0]] if cols[0] < len(theirs) else '')}")
+        return
+
+
+HTML_UNITS = re.compile(r"(?=<(?:tr|p|li|h1|h2|h3|a|div|figure|title)\b)")
+
+
+def _units(name: str, text: str) -> list:  # type: ignore[type-arg]
+    return HTML_UNITS.split(text) if name.endswith(".html") else text.split("\n")
+
+
+def _context(unit: str) -> str:
+    found = re.search(r'id="exhibit-(\d+)"|^Exhibit (\d+):', unit)
+    if found:
+        return f"exhibit {found.group(1) or found.group(2)}, "
+    found = re.search(r'id="claim-(\d+)"|<strong>Claim (\d+)</strong>|^Claim (\d+) \(', unit)
+    return f"claim {next(g for g in found.groups() if g)}, " if found else ""
+
+
+def _fact(mine: str, theirs: str) -> str:
+    """The name of the fact a line or HTML fragment states: its label, or a Robust Link's attribute."""
+    if theirs.startswith("<a ") or mine.startswith("<a "):
+        attrs = [re.findall(r'([\w-]+)="([^"]*)"', unit.split(">", 1)[0]) for unit in (mine, theirs)]
+        names = sorted({k for k, _ in set(attrs[0]) ^ set(attrs[1])})
+        kind = "Robust Link" if "data-originalurl=" in theirs else "public copy" if ">public copy" in theirs else "link"
+        return f"{kind} {', '.join(names) if names else 'text'}"
+    for unit in (theirs, mine):
+        if re.match(r"\s{4}cited: |<li>cited: ", unit):
+            return "citation"
+        found = re.match(r"<tr><th>(.*?)</th>", unit) or re.match(r"\s{4}([^:]{1,40}): ", unit)
+        if found:
+            return html.unescape(found.group(1))
+        if re.match(r'<p id="claim-|<p>|Claim \d+ \(', unit):
+            return "claim text"
+    return "text"
+
+
+def _clip(text: str) -> str:
+    return repr(text if len(text) <= 160 else text[:157] + "...")
 # --------------------------------------------------------------------------- main
 
 def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
@@ -1290,7 +2209,8 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
              ("time anchors", lambda: check_time_anchors(data, report)),
              ("claims", lambda: check_claims(data, found["log"], report)),
              ("live state", lambda: check_live(data, found["log"], report)),
-             ("exhibit index", lambda: check_index(root, data, report)))
+             ("exhibit index", lambda: check_index(root, data, report)),
+             ("what the index shows", lambda: check_shown(root, data, found["log"], report)))
     for name, step in steps:
         try:
             step()

@@ -16,13 +16,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from .errors import UsageError
+from .verify_bundle import VIEWER_PAGE as PAGE
+from .verify_bundle import replay_link
 
 PACKAGE = "replaywebpage"
 FOLDER = "viewer"  # in the bundle: the package's files
-PAGE = "replay.html"  # in the bundle: the page that embeds the viewer
 COPIED = ("ui.js", "sw.js", "LICENSE", "package.json")
 SOURCE = "https://github.com/webrecorder/replayweb.page"
 
@@ -57,12 +57,6 @@ def write_viewer(viewer: Viewer, staging: Path, wacz: str, exhibits: list[dict[s
     for name in COPIED:
         shutil.copyfile(viewer.folder / name, staging / FOLDER / name)
     (staging / PAGE).write_text(replay_page(viewer, wacz, exhibits), encoding="utf-8")
-
-
-def replay_link(ex: dict[str, Any]) -> str:
-    """The viewer page opened at an exhibit's page, as captured (relative to the bundle)."""
-    ts = "".join(c for c in str(ex.get("warc_date") or ex.get("captured_at") or "") if c.isdigit())[:14]
-    return f"{PAGE}?" + urlencode({"url": ex["url_requested"], "ts": ts})
 
 
 def replay_page(viewer: Viewer, wacz: str, exhibits: list[dict[str, Any]]) -> str:

@@ -83,7 +83,7 @@ def export_cmd(
 
 def print_time_anchors(anchors: dict[str, Any], quiet: bool) -> bool:
     """Which exhibits no token covers, a token taken now, a token not used; True when --timestamp failed."""
-    from ..bundle_anchors import AT_EXPORT, ranges
+    from ..verify_bundle import AT_EXPORT, ranges
 
     for t in anchors.get("tokens", []) if not quiet else []:
         if t["taken_at_export"]:

@@ -142,6 +142,14 @@ def _claims_digest(claims: list[Claim], normalised: dict[str, str]) -> str:
     return hashlib.sha256(to_json(body).encode("utf-8")).hexdigest()
 
 
+def _claim_rows_digest(claims: list[Claim], normalised: dict[str, str], source_ids: dict[str, int]) -> str:
+    """One hash over what an exported bundle shows of each claim beyond its text and citations:
+    its number, page and line, and the source each citation names (which links it to exhibits)."""
+    body = [[ordinal, c.page, c.line, [source_ids[normalised[x.url]] for x in c.citations]]
+            for ordinal, c in enumerate(claims, start=1)]
+    return hashlib.sha256(to_json(body).encode("utf-8")).hexdigest()
+
+
 def import_report(db: Any, path: Path | str, title: str | None = None,
                   max_bytes: int | None = None, prepared: PreparedReport | None = None) -> ImportResult:
     """Import a report file: one transaction, nothing written when anything is wrong.
@@ -227,7 +235,8 @@ def _store(db: Any, report_file: ReportFile, document: Document, claims: list[Cl
             "report_id": report["id"], "title": report["title"], "version": version,
             "sha256": report_file.sha256, "path": path, "format": report_file.format,
             "size": report_file.size, "claims": len(claims), "citations": citations,
-            "sources": distinct, "claims_sha256": _claims_digest(claims, normalised)})
+            "sources": distinct, "claims_sha256": _claims_digest(claims, normalised),
+            "claim_rows_sha256": _claim_rows_digest(claims, normalised, source_ids)})
         stats = source_stats(db, version_id)
         changes = diff_versions(db, previous["id"], version_id) if previous else None
     return ImportResult("updated" if previous else "new", report["id"], report["title"], version,
