@@ -649,11 +649,14 @@ def forge_bundle(out: Path, back_date: bool) -> None:
     data["custody"]["head"] = {"seq": prev["seq"], "entry_hash": prev["entry_hash"]}
     (out / "custody" / "head.txt").write_text(f"{prev['seq']} {prev['entry_hash']}\n", encoding="ascii")
     (out / "bundle.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    for name in ("exhibits.csv", "exhibits.html", "exhibits.txt", "VERIFY.md"):
-        text = (out / name).read_text(encoding="utf-8")
-        for old, new in shifted.items():
-            text = text.replace(old, new)
-        (out / name).write_text(text, encoding="utf-8")
+    # the indexes are rendered again from the forged bundle.json, as the verifier renders them
+    for name, render in (("exhibits.csv", vb.render_csv), ("exhibits.html", vb.render_html),
+                         ("exhibits.txt", vb.render_text)):
+        (out / name).write_text(render(data), encoding="utf-8", newline="")
+    text = (out / "VERIFY.md").read_text(encoding="utf-8")
+    for old, new in shifted.items():
+        text = text.replace(old, new)
+    (out / "VERIFY.md").write_text(text, encoding="utf-8")
     regenerate_sums(out)
 
 
