@@ -85,6 +85,11 @@ class Archive:
     def locks_dir(self) -> Path:
         return self.path / "locks"
 
+    @property
+    def keys_dir(self) -> Path:
+        """Private keys (mode 0600) and their public halves: never in the catalogue."""
+        return self.path / "keys"
+
     def close(self) -> None:
         self.db.conn.close()
 

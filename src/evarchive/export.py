@@ -45,7 +45,7 @@ from typing import Any
 
 import sqlite_utils
 
-from . import __version__, custody, publishing
+from . import __version__, custody, publishing, waczsigning
 from .archive import Archive
 from .catalogue import one, to_json
 from .errors import CouldNotRunError, UsageError, shown
@@ -983,9 +983,8 @@ def _write_wacz(archive: Archive, plan: Plan, path: Path) -> None:
             resources.append(_resource(name, data))
         package = _datapackage(plan, resources)
         zf.writestr(_zipinfo("datapackage.json", plan.created), package)
-        digest = {"path": "datapackage.json", "hash": "sha256:" + hashlib.sha256(package).hexdigest()}
         zf.writestr(_zipinfo("datapackage-digest.json", plan.created),
-                    json.dumps(digest, indent=2).encode() + b"\n")
+                    waczsigning.digest_file(archive, package, plan.created))
     offsets = zip_data_offsets(path)
     for out in outs:
         for rec in out.records:

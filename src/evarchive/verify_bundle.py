@@ -63,6 +63,7 @@ class Report:
         self.quiet = quiet
         self.failures = 0
         self.anchors: list = []  # facts from outside the bundle that the exhibits were checked against
+        self.wacz_signature = ""  # what the WACZ's own signature says, for the verdict
 
     def anchor(self, text: str) -> None:
         self.anchors.append(text)
@@ -282,6 +283,141 @@ def key_id(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+# --------------------------------------------------------------------------- ECDSA P-256 / P-384 (FIPS 186-4)
+# Verification only, in plain integers, for the WACZ's own signature (datapackage-digest.json).
+# Both curves are y^2 = x^3 - 3x + b over GF(p), with a base point G of prime order n and
+# cofactor 1, so a point that satisfies the equation is in the group; affine coordinates and
+# Python's modular inverse keep it short (a verification takes milliseconds).
+
+EC_PUBLIC_KEY_OID = bytes.fromhex("2a8648ce3d0201")  # id-ecPublicKey
+CURVES = {  # DER of the named curve's OID: (name, p, b, Gx, Gy, n)
+    bytes.fromhex("2a8648ce3d030107"): (
+        "P-256",
+        0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff,
+        0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b,
+        0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
+        0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5,
+        0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551),
+    bytes.fromhex("2b81040022"): (
+        "P-384",
+        0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff,
+        0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef,
+        0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7,
+        0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f,
+        0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973),
+}
+
+
+def _der(data: bytes, pos: int = 0) -> tuple:  # type: ignore[type-arg]
+    """One DER element at ``pos``: (tag, content, next position). Strict: a definite, minimally
+    encoded length that stays inside ``data``; anything else raises ValueError."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length, pos = data[pos], data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4 or pos + count > len(data) or data[pos] == 0:
+            raise ValueError("bad DER length")
+        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
+        if length < 0x80:
+            raise ValueError("non-minimal DER length")
+    if pos + length > len(data):
+        raise ValueError("DER element runs past the end")
+    return tag, data[pos:pos + length], pos + length
+
+
+def _der_only(data: bytes, tag: int) -> bytes:
+    """The content of ``data``, which must be exactly one element with ``tag``."""
+    found, content, end = _der(data)
+    if found != tag or end != len(data):
+        raise ValueError(f"expected one DER element of tag {tag:#x}")
+    return content
+
+
+def ec_public_key(spki: bytes) -> tuple:  # type: ignore[type-arg]
+    """(curve, (x, y)) from a SubjectPublicKeyInfo DER; ValueError unless it is an uncompressed
+    point on P-256 or P-384."""
+    body = _der_only(spki, 0x30)
+    tag, algorithm, pos = _der(body)
+    tag2, bits, end = _der(body, pos)
+    if tag != 0x30 or tag2 != 0x03 or end != len(body):
+        raise ValueError("not a SubjectPublicKeyInfo")
+    tag, oid, pos = _der(algorithm)
+    tag2, curve_oid, end = _der(algorithm, pos)
+    if (tag, tag2, end) != (0x06, 0x06, len(algorithm)) or oid != EC_PUBLIC_KEY_OID:
+        raise ValueError("not an elliptic-curve key")
+    if curve_oid not in CURVES:
+        raise ValueError("not a P-256 or P-384 key")
+    curve = CURVES[curve_oid]
+    p, b, size = curve[1], curve[2], (curve[1].bit_length() + 7) // 8
+    if len(bits) != 2 + 2 * size or bits[:2] != b"\x00\x04":
+        raise ValueError("not an uncompressed point")
+    x, y = int.from_bytes(bits[2:2 + size], "big"), int.from_bytes(bits[2 + size:], "big")
+    if x >= p or y >= p or (y * y - (x * x * x - 3 * x + b)) % p:
+        raise ValueError("the point is not on the curve")
+    return curve, (x, y)
+
+
+def ecdsa_signature(raw: bytes, curve: tuple) -> tuple:  # type: ignore[type-arg]
+    """(r, s) from raw r || s (IEEE P1363, as WebCrypto writes) or DER SEQUENCE{r, s} (as OpenSSL
+    writes); ValueError when it is neither, or a value is out of range."""
+    size = (curve[1].bit_length() + 7) // 8
+    if len(raw) == 2 * size:
+        r, s = int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")
+    else:
+        body = _der_only(raw, 0x30)
+        values, pos = [], 0
+        while pos < len(body):
+            tag, content, pos = _der(body, pos)
+            if tag != 0x02 or not content or content[0] & 0x80 or (
+                    len(content) > 1 and content[0] == 0 and not content[1] & 0x80):
+                raise ValueError("not a positive, minimally encoded DER INTEGER")
+            values.append(int.from_bytes(content, "big"))
+        if len(values) != 2:
+            raise ValueError("a DER signature is two INTEGERs")
+        r, s = values
+    if not (0 < r < curve[5] and 0 < s < curve[5]):
+        raise ValueError("r or s out of range")
+    return r, s
+
+
+def _ec_add(a, b, p):  # type: ignore[no-untyped-def]
+    """Affine point addition (None is the point at infinity), for a = -3."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] == b[0]:
+        if (a[1] + b[1]) % p == 0:
+            return None
+        slope = (3 * a[0] * a[0] - 3) * pow(2 * a[1], -1, p) % p
+    else:
+        slope = (b[1] - a[1]) * pow(b[0] - a[0], -1, p) % p
+    x = (slope * slope - a[0] - b[0]) % p
+    return x, (slope * (a[0] - x) - a[1]) % p
+
+
+def _ec_mul(k: int, point, p: int):  # type: ignore[no-untyped-def]
+    result = None
+    while k:
+        if k & 1:
+            result = _ec_add(result, point, p)
+        point = _ec_add(point, point, p)
+        k >>= 1
+    return result
+
+
+def ecdsa_verify(spki: bytes, message: bytes, signature: bytes) -> bool:
+    """ECDSA with SHA-256 (FIPS 186-4, 6.4.2); ValueError for a key or signature that is malformed."""
+    curve, q = ec_public_key(spki)
+    r, s = ecdsa_signature(signature, curve)
+    p, g, n = curve[1], (curve[3], curve[4]), curve[5]
+    e = int.from_bytes(hashlib.sha256(message).digest(), "big") >> max(0, 256 - n.bit_length())
+    w = pow(s, -1, n)
+    point = _ec_add(_ec_mul(e * w % n, g, p), _ec_mul(r * w % n, q, p), p)
+    return point is not None and point[0] % n == r
+
+
 # --------------------------------------------------------------------------- 1. files
 
 def check_manifest(root: str, report: Report) -> None:
@@ -370,6 +506,7 @@ def check_wacz(root: str, wacz: str, report: Report) -> dict:  # type: ignore[ty
     before = report.failures
     if digest.get("hash") != "sha256:" + hashlib.sha256(package_bytes).hexdigest():
         report.fail(f"{name}: datapackage.json does not match datapackage-digest.json")
+    check_wacz_signature(digest, package, "sha256:" + hashlib.sha256(package_bytes).hexdigest(), name, report)
     if package.get("wacz_version") != "1.1.1":
         report.fail(f"{name}: datapackage.json does not say wacz_version 1.1.1")
     _check_resources(path, package, entries, name, report)
@@ -377,6 +514,54 @@ def check_wacz(root: str, wacz: str, report: Report) -> dict:  # type: ignore[ty
         report.ok(f"{name}: WACZ {package.get('wacz_version')} package, "
                   f"{len(package['resources'])} resources match their hashes")
     return entries
+
+
+SIGNED_DATA = ("hash", "created", "software", "version", "signature", "publicKey")
+
+
+def check_wacz_signature(digest: dict, package: dict, package_hash: str, name: str,  # type: ignore[type-arg]
+                         report: Report) -> None:
+    """The WACZ's own anonymous signature (Webrecorder's WACZ Signing and Verification): signedData
+    holds only the spec's properties, signs the hash of datapackage.json as it is, was made when
+    the package was, and verifies with its publicKey (ECDSA,
+    SHA-256). The key's fingerprint is reported: only a copy obtained out of band says whose it is."""
+    signed = digest.get("signedData")
+    where = f"{name} > datapackage-digest.json"
+    if signed is None:
+        report.wacz_signature = "the WACZ carries no signature of its own (datapackage-digest.json has no signedData)"
+        report.note(report.wacz_signature)
+        return
+    if not isinstance(signed, dict) or not all(isinstance(signed.get(k), str) for k in ("hash", "signature", "publicKey")):
+        report.fail(f"{where}: signedData is not an anonymous signature (hash, signature, publicKey)")
+        return
+    before = report.failures
+    extra = sorted(set(signed) - set(SIGNED_DATA))
+    if extra:
+        report.fail(f"{where}: signedData has properties the spec does not allow: {', '.join(extra)}")
+    if signed["hash"] != package_hash:
+        report.fail(f"{where}: signedData signs the hash {signed['hash']}, not datapackage.json's {package_hash}")
+    if signed.get("created") != package.get("created"):
+        report.fail(f"{where}: signedData was created {signed.get('created')}, datapackage.json {package.get('created')}")
+    try:
+        spki = base64.b64decode(signed["publicKey"], validate=True)
+        curve = ec_public_key(spki)[0][0]
+        valid = ecdsa_verify(spki, signed["hash"].encode("utf-8"), base64.b64decode(signed["signature"], validate=True))
+    except ValueError as exc:  # binascii.Error is a ValueError
+        report.fail(f"{where}: the WACZ signature cannot be checked: {exc}")
+        report.wacz_signature = "the WACZ's own signature is NOT valid: malformed"
+        return
+    fingerprint = hashlib.sha256(spki).hexdigest()
+    if not valid:
+        report.fail(f"{where}: the WACZ signature does not verify with its publicKey ({curve}, fingerprint {fingerprint})")
+        report.wacz_signature = f"the WACZ's own signature is NOT valid (key fingerprint SHA-256 {fingerprint})"
+        return
+    if report.failures != before:
+        report.wacz_signature = (f"the WACZ's own signature is NOT valid for this datapackage.json (key fingerprint "
+                                 f"SHA-256 {fingerprint})")
+        return
+    report.wacz_signature = (f"the WACZ's own signature (WACZ Signing and Verification, anonymous ECDSA {curve}) is "
+                             f"valid, key fingerprint SHA-256 {fingerprint}")
+    report.ok(report.wacz_signature)
 
 
 def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple:  # type: ignore[no-untyped-def,type-arg]
@@ -1147,17 +1332,18 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     except (Unsafe, ValueError) as exc:
         return _unreadable(f"cannot read {os.path.join(root, 'bundle.json')}: {exc}")
     run_checks(root, data, args, report)
+    signature = f" ({report.wacz_signature})" if report.wacz_signature else ""
     if report.failures:
-        print(f"\n{report.failures} problem(s): this bundle is NOT as exported")
+        print(f"\n{report.failures} problem(s): this bundle is NOT as exported{signature}")
         return 1
     if report.anchors:
         print("\nBUNDLE VERIFIED AND ANCHORED: every file, record, custody entry and index line matches, "
-              "and " + "; ".join(report.anchors))
+              "and " + "; ".join(report.anchors) + signature)
         return 0
     print("\nBUNDLE CONSISTENT, NOT ANCHORED: every file, record, custody entry and index line agree with "
           "one another, but nothing ties them to a key, a published log head or a timestamp obtained "
           "outside the bundle, so a bundle rebuilt and re-signed by someone else would pass this too. "
-          "Anchor it with --public-key, --head or --tsa-root (see VERIFY.md).")
+          f"Anchor it with --public-key, --head or --tsa-root (see VERIFY.md).{signature}")
     return 1 if args.require_anchor else 0
 
 
