@@ -2,8 +2,9 @@
 
 Builds two archives of N pages each as bench/export.py does, one served plain, the other with
 Content-Encoding: gzip and as much more HTML per page as makes its records as large (so the two
-bundles are about the same size), exports each once, then times a verify_bundle.py script on both bundles, alternating runs
-and keeping each one's best, and prints the ratio against the 1.5x bar with the machine's load.
+bundles are about the same size), exports each once, then times a verify_bundle.py script on both
+bundles, alternating runs and keeping each one's best, and prints the ratio against the 1.5x bar
+with the machine's load.
 Give --script to time another tree's verifier on the same bundles (before/after a change).
 
     PYTHONPATH=src python bench/verify_bundle.py [--pages 400] [--runs 3] [--dir DIR] [--script PATH]
@@ -26,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-import evidence  # noqa: E402  (bench/export.py puts tests/ on the path)
-import export as export_bench  # noqa: E402
+import export as export_bench  # noqa: E402  (it puts tests/ on the path, for evidence)
+import evidence  # noqa: E402
 
 from evarchive import warcwriter  # noqa: E402
 from evarchive.archive import Archive  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from thirdparty import tool
@@ -107,7 +107,7 @@ def test_a_point_off_the_curve_or_another_curve_is_refused() -> None:
     public[-1] ^= 0x01  # y changed: (x, y) no longer on the curve
     with pytest.raises(ValueError, match="not on the curve"):
         vb.ecdsa_verify(bytes(public), MESSAGE, signature)
-    compressed = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    compressed = spki(key)
     compressed = compressed.replace(b"\x00\x04" + compressed[-64:], b"\x00\x02" + compressed[-64:])
     with pytest.raises(ValueError, match="uncompressed"):
         vb.ecdsa_verify(compressed, MESSAGE, signature)
@@ -221,7 +221,8 @@ def test_webcrypto_verifies_it_as_replaywebpage_does(exported: tuple[Path, Path]
     assert (result.returncode, result.stdout.strip()) == (0, "true"), result.stderr
 
 
-def test_a_second_export_signs_with_the_same_key(exported: tuple[Path, Path], local_server: Any, tmp_path: Path) -> None:
+def test_a_second_export_signs_with_the_same_key(exported: tuple[Path, Path], local_server: Any,
+                                                tmp_path: Path) -> None:
     archive, bundle = exported
     again = tmp_path / "again"
     assert cli.main(["export", str(again), "--archive", str(archive), local_server.url("/waczsign/a")]) == 0
@@ -274,7 +275,8 @@ def test_an_edited_datapackage_with_a_recomputed_hash_fails_the_signature(bundle
     assert f"FAIL  {WHERE}: the WACZ signature does not verify with its publicKey (P-384, fingerprint " \
            f"{fingerprint})" in failures(result)
     assert result.stdout.strip().splitlines()[-1].endswith(
-        f"this bundle is NOT as exported (the WACZ's own signature is NOT valid (key fingerprint SHA-256 {fingerprint}))")
+        "this bundle is NOT as exported (the WACZ's own signature is NOT valid "
+        f"(key fingerprint SHA-256 {fingerprint}))")
 
 
 def test_a_flipped_signature_byte_fails(bundle: Path) -> None:

@@ -531,7 +531,8 @@ def check_wacz_signature(digest: dict, package: dict, package_hash: str, name: s
         report.wacz_signature = "the WACZ carries no signature of its own (datapackage-digest.json has no signedData)"
         report.note(report.wacz_signature)
         return
-    if not isinstance(signed, dict) or not all(isinstance(signed.get(k), str) for k in ("hash", "signature", "publicKey")):
+    if not isinstance(signed, dict) or not all(isinstance(signed.get(k), str)
+                                               for k in ("hash", "signature", "publicKey")):
         report.fail(f"{where}: signedData is not an anonymous signature (hash, signature, publicKey)")
         return
     before = report.failures
@@ -541,7 +542,8 @@ def check_wacz_signature(digest: dict, package: dict, package_hash: str, name: s
     if signed["hash"] != package_hash:
         report.fail(f"{where}: signedData signs the hash {signed['hash']}, not datapackage.json's {package_hash}")
     if signed.get("created") != package.get("created"):
-        report.fail(f"{where}: signedData was created {signed.get('created')}, datapackage.json {package.get('created')}")
+        report.fail(f"{where}: signedData was created {signed.get('created')}, "
+                    f"datapackage.json {package.get('created')}")
     try:
         spki = base64.b64decode(signed["publicKey"], validate=True)
         curve = ec_public_key(spki)[0][0]
@@ -552,7 +554,8 @@ def check_wacz_signature(digest: dict, package: dict, package_hash: str, name: s
         return
     fingerprint = hashlib.sha256(spki).hexdigest()
     if not valid:
-        report.fail(f"{where}: the WACZ signature does not verify with its publicKey ({curve}, fingerprint {fingerprint})")
+        report.fail(f"{where}: the WACZ signature does not verify with its publicKey "
+                    f"({curve}, fingerprint {fingerprint})")
         report.wacz_signature = f"the WACZ's own signature is NOT valid (key fingerprint SHA-256 {fingerprint})"
         return
     if report.failures != before:
