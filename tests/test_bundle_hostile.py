@@ -5,6 +5,7 @@ temporary folder that is gone afterwards."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ class Verdict:
 PEAK_RECORDER = """
 import runpy, sys
 script, target, peak_file = sys.argv[1:4]
-sys.argv = [script, target]
+sys.argv = [script, target, *sys.argv[4:]]
 try:
     runpy.run_path(script, run_name="__main__")
 finally:
@@ -61,14 +62,14 @@ finally:
 """
 
 
-def run_verifier(script: Path, target: Path, tmpdir: Path) -> Verdict:
+def run_verifier(script: Path, target: Path, tmpdir: Path, *args: str) -> Verdict:
     """The bundle's own script as a clerk runs it, measured: wall time and peak memory of that
     process, killed if it runs past twice the limit so that a hang fails instead of stalling."""
     env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmpdir)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryDirectory() as measures:
         peak_file = Path(measures) / "peak-kb"
         proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", PEAK_RECORDER, str(script), str(target),
-                                 str(peak_file)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmpdir)
+                                 str(peak_file), *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmpdir)
         try:
             start = time.monotonic()
             proc.wait(timeout=2 * LIMIT_S)
@@ -115,8 +116,8 @@ def scratch(tmp_path: Path) -> Path:
     return path
 
 
-def verify(bundle_dir: Path, scratch: Path, target: Path | None = None) -> Verdict:
-    verdict = run_verifier(bundle_dir / "verify_bundle.py", target or bundle_dir, scratch)
+def verify(bundle_dir: Path, scratch: Path, target: Path | None = None, *args: str) -> Verdict:
+    verdict = run_verifier(bundle_dir / "verify_bundle.py", target or bundle_dir, scratch, *args)
     verdict.assert_bounded()
     assert list(scratch.iterdir()) == []  # nothing left behind in the temporary folder
     return verdict
@@ -282,3 +283,41 @@ def test_a_fifo_given_as_the_bundle_is_refused(bundle: Path, tmp_path: Path, scr
     verdict = verify(bundle, scratch, fifo)
     assert verdict.code == 2
     assert "is a FIFO, not a bundle folder or .zip (refused, not opened)" in verdict.output
+
+
+# --------------------------------------------------------------------------- the inflation budget
+
+@pytest.mark.slow
+def test_many_records_to_inflate_stop_at_the_budget_with_a_verdict(
+        tmp_path: Path, local_server: Any, scratch: Path) -> None:
+    """A bundle.json that lists one gzip-encoded exhibit 40 times, its page 48 MiB of zeros served
+    as 48 kB: nearly 2 GiB to decode for a WACZ of about 60 kB. Every record is still hashed, but
+    nothing is inflated past the run's budget (128 MiB for a bundle this small)."""
+    local_server.set_route("/hostile-bundle/zeros", body=gzip.compress(bytes(48 << 20), mtime=0),
+                           headers=[("Content-Encoding", "gzip")])
+    arch = Archive.open(tmp_path / "archive")
+    [outcome] = capture_urls(arch, [local_server.url("/hostile-bundle/zeros")], CaptureSettings(retries=0))
+    assert outcome.status == "captured"
+    arch.close()
+    out = tmp_path / "bundle"
+    assert cli.main(["export", str(out), "--archive", str(tmp_path / "archive"),
+                     local_server.url("/hostile-bundle/zeros")]) == 0
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    data["exhibits"] = data["exhibits"] * 40
+    (out / "bundle.json").write_text(json.dumps(data), encoding="utf-8")
+    verdict = verify(out, scratch)
+    last = verdict.output.strip().splitlines()[-1]
+    assert verdict.code == 1
+    # 40 exhibits of 3 records: the first two pages decode in full (96 MiB), the third passes 128 MiB
+    assert last.endswith("; the inflation budget of 128 MiB was spent: 113 record(s) were checked only against "
+                         "their SHA-256, not inflated"), last
+    assert "FAIL  bundle.json: its SHA-256 differs from SHA256SUMS (the file was changed)" in verdict.output
+
+
+def test_an_honest_bundle_past_a_budget_given_ends_not_verified_in_full(copy: Path, scratch: Path) -> None:
+    verdict = verify(copy, scratch, None, "--inflate-budget", "0")
+    assert verdict.code == 3, verdict.output
+    assert verdict.output.strip().splitlines()[-1].startswith(
+        "NOT VERIFIED IN FULL: the run spent its inflation budget of 0 MiB (a hostile bundle, or a very large one): "
+        "6 record(s) were checked only against their SHA-256, not inflated. Nothing it checked was wrong; run it "
+        "again with a larger --inflate-budget to check everything. (the WACZ's own signature")

@@ -638,8 +638,11 @@ class Budget:
             raise OutOfBudget(f"the run's inflation budget of {self.limit >> 20} MiB is spent")
 
 
-BUDGET_FLOOR = 1 << 30  # a budget of 1 GiB, or 32 times the WACZ, whichever is more:
-BUDGET_RATIO = 32  # evarchive's own bundles inflate 4-10 times (HTML, then its content coding)
+# A budget of 128 MiB (two pages at the per-record cap), or 32 times the WACZ, whichever is more:
+# evarchive's own bundles inflate 4-10 times (HTML, then its content coding), and the work stays in
+# proportion to the bytes the bundle ships, however they were crafted.
+BUDGET_FLOOR = 128 << 20
+BUDGET_RATIO = 32
 BUDGET = Budget(BUDGET_FLOOR)  # set for each run by main(); functions below draw on it
 
 
@@ -1398,15 +1401,17 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     set_budget(root, data, args.inflate_budget)
     run_checks(root, data, args, report)
     signature = f" ({report.wacz_signature})" if report.wacz_signature else ""
+    skipped = [f"{report.not_inflated} record(s) were checked only against their SHA-256, not inflated"] \
+        if report.not_inflated else []
+    skipped = "; ".join(skipped + [f"the {name} step stopped" for name in report.not_checked])
     if report.failures:
-        print(f"\n{report.failures} problem(s): this bundle is NOT as exported{signature}")
+        spent = f"; the inflation budget of {BUDGET.limit >> 20} MiB was spent: {skipped}" if BUDGET.exceeded else ""
+        print(f"\n{report.failures} problem(s): this bundle is NOT as exported{signature}{spent}")
         return 1
     if BUDGET.exceeded:
-        skipped = [f"{report.not_inflated} record(s) checked only against their SHA-256"] if report.not_inflated else []
-        skipped += [f"the {name} step" for name in report.not_checked]
-        print(f"\nNOT VERIFIED IN FULL: the run stopped inflating after {BUDGET.limit >> 20} MiB, its budget (a "
-              f"hostile bundle, or a very large one), so {' and '.join(skipped) or 'some content'} not inflated and "
-              "checked; nothing checked was wrong. Run again with a larger --inflate-budget to check it all.")
+        print(f"\nNOT VERIFIED IN FULL: the run spent its inflation budget of {BUDGET.limit >> 20} MiB (a hostile "
+              f"bundle, or a very large one): {skipped}. Nothing it checked was wrong; run it again with a larger "
+              f"--inflate-budget to check everything.{signature}")
         return 3
     if report.anchors:
         print("\nBUNDLE VERIFIED AND ANCHORED: every file, record, custody entry and index line matches, "
