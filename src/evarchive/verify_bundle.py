@@ -4,8 +4,9 @@
 Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's folder. It checks:
 
 1. every file against SHA256SUMS, and that no file is missing or unlisted;
-2. the WACZ package: datapackage-digest.json, every resource's size and SHA-256, stored
-   (uncompressed) WARC entries;
+2. the WACZ package: datapackage-digest.json and its anonymous ECDSA signature (Webrecorder's
+   WACZ Signing and Verification; the key's fingerprint goes in the verdict), every resource's
+   size and SHA-256, stored (uncompressed) WARC entries;
 3. every exhibit record: its exact bytes cut out of the WARC inside the WACZ, their SHA-256,
    the WARC record inside (record id, block and payload digests), and that each WARC file holds
    its warcinfo record and the listed records and nothing else;
