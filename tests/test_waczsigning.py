@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from thirdparty import tool
@@ -173,14 +173,21 @@ def test_the_wacz_is_signed_as_the_spec_describes(exported: tuple[Path, Path]) -
     assert signed["hash"] == digest["hash"] == "sha256:" + hashlib.sha256(package).hexdigest()
     assert signed["created"] == json.loads(package)["created"]
     key_file = archive / "keys" / "wacz-ecdsa-p384.key"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and key_file.with_suffix(".pub").is_file()
+    public_file = archive / "keys" / "wacz-ecdsa-p384.public.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = archive_key(archive)
+    assert serialization.load_pem_public_key(public_file.read_bytes()) == key.public_key()
     assert base64.b64decode(signed["publicKey"]) == spki(key)
     # cryptography itself accepts the signature over the hash text (raw r || s, SHA-256)
     sig = base64.b64decode(signed["signature"])
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
     der = encode_dss_signature(int.from_bytes(sig[:48], "big"), int.from_bytes(sig[48:], "big"))
     key.public_key().verify(der, signed["hash"].encode(), ec.ECDSA(hashes.SHA256()))
+
+
+def test_the_archive_still_verifies_beside_the_new_key(exported: tuple[Path, Path]) -> None:
+    """`verify` takes every keys/*.pub for an Ed25519 custody key: the WACZ key is not one of them."""
+    assert cli.main(["verify", "--archive", str(exported[0])]) == 0
 
 
 def test_verify_bundle_says_the_signature_is_valid_and_gives_the_fingerprint(exported: tuple[Path, Path]) -> None:

@@ -13,8 +13,8 @@ The curve is P-384 because that is the one ReplayWeb.page imports an anonymous k
 refuses a P-256 key there ("Named curve mismatch"), so a P-256 signature would never show as
 verified in Webrecorder's own viewer. ``verify_bundle.py`` checks P-256 and P-384 alike.
 
-The private key lives in the archive's keys folder (mode 0600), made on first export; it is
-never written to the catalogue or the bundle.
+The private key lives in the archive's keys folder (mode 0600, its public half beside it as
+``.public.pem``), made on first export; it is never written to the catalogue or the bundle.
 """
 
 from __future__ import annotations
@@ -74,6 +74,11 @@ def key_path(archive: Any) -> Path:
     return archive.keys_dir / f"{KEY_STEM}.key"
 
 
+def public_path(private: Path) -> Path:
+    """Not ``.pub``: that suffix is the custody log's, whose readers take every ``*.pub`` for Ed25519."""
+    return private.with_name(f"{KEY_STEM}.public.pem")
+
+
 def archive_key(archive: Any) -> ec.EllipticCurvePrivateKey | None:
     """The archive's WACZ signing key, made on first use; None when it has none and cannot make
     one (a read-only archive), so the WACZ goes out unsigned rather than not at all."""
@@ -104,7 +109,7 @@ def _create(path: Path) -> None:
         pass
     finally:
         tmp.unlink()
-    pub = path.with_suffix(".pub")
+    pub = public_path(path)
     if not pub.exists():
         pub.write_bytes(_load(path).public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
