@@ -6,6 +6,7 @@ temporary folder that is gone afterwards."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -209,6 +210,34 @@ def test_a_bomb_inside_the_wacz_is_not_inflated(copy: Path, scratch: Path) -> No
     verdict = verify(copy, scratch)
     assert verdict.code == 1
     assert "datapackage.json inflates past" in verdict.output
+
+
+def test_a_deflated_resource_that_datapackage_vouches_for_is_still_not_inflated_past_the_ratio(
+        copy: Path, scratch: Path) -> None:
+    """pages/pages.jsonl replaced by 128 MiB of zeros deflated to about 128 kB, with its true size
+    and SHA-256 written into datapackage.json: the sizes the package gives are no bound."""
+    size = 128 << 20
+    wacz, rebuilt = copy / "evidence.wacz", copy / "rebuilt.wacz"
+    with zipfile.ZipFile(wacz) as src:
+        package = json.loads(src.read("datapackage.json"))
+        for res in package["resources"]:
+            if res["path"] == "pages/pages.jsonl":
+                res["bytes"], res["hash"] = size, "sha256:" + hashlib.sha256(bytes(size)).hexdigest()
+        with zipfile.ZipFile(rebuilt, "w") as dst:
+            for info in src.infolist():
+                if info.filename == "pages/pages.jsonl":
+                    with dst.open(deflated(info.filename), "w", force_zip64=True) as out:
+                        for _ in range(size >> 20):
+                            out.write(bytes(1 << 20))
+                elif info.filename == "datapackage.json":
+                    dst.writestr(info, json.dumps(package))
+                else:
+                    dst.writestr(info, src.read(info))
+    rebuilt.replace(wacz)
+    verdict = verify(copy, scratch)
+    assert verdict.code == 1
+    assert ("FAIL  evidence.wacz > pages/pages.jsonl: it inflates more than 200 times its size (a decompression "
+            "bomb?); not inflated further") in verdict.output
 
 
 # --------------------------------------------------------------------------- the .zip form

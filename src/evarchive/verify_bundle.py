@@ -574,7 +574,8 @@ def check_wacz_signature(digest: dict, package: dict, package_hash: str, name: s
 def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """SHA-256 and size of an entry's content. Stored entries are read in place (a damaged
     byte must be reported as a hash mismatch, not stop the run as a zip CRC error); inflation
-    stops one chunk past the size datapackage.json gives, so a bomb costs nothing."""
+    stops one chunk past the size datapackage.json gives, or past MAX_RATIO times the entry's
+    compressed size (size -2: a bomb), and draws on the run's budget."""
     digest, size = hashlib.sha256(), 0
     if info.compress_type == zipfile.ZIP_STORED:
         for chunk in read_at(fh, start, info.compress_size):
@@ -586,6 +587,9 @@ def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple
             for chunk in iter(lambda: entry.read(CHUNK), b""):
                 digest.update(chunk)
                 size += len(chunk)
+                BUDGET.spend(len(chunk))
+                if size > max(MAX_FLOOR, MAX_RATIO * info.compress_size):
+                    return None, -2
                 if size > expected:
                     return None, -1
     except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError):
@@ -605,9 +609,16 @@ def _check_resources(path, package, entries, name, report):  # type: ignore[no-u
         if rpath.startswith("archive/") and info.compress_type != zipfile.ZIP_STORED:
             report.fail(f"{name}: {rpath} is compressed in the zip (WACZ wants it stored)")
         expected = res.get("bytes") if isinstance(res.get("bytes"), int) else 0
-        with open(path, "rb") as fh:
-            digest, size = _entry_digest(fh, start, info, expected)
-        if res.get("hash") != f"sha256:{digest}" or res.get("bytes") != size:
+        try:
+            with open(path, "rb") as fh:
+                digest, size = _entry_digest(fh, start, info, expected)
+        except OutOfBudget:
+            report.not_checked.append(f"WACZ resource {rpath}")
+            continue
+        if size == -2:
+            report.fail(f"{name} > {rpath}: it inflates more than {MAX_RATIO} times its size (a decompression "
+                        "bomb?); not inflated further")
+        elif res.get("hash") != f"sha256:{digest}" or res.get("bytes") != size:
             report.fail(f"{name} > {rpath}: its SHA-256 or size differs from datapackage.json")
     for rpath in entries:
         if rpath not in listed and rpath not in ("datapackage.json", "datapackage-digest.json"):
@@ -1404,7 +1415,7 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     signature = f" ({report.wacz_signature})" if report.wacz_signature else ""
     skipped = [f"{report.not_inflated} record(s) were checked only against their SHA-256, not inflated"] \
         if report.not_inflated else []
-    skipped = "; ".join(skipped + [f"the {name} step stopped" for name in report.not_checked])
+    skipped = "; ".join(skipped + [f"{name} was not checked in full" for name in report.not_checked])
     if report.failures:
         spent = f"; the inflation budget of {BUDGET.limit >> 20} MiB was spent: {skipped}" if BUDGET.exceeded else ""
         print(f"\n{report.failures} problem(s): this bundle is NOT as exported{signature}{spent}")
@@ -1473,7 +1484,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
         try:
             step()
         except OutOfBudget as exc:
-            report.not_checked.append(name)
+            report.not_checked.append(f"the {name} step")
             report.note(f"{name}: not checked in full: {exc}")
         except Unsafe as exc:
             report.fail(f"{name}: {exc}")
