@@ -1394,6 +1394,8 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
                         help=f"MiB the run may inflate in all (default: {BUDGET_FLOOR >> 20}, or {BUDGET_RATIO} "
                              "times the WACZ when more), so a hostile bundle cannot keep it busy for long")
     args = parser.parse_args(argv)
+    if args.inflate_budget is not None and args.inflate_budget < 0:
+        parser.error("--inflate-budget must be 0 or more (MiB)")
     root = args.bundle
     try:
         kind = file_kind(root)
