@@ -5,6 +5,8 @@ temporary folder that is gone afterwards."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -52,7 +54,7 @@ class Verdict:
 PEAK_RECORDER = """
 import runpy, sys
 script, target, peak_file = sys.argv[1:4]
-sys.argv = [script, target]
+sys.argv = [script, target, *sys.argv[4:]]
 try:
     runpy.run_path(script, run_name="__main__")
 finally:
@@ -61,14 +63,14 @@ finally:
 """
 
 
-def run_verifier(script: Path, target: Path, tmpdir: Path) -> Verdict:
+def run_verifier(script: Path, target: Path, tmpdir: Path, *args: str) -> Verdict:
     """The bundle's own script as a clerk runs it, measured: wall time and peak memory of that
     process, killed if it runs past twice the limit so that a hang fails instead of stalling."""
     env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmpdir)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryDirectory() as measures:
         peak_file = Path(measures) / "peak-kb"
         proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", PEAK_RECORDER, str(script), str(target),
-                                 str(peak_file)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmpdir)
+                                 str(peak_file), *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmpdir)
         try:
             start = time.monotonic()
             proc.wait(timeout=2 * LIMIT_S)
@@ -115,8 +117,8 @@ def scratch(tmp_path: Path) -> Path:
     return path
 
 
-def verify(bundle_dir: Path, scratch: Path, target: Path | None = None) -> Verdict:
-    verdict = run_verifier(bundle_dir / "verify_bundle.py", target or bundle_dir, scratch)
+def verify(bundle_dir: Path, scratch: Path, target: Path | None = None, *args: str) -> Verdict:
+    verdict = run_verifier(bundle_dir / "verify_bundle.py", target or bundle_dir, scratch, *args)
     verdict.assert_bounded()
     assert list(scratch.iterdir()) == []  # nothing left behind in the temporary folder
     return verdict
@@ -210,6 +212,34 @@ def test_a_bomb_inside_the_wacz_is_not_inflated(copy: Path, scratch: Path) -> No
     assert "datapackage.json inflates past" in verdict.output
 
 
+def test_a_deflated_resource_that_datapackage_vouches_for_is_still_not_inflated_past_the_ratio(
+        copy: Path, scratch: Path) -> None:
+    """pages/pages.jsonl replaced by 128 MiB of zeros deflated to about 128 kB, with its true size
+    and SHA-256 written into datapackage.json: the sizes the package gives are no bound."""
+    size = 128 << 20
+    wacz, rebuilt = copy / "evidence.wacz", copy / "rebuilt.wacz"
+    with zipfile.ZipFile(wacz) as src:
+        package = json.loads(src.read("datapackage.json"))
+        for res in package["resources"]:
+            if res["path"] == "pages/pages.jsonl":
+                res["bytes"], res["hash"] = size, "sha256:" + hashlib.sha256(bytes(size)).hexdigest()
+        with zipfile.ZipFile(rebuilt, "w") as dst:
+            for info in src.infolist():
+                if info.filename == "pages/pages.jsonl":
+                    with dst.open(deflated(info.filename), "w", force_zip64=True) as out:
+                        for _ in range(size >> 20):
+                            out.write(bytes(1 << 20))
+                elif info.filename == "datapackage.json":
+                    dst.writestr(info, json.dumps(package))
+                else:
+                    dst.writestr(info, src.read(info))
+    rebuilt.replace(wacz)
+    verdict = verify(copy, scratch)
+    assert verdict.code == 1
+    assert ("FAIL  evidence.wacz > pages/pages.jsonl: it inflates more than 200 times its size (a decompression "
+            "bomb?); not inflated further") in verdict.output
+
+
 # --------------------------------------------------------------------------- the .zip form
 
 def zipped(bundle: Path, dest: Path, extra: list[tuple[zipfile.ZipInfo | str, bytes]] = ()) -> Path:
@@ -282,3 +312,41 @@ def test_a_fifo_given_as_the_bundle_is_refused(bundle: Path, tmp_path: Path, scr
     verdict = verify(bundle, scratch, fifo)
     assert verdict.code == 2
     assert "is a FIFO, not a bundle folder or .zip (refused, not opened)" in verdict.output
+
+
+# --------------------------------------------------------------------------- the inflation budget
+
+@pytest.mark.slow
+def test_many_records_to_inflate_stop_at_the_budget_with_a_verdict(
+        tmp_path: Path, local_server: Any, scratch: Path) -> None:
+    """A bundle.json that lists one gzip-encoded exhibit 40 times, its page 48 MiB of zeros served
+    as 48 kB: nearly 2 GiB to decode for a WACZ of about 60 kB. Every record is still hashed, but
+    nothing is inflated past the run's budget (128 MiB for a bundle this small)."""
+    local_server.set_route("/hostile-bundle/zeros", body=gzip.compress(bytes(48 << 20), mtime=0),
+                           headers=[("Content-Encoding", "gzip")])
+    arch = Archive.open(tmp_path / "archive")
+    [outcome] = capture_urls(arch, [local_server.url("/hostile-bundle/zeros")], CaptureSettings(retries=0))
+    assert outcome.status == "captured"
+    arch.close()
+    out = tmp_path / "bundle"
+    assert cli.main(["export", str(out), "--archive", str(tmp_path / "archive"),
+                     local_server.url("/hostile-bundle/zeros")]) == 0
+    data = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    data["exhibits"] = data["exhibits"] * 40
+    (out / "bundle.json").write_text(json.dumps(data), encoding="utf-8")
+    verdict = verify(out, scratch)
+    last = verdict.output.strip().splitlines()[-1]
+    assert verdict.code == 1
+    # 40 exhibits of 3 records: the first two pages decode in full (96 MiB), the third passes 128 MiB
+    assert last.endswith("; the inflation budget of 128 MiB was spent: 113 record(s) were checked only against "
+                         "their SHA-256, not inflated"), last
+    assert "FAIL  bundle.json: its SHA-256 differs from SHA256SUMS (the file was changed)" in verdict.output
+
+
+def test_an_honest_bundle_past_a_budget_given_ends_not_verified_in_full(copy: Path, scratch: Path) -> None:
+    verdict = verify(copy, scratch, None, "--inflate-budget", "0")
+    assert verdict.code == 3, verdict.output
+    assert verdict.output.strip().splitlines()[-1].startswith(
+        "NOT VERIFIED IN FULL: the run spent its inflation budget of 0 MiB (a hostile bundle, or a very large one): "
+        "6 record(s) were checked only against their SHA-256, not inflated. Nothing it checked was wrong; run it "
+        "again with a larger --inflate-budget to check everything. (the WACZ's own signature")

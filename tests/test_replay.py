@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,13 @@ async def _replayed(chromium: str, url: str, screenshot: Path) -> dict[str, Any]
                         background: bg, backgroundSize: size, frame: location.href};
             }""")
             await page.screenshot(path=str(screenshot))
+            # What the viewer made of the WACZ's signature: its collection API, as its UI reads it, from
+            # the viewer's own frame (its service worker answers there; the archived page's fetch is replayed)
+            app = next(f for f in page.frames if "/viewer/" in f.url and "/w/" not in f.url)
+            facts["verify"] = await app.evaluate("""async frame => {
+                const m = frame.match(/^(.*\\/w\\/)([^\\/]+)\\//);
+                return (await (await fetch(m[1] + "api/c/" + m[2] + "?all=1")).json()).verify;
+            }""", facts["frame"])
             return facts
         finally:
             await browser.close()
@@ -241,3 +249,11 @@ def test_the_bundle_replays_in_replaywebpage_from_its_own_folder(served, capture
     assert facts["backgroundSize"] == [4, 60]  # the stylesheet's background image, from the WACZ
     assert local_server.log == []  # nothing was fetched from the live site
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The viewer took the WACZ's signature in: it shows the key and what was signed (it lists a
+    # signedData only once its key imports, as ECDSA P-384, and its hash is the digest's).
+    with zipfile.ZipFile(out / "evidence.wacz") as zf:
+        digest = json.loads(zf.read("datapackage-digest.json"))
+    signed = digest["signedData"]
+    assert {k: facts["verify"].get(k) for k in ("publicKey", "datapackageHash", "created", "software")} == {
+        "publicKey": signed["publicKey"], "datapackageHash": digest["hash"], "created": signed["created"],
+        "software": signed["software"]}

@@ -4,8 +4,9 @@
 Run it inside the bundle (``python3 verify_bundle.py``) or give the bundle's folder. It checks:
 
 1. every file against SHA256SUMS, and that no file is missing or unlisted;
-2. the WACZ package: datapackage-digest.json, every resource's size and SHA-256, stored
-   (uncompressed) WARC entries;
+2. the WACZ package: datapackage-digest.json and its anonymous ECDSA signature (Webrecorder's
+   WACZ Signing and Verification; the key's fingerprint goes in the verdict), every resource's
+   size and SHA-256, stored (uncompressed) WARC entries;
 3. every exhibit record: its exact bytes cut out of the WARC inside the WACZ, their SHA-256,
    the WARC record inside (record id, block and payload digests), and that each WARC file holds
    its warcinfo record and the listed records and nothing else;
@@ -31,8 +32,9 @@ CONSISTENT, NOT ANCHORED: the keys inside the bundle prove nothing against someo
 
 Exit status: 0 when everything matches (anchored or not; --require-anchor makes an unanchored
 bundle exit 1), 1 when anything does not (each failure names the file and record), 2 when the
-bundle cannot be read at all. Written for evarchive bundles; it does
-not import evarchive.
+bundle cannot be read at all, 3 when the run spent its inflation budget (--inflate-budget) before
+every record was inflated and checked, and found nothing wrong in what it did check. Written
+for evarchive bundles; it does not import evarchive.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class Report:
         self.quiet = quiet
         self.failures = 0
         self.anchors: list = []  # facts from outside the bundle that the exhibits were checked against
+        self.wacz_signature = ""  # what the WACZ's own signature says, for the verdict
+        self.not_inflated = 0  # records checked only against their SHA-256: the inflation budget was spent
+        self.not_checked: list = []  # steps the budget stopped
 
     def anchor(self, text: str) -> None:
         self.anchors.append(text)
@@ -292,6 +297,141 @@ def key_id(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+# --------------------------------------------------------------------------- ECDSA P-256 / P-384 (FIPS 186-4)
+# Verification only, in plain integers, for the WACZ's own signature (datapackage-digest.json).
+# Both curves are y^2 = x^3 - 3x + b over GF(p), with a base point G of prime order n and
+# cofactor 1, so a point that satisfies the equation is in the group; affine coordinates and
+# Python's modular inverse keep it short (a verification takes milliseconds).
+
+EC_PUBLIC_KEY_OID = bytes.fromhex("2a8648ce3d0201")  # id-ecPublicKey
+CURVES = {  # DER of the named curve's OID: (name, p, b, Gx, Gy, n)
+    bytes.fromhex("2a8648ce3d030107"): (
+        "P-256",
+        0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff,
+        0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b,
+        0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
+        0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5,
+        0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551),
+    bytes.fromhex("2b81040022"): (
+        "P-384",
+        0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff,
+        0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef,
+        0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7,
+        0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f,
+        0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973),
+}
+
+
+def _der(data: bytes, pos: int = 0) -> tuple:  # type: ignore[type-arg]
+    """One DER element at ``pos``: (tag, content, next position). Strict: a definite, minimally
+    encoded length that stays inside ``data``; anything else raises ValueError."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length, pos = data[pos], data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4 or pos + count > len(data) or data[pos] == 0:
+            raise ValueError("bad DER length")
+        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
+        if length < 0x80:
+            raise ValueError("non-minimal DER length")
+    if pos + length > len(data):
+        raise ValueError("DER element runs past the end")
+    return tag, data[pos:pos + length], pos + length
+
+
+def _der_only(data: bytes, tag: int) -> bytes:
+    """The content of ``data``, which must be exactly one element with ``tag``."""
+    found, content, end = _der(data)
+    if found != tag or end != len(data):
+        raise ValueError(f"expected one DER element of tag {tag:#x}")
+    return content
+
+
+def ec_public_key(spki: bytes) -> tuple:  # type: ignore[type-arg]
+    """(curve, (x, y)) from a SubjectPublicKeyInfo DER; ValueError unless it is an uncompressed
+    point on P-256 or P-384."""
+    body = _der_only(spki, 0x30)
+    tag, algorithm, pos = _der(body)
+    tag2, bits, end = _der(body, pos)
+    if tag != 0x30 or tag2 != 0x03 or end != len(body):
+        raise ValueError("not a SubjectPublicKeyInfo")
+    tag, oid, pos = _der(algorithm)
+    tag2, curve_oid, end = _der(algorithm, pos)
+    if (tag, tag2, end) != (0x06, 0x06, len(algorithm)) or oid != EC_PUBLIC_KEY_OID:
+        raise ValueError("not an elliptic-curve key")
+    if curve_oid not in CURVES:
+        raise ValueError("not a P-256 or P-384 key")
+    curve = CURVES[curve_oid]
+    p, b, size = curve[1], curve[2], (curve[1].bit_length() + 7) // 8
+    if len(bits) != 2 + 2 * size or bits[:2] != b"\x00\x04":
+        raise ValueError("not an uncompressed point")
+    x, y = int.from_bytes(bits[2:2 + size], "big"), int.from_bytes(bits[2 + size:], "big")
+    if x >= p or y >= p or (y * y - (x * x * x - 3 * x + b)) % p:
+        raise ValueError("the point is not on the curve")
+    return curve, (x, y)
+
+
+def ecdsa_signature(raw: bytes, curve: tuple) -> tuple:  # type: ignore[type-arg]
+    """(r, s) from raw r || s (IEEE P1363, as WebCrypto writes) or DER SEQUENCE{r, s} (as OpenSSL
+    writes); ValueError when it is neither, or a value is out of range."""
+    size = (curve[1].bit_length() + 7) // 8
+    if len(raw) == 2 * size:
+        r, s = int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")
+    else:
+        body = _der_only(raw, 0x30)
+        values, pos = [], 0
+        while pos < len(body):
+            tag, content, pos = _der(body, pos)
+            if tag != 0x02 or not content or content[0] & 0x80 or (
+                    len(content) > 1 and content[0] == 0 and not content[1] & 0x80):
+                raise ValueError("not a positive, minimally encoded DER INTEGER")
+            values.append(int.from_bytes(content, "big"))
+        if len(values) != 2:
+            raise ValueError("a DER signature is two INTEGERs")
+        r, s = values
+    if not (0 < r < curve[5] and 0 < s < curve[5]):
+        raise ValueError("r or s out of range")
+    return r, s
+
+
+def _ec_add(a, b, p):  # type: ignore[no-untyped-def]
+    """Affine point addition (None is the point at infinity), for a = -3."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] == b[0]:
+        if (a[1] + b[1]) % p == 0:
+            return None
+        slope = (3 * a[0] * a[0] - 3) * pow(2 * a[1], -1, p) % p
+    else:
+        slope = (b[1] - a[1]) * pow(b[0] - a[0], -1, p) % p
+    x = (slope * slope - a[0] - b[0]) % p
+    return x, (slope * (a[0] - x) - a[1]) % p
+
+
+def _ec_mul(k: int, point, p: int):  # type: ignore[no-untyped-def]
+    result = None
+    while k:
+        if k & 1:
+            result = _ec_add(result, point, p)
+        point = _ec_add(point, point, p)
+        k >>= 1
+    return result
+
+
+def ecdsa_verify(spki: bytes, message: bytes, signature: bytes) -> bool:
+    """ECDSA with SHA-256 (FIPS 186-4, 6.4.2); ValueError for a key or signature that is malformed."""
+    curve, q = ec_public_key(spki)
+    r, s = ecdsa_signature(signature, curve)
+    p, g, n = curve[1], (curve[3], curve[4]), curve[5]
+    e = int.from_bytes(hashlib.sha256(message).digest(), "big") >> max(0, 256 - n.bit_length())
+    w = pow(s, -1, n)
+    point = _ec_add(_ec_mul(e * w % n, g, p), _ec_mul(r * w % n, q, p), p)
+    return point is not None and point[0] % n == r
+
+
 # --------------------------------------------------------------------------- 1. files
 
 def check_manifest(root: str, report: Report) -> None:
@@ -380,6 +520,7 @@ def check_wacz(root: str, wacz: str, report: Report) -> dict:  # type: ignore[ty
     before = report.failures
     if digest.get("hash") != "sha256:" + hashlib.sha256(package_bytes).hexdigest():
         report.fail(f"{name}: datapackage.json does not match datapackage-digest.json")
+    check_wacz_signature(digest, package, "sha256:" + hashlib.sha256(package_bytes).hexdigest(), name, report)
     if package.get("wacz_version") != "1.1.1":
         report.fail(f"{name}: datapackage.json does not say wacz_version 1.1.1")
     _check_resources(path, package, entries, name, report)
@@ -389,10 +530,62 @@ def check_wacz(root: str, wacz: str, report: Report) -> dict:  # type: ignore[ty
     return entries
 
 
+SIGNED_DATA = ("hash", "created", "software", "version", "signature", "publicKey")
+
+
+def check_wacz_signature(digest: dict, package: dict, package_hash: str, name: str,  # type: ignore[type-arg]
+                         report: Report) -> None:
+    """The WACZ's own anonymous signature (Webrecorder's WACZ Signing and Verification): signedData
+    holds only the spec's properties, signs the hash of datapackage.json as it is, was made when
+    the package was, and verifies with its publicKey (ECDSA,
+    SHA-256). The key's fingerprint is reported: only a copy obtained out of band says whose it is."""
+    signed = digest.get("signedData")
+    where = f"{name} > datapackage-digest.json"
+    if signed is None:
+        report.wacz_signature = "the WACZ carries no signature of its own (datapackage-digest.json has no signedData)"
+        report.note(report.wacz_signature)
+        return
+    if not isinstance(signed, dict) or not all(isinstance(signed.get(k), str)
+                                               for k in ("hash", "signature", "publicKey")):
+        report.fail(f"{where}: signedData is not an anonymous signature (hash, signature, publicKey)")
+        return
+    before = report.failures
+    extra = sorted(set(signed) - set(SIGNED_DATA))
+    if extra:
+        report.fail(f"{where}: signedData has properties the spec does not allow: {', '.join(extra)}")
+    if signed["hash"] != package_hash:
+        report.fail(f"{where}: signedData signs the hash {signed['hash']}, not datapackage.json's {package_hash}")
+    if signed.get("created") != package.get("created"):
+        report.fail(f"{where}: signedData was created {signed.get('created')}, "
+                    f"datapackage.json {package.get('created')}")
+    try:
+        spki = base64.b64decode(signed["publicKey"], validate=True)
+        curve = ec_public_key(spki)[0][0]
+        valid = ecdsa_verify(spki, signed["hash"].encode("utf-8"), base64.b64decode(signed["signature"], validate=True))
+    except ValueError as exc:  # binascii.Error is a ValueError
+        report.fail(f"{where}: the WACZ signature cannot be checked: {exc}")
+        report.wacz_signature = "the WACZ's own signature is NOT valid: malformed"
+        return
+    fingerprint = hashlib.sha256(spki).hexdigest()
+    if not valid:
+        report.fail(f"{where}: the WACZ signature does not verify with its publicKey "
+                    f"({curve}, fingerprint {fingerprint})")
+        report.wacz_signature = f"the WACZ's own signature is NOT valid (key fingerprint SHA-256 {fingerprint})"
+        return
+    if report.failures != before:
+        report.wacz_signature = (f"the WACZ's own signature is NOT valid for this datapackage.json (key fingerprint "
+                                 f"SHA-256 {fingerprint})")
+        return
+    report.wacz_signature = (f"the WACZ's own signature (WACZ Signing and Verification, anonymous ECDSA {curve}) is "
+                             f"valid, key fingerprint SHA-256 {fingerprint}")
+    report.ok(report.wacz_signature)
+
+
 def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """SHA-256 and size of an entry's content. Stored entries are read in place (a damaged
     byte must be reported as a hash mismatch, not stop the run as a zip CRC error); inflation
-    stops one chunk past the size datapackage.json gives, so a bomb costs nothing."""
+    stops one chunk past the size datapackage.json gives, or past MAX_RATIO times the entry's
+    compressed size (size -2: a bomb), and draws on the run's budget."""
     digest, size = hashlib.sha256(), 0
     if info.compress_type == zipfile.ZIP_STORED:
         for chunk in read_at(fh, start, info.compress_size):
@@ -404,6 +597,9 @@ def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple
             for chunk in iter(lambda: entry.read(CHUNK), b""):
                 digest.update(chunk)
                 size += len(chunk)
+                BUDGET.spend(len(chunk))
+                if size > max(MAX_FLOOR, MAX_RATIO * info.compress_size):
+                    return None, -2
                 if size > expected:
                     return None, -1
     except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError):
@@ -423,9 +619,16 @@ def _check_resources(path, package, entries, name, report):  # type: ignore[no-u
         if rpath.startswith("archive/") and info.compress_type != zipfile.ZIP_STORED:
             report.fail(f"{name}: {rpath} is compressed in the zip (WACZ wants it stored)")
         expected = res.get("bytes") if isinstance(res.get("bytes"), int) else 0
-        with open(path, "rb") as fh:
-            digest, size = _entry_digest(fh, start, info, expected)
-        if res.get("hash") != f"sha256:{digest}" or res.get("bytes") != size:
+        try:
+            with open(path, "rb") as fh:
+                digest, size = _entry_digest(fh, start, info, expected)
+        except OutOfBudget:
+            report.not_checked.append(f"WACZ resource {rpath}")
+            continue
+        if size == -2:
+            report.fail(f"{name} > {rpath}: it inflates more than {MAX_RATIO} times its size (a decompression "
+                        "bomb?); not inflated further")
+        elif res.get("hash") != f"sha256:{digest}" or res.get("bytes") != size:
             report.fail(f"{name} > {rpath}: its SHA-256 or size differs from datapackage.json")
     for rpath in entries:
         if rpath not in listed and rpath not in ("datapackage.json", "datapackage-digest.json"):
@@ -434,9 +637,42 @@ def _check_resources(path, package, entries, name, report):  # type: ignore[no-u
 
 # --------------------------------------------------------------------------- 3. records
 
-def _inflate_bounded(chunks, limit_of):  # type: ignore[no-untyped-def]
+class OutOfBudget(Exception):
+    """The run has inflated as many bytes as its budget allows (not a ValueError: no reader
+    mistakes it for a damaged record)."""
+
+
+class Budget:
+    """The bytes the whole run may inflate, WARC members and decoded pages together. Each record
+    is capped on its own, but a hostile bundle of many moderately compressed records would still
+    keep the verifier busy for minutes; past the budget nothing more is inflated, every record's
+    bytes are still hashed, and the verdict says what was not checked."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.exceeded = False
+
+    def spend(self, count: int) -> None:
+        self.used += count
+        if self.used > self.limit:
+            self.exceeded = True
+            raise OutOfBudget(f"the run's inflation budget of {self.limit >> 20} MiB is spent")
+
+
+# A budget of 128 MiB (two pages at the per-record cap), or 32 times the WACZ, whichever is more:
+# evarchive's own bundles inflate 4-10 times (HTML, then its content coding), and the work stays in
+# proportion to the bytes the bundle ships, however they were crafted.
+BUDGET_FLOOR = 128 << 20
+BUDGET_RATIO = 32
+BUDGET = Budget(BUDGET_FLOOR)  # set for each run by main(); functions below draw on it
+UNBOUNDED = 1 << 62  # for export, which decodes its own archive's pages, not a stranger's bundle
+
+
+def _inflate_bounded(chunks, limit_of, budget=None):  # type: ignore[no-untyped-def]
     """Inflate a stream piece by piece, never more than CHUNK at a time; raises ValueError once
-    the output passes ``limit_of(bytes read so far)``. Yields (inflater, output)."""
+    the output passes ``limit_of(bytes read so far)``. Yields (inflater, output). What it inflates
+    is drawn on ``budget``, by default the run's BUDGET."""
     inflater = zlib.decompressobj(wbits=31)
     read = produced = 0
     for chunk in chunks:
@@ -448,13 +684,86 @@ def _inflate_bounded(chunks, limit_of):  # type: ignore[no-untyped-def]
             data = inflater.decompress(chunk, CHUNK)
             chunk = inflater.unconsumed_tail
             produced += len(data)
+            (budget or BUDGET).spend(len(data))
             if produced > limit_of(read):
                 raise ValueError(f"it inflates more than {MAX_RATIO} times its size (a decompression bomb?)")
             yield inflater, data
 
 
-def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
-    """Inflate one gzip member: (WARC header fields, block sha256, payload sha256, error)."""
+DECODED_LIMIT = 64 << 20  # the decoded content of a page is hashed up to this size, as at export
+CONTENT_CODINGS = ("gzip", "x-gzip", "deflate")
+
+
+class ContentDecoder:
+    """The SHA-256 of a response's content with its gzip/deflate coding undone, fed the payload as
+    it streams past (so a record is read and inflated once): the rules evarchive's export follows,
+    so both reach the same hash or the same reason why not."""
+
+    def __init__(self, budget: Budget | None = None) -> None:
+        self.budget = budget  # None: the run's BUDGET, looked up when spent (main() replaces it)
+        self.coding = ""
+        self.digest = hashlib.sha256()
+        self.decoder = None
+        self.start = b""  # deflate's first two bytes say whether it is zlib-wrapped
+        self.produced = 0
+        self.why = None
+
+    def headers(self, http_head: bytes) -> None:
+        self.coding = _warc_fields(http_head).get("content-encoding", "").strip().lower()
+        if self.coding not in ("", "identity") and self.coding not in CONTENT_CODINGS:
+            self.why = f"not computed: evarchive does not decode the {self.coding!r} content coding"
+
+    def feed(self, data: bytes) -> None:
+        if self.why or self.coding in ("", "identity") or not data:
+            return
+        if self.decoder is None:
+            self.start += data
+            if len(self.start) < 2:
+                return
+            data, self.start = self.start, b""
+            self._open(data)
+        self._decode(data)
+
+    def _open(self, start: bytes) -> None:
+        wbits = 31
+        if self.coding == "deflate":
+            zlib_header = len(start) >= 2 and start[0] & 0x0F == 8 and ((start[0] << 8) | start[1]) % 31 == 0
+            wbits = 15 if zlib_header else -15
+        self.decoder = zlib.decompressobj(wbits)
+
+    def _decode(self, data: bytes) -> None:
+        try:
+            while data:
+                if self.decoder.eof:
+                    self.why = f"not computed: bytes follow the end of the {self.coding} stream"
+                    return
+                out = self.decoder.decompress(data, CHUNK)
+                data = self.decoder.unconsumed_tail or self.decoder.unused_data
+                self.produced += len(out)
+                (self.budget or BUDGET).spend(len(out))
+                if self.produced > DECODED_LIMIT:
+                    self.why = f"not computed: larger than {DECODED_LIMIT >> 20} MiB decoded"
+                    return
+                self.digest.update(out)
+        except zlib.error as exc:
+            self.why = f"not computed: the body does not decode as {self.coding} ({exc})"
+
+    def result(self) -> tuple:  # type: ignore[type-arg]
+        """(decoded SHA-256, None) or (None, why not), for a coded response."""
+        if self.start and not self.why:  # a body of one byte
+            data, self.start = self.start, b""
+            self._open(data)
+            self._decode(data)
+        if self.why:
+            return None, self.why
+        if self.decoder is None or not self.decoder.eof:
+            return None, f"not computed: the {self.coding} stream is incomplete"
+        return self.digest.hexdigest(), None
+
+
+def parse_member(chunks, decoder: ContentDecoder | None = None) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """Inflate one gzip member: (WARC header fields, block sha256, payload sha256, error). A
+    response's payload also streams through ``decoder``, when one is given."""
     inflater = None
     head = b""
     fields = None
@@ -482,6 +791,8 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
                     http = fields.get("content-type", "").startswith("application/http")
                     if not http and fields.get("warc-type") != "revisit":
                         payload = block
+                    if fields.get("warc-type") != "response":
+                        decoder = None
                     continue
                 take = data[:remaining]
                 if take:
@@ -493,9 +804,14 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
                             return fields, None, None, "no end of the HTTP header within 1 MiB"
                         if split >= 0:
                             payload = hashlib.sha256(http_head[split + 4:])
+                            if decoder is not None:
+                                decoder.headers(http_head[:split])
+                                decoder.feed(http_head[split + 4:])
                             http_head = b""
                     elif payload is not None and payload is not block:
                         payload.update(take)
+                        if decoder is not None:
+                            decoder.feed(take)
                     remaining -= len(take)
                 trailer += data[len(take):]
                 data = b""
@@ -510,15 +826,11 @@ def parse_member(chunks) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     return fields, block.hexdigest(), payload.hexdigest() if payload is not None else None, None
 
 
-DECODED_LIMIT = 64 << 20  # the decoded content of a page is hashed up to this size, as at export
-CONTENT_CODINGS = ("gzip", "x-gzip", "deflate")
-
-
-def payload_and_coding(chunks):  # type: ignore[no-untyped-def]
+def payload_and_coding(chunks, budget=None):  # type: ignore[no-untyped-def]
     """The Content-Encoding of a response record, then (as a generator) its HTTP payload."""
     head = b""
     left = -1
-    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read)):
+    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read), budget):
         if left < 0:
             head += data
             warc_end = head.find(b"\r\n\r\n")
@@ -539,34 +851,13 @@ def payload_and_coding(chunks):  # type: ignore[no-untyped-def]
 
 
 def decoded_sha256(chunks, coding: str) -> tuple:  # type: ignore[no-untyped-def,type-arg]
-    """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not): the
-    rules evarchive's export follows, so both reach the same hash or the same reason."""
-    digest = hashlib.sha256()
-    produced = 0
-    decoder = None
-    try:
-        for chunk in chunks:
-            if decoder is None:
-                wbits = 31
-                if coding == "deflate":
-                    zlib_header = len(chunk) >= 2 and chunk[0] & 0x0F == 8 and ((chunk[0] << 8) | chunk[1]) % 31 == 0
-                    wbits = 15 if zlib_header else -15
-                decoder = zlib.decompressobj(wbits)
-            pending = chunk
-            while pending:
-                if decoder.eof:
-                    return None, f"not computed: bytes follow the end of the {coding} stream"
-                out = decoder.decompress(pending, CHUNK)
-                pending = decoder.unconsumed_tail or decoder.unused_data
-                produced += len(out)
-                if produced > DECODED_LIMIT:
-                    return None, f"not computed: larger than {DECODED_LIMIT >> 20} MiB decoded"
-                digest.update(out)
-    except zlib.error as exc:
-        return None, f"not computed: the body does not decode as {coding} ({exc})"
-    if decoder is None or not decoder.eof:
-        return None, f"not computed: the {coding} stream is incomplete"
-    return digest.hexdigest(), None
+    """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not), for
+    export: the same decoder as the verifier's, outside the verifier's run budget."""
+    decoder = ContentDecoder(Budget(UNBOUNDED))
+    decoder.coding = coding
+    for chunk in chunks:
+        decoder.feed(chunk)
+    return decoder.result()
 
 
 def decoded_content(coding: str, payload_sha256, payload) -> tuple:  # type: ignore[no-untyped-def,type-arg]
@@ -619,22 +910,16 @@ def check_chromium(fh, start: int, ex: dict, report: Report) -> None:  # type: i
                     f"{found} its metadata record gives")
 
 
-def check_decoded(fh, start: int, ex: dict, rec: dict, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
+def check_decoded(ex: dict, rec: dict, decoder: ContentDecoder, report: Report) -> None:  # type: ignore[type-arg]
     """The decoded-content hash the index shows is the one the record's own bytes give (a page
     served without content coding: the payload hash itself)."""
     where = f"exhibit {ex['exhibit']} ({rec['record_id']})"
     shown = (ex.get("decoded_sha256"), ex.get("decoded_note"))
-    try:
-        parts = payload_and_coding(read_at(fh, start + rec["bundle_offset"], rec["length"]))
-        coding = next(parts, "")
-        if (ex.get("content_encoding") or "").strip().lower() != coding:
-            report.fail(f"{where}: the record was served with Content-Encoding {coding or 'none'!r}, "
-                        f"the index says {ex.get('content_encoding') or 'none'!r}")
-            return
-        found = decoded_content(coding, rec["payload_sha256"], parts)
-    except (zlib.error, ValueError) as exc:
-        report.fail(f"{where}: cannot read its payload ({exc})")
+    if (ex.get("content_encoding") or "").strip().lower() != decoder.coding:
+        report.fail(f"{where}: the record was served with Content-Encoding {decoder.coding or 'none'!r}, "
+                    f"the index says {ex.get('content_encoding') or 'none'!r}")
         return
+    found = (rec["payload_sha256"], None) if decoder.coding in ("", "identity") else decoder.result()
     if found != shown:
         report.fail(f"{where}: the decoded content's SHA-256 is {found[0] or found[1]}, "
                     f"the index says {shown[0] or shown[1]}")
@@ -661,16 +946,19 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
                 count += 1
                 where = (f"exhibit {ex['exhibit']} record {rec['record_id']} ({rec['record_type']}) in "
                          f"{data['wacz']} > {rec['bundle_file']} at offset {rec['bundle_offset']}")
-                fields = _check_record(fh, entries, rec, where, report)
+                main = rec is main_record(ex)
+                decoder = ContentDecoder() if main and ex["kind"] == "capture" and \
+                    rec["record_type"] == "response" else None
+                fields = _check_record(fh, entries, rec, where, report, decoder)
                 if fields is not None and rec["record_id"] == ex.get("main_record"):
                     _check_record_date(ex, fields, where, report)
                     _check_token_time(ex, fields, stamps, where, report)
+                if fields is not None and decoder is not None:
+                    check_decoded(ex, rec, decoder, report)
                 _check_vouched(ex, rec, entry, where, report)
             _check_exhibit_fields(ex, entry, report)
-            main = main_record(ex)
-            start = entries.get(main["bundle_file"], (None,))[0]
-            if ex["kind"] == "capture" and main["record_type"] == "response" and start is not None:
-                check_decoded(fh, start, ex, main, report)
+            shown_record = main_record(ex)
+            start = entries.get(shown_record["bundle_file"], (None,))[0]
             if ex.get("engine") == "browser" and start is not None:
                 check_chromium(fh, start, ex, report)
         numbered = {ex["exhibit"]: ex for ex in data["exhibits"]}
@@ -764,22 +1052,39 @@ def _check_token_time(ex: dict, fields: dict, stamps: list, where: str, report: 
                     "vouch for a capture made after it")
 
 
-def _check_record(fh, entries, rec, where, report):  # type: ignore[no-untyped-def]
-    """The record's bytes and WARC digests; its WARC header fields when they could be read."""
+def _check_record(fh, entries, rec, where, report, decoder=None):  # type: ignore[no-untyped-def]
+    """The record's bytes and WARC digests; its WARC header fields when they could be read (and
+    inflated within the run's budget). A response's content streams through ``decoder`` on the way."""
     start = entries.get(rec["bundle_file"], (None,))[0]
     if start is None:
         report.fail(f"{where}: that WARC file is not in the package")
         return None
     if start + rec["bundle_offset"] != rec["wacz_offset"]:
         report.fail(f"{where}: bundle.json gives a different offset in the .wacz")
+    # One pass: the bytes as stored are hashed as they stream into the inflater (and the page's
+    # content coding is undone on the way), never held whole: a record may be as large as its page.
     digest = hashlib.sha256()
-    for chunk in read_at(fh, start + rec["bundle_offset"], rec["length"]):
-        digest.update(chunk)
+
+    def hashed():  # type: ignore[no-untyped-def]
+        for chunk in read_at(fh, start + rec["bundle_offset"], rec["length"]):
+            digest.update(chunk)
+            yield chunk
+
+    chunks, parsed = hashed(), None
+    if not BUDGET.exceeded:
+        try:
+            parsed = parse_member(chunks, decoder)
+        except OutOfBudget:
+            parsed = None
+    for _ in chunks:  # the bytes after the point where inflating stopped
+        pass
     if digest.hexdigest() != rec["member_sha256"]:
         report.fail(f"{where}: its bytes differ from the recorded SHA-256 {rec['member_sha256']}")
         return None
-    # Read twice rather than held: a record may be as large as the page it preserves.
-    fields, block, payload, error = parse_member(read_at(fh, start + rec["bundle_offset"], rec["length"]))
+    if parsed is None:
+        report.not_inflated += 1
+        return None
+    fields, block, payload, error = parsed
     if error:
         report.fail(f"{where}: {error}")
     elif fields.get("warc-record-id") != rec["record_id"]:
@@ -2146,7 +2451,12 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--quiet", action="store_true", help="print failures only")
     parser.add_argument("--require-anchor", action="store_true",
                         help="exit 1 unless a key, head or timestamp given here anchors the exhibits")
+    parser.add_argument("--inflate-budget", type=int, metavar="MIB",
+                        help=f"MiB the run may inflate in all (default: {BUDGET_FLOOR >> 20}, or {BUDGET_RATIO} "
+                             "times the WACZ when more), so a hostile bundle cannot keep it busy for long")
     args = parser.parse_args(argv)
+    if args.inflate_budget is not None and args.inflate_budget < 0:
+        parser.error("--inflate-budget must be 0 or more (MiB)")
     root = args.bundle
     try:
         kind = file_kind(root)
@@ -2163,19 +2473,43 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
             raise ValueError("not a JSON object")
     except (Unsafe, ValueError) as exc:
         return _unreadable(f"cannot read {os.path.join(root, 'bundle.json')}: {exc}")
+    set_budget(root, data, args.inflate_budget)
     run_checks(root, data, args, report)
+    signature = f" ({report.wacz_signature})" if report.wacz_signature else ""
+    skipped = [f"{report.not_inflated} record(s) were checked only against their SHA-256, not inflated"] \
+        if report.not_inflated else []
+    skipped = "; ".join(skipped + [f"{name} was not checked in full" for name in report.not_checked])
     if report.failures:
-        print(f"\n{report.failures} problem(s): this bundle is NOT as exported")
+        spent = f"; the inflation budget of {BUDGET.limit >> 20} MiB was spent: {skipped}" if BUDGET.exceeded else ""
+        print(f"\n{report.failures} problem(s): this bundle is NOT as exported{signature}{spent}")
         return 1
+    if BUDGET.exceeded:
+        print(f"\nNOT VERIFIED IN FULL: the run spent its inflation budget of {BUDGET.limit >> 20} MiB (a hostile "
+              f"bundle, or a very large one): {skipped}. Nothing it checked was wrong; run it again with a larger "
+              f"--inflate-budget to check everything.{signature}")
+        return 3
     if report.anchors:
         print("\nBUNDLE VERIFIED AND ANCHORED: every file, record, custody entry and index line matches, "
-              "and " + "; ".join(report.anchors))
+              "and " + "; ".join(report.anchors) + signature)
         return 0
     print("\nBUNDLE CONSISTENT, NOT ANCHORED: every file, record, custody entry and index line agree with "
           "one another, but nothing ties them to a key, a published log head or a timestamp obtained "
           "outside the bundle, so a bundle rebuilt and re-signed by someone else would pass this too. "
-          "Anchor it with --public-key, --head or --tsa-root (see VERIFY.md).")
+          f"Anchor it with --public-key, --head or --tsa-root (see VERIFY.md).{signature}")
     return 1 if args.require_anchor else 0
+
+
+def set_budget(root: str, data: dict, mib: int | None) -> None:  # type: ignore[type-arg]
+    """This run's inflation budget: the one given, else the floor or BUDGET_RATIO times the WACZ."""
+    global BUDGET
+    if mib is not None:
+        BUDGET = Budget(mib << 20)
+        return
+    try:
+        size = os.lstat(inside(root, str(data.get("wacz")))).st_size
+    except (OSError, Unsafe):
+        size = 0
+    BUDGET = Budget(max(BUDGET_FLOOR, BUDGET_RATIO * size))
 
 
 def _unreadable(message: str) -> int:
@@ -2214,6 +2548,9 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
     for name, step in steps:
         try:
             step()
+        except OutOfBudget as exc:
+            report.not_checked.append(f"the {name} step")
+            report.note(f"{name}: not checked in full: {exc}")
         except Unsafe as exc:
             report.fail(f"{name}: {exc}")
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
@@ -2239,6 +2576,7 @@ def _verify_zip(path: str, args: argparse.Namespace) -> int:
             rest += ["--head", args.head] if args.head else []
             rest += ["--tsa-root", args.tsa_root] if args.tsa_root else []
             rest += ["--require-anchor"] if args.require_anchor else []
+            rest += ["--inflate-budget", str(args.inflate_budget)] if args.inflate_budget is not None else []
             return main([folder, *rest])
     except OSError as exc:
         return _unreadable(f"cannot unpack {path}: {exc}")

@@ -15,7 +15,7 @@ from typing import Any
 from .. import custody
 from ..archive import Archive
 from ..catalogue import to_json
-from ..verify_bundle import decoded_content, payload_and_coding
+from ..verify_bundle import UNBOUNDED, Budget, decoded_content, payload_and_coding
 from .model import COPY_CHUNK, HEAD_LIMIT, HEAD_STEP, Exhibit, Plan, Record
 
 # --------------------------------------------------------------------------- integrity
@@ -157,7 +157,8 @@ def _decode_payload(fd: int, rec: Record) -> None:
     decoded content is the payload as served, whose SHA-256 the catalogue already has. The rules
     are verify_bundle.py's own, so the clerk's verifier reaches the same hash or the same reason."""
     coding = (rec.content_encoding or "").strip().lower() if rec.record_type == "response" else ""
-    payload = payload_and_coding(read_span(fd, rec.offset, rec.length))
+    # the archive's own pages: drawn on no run budget (that bounds a stranger's bundle in the verifier)
+    payload = payload_and_coding(read_span(fd, rec.offset, rec.length), Budget(UNBOUNDED))
     try:
         if coding not in ("", "identity"):
             next(payload, None)  # the coding, as read again from the record's own HTTP head

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, waczsigning
 from ..archive import Archive
 from ..errors import CouldNotRunError
 from ..verify_bundle import warc_field
@@ -91,9 +91,8 @@ def write_wacz(archive: Archive, plan: Plan, path: Path) -> None:
             resources.append(_resource(name, data))
         package = _datapackage(plan, resources)
         zf.writestr(_zipinfo("datapackage.json", plan.created), package)
-        digest = {"path": "datapackage.json", "hash": "sha256:" + hashlib.sha256(package).hexdigest()}
         zf.writestr(_zipinfo("datapackage-digest.json", plan.created),
-                    json.dumps(digest, indent=2).encode() + b"\n")
+                    waczsigning.digest_file(archive, package, plan.created))
     offsets = zip_data_offsets(path)
     for out in outs:
         for rec in out.records:
