@@ -1577,24 +1577,16 @@ DNS_NAMES = {"2.5.4.3": "CN", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", 
              "2.5.4.9": "STREET", "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID"}
 
 
-def _der(data: bytes, pos: int) -> tuple:  # type: ignore[type-arg]
-    """(tag, start, end) of the content of the DER element at ``pos``."""
-    tag, size = data[pos], data[pos + 1]
-    pos += 2
-    if size & 0x80:
-        count = size & 0x7F
-        if not 0 < count <= 4:
-            raise ValueError("unsupported DER length")
-        size, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
-    if pos + size > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + size
+def _der_span(data: bytes, pos: int) -> tuple:  # type: ignore[type-arg]
+    """(tag, start, end) of the content of the DER element at ``pos`` (read strictly by ``_der``)."""
+    tag, content, end = _der(data, pos)
+    return tag, end - len(content), end
 
 
 def _der_items(data: bytes, start: int, end: int) -> list:  # type: ignore[type-arg]
     items = []
     while start < end:
-        items.append(_der(data, start))
+        items.append(_der_span(data, start))
         start = items[-1][2]
     return items
 
@@ -1645,8 +1637,8 @@ def certificate_summary(pem: str) -> dict:  # type: ignore[type-arg]
     its DER with the standard library only."""
     try:
         der = base64.b64decode("".join(ln for ln in pem.strip().splitlines() if not ln.startswith("-----")))
-        _, start, end = _der(der, 0)
-        _, start, end = _der(der, start)  # tbsCertificate
+        _, start, end = _der_span(der, 0)
+        _, start, end = _der_span(der, start)  # tbsCertificate
         items = _der_items(der, start, end)
         items = items[1:] if items[0][0] == 0xA0 else items  # the explicit version
         issuer, validity, subject = items[2], items[3], items[4]
