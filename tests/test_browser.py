@@ -284,13 +284,14 @@ def test_orphaned_chromium_of_a_killed_run_is_reported_and_ended(tmp_path, local
 def test_no_chromium_outlives_the_run(tmp_path, local_server, chromium):
     import asyncio
 
-    from evarchive.browser import BrowserCaptureRun, _processes_marked
+    from evarchive.browser import BrowserCaptureRun
+    from evarchive.browser.processes import processes_marked
 
     archive = Archive.open(tmp_path / "a")
     run = BrowserCaptureRun(archive, CaptureSettings(), BrowserSettings(chromium=chromium))
     [outcome] = asyncio.run(run.run([local_server.url("/plain")]))
     assert outcome.status == "captured"
-    assert _processes_marked(f"--evarchive-run={run.run_mark}") == []
+    assert processes_marked(f"--evarchive-run={run.run_mark}") == []
     assert not (archive.locks_dir / "chromium.pids").exists()
 
 
@@ -362,7 +363,7 @@ def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_ser
     import signal
     import time
 
-    from evarchive.browser import _processes_marked
+    from evarchive.browser.processes import processes_marked, with_descendants
 
     archive = tmp_path / "a"
     victim = subprocess.Popen([sys.executable, "-m", "evarchive.cli", "capture", "--engine", "browser",
@@ -374,9 +375,7 @@ def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_ser
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     [mark] = (archive / "locks" / "chromium.pids").read_text().split()
-    from evarchive.browser import _with_descendants
-
-    tree = _with_descendants(_processes_marked(f"--evarchive-run={mark}"))
+    tree = with_descendants(processes_marked(f"--evarchive-run={mark}"))
     # Whether Chromium notices its parent's death before the next run starts is a race; the next
     # run ends whatever is left either way, and forgets the mark.
     result = run_cli("capture", "--engine", "http", local_server.url("/plain"), archive=archive)
@@ -385,7 +384,7 @@ def test_kill_9_leaves_no_chromium_behind_after_the_next_run(tmp_path, local_ser
     deadline = time.monotonic() + 10
 
     def alive() -> list[int]:  # the browser, its renderers and zygotes
-        return _processes_marked(f"--evarchive-run={mark}") + [p for p in tree if b"chromium" in _cmdline(p)]
+        return processes_marked(f"--evarchive-run={mark}") + [p for p in tree if b"chromium" in _cmdline(p)]
 
     while alive() and time.monotonic() < deadline:
         time.sleep(0.1)  # SIGKILL is asynchronous: wait for the kernel, not for a fixed time
