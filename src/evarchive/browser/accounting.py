@@ -30,24 +30,49 @@ class BrowserRequest:
     response: Any = field(default=None, repr=False)
 
 
-def decoded_body(hop: Hop, limit: int = 64 << 20) -> bytes | None:
-    """The recorded body with its content coding undone (None when that is not possible)."""
+# Bodies larger than this, as recorded or decoded, are not asked back from the browser nor
+# compared (listed as such): comparing means holding both copies in memory.
+COMPARE_LIMIT = 16 << 20
+
+
+def decoded_body(hop: Hop, limit: int = COMPARE_LIMIT) -> bytes | None:
+    """The recorded body with its content coding undone, read and inflated at most to ``limit``
+    (None when that is not possible or the body is larger)."""
+    if hop.body_length > limit:
+        return None
     hop.body.seek(0)
     raw = hop.body.read(limit + 1)
-    if len(raw) > limit:
-        return None
     coding = (hop.headers.get("content-encoding") or "").strip().lower()
-    try:
-        if coding in ("gzip", "x-gzip"):
-            return zlib.decompressobj(47).decompress(raw)
-        if coding == "deflate":
-            try:
-                return zlib.decompress(raw)
-            except zlib.error:
-                return zlib.decompress(raw, -15)
-    except zlib.error:
+    if coding in ("", "identity"):
+        return raw
+    wbits = {"gzip": 47, "x-gzip": 47, "deflate": 15}.get(coding)
+    if wbits is None:
         return None
-    return raw if coding in ("", "identity") else None
+    for bits in (wbits, -15) if coding == "deflate" else (wbits,):  # deflate is sent raw too
+        inflater = zlib.decompressobj(bits)
+        try:
+            out = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+        return None if len(out) > limit or inflater.unconsumed_tail else out
+    return None
+
+
+def comparable_bodies(exchanges: list[Exchange]) -> set[tuple[str, str]]:
+    """(method, URL) of the exchanges whose bodies are small enough to compare, every copy."""
+    small: dict[tuple[str, str], bool] = {}
+    for ex in exchanges:
+        key = (ex.method, ex.url)
+        small[key] = small.get(key, True) and ex.hop is not None and _comparable(ex.hop)
+    return {key for key, ok in small.items() if ok}
+
+
+def _comparable(hop: Hop) -> bool:
+    if hop.body_length > COMPARE_LIMIT:
+        return False
+    if (hop.headers.get("content-encoding") or "").strip().lower() in ("", "identity"):
+        return True
+    return decoded_body(hop) is not None  # the decoded size is known only by inflating (bounded)
 
 
 def account(requests: list[BrowserRequest], exchanges: list[Exchange],
@@ -64,6 +89,11 @@ def account(requests: list[BrowserRequest], exchanges: list[Exchange],
                                "status": req.status}
         if scheme in ("data", "blob", "about", "chrome", "chrome-extension", "javascript"):
             row["served"] = f"{scheme}: URL (no network)"
+            rows.append(row)
+            continue
+        if req.resource_type == "websocket":  # a named bypass of the recorder, refused in the browser
+            row["served"] = ("WebSocket: refused by the recorder, never reached the network "
+                             "(WebSocket messages are not recorded)")
             rows.append(row)
             continue
         key = (req.method, req.url)
@@ -101,6 +131,10 @@ def _compare_body(row: dict[str, Any], hop: Hop, seen: bytes | None, findings: l
         return
     if seen is None or hop.truncated:
         row["body_compared"] = False
+        if hop.truncated:
+            row["note"] = "cut at the body limit (--max-body): the browser got it cut short too"
+        elif hop.body_length > COMPARE_LIMIT:
+            row["note"] = f"larger than {COMPARE_LIMIT >> 20} MiB: not compared"
         return
     ours = decoded_body(hop)
     row["body_compared"] = ours is not None

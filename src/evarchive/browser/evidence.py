@@ -106,7 +106,8 @@ class PageEvidence:
             "server-ips": sorted({ex.hop.server_ip for ex in recorded if ex.hop.server_ip}),
             "certificate": ({"leaf-sha256": tls.get("leaf_sha256"), "tls-version": tls.get("version"),
                              "validated": tls.get("validation")} if tls else None),
-            "accept-encoding": {"sent-upstream": "gzip, deflate",
+            "accept-encoding": {"sent-upstream": sorted({ex.sent_accept_encoding or ""
+                                                         for ex in session.exchanges}),
                                 "browser-asked": sorted({ex.browser_accept_encoding or ""
                                                          for ex in session.exchanges})},
             "page-height": page.page_height, "screenshot-height": page.screenshot_height,

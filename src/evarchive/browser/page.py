@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,29 +33,39 @@ class PageResult:
 class PageDriver:
     """Loads one URL in a fresh context and takes the artefacts, every step within a bound."""
 
-    def __init__(self, browser: Any, settings: BrowserSettings, user_agent: str | None) -> None:
+    def __init__(self, browser: Any, settings: BrowserSettings, user_agent: str | None,
+                 comparable: Callable[[], set[tuple[str, str]]] = set) -> None:
         self.browser = browser
         self.settings = settings
         self.user_agent = user_agent
+        self.comparable = comparable  # (method, URL) whose bodies the recorder will compare
         self.result = PageResult()  # kept when the capture is cut: what was seen so far
         self.context: Any = None
         self.stopped = False
+        self.inflight: set[Any] = set()
+        self.last_activity = time.monotonic()
+        self.activity = asyncio.Event()
 
     async def cut(self, reason: str) -> None:
         """End the page now (memory bound): its context closes, what was recorded is kept."""
         self.result.steps.append(reason)
         self.stopped = True
+        self.activity.set()
         if self.context is not None:
             await close_quietly(self.context)
 
-    async def capture(self, url: str, proxy_port: int) -> PageResult:
+    async def capture(self, url: str, proxy_port: int | None) -> PageResult:
+        """Load ``url`` through the recording proxy at ``proxy_port`` (None: straight to the
+        network, for the benchmark's unrecorded reference)."""
         result = self.result
+        proxy = {"server": f"http://127.0.0.1:{proxy_port}", "bypass": "<-loopback>"} if proxy_port else None
         context = self.context = await self.browser.new_context(
-            proxy={"server": f"http://127.0.0.1:{proxy_port}", "bypass": "<-loopback>"},
+            proxy=proxy,
             viewport={"width": self.settings.viewport_width, "height": self.settings.viewport_height},
             device_scale_factor=self.settings.device_scale, service_workers="block",
             accept_downloads=False, user_agent=self.user_agent)
         try:
+            await context.route_web_socket("**", self._refuse_websocket)
             page = await context.new_page()
             self._watch(context, page, result)
             await self._watch_devtools(context, page, result)
@@ -72,14 +83,25 @@ class PageDriver:
             await close_quietly(context)
         return result
 
+    async def _refuse_websocket(self, route: Any) -> None:
+        """A WebSocket never reaches the network: the recorder keeps HTTP exchanges only, so its
+        messages could not be evidence. The page sees it closed; the accounting names it."""
+        self.result.requests.append(BrowserRequest(route.url, "GET", "websocket", False,
+                                                    failure="refused: WebSocket"))
+        self.result.steps.append(f"refused a WebSocket ({route.url[:200]}): WebSocket messages are "
+                                 "not recorded, so none were let through")
+        await route.close(code=1008, reason="refused by the evidence recorder")
+
     def _watch(self, context: Any, page: Any, result: PageResult) -> None:
         inflight: set[Any] = set()
         self.inflight = inflight
         self.last_activity = time.monotonic()
+        self.activity = asyncio.Event()  # set on every request event: wakes the quiet wait
         index: dict[Any, BrowserRequest] = {}
 
         def on_request(request: Any) -> None:
             self.last_activity = time.monotonic()
+            self.activity.set()
             entry = BrowserRequest(request.url, request.method, request.resource_type,
                                    request.is_navigation_request())
             index[request] = entry
@@ -88,6 +110,7 @@ class PageDriver:
 
         def on_done(request: Any, failed: bool) -> None:
             self.last_activity = time.monotonic()
+            self.activity.set()
             inflight.discard(request)
             entry = index.get(request)
             if entry is not None:
@@ -155,22 +178,47 @@ class PageDriver:
                 result.steps.append(f"loading failed: {message[:300]}")
 
     async def _quiet(self, result: PageResult, what: str) -> None:
-        """Wait until no request has been in flight for ``quiet_ms``, within the bound."""
+        """Wait until no request has been in flight for ``quiet_ms``, within the bound: woken by
+        the browser's own request events, never by polling."""
+        quiet = self.settings.quiet_ms / 1000
         deadline = time.monotonic() + self.settings.quiet_timeout
-        while time.monotonic() < deadline and not self.stopped:
-            if not self.inflight and (time.monotonic() - self.last_activity) * 1000 >= self.settings.quiet_ms:
+        while not self.stopped:
+            now = time.monotonic()
+            if now >= deadline:
+                result.steps.append(f"the network never went quiet {what} within "
+                                    f"{self.settings.quiet_timeout:g} s ({len(self.inflight)} requests "
+                                    "still open); captured what had loaded")
                 return
-            await asyncio.sleep(0.05)
-        if self.stopped:
-            return
-        result.steps.append(f"the network never went quiet {what} within "
-                            f"{self.settings.quiet_timeout:g} s ({len(self.inflight)} requests "
-                            "still open); captured what had loaded")
+            if not self.inflight and now - self.last_activity >= quiet:
+                return
+            wake = deadline if self.inflight else min(deadline, self.last_activity + quiet)
+            self.activity.clear()
+            try:
+                await asyncio.wait_for(self.activity.wait(), max(0.0, wake - now))
+            except TimeoutError:
+                pass
 
     async def _settle(self, page: Any, result: PageResult) -> None:
-        await self._quiet(result, "after the load event")
-        # Every frame scrolls, in parallel: lazy content inside iframes (other hosts included)
-        # loads only when its own document is scrolled.
+        """Scroll at once after the load event, then wait for one quiet window: the page's own
+        late requests and the lazy content the scroll asked for settle together. A page that grew
+        meanwhile (content a script inserted below) is scrolled again, within the bounds."""
+        for _round in range(SETTLE_ROUNDS):
+            reached = await self._scroll(page, result)
+            # Scrolling may have just asked for lazy content: the quiet window starts now, not at
+            # the last request seen.
+            self.last_activity = max(self.last_activity, time.monotonic())
+            await self._quiet(result, "after loading and scrolling")
+            if self.stopped or reached is None:
+                return
+            height = await _safe(page.evaluate(PAGE_HEIGHT), None, result, "measuring the page",
+                                 self.settings.artefact_timeout)
+            if not height or min(height, self.settings.max_height) <= reached:
+                return
+
+    async def _scroll(self, page: Any, result: PageResult) -> int | None:
+        """Scroll every frame to its end, in parallel (lazy content inside iframes, other hosts
+        included, loads only when its own document is scrolled); the height the main frame had
+        when its scroll ended, or None when it failed."""
         arg = {"budget": self.settings.scroll_timeout * 1000, "limit": self.settings.max_height}
         frames = [page.main_frame, *(f for f in page.frames if f is not page.main_frame)]
         scrolls = [_safe(frame.evaluate(SCROLL_SCRIPT, arg), None, result,
@@ -181,16 +229,11 @@ class PageDriver:
             result.steps.append(f"scrolling stopped before the end of the page "
                                 f"(bound {self.settings.scroll_timeout:g} s or "
                                 f"{self.settings.max_height} px)")
-        # Scrolling may have just asked for lazy content: the quiet window starts now, not at
-        # the last request seen.
-        self.last_activity = max(self.last_activity, time.monotonic())
-        await self._quiet(result, "after scrolling")
+        return int(scrolled["height"]) if scrolled else None
 
     async def _take_artefacts(self, page: Any, result: PageResult) -> None:
         bound = self.settings.artefact_timeout
-        height = await _safe(page.evaluate(
-            "Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)"),
-            None, result, "measuring the page", bound)
+        height = await _safe(page.evaluate(PAGE_HEIGHT), None, result, "measuring the page", bound)
         result.page_height = int(height) if height else None
         full_args: dict[str, Any] = {"full_page": True, "type": "png", "timeout": bound * 1000}
         if result.page_height and result.page_height > self.settings.max_height:
@@ -217,36 +260,45 @@ class PageDriver:
             result.screenshot_height = png_size(result.artefacts["screenshot-full"])[1]
 
     async def _collect_bodies(self, result: PageResult) -> None:
-        """The bodies the browser used, for comparison with the recorded ones (bounded)."""
-        for index, req in enumerate(result.requests):
-            response = req.response
-            if response is None or not req.finished or not (200 <= (req.status or 0) < 300):
-                continue
+        """The bodies the browser used, for comparison with the recorded ones: only those the
+        recorder found small enough (memory stays bounded), asked for at once (each is a round
+        trip to the browser), each within a bound."""
+        small = self.comparable()
+        wanted = [index for index, req in enumerate(result.requests)
+                  if req.response is not None and req.finished and 200 <= (req.status or 0) < 300
+                  and (req.method, req.url) in small]
+
+        async def body(index: int) -> None:
             try:
-                result.bodies[index] = await asyncio.wait_for(response.body(), 10)
+                result.bodies[index] = await asyncio.wait_for(result.requests[index].response.body(), 10)
             except Exception:  # noqa: BLE001 - evicted or streamed bodies cannot be compared
                 result.bodies[index] = None
 
+        await asyncio.gather(*(body(index) for index in wanted))
 
+
+SETTLE_ROUNDS = 3  # scroll-and-wait rounds for a page that keeps growing (each within the bounds)
+PAGE_HEIGHT = "Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)"
 SCROLL_SCRIPT = """
 async ({budget, limit}) => {
   const started = performance.now();
   const step = Math.max(200, Math.floor(window.innerHeight * 0.8));
+  const height = () => PAGE_HEIGHT;
   let y = 0;
   while (performance.now() - started < budget) {
-    const end = Math.min(limit, document.documentElement.scrollHeight);
+    const end = Math.min(limit, height());
     if (y >= end - window.innerHeight) {
       window.scrollTo(0, 0);
-      return {reachedEnd: true, y};
+      return {reachedEnd: true, y, height: end};
     }
     y += step;
     window.scrollTo(0, y);
     await new Promise(r => setTimeout(r, 100));
   }
   window.scrollTo(0, 0);
-  return {reachedEnd: false, y};
+  return {reachedEnd: false, y, height: Math.min(limit, height())};
 }
-"""
+""".replace("PAGE_HEIGHT", PAGE_HEIGHT)
 
 
 async def _safe(awaitable: Any, default: Any, result: PageResult, what: str, bound: float) -> Any:

@@ -17,7 +17,7 @@ from ..catalogue import ensure_source, ensure_sources, find_source, format_time,
 from ..errors import CouldNotRunError
 from ..urls import validate_url
 from ..warcwriter import WrittenRecord
-from .accounting import account
+from .accounting import account, comparable_bodies
 from .engine import CHROMIUM_ARGS, BrowserSettings, find_chromium
 from .evidence import PageEvidence, page_chain, page_failure, wall_of
 from .page import PageDriver, PageResult, close_quietly
@@ -139,7 +139,8 @@ class BrowserCaptureRun(CaptureRun):
         session = ProxySession(client, self.settings, self.archive.tmp_dir, authority,
                                self.settings.clock)
         user_agent = None if self.settings.user_agent.startswith("evarchive/") else self.settings.user_agent
-        driver = PageDriver(browser, self.browser_settings, user_agent)
+        driver = PageDriver(browser, self.browser_settings, user_agent,
+                            lambda: comparable_bodies(session.exchanges))
         page = driver.result
         self.drivers.add(driver)
         try:
