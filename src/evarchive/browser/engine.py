@@ -37,7 +37,7 @@ class BrowserSettings:
     """The browser engine's own knobs; every one is written to the provenance."""
 
     chromium: str = ""
-    tabs: int = 2  # pages at once: sized for 2 cores
+    tabs: int = 4  # pages at once: a page mostly waits (network, quiet window), so 2 cores keep 4 busy
     viewport_width: int = 1280
     viewport_height: int = 800
     device_scale: float = 1.0
