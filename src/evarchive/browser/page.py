@@ -261,22 +261,32 @@ class PageDriver:
 
     async def _collect_bodies(self, result: PageResult) -> None:
         """The bodies the browser used, for comparison with the recorded ones: only those the
-        recorder found small enough (memory stays bounded), asked for at once (each is a round
-        trip to the browser), each within a bound."""
+        recorder found small enough, a few at a time (each is a round trip to the browser), each
+        within a bound, and no more than BODIES_BUDGET bytes in all (memory stays bounded)."""
         small = self.comparable()
         wanted = [index for index, req in enumerate(result.requests)
                   if req.response is not None and req.finished and 200 <= (req.status or 0) < 300
                   and (req.method, req.url) in small]
+        slots = asyncio.Semaphore(4)
+        kept = 0
 
         async def body(index: int) -> None:
-            try:
-                result.bodies[index] = await asyncio.wait_for(result.requests[index].response.body(), 10)
-            except Exception:  # noqa: BLE001 - evicted or streamed bodies cannot be compared
-                result.bodies[index] = None
+            nonlocal kept
+            async with slots:
+                if kept >= BODIES_BUDGET:
+                    result.bodies[index] = None
+                    return
+                try:
+                    data = await asyncio.wait_for(result.requests[index].response.body(), 10)
+                except Exception:  # noqa: BLE001 - evicted or streamed bodies cannot be compared
+                    data = None
+                kept += len(data or b"")
+                result.bodies[index] = data if kept <= BODIES_BUDGET else None
 
         await asyncio.gather(*(body(index) for index in wanted))
 
 
+BODIES_BUDGET = 64 << 20  # bytes of the browser's bodies kept for comparison, per page
 SETTLE_ROUNDS = 3  # scroll-and-wait rounds for a page that keeps growing (each within the bounds)
 PAGE_HEIGHT = "Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)"
 SCROLL_SCRIPT = """
