@@ -46,6 +46,7 @@ READABLE_CODINGS = {"gzip", "x-gzip", "deflate", "identity"}
 UPSTREAM_ACCEPT_ENCODING = "gzip, deflate"  # when the browser names none
 NO_BODY_STATUSES = {204, 304}
 SEND_CHUNK = 256 * 1024
+RELAY_HIGH_WATER = 1 << 20  # bytes waiting for the browser before the relay stops feeding it
 
 
 # --------------------------------------------------------------------------- the run's CA
@@ -139,13 +140,19 @@ class BodyRelay:
     """Relays one response to the browser while it is being spooled: the head as received (minus
     hop-by-hop fields), then each recorded chunk. Known lengths keep their Content-Length; others
     go chunked. An answer that may be retried (a retryable status) is not relayed but sent whole
-    once final, so the browser only ever sees the exchange that was recorded."""
+    once final, so the browser only ever sees the exchange that was recorded.
+
+    The browser never slows the recording down: a browser that reads slower than the server
+    sends (a huge page it is still laying out) stops being fed once RELAY_HIGH_WATER bytes wait
+    for it, and gets the rest from the spool when the exchange is recorded."""
 
     def __init__(self, writer: asyncio.StreamWriter, method: str) -> None:
         self.writer = writer
         self.method = method
         self.started = False
         self.chunked = False
+        self.sent = 0  # body bytes handed to the browser so far
+        self.lagging = False
 
     async def open(self, response: httpx.Response) -> Any:
         if self.started:
@@ -159,23 +166,36 @@ class BodyRelay:
         self.started = True
         self.writer.write(_head(status, response.reason_phrase, response.headers.raw,
                                 None if self.chunked else int(length)))
-        await self.writer.drain()
         return self.send
 
     async def send(self, chunk: bytes) -> None:
-        if not chunk:
+        if self.lagging or not chunk:
             return
-        self.writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked else chunk)
-        await self.writer.drain()
+        if self.writer.transport.get_write_buffer_size() > RELAY_HIGH_WATER:
+            self.lagging = True
+            return
+        self._write(chunk)
 
     async def finish(self, hop: Hop) -> bool:
-        """End the relayed body; False when the connection must close (a cut body)."""
+        """Hand over what the browser has not had yet, from the spool, and end the body; False
+        when the connection must close (a cut body: the browser sees the load fail short, as the
+        record says)."""
+        if self.sent < hop.body_length:
+            hop.body.seek(self.sent)
+            while chunk := hop.body.read(SEND_CHUNK):
+                self._write(chunk)
+                await self.writer.drain()
         if hop.truncated:
-            return False  # the browser sees the load fail short, as the record says
+            await self.writer.drain()
+            return False
         if self.chunked:
             self.writer.write(b"0\r\n\r\n")
-            await self.writer.drain()
+        await self.writer.drain()
         return True
+
+    def _write(self, chunk: bytes) -> None:
+        self.writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked else chunk)
+        self.sent += len(chunk)
 
 
 class ExchangeFetcher(Fetcher):
