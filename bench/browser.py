@@ -5,10 +5,10 @@ response (tests/localserver.py in its own process). Each page has a stylesheet, 
 that fetches JSON, and 12 images of which half are lazy. Prints:
 
 - pages per minute captured by evarchive's browser engine at default settings;
-- the time for the same pages loaded by the same Chromium, with the same parallelism and
-  screenshots, without recording (target: evarchive within 1.3x of it);
-- the time of the naive peer, ``chromium --headless --screenshot`` once per page in sequence
-  (target: evarchive at least 4x faster);
+- the time for the same pages loaded by the same Chromium, with the same parallelism, page steps
+  and artefacts (evarchive's own page driver), without recording (target: evarchive within 1.3x);
+- the time of the naive peer, ``chromium --headless --screenshot`` once per page in sequence,
+  each with a fresh profile (target: evarchive at least 4x faster);
 - peak RSS of the whole process tree during the capture (target: under 1.5 GB), sampled;
 - sub-resources recorded vs expected (target: all).
 
@@ -113,10 +113,20 @@ def run_evarchive(archive: Path, urls: list[str], workdir: Path) -> tuple[dict, 
 
 
 async def unrecorded(urls: list[str], tabs: int) -> float:
-    """The same pages, same Chromium, same tabs and artefacts, straight to the server."""
+    """The same pages, same Chromium, same tabs and the same page steps (load, quiet, scroll,
+    screenshots, PDF, DOM, text: evarchive's own page driver), straight to the server: no proxy,
+    no DevTools accounting, no body comparison, no WARC."""
     from playwright.async_api import async_playwright
 
-    from evarchive.browser import CHROMIUM_ARGS, find_chromium
+    from evarchive.browser import CHROMIUM_ARGS, BrowserSettings, find_chromium
+    from evarchive.browser.page import PageDriver
+
+    class UnrecordedDriver(PageDriver):
+        async def _watch_devtools(self, context, page, result) -> None:  # accounting only
+            return None
+
+        async def _collect_bodies(self, result) -> None:  # accounting only
+            return None
 
     args = [a for a in CHROMIUM_ARGS if not a.startswith("--proxy-bypass")]
     start = time.perf_counter()
@@ -124,20 +134,12 @@ async def unrecorded(urls: list[str], tabs: int) -> float:
         browser = await pw.chromium.launch(executable_path=find_chromium(), args=args,
                                            chromium_sandbox=os.geteuid() != 0)
         limit = asyncio.Semaphore(tabs)
+        settings = BrowserSettings(chromium=find_chromium())
 
         async def one(url: str) -> None:
             async with limit:
-                context = await browser.new_context(viewport={"width": 1280, "height": 800},
-                                                    service_workers="block")
-                page = await context.new_page()
-                await page.goto(url, wait_until="networkidle")
-                await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-                await page.wait_for_load_state("networkidle")
-                await page.screenshot(full_page=True)
-                await page.screenshot()
-                await page.pdf()
-                await page.content()
-                await context.close()
+                result = await UnrecordedDriver(browser, settings, None).capture(url, None)
+                assert "screenshot-full" in result.artefacts and "pdf" in result.artefacts, result.steps
 
         await asyncio.gather(*(one(u) for u in urls))
         await browser.close()
@@ -150,10 +152,21 @@ def naive(urls: list[str], workdir: Path) -> float:
     chromium = find_chromium()
     start = time.perf_counter()
     for n, url in enumerate(urls):
+        # A fresh profile per page, as evarchive's fresh context per capture: with the default
+        # profile the peer would serve the shared stylesheet, script and font from its disk
+        # cache, and would share (and wait on) the profile of any other Chromium on the machine.
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        f"--user-data-dir={workdir / f'naive-profile-{n}'}",
                         f"--screenshot={workdir / f'naive-{n}.png'}", url],
                        capture_output=True, timeout=120, check=False)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    made = sum((workdir / f"naive-{n}.png").is_file() for n in range(len(urls)))
+    assert made == len(urls), f"the naive peer made {made} of {len(urls)} screenshots"
+    return seconds
+
+
+def load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 def recorded_subresources(archive: Path) -> int:
@@ -177,17 +190,23 @@ def main() -> None:
     urls = [f"http://{HOSTS[n % len(HOSTS)]}:{port}/browser/bench/{n}" for n in range(args.pages)]
     workdir = Path(tempfile.mkdtemp(prefix="evarchive-bench-browser-"))
     try:
+        loads = [load()]
         result, peak = run_evarchive(workdir / "archive", urls, workdir)
+        loads.append(load())
         plain = asyncio.run(unrecorded(urls, BrowserSettings().tabs))
+        loads.append(load())
         naive_s = None if args.skip_naive else naive(urls, workdir)
+        loads.append(load())
         recorded = recorded_subresources(workdir / "archive")
+        print(f"machine                 {loads[0]} before; after each figure: " + "; ".join(loads[1:]))
         print(f"pages captured          {result['ok']} of {args.pages} ({result['findings']} with findings)")
         print(f"evarchive browser       {result['seconds']:.1f} s   "
-              f"({args.pages * 60 / result['seconds']:.1f} pages/min)")
-        print(f"unrecorded, same tabs   {plain:.1f} s   (ratio {result['seconds'] / plain:.2f}x; target within 1.3x)")
+              f"({args.pages * 60 / result['seconds']:.1f} pages/min, {BrowserSettings().tabs} tabs)   [{loads[1]}]")
+        print(f"unrecorded, same tabs   {plain:.1f} s   (ratio {result['seconds'] / plain:.2f}x; "
+              f"target within 1.3x)   [{loads[2]}]")
         if naive_s is not None:
             print(f"naive --screenshot      {naive_s:.1f} s   (evarchive {naive_s / result['seconds']:.1f}x "
-                  "faster; target at least 4x)")
+                  f"faster; target at least 4x)   [{loads[3]}]")
         print(f"peak memory, tree (PSS) {peak[0]:.0f} MB   (target under 1536 MB; sum of RSS {peak[1]:.0f} MB "
               "counts shared pages once per process)")
         print(f"responses recorded      {recorded} of {args.pages * EXPECTED_PER_PAGE} expected")

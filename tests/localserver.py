@@ -1366,10 +1366,33 @@ def browser_page(req: Request) -> Response:
             " setTimeout(ok, 300); });"
             "navigator.serviceWorker.register('/browser/sw.js').then(() => claimed, () => null).then(show);"
             "</script>")),
+        "/browser/media": lambda: _html_page("Media", (
+            '<h1>Media</h1><audio src="/browser/tone.wav" preload="auto" controls></audio>')),
+        "/browser/websocket": lambda: _html_page("Live", (
+            '<h1>Live</h1><p id="ws">connecting</p><script>'
+            "const ws = new WebSocket('ws://' + location.host + '/browser/ws');"
+            "ws.onclose = e => { document.getElementById('ws').textContent = 'closed ' + e.code; };"
+            "</script>")),
         "/browser/wall": lambda: _html_page("Before you continue", (
             '<div class="consent-wall"><h2>We value your privacy</h2><p>We use cookies.</p>'
             '<button>Accept all cookies</button></div>')),
     }
+    if req.path == "/browser/tone.wav":
+        return media_range_response(req, BROWSER_TONE, b"audio/wav")
+    if req.path == "/browser/bigfetch":  # ?size=N: a script fetches N bytes of /large
+        size = int(req.arg("size") or 0)
+        return html_response(_html_page("Big fetch", (
+            f'<h1>Big fetch</h1><p id="n">pending</p><script>fetch("/large?size={size}")'
+            ".then(r => r.arrayBuffer()).then(b => { document.getElementById('n').textContent = "
+            "'fetched ' + b.byteLength; });</script>")))
+    if req.path == "/browser/stream":  # how long before the end of /drip its first piece came
+        return html_response(_html_page("Stream", (
+            '<h1>Stream</h1><p id="gap">pending</p><script>(async () => {'
+            "const reader = (await fetch('/drip?count=3&size=8192&interval=1.2')).body.getReader();"
+            "let first = null; for (;;) { const {done} = await reader.read(); if (done) break;"
+            " if (first === null) first = performance.now(); }"
+            "document.getElementById('gap').textContent = 'first piece ' +"
+            " Math.round(performance.now() - first) + ' ms before the end'; })();</script>")))
     if req.path.startswith("/browser/bench/"):
         return html_response(browser_bench_page(req.path.rsplit("/", 1)[1]))
     if req.path.startswith("/browser/img/"):
@@ -1412,6 +1435,37 @@ def browser_bench_page(slug: str) -> bytes:
         f'<h1>Bench article {slug}</h1><p id="dynamic">loading</p>\n{images}\n'
         '<script src="/browser/app.js"></script>\n</body></html>\n'
     ).encode()
+
+
+def _wav_tone(seconds: float = 1.0, rate: int = 8000) -> bytes:
+    """A real WAV file (8-bit mono PCM, a square tone) that Chromium can play."""
+    import struct
+
+    samples = bytes(200 if (i // 10) % 2 else 56 for i in range(int(seconds * rate)))
+    return (b"RIFF" + struct.pack("<I", 36 + len(samples)) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate, 1, 8) + b"data"
+            + struct.pack("<I", len(samples)) + samples)
+
+
+BROWSER_TONE = _wav_tone()
+MEDIA_RANGE_CAP = 4096  # like media servers, an open range is answered a piece at a time
+
+
+def media_range_response(req: Request, body: bytes, ctype: bytes) -> Response:
+    """Answers ``Range: bytes=a-b`` (or ``a-``) with 206 and at most MEDIA_RANGE_CAP bytes;
+    no Range: the whole body with 200. Every answer says ``Accept-Ranges: bytes``."""
+    headers = [(b"Content-Type", ctype), (b"Accept-Ranges", b"bytes")]
+    wanted = req.header("range")
+    if not wanted or not wanted.startswith("bytes="):
+        return Response(200, body, headers)
+    first_text, _, last_text = wanted[len("bytes="):].split(",")[0].partition("-")
+    first = int(first_text)
+    last = min(int(last_text) if last_text.strip() else len(body) - 1, first + MEDIA_RANGE_CAP - 1,
+               len(body) - 1)
+    if first >= len(body):
+        return Response(416, b"", [*headers, (b"Content-Range", f"bytes */{len(body)}".encode())])
+    return Response(206, body[first:last + 1],
+                    [*headers, (b"Content-Range", f"bytes {first}-{last}/{len(body)}".encode())])
 
 
 BROWSER_ARTICLE_RESOURCES = ("/browser/style.css", "/browser/app.js", "/browser/data.json",

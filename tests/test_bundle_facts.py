@@ -19,7 +19,8 @@ from test_witness import KEYS, Spn2
 
 from evarchive import cli
 from evarchive.capture import CaptureSettings, capture_urls
-from evarchive.linkcheck import CheckSettings, check_sources, select_sources
+from evarchive.check.run import check_sources, select_sources
+from evarchive.check.settings import CheckSettings
 from evarchive.reports import import_report
 from evarchive.verify_bundle import render_csv, render_html, render_report, render_text
 

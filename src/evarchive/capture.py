@@ -66,7 +66,6 @@ RENAMED_TE_HEADER = b"X-Original-Transfer-Encoding"
 REVISIT_PROFILE = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 SPOOL_IN_MEMORY = 1 << 20  # bodies up to 1 MiB stay in memory; larger ones go to archive/tmp
-READ_CHUNK = 64 * 1024
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], dt.datetime]
@@ -371,7 +370,10 @@ class Fetcher:
         truncated = False
         limit = self.settings.max_body
         try:
-            async for chunk in response.aiter_raw(READ_CHUNK):
+            relay = await self._open_relay(response)
+            # Pieces as they arrive (httpcore reads at most 64 KiB at a time): re-chunking would
+            # hold a relayed body back until a whole chunk had come.
+            async for chunk in response.aiter_raw():
                 if length + len(chunk) > limit:
                     chunk = chunk[: limit - length]
                     truncated = True
@@ -382,6 +384,8 @@ class Fetcher:
                 payload.update(chunk)
                 block.update(chunk)
                 length += len(chunk)
+                if relay is not None:  # only once it is on the spool: what is relayed was recorded
+                    await relay(chunk)
                 if truncated:
                     break
         except BaseException:
@@ -391,6 +395,11 @@ class Fetcher:
                 pass
             raise
         return body, length, payload.hexdigest(), block.hexdigest(), truncated
+
+    async def _open_relay(self, response: httpx.Response) -> Callable[[bytes], Awaitable[None]] | None:
+        """Where each chunk of the body also goes as soon as it is spooled: nowhere for a capture;
+        the browser engine's proxy relays it to the browser."""
+        return None
 
 
 def _is_certificate_error(exc: BaseException) -> bool:

@@ -6,8 +6,9 @@ capture). Plain-HTTP requests arrive in absolute form; HTTPS arrives as a CONNEC
 is terminated here with a certificate issued on the fly by a CA that exists only for this run.
 Chromium trusts that CA's leaf key and nothing else (``--ignore-certificate-errors-spki-list``);
 the *real* server's certificate is checked by evarchive's client upstream, exactly as for the
-HTTP engine. The browser gets the answer only once it is fully spooled and hashed: what it
-rendered is what was recorded.
+HTTP engine. The body is relayed to the browser as it arrives, each chunk only once it is on the
+capture's spool (bounded memory, the HTTP engine's limits): what it rendered is what was recorded,
+and a body cut short (``--max-body``, a broken upstream) reaches the browser cut short too.
 """
 
 from __future__ import annotations
@@ -30,20 +31,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .capture import CapturedHop, CaptureSettings, Fetcher, classify_exception
+from .capture import RETRY_STATUSES, CapturedHop, CaptureSettings, Fetcher, classify_exception
 from .catalogue import format_time
 from .cookies import ChainCookies
 from .urls import request_target
 
 MAX_REQUEST_HEAD = 64 * 1024
 MAX_REQUEST_BODY = 16 << 20
-# Hop-by-hop headers (RFC 9110 section 7.6.1) concern one connection, not the exchange.
+# CapturedHop-by-hop headers (RFC 9110 section 7.6.1) concern one connection, not the exchange.
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
               b"te", b"trailer", b"transfer-encoding", b"upgrade"}
-# Codings the WARC tools here can read back; what the browser asked for is kept beside it.
-UPSTREAM_ACCEPT_ENCODING = "gzip, deflate"
+# Codings the WARC tools here can read back (not br, not zstd); what the browser asked for is
+# kept beside what was sent.
+READABLE_CODINGS = {"gzip", "x-gzip", "deflate", "identity"}
+UPSTREAM_ACCEPT_ENCODING = "gzip, deflate"  # when the browser names none
 NO_BODY_STATUSES = {204, 304}
 SEND_CHUNK = 256 * 1024
+RELAY_HIGH_WATER = 1 << 20  # bytes waiting for the browser before the relay stops feeding it
 
 
 # --------------------------------------------------------------------------- the run's CA
@@ -123,20 +127,89 @@ class Exchange:
     url: str
     started: str
     browser_accept_encoding: str | None
+    sent_accept_encoding: str | None = None
     hop: CapturedHop | None = None
     error_class: str | None = None
     error_message: str | None = None
+
+
+class RelayBroken(Exception):
+    """A retry after part of a body already went to the browser: the exchange cannot be replayed."""
+
+
+class BodyRelay:
+    """Relays one response to the browser while it is being spooled: the head as received (minus
+    hop-by-hop fields), then each recorded chunk. Known lengths keep their Content-Length; others
+    go chunked. An answer that may be retried (a retryable status) is not relayed but sent whole
+    once final, so the browser only ever sees the exchange that was recorded.
+
+    The browser never slows the recording down: a browser that reads slower than the server
+    sends (a huge page it is still laying out) stops being fed once RELAY_HIGH_WATER bytes wait
+    for it, and gets the rest from the spool when the exchange is recorded."""
+
+    def __init__(self, writer: asyncio.StreamWriter, method: str) -> None:
+        self.writer = writer
+        self.method = method
+        self.started = False
+        self.chunked = False
+        self.sent = 0  # body bytes handed to the browser so far
+        self.lagging = False
+
+    async def open(self, response: httpx.Response) -> Any:
+        if self.started:
+            raise RelayBroken("the upstream connection failed after part of the body was relayed")
+        status = response.status_code
+        if self.method == "HEAD" or status in NO_BODY_STATUSES or status < 200 or status in RETRY_STATUSES:
+            return None
+        length = response.headers.get("content-length")
+        self.chunked = (length is None or not length.isdigit()
+                        or "transfer-encoding" in response.headers)
+        self.started = True
+        self.writer.write(_head(status, response.reason_phrase, response.headers.raw,
+                                None if self.chunked else int(length)))
+        return self.send
+
+    async def send(self, chunk: bytes) -> None:
+        if self.lagging or not chunk:
+            return
+        if self.writer.transport.get_write_buffer_size() > RELAY_HIGH_WATER:
+            self.lagging = True
+            return
+        self._write(chunk)
+
+    async def finish(self, hop: CapturedHop) -> bool:
+        """Hand over what the browser has not had yet, from the spool, and end the body; False
+        when the connection must close (a cut body: the browser sees the load fail short, as the
+        record says)."""
+        if self.sent < hop.body_length:
+            hop.body.seek(self.sent)
+            while chunk := hop.body.read(SEND_CHUNK):
+                self._write(chunk)
+                await self.writer.drain()
+        if hop.truncated:
+            await self.writer.drain()
+            return False
+        if self.chunked:
+            self.writer.write(b"0\r\n\r\n")
+        await self.writer.drain()
+        return True
+
+    def _write(self, chunk: bytes) -> None:
+        self.writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked else chunk)
+        self.sent += len(chunk)
 
 
 class ExchangeFetcher(Fetcher):
     """A Fetcher for one browser request: the browser's method, headers and body."""
 
     def __init__(self, client: httpx.AsyncClient, settings: CaptureSettings, tmp_dir: Path,
-                 method: str, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+                 method: str, headers: list[tuple[bytes, bytes]], content: bytes,
+                 relay: BodyRelay | None = None) -> None:
         super().__init__(client, settings, tmp_dir)
         self.method = method
         self.headers = headers
         self.content = content
+        self.relay = relay
 
     async def fetch_one(self, url: str, cookies: ChainCookies | None = None) -> CapturedHop:
         # The browser keeps its own cookies (a fresh context per capture) and sends them in its
@@ -149,6 +222,9 @@ class ExchangeFetcher(Fetcher):
             return await self._read_hop(url, response)
         finally:
             await response.aclose()
+
+    async def _open_relay(self, response: httpx.Response) -> Any:
+        return await self.relay.open(response) if self.relay is not None else None
 
 
 @dataclass
@@ -293,9 +369,11 @@ class ProxySession:
         headers = [(k, v) for k, v in request.headers
                    if k.lower() not in HOP_BY_HOP and k.lower() not in (b"host", b"accept-encoding",
                                                                         b"content-length")]
-        headers.append((b"Accept-Encoding", UPSTREAM_ACCEPT_ENCODING.encode()))
+        exchange.sent_accept_encoding = upstream_accept_encoding(exchange.browser_accept_encoding)
+        headers.append((b"Accept-Encoding", exchange.sent_accept_encoding.encode("latin-1")))
+        relay = BodyRelay(writer, request.method)
         fetcher = ExchangeFetcher(self.client, self.settings, self.tmp_dir, request.method,
-                                  headers, request.body)
+                                  headers, request.body, relay)
         try:
             if request.method in ("GET", "HEAD"):
                 exchange.hop = await fetcher.fetch_with_retries(url)
@@ -305,27 +383,51 @@ class ProxySession:
             raise
         except BaseException as exc:  # noqa: BLE001 - any failure is reported to the browser
             exchange.error_class, exchange.error_message = classify_exception(exc)
+            if relay.started:  # part of the body is out: closing is how the browser learns
+                return False
             body = f"evarchive could not fetch {url}: {exchange.error_message}\n".encode()
             writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             await writer.drain()
             return True
+        if relay.started:
+            return await relay.finish(exchange.hop)
         await _send_recorded(writer, exchange.hop, request.method)
         return True
 
 
-async def _send_recorded(writer: asyncio.StreamWriter, hop: CapturedHop, method: str) -> None:
-    """The recorded response, re-framed for the browser: same status, headers and encoded body."""
-    lines = [f"HTTP/1.1 {hop.status} {hop.reason}".encode("latin-1")]
-    bodiless = method == "HEAD" or hop.status in NO_BODY_STATUSES or hop.status < 200
-    for name, value in hop.headers.raw:
+def upstream_accept_encoding(asked: str | None) -> str:
+    """The browser's own Accept-Encoding without the codings the WARC tools here cannot read
+    back: "identity" stays "identity" (media and range requests ask for it, and a coded range
+    would not be the bytes asked for); gzip, deflate when the browser names none."""
+    if asked is None:
+        return UPSTREAM_ACCEPT_ENCODING
+    kept = [token.strip() for token in asked.split(",")
+            if token.split(";")[0].strip().lower() in READABLE_CODINGS]
+    return ", ".join(kept) or "identity"
+
+
+def _head(status: int, reason: str, raw_headers: list[tuple[bytes, bytes]], length: int | None,
+          bodiless: bool = False) -> bytes:
+    """A response head for the browser: the headers as received without the hop-by-hop ones,
+    framed by ``length`` (None: chunked) unless the response has no body."""
+    lines = [f"HTTP/1.1 {status} {reason}".encode("latin-1")]
+    for name, value in raw_headers:
         lowered = name.lower()
         if lowered in HOP_BY_HOP or (lowered == b"content-length" and not bodiless):
             continue
         lines.append(name + b": " + value)
     if not bodiless:
-        lines.append(b"Content-Length: " + str(hop.body_length).encode())
-    writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        lines.append(b"Content-Length: " + str(length).encode() if length is not None
+                     else b"Transfer-Encoding: chunked")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def _send_recorded(writer: asyncio.StreamWriter, hop: CapturedHop, method: str) -> None:
+    """A recorded response sent whole (one that had no body to relay, or that could have been
+    retried): same status, headers and encoded body."""
+    bodiless = method == "HEAD" or hop.status in NO_BODY_STATUSES or hop.status < 200
+    writer.write(_head(hop.status, hop.reason, hop.headers.raw, hop.body_length, bodiless))
     if not bodiless:
         hop.body.seek(0)
         while chunk := hop.body.read(SEND_CHUNK):

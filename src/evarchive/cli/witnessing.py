@@ -17,7 +17,7 @@ from .app import app, err, out
 from .common import ArchiveOpt, JsonOpt, QuietOpt, existing_archive, print_json
 
 # `evarchive.witness` (and `memento`) are imported inside the commands: they pull httpx, and
-# witness also linkcheck, which `sources` or `claims` never need. The least of five runs of
+# witness also the check engine, which `sources` or `claims` never need. The least of five runs of
 # `python -X importtime -c "import evarchive.cli; import evarchive.witness"` on a loaded machine
 # (load 11, so noisy and above the idle figure): witness 247 ms, memento 41 ms, beyond the
 # 263 ms of `import evarchive.cli` itself.
