@@ -470,7 +470,7 @@ def test_deep_verify_holds_artefact_rows_and_their_records_together(article_capt
 
 
 def test_verify_knows_every_artefact_kind_the_browser_writes():
-    from evarchive.browser import ARTEFACT_KINDS
+    from evarchive.browser.evidence import ARTEFACT_KINDS
     from evarchive.verify.artefacts import ARTEFACT_KINDS as KNOWN
 
     assert set(KNOWN) == set(ARTEFACT_KINDS)

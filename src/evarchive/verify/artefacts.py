@@ -17,7 +17,7 @@ from .scan import Member
 from .scope import Locator, Scope
 from .sql import columns_of, dict_rows
 
-# The kinds browser.ARTEFACT_KINDS writes, under the target URI urn:evarchive:<kind>:<page URL>.
+# The kinds browser.evidence.ARTEFACT_KINDS writes, under the target URI urn:evarchive:<kind>:<page URL>.
 # Spelled here so that verify does not import the browser engine (httpx, the capture engine:
 # about a second of start-up on this machine); tests/test_browser.py holds the two equal.
 ARTEFACT_KINDS = ("screenshot-full", "screenshot-viewport", "pdf", "dom", "title", "text", "provenance")
