@@ -64,7 +64,7 @@ def binary_body(size: int) -> bytes:
 
 def add_capture(archive: Archive, writer: WarcWriter, url: str, body: bytes,
                 content_type: str = "text/html", sync: bool = True) -> int:
-    """Write request/response/metadata records for one page and commit them like capture.py."""
+    """Write request/response/metadata records for one page and commit them like capture/run.py."""
     db = archive.db
     source_id = ensure_source(db, url)
     name = writer.begin_capture()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .archive import Archive
 from .errors import InputError, UsageError
+from .keyfiles import read_private_pem, write_private_file
 
 KEY_STEM = "custody-ed25519"
 ENV_SIGNING_KEY = "EVARCHIVE_SIGNING_KEY"
@@ -67,32 +66,15 @@ def generate(private_path: Path, *, overwrite: bool = False) -> KeyPair:
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    tmp = private_path.with_name(private_path.name + ".tmp")
-    # O_EXCL + mode at creation: the secret never exists with wider permissions.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, private_path)
+    write_private_file(private_path, data, private_path.with_name(private_path.name + ".tmp"),
+                       keep_existing=False)
     pem = public_pem(key.public_key())
     public_path.write_text(pem, encoding="ascii")
     return KeyPair(private_path, public_path, key_id(key.public_key()), pem)
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read signing key {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InputError(f"signing key {path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path} is not an unencrypted PEM private key") from exc
+    key = read_private_pem(path, "signing key", "signing key")
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(f"{path} is not an Ed25519 key")
     return key

@@ -23,7 +23,6 @@ import base64
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from . import __version__
 from .errors import InputError
+from .keyfiles import read_private_pem, write_private_file
 
 CURVE = ec.SECP384R1
 KEY_STEM = "wacz-ecdsa-p384"
@@ -96,19 +96,7 @@ def _create(path: Path) -> None:
     key = ec.generate_private_key(CURVE())
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # never replaces a key already there
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    write_private_file(path, data, path.with_name(f"{path.name}.{os.getpid()}.tmp"), keep_existing=True)
     pub = public_path(path)
     if not pub.exists():
         pub.write_bytes(_load(path).public_key().public_bytes(
@@ -116,17 +104,7 @@ def _create(path: Path) -> None:
 
 
 def _load(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the WACZ signing key {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InputError(f"WACZ signing key {path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path} is not an unencrypted PEM private key") from exc
+    key = read_private_pem(path, "WACZ signing key", "the WACZ signing key")
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, (ec.SECP256R1, ec.SECP384R1)):
         raise InputError(f"{path} is not an ECDSA P-256 or P-384 key")
     return key
