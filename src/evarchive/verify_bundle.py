@@ -2170,8 +2170,10 @@ def render_report(data: dict[str, Any]) -> str:
     exhibits = {e["exhibit"]: e for e in data["exhibits"]}
     witnesses = {s["source_id"]: s["witness"] for s in data["sources"] if s.get("witness")}
     title = (data.get("report") or {}).get("title") or "Report"
-    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
-             f"<title>{_h(title)}: citations as Robust Links</title></head><body>", f"<h1>{_h(title)}</h1>"]
+    # The page's own words are English, as in the exhibit index; the report's title and claims are
+    # in whatever language the author wrote, which evarchive does not know: lang="" says "unknown".
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<title>{_h(title)}: citations as Robust Links</title></head><body>", f"<h1 lang=\"\">{_h(title)}</h1>"]
     for claim in data["claims"]:
         links = []
         for cit in claim["citations"]:
@@ -2183,7 +2185,7 @@ def render_report(data: dict[str, Any]) -> str:
             if copy:
                 made = _h((copy["archived_at"] or "")[:10])
                 links.append(f"(<a href=\"{_h(copy['memento_url'])}\">public copy, {made}</a>)")
-        parts.append(f"<p id=\"claim-{claim['claim']}\">{_h(claim['text'])} {' '.join(links)}</p>")
+        parts.append(f"<p lang=\"\" id=\"claim-{claim['claim']}\">{_h(claim['text'])} {' '.join(links)}</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
