@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import html5lib
 import pytest
 from thirdparty import pywb_collection, tool
 
@@ -365,6 +367,90 @@ def test_the_report_travels_as_html_with_robust_links(setup: Setup) -> None:
             f'data-versiondate="{exhibit["captured_at"][:10]}">{cited["url"]}</a>') in page
     assert f'id="claim-{first["claim"]}">{html.escape(first["text"])}' in page
     assert run_verifier(out).returncode == 0  # listed in SHA256SUMS like every file
+
+
+def _catalogue_citations(archive_dir: Path) -> list[tuple[int, str, int]]:
+    """(claim ordinal, URL as cited, source id) of every citation in the report's latest version,
+    straight from the catalogue."""
+    with sqlite3.connect(archive_dir / "catalogue.sqlite") as db:
+        return db.execute("SELECT cl.ordinal, ci.url, ci.source_id FROM citations ci "
+                          "JOIN claims cl ON cl.id = ci.claim_id "
+                          "WHERE ci.version_id = (SELECT MAX(version_id) FROM citations) "
+                          "ORDER BY cl.ordinal, ci.ordinal").fetchall()
+
+
+def _capture_row(archive_dir: Path, capture_id: int) -> tuple[int, str, str]:
+    with sqlite3.connect(archive_dir / "catalogue.sqlite") as db:
+        return db.execute("SELECT source_id, url_requested, started_at FROM captures WHERE id = ?",
+                          [capture_id]).fetchone()
+
+
+def _robust_links(tree: Any) -> list[dict[str, str]]:
+    return [dict(a.attrib) for a in tree.iter("a") if "data-originalurl" in a.attrib]
+
+
+def test_the_report_html_is_valid_and_every_robust_link_matches_the_catalogue(setup: Setup) -> None:
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0
+    # strict: any parse error (a stray tag, a bad character reference, no doctype) raises
+    tree = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(
+        (out / "report.html").read_bytes())
+    assert tree.get("lang")  # a validator wants the page's language declared
+    exhibits = {e["exhibit"]: e for e in load(out)["exhibits"]}
+    links = _robust_links(tree)
+    cited = _catalogue_citations(setup.archive_dir)
+    assert len(links) == len(cited) == 4
+    for link, (_claim, url, source_id) in zip(links, cited, strict=True):
+        assert set(link) == {"href", "data-originalurl", "data-versionurl", "data-versiondate"}
+        assert link["href"] == link["data-originalurl"] == url
+        number = int(link["data-versionurl"].removeprefix("exhibits.html#exhibit-"))
+        assert link["data-versionurl"] == f"exhibits.html#exhibit-{number}"
+        exhibit_source, requested, started_at = _capture_row(setup.archive_dir, exhibits[number]["capture_id"])
+        assert (exhibit_source, requested) == (source_id, url)  # the exhibit is a capture of that very source
+        assert link["data-versiondate"] == started_at[:10]
+
+
+def test_hostile_claim_text_and_an_unpreserved_citation_keep_the_report_html_valid(
+        setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """Control characters and noncharacters from a pasted or PDF report are shown as U+FFFD (HTML
+    forbids them even as references), and a citation with nothing preserved is a plain link: no
+    Robust Link without a version to carry."""
+    unpreserved = setup.server.url("/export/never-captured?a=1&b=\"2\"")
+    with open(setup.report, "a", encoding="utf-8") as fh:
+        fh.write(f"\nA pasted claim\x07 with \x01 and \ufdd0 in it.\n\n{setup.urls['a']}\n\n{unpreserved}\n")
+    import_report(setup.arch.db, setup.report, TITLE)
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0  # the claim's other source is preserved
+    tree = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse((out / "report.html").read_bytes())
+    [claim] = [p for p in tree.iter("p") if p.get("id") == "claim-4"]
+    assert claim.text.startswith("A pasted claim\ufffd with \ufffd and \ufffd in it.")
+    robust = _robust_links(tree)
+    assert [link["href"] for link in robust] == [url for _c, url, _s in _catalogue_citations(setup.archive_dir)
+                                                 if url != unpreserved]
+    assert all(len(link) == 4 for link in robust)
+    assert [a.get("href") for a in claim.iter("a") if "data-originalurl" not in a.attrib] == [unpreserved]
+    assert run_verifier(out).returncode == 0  # the verifier renders the very same page
+    capsys.readouterr()
+    assert cli.main(["cite", "--report", TITLE, "--format", "html", "--archive", str(setup.archive_dir)]) == 0
+    html5lib.HTMLParser(strict=True).parseFragment(capsys.readouterr().out)
+
+
+def test_cite_html_is_a_valid_fragment_of_robust_links_from_the_catalogue(
+        setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert cli.main(["cite", "--report", TITLE, "--format", "html", "--archive", str(setup.archive_dir)]) == 0
+    fragment = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parseFragment(capsys.readouterr().out)
+    links = [dict(a.attrib) for a in fragment.iter("a") if "data-originalurl" in a.attrib]
+    cited = _catalogue_citations(setup.archive_dir)
+    assert len(links) == len(cited) == 4
+    with sqlite3.connect(setup.archive_dir / "catalogue.sqlite") as db:
+        for link, (_claim, url, source_id) in zip(links, cited, strict=True):
+            # no public witness was asked here, so there is no public copy to name as the version
+            assert set(link) == {"href", "data-originalurl", "data-versiondate"}
+            assert link["href"] == link["data-originalurl"] == url
+            started = [row[0][:10] for row in db.execute(
+                "SELECT started_at FROM captures WHERE source_id = ? AND status = 'ok'", [source_id])]
+            assert link["data-versiondate"] in started
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(setup: Setup) -> None:

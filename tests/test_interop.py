@@ -1,9 +1,12 @@
-"""Third-party tools judge the WARCs: warcio check, cdxj-indexer, and replay in pywb."""
+"""Third-party tools judge the WARCs: warcio check, cdxj-indexer, and replay in pywb; pywb's
+Memento TimeMaps of our own WARCs are what ``--mementos`` reads."""
 
 from __future__ import annotations
 
 import gzip
+import datetime as dt
 import json
+import sqlite3
 import subprocess
 
 import httpx
@@ -59,3 +62,38 @@ def test_pywb_replays_original_bytes(captured, tmp_path):
         assert gz.content == gzip.decompress(server.last_exchange("/gzip").body)
         https = httpx.get(base + server.https_url("/plain"), timeout=10)
         assert https.status_code == 200 and b"-----BEGIN CERTIFICATE" not in https.content
+
+
+def _warc_date(archive, url: str) -> dt.datetime:
+    """The WARC-Date of the capture of ``url``, from the catalogue: the moment pywb reports."""
+    with sqlite3.connect(archive / "catalogue.sqlite") as db:
+        (value,) = db.execute("SELECT warc_date FROM captures WHERE url_requested = ? AND status = 'ok'",
+                              (url,)).fetchone()
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+def test_show_and_rot_find_the_memento_a_real_pywb_holds(local_server, tmp_path, capsys):
+    from evarchive import cli
+
+    local_server.set_route("/interop/doomed", body="<html><body><p>The minister said so.</p></body></html>",
+                           content_type="text/html")
+    plain, doomed = local_server.url("/plain"), local_server.url("/interop/doomed")
+    archive = tmp_path / "archive"
+    assert cli.main(["capture", plain, doomed, "--archive", str(archive), "--quiet"]) == 0
+    files = sorted(str(p) for p in (archive / "warcs").glob("*.warc.gz"))
+    with pywb_collection(tmp_path / "pywb", "ev", *files) as collection:
+        # the README's form for a self-hosted pywb: its TimeMap endpoint, the source appended
+        assert cli.main(["settings", "timemaps", f"{collection}/timemap/link/", "--archive", str(archive)]) == 0
+        capsys.readouterr()
+        assert cli.main(["show", plain, "--archive", str(archive), "--mementos"]) == 0
+        when = _warc_date(archive, plain)
+        stamp = when.strftime("%Y%m%d%H%M%S")
+        assert (f"public mementos: 1; nearest the latest capture: {collection}/{stamp}mp_/{plain} "
+                f"({when:%Y-%m-%dT%H:%M:%SZ}, 127.0.0.1)") in capsys.readouterr().out
+        local_server.set_route("/interop/doomed", status=404, body="gone")
+        assert cli.main(["check", doomed, "--archive", str(archive), "--quiet", "--retries", "0"]) == 0
+        capsys.readouterr()
+        assert cli.main(["rot", "--archive", str(archive), "--mementos"]) == 0
+        when = _warc_date(archive, doomed)
+        assert (f"public memento: {collection}/{when:%Y%m%d%H%M%S}mp_/{doomed} "
+                f"({when:%Y-%m-%dT%H:%M:%SZ}, 127.0.0.1)") in capsys.readouterr().out

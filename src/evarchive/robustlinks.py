@@ -10,14 +10,13 @@ not public); the date is when that copy was made, or when evarchive preserved th
 from __future__ import annotations
 
 import csv
-import html
 import io
 from pathlib import Path
 from typing import Any
 
 from .queries import find_report, latest_public_copy, latest_version
 from .reports import claims_of_version
-from .verify_bundle import robust_link
+from .verify_bundle import html_text, robust_link
 
 FORMATS = ("html", "markdown", "csv")
 
@@ -48,7 +47,7 @@ def _captured_at(db: Any, capture_id: int | None) -> str | None:
 
 def render(rows: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "html":
-        return "".join(f"<p>{html.escape(r['text'])} "
+        return "".join(f"<p>{html_text(r['text'])} "
                        f"{robust_link(r['url'], r['url'], r['version_url'], r['version_date'])}</p>\n" for r in rows)
     if fmt == "markdown":
         return "".join(f"{r['text']} [{r['url']}]({r['url']})" + (

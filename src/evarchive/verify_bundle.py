@@ -1760,12 +1760,12 @@ def witness_facts(row: dict, compared: dict | None) -> dict:  # type: ignore[typ
 
 def robust_link(url: str, text: str, version_url: str | None, version_date: str | None) -> str:
     """One Robust Link in HTML (the URL as cited is the link; the version is carried beside it)."""
-    attrs = [f'href="{html.escape(url)}"', f'data-originalurl="{html.escape(url)}"']
+    attrs = [f'href="{html_text(url)}"', f'data-originalurl="{html_text(url)}"']
     if version_url:
-        attrs.append(f'data-versionurl="{html.escape(version_url)}"')
+        attrs.append(f'data-versionurl="{html_text(version_url)}"')
     if version_date:
-        attrs.append(f'data-versiondate="{html.escape(version_date)}"')
-    return f"<a {' '.join(attrs)}>{html.escape(text)}</a>"
+        attrs.append(f'data-versiondate="{html_text(version_date)}"')
+    return f"<a {' '.join(attrs)}>{html_text(text)}</a>"
 
 
 def replay_link(ex: dict) -> str:  # type: ignore[type-arg]
@@ -2080,8 +2080,19 @@ figcaption{font-size:.9em;color:#444}
 """
 
 
-def _h(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+# Code points HTML forbids in a document even as character references (controls other than
+# whitespace, noncharacters, lone surrogates): a report's text may carry them from a PDF or a paste.
+_NOT_IN_HTML = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+                          + "".join(chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000))
+                          + "]")
+
+
+def html_text(value: Any) -> str:
+    """Text escaped for HTML; code points HTML forbids shown as U+FFFD (bundle.json keeps them)."""
+    return html.escape(_NOT_IN_HTML.sub("\ufffd", "" if value is None else str(value)))
+
+
+_h = html_text
 
 
 def render_html(data: dict[str, Any]) -> str:
@@ -2170,20 +2181,25 @@ def render_report(data: dict[str, Any]) -> str:
     exhibits = {e["exhibit"]: e for e in data["exhibits"]}
     witnesses = {s["source_id"]: s["witness"] for s in data["sources"] if s.get("witness")}
     title = (data.get("report") or {}).get("title") or "Report"
-    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
-             f"<title>{_h(title)}: citations as Robust Links</title></head><body>", f"<h1>{_h(title)}</h1>"]
+    # The page's own words are English, as in the exhibit index; the report's title and claims are
+    # in whatever language the author wrote, which evarchive does not know: lang="" says "unknown".
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<title>{_h(title)}: citations as Robust Links</title></head><body>", f"<h1 lang=\"\">{_h(title)}</h1>"]
     for claim in data["claims"]:
         links = []
         for cit in claim["citations"]:
             number = next(iter(cit["exhibits"]), None)
             exhibit = exhibits.get(number) if number is not None else None
-            links.append(robust_link(cit["url"], cit["url"], f"exhibits.html#exhibit-{number}" if exhibit else None,
-                                     (exhibit["captured_at"] or "")[:10] if exhibit else None))
+            if exhibit:
+                links.append(robust_link(cit["url"], cit["url"], f"exhibits.html#exhibit-{number}",
+                                         (exhibit["captured_at"] or "")[:10]))
+            else:  # nothing preserved to point to: a plain link, not a Robust Link without a version
+                links.append(f"<a href=\"{_h(cit['url'])}\">{_h(cit['url'])}</a> (no intact capture in this bundle)")
             copy = witnesses.get(cit["source_id"])
             if copy:
                 made = _h((copy["archived_at"] or "")[:10])
                 links.append(f"(<a href=\"{_h(copy['memento_url'])}\">public copy, {made}</a>)")
-        parts.append(f"<p id=\"claim-{claim['claim']}\">{_h(claim['text'])} {' '.join(links)}</p>")
+        parts.append(f"<p lang=\"\" id=\"claim-{claim['claim']}\">{_h(claim['text'])} {' '.join(links)}</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -2421,7 +2437,7 @@ def _fact(mine: str, theirs: str) -> str:
         found = re.match(r"<tr><th>(.*?)</th>", unit) or re.match(r"\s{4}([^:]{1,40}): ", unit)
         if found:
             return html.unescape(found.group(1))
-        if re.match(r'<p id="claim-|<p>|Claim \d+ \(', unit):
+        if re.match(r'<p (?:lang="" )?id="claim-|<p>|Claim \d+ \(', unit):
             return "claim text"
     return "text"
 
