@@ -360,3 +360,12 @@ def test_a_note_that_no_marker_refers_to_is_a_claim_of_its_own(tmp_path: Path) -
         ("A sentence with a real marker.", "paragraph", 3, [("https://marked.example/two", "footnote", "2")]),
         ("See, e.g., Internet archive, \"https://leaks.example/\" (archive date Nov. 10, 2016).", "note", 5,
          [("https://leaks.example/", "footnote", "140")])]
+
+
+def test_scheme_less_www_urls_in_a_footnote_are_citations_of_the_sentence() -> None:
+    text = "The comment applies to adolescents.\u200f"
+    doc = Document("docx", [Block(text, note_refs=[NoteRef("fn:2", len(text))])],
+                   {"fn:2": Note("footnote", "2", "انظر www.who.int/maternal_child_adolescent/en/. و www.un.org")})
+    claims = segment(doc)
+    assert [(x.url, x.via, x.note) for c in claims for x in c.citations] == [
+        ("www.who.int/maternal_child_adolescent/en/", "footnote", "2"), ("www.un.org", "footnote", "2")]

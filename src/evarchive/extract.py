@@ -39,7 +39,20 @@ from .urls import normalise_url
 _CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 _URL_CHARS = (r"[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
               r"\u2039\u203a\u200b\u2060\ufeff\u2190-\u21ff\u27f0-\u27ff" + _CJK_DELIMITERS + r"]")
-_URL_RE = re.compile(r"(?<![0-9A-Za-z])https?://" + _URL_CHARS + "+", re.IGNORECASE)
+# A scheme-less URL starts at "www." at the start of a word, as linkifiers take it (GitHub,
+# linkify-it): not inside a host or path (".www.", "/www."), an e-mail address ("x@www.y.org")
+# or a Latin word ("awww."); like http(s), it may follow Chinese or Arabic text without a space.
+# Its host must then look like a real one (see _www_host_is_plausible).
+_WWW_START = r"(?<![0-9A-Za-z\u00c0-\u024f_.@/:\\-])www\."
+_URL_RE = re.compile(r"(?:(?<![0-9A-Za-z])https?://|" + _WWW_START + ")" + _URL_CHARS + "+", re.IGNORECASE)
+# A scheme-less URL is captured over plain http: the site redirects to https where it has it, and
+# the redirect is recorded; the citation keeps the text exactly as written.
+SCHEMELESS_SCHEME = "http://"
+# Name endings of files, not top-level domains a cited site uses: "www.config.js", "www.index.html".
+_FILE_ENDINGS = {"html", "htm", "php", "asp", "aspx", "jsp", "js", "css", "txt", "pdf", "doc", "docx",
+                 "xls", "xlsx", "json", "xml", "csv", "png", "jpg", "jpeg", "gif", "svg", "log",
+                 "conf", "cfg", "ini", "exe", "tar", "gz", "bak", "tmp", "md", "yml", "yaml"}
+_TLD_RE = re.compile(r"^(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{2,59})$", re.IGNORECASE)
 _URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
 _TRAILING = set(".,;:!?'*\u2026\u060c\u061b\u061f\u06d4")  # with Arabic comma, semicolon, question mark, full stop
@@ -172,6 +185,28 @@ def host_is_plausible(url: str) -> bool:
     return all(_LABEL_RE.match(_NON_ASCII.sub("a", label)) for label in labels)
 
 
+def is_schemeless(url: str) -> bool:
+    """True for a URL cited without its scheme (``www.example.org/a``)."""
+    return url[:4].lower() == "www."
+
+
+def capture_url(cited: str) -> str:
+    """The URL to capture for a URL as cited: ``http://`` + a scheme-less one, else itself."""
+    return SCHEMELESS_SCHEME + cited if is_schemeless(cited) else cited
+
+
+def _www_host_is_plausible(url: str) -> bool:
+    """A scheme-less host is taken only when it cannot be a file name or an address: no user
+    part, www. + at least one more label, and a last label shaped like a top-level domain."""
+    netloc = re.split(r"[/?#]", url, maxsplit=1)[0]
+    host, _, port = netloc.partition(":")
+    if "@" in netloc or (port and not port.isdigit()):
+        return False
+    labels = host.split(".")
+    return (len(labels) >= 3 and bool(_TLD_RE.match(labels[-1]))
+            and labels[-1].lower() not in _FILE_ENDINGS)
+
+
 def _one_url(text: str, match: re.Match[str]) -> str:
     end = _extend_over_quotes(text, match.start(), match.end())
     url = text[match.start():end]
@@ -185,13 +220,21 @@ def _scan(text: str) -> Iterator[tuple[UrlSpan, bool]]:
     pos = 0
     while (match := _URL_RE.search(text, pos)) is not None:
         url = _one_url(text, match)
-        yield UrlSpan(url, match.start(), match.start() + len(url)), host_is_plausible(url)
+        if is_schemeless(url):
+            if not _www_host_is_plausible(url):
+                pos = match.start() + len("www.")  # not a URL, and not reported as one either
+                continue
+            plausible = host_is_plausible(capture_url(url))
+        else:
+            plausible = host_is_plausible(url)
+        yield UrlSpan(url, match.start(), match.start() + len(url)), plausible
         # Search again right after what was taken: a cut may have left the next URL behind.
         pos = match.start() + max(len(url), len("http://"))
 
 
 def find_urls(text: str) -> list[UrlSpan]:
-    """Every http(s) URL in ``text`` with its span, in order of appearance."""
+    """Every http(s) URL in ``text`` with its span, in order of appearance; a scheme-less
+    ``www.`` URL is given as written (``capture_url`` names what to capture)."""
     return [span for span, plausible in _scan(text) if plausible]
 
 
@@ -332,7 +375,7 @@ def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Ci
 
 def _same_source(a: str, b: str) -> bool:
     try:
-        return normalise_url(a) == normalise_url(b)
+        return normalise_url(capture_url(a)) == normalise_url(capture_url(b))
     except InputError:
         return a == b
 
