@@ -847,3 +847,16 @@ def test_a_scheme_less_www_url_is_cited_as_written_and_captured_over_http(tmp_pa
     assert cited == ["www.ohchr.org/EN/Pages/Home.aspx?id=1", "http://www.ohchr.org/EN/Pages/Home.aspx?id=1"]
     source = archive.db.execute("SELECT url FROM sources").fetchone()[0]
     assert source == "http://www.ohchr.org/EN/Pages/Home.aspx?id=1"
+
+
+def test_an_archived_copy_printed_with_a_space_after_its_timestamp_is_one_citation(tmp_path: Path) -> None:
+    cited = "https://web.archive.org/web/20161030025331/ http://cftni.org/about/advisory-council/"
+    report = tmp_path / "r.md"
+    report.write_text(f"The council was listed.[^1]\n\n[^1]: Advisory council, available at {cited}; Simes 302.\n",
+                      encoding="utf-8")
+    archive = Archive.open(tmp_path / "a")
+    result = import_report(archive.db, report)
+    assert (result.citations, result.sources, result.skipped_urls) == (1, 1, [])
+    assert archive.db.execute("SELECT url FROM citations").fetchone()[0] == cited
+    source = archive.db.execute("SELECT url FROM sources").fetchone()[0]
+    assert source == "https://web.archive.org/web/20161030025331/http://cftni.org/about/advisory-council/"

@@ -52,6 +52,12 @@ SCHEMELESS_SCHEME = "http://"
 _FILE_ENDINGS = {"html", "htm", "php", "asp", "aspx", "jsp", "js", "css", "txt", "pdf", "doc", "docx",
                  "xls", "xlsx", "json", "xml", "csv", "png", "jpg", "jpeg", "gif", "svg", "log",
                  "conf", "cfg", "ini", "exe", "tar", "gz", "bak", "tmp", "md", "yml", "yaml"}
+# The prefix of an archived copy in a Wayback-style archive ("https://web.archive.org/web/20161030025331/",
+# "https://www.webarchive.org.uk/wayback/archive/20200101120000/"): alone it names no page. When
+# OCR or a line break puts white space between it and the original URL, the two are one citation.
+_ARCHIVE_PREFIX_RE = re.compile(r"^https?://[^/?#\s]+(?:/[^/?#\s]+)*?/(?:web|wayback)/(?:[\w-]+/)?\d{4,14}(?:[a-z]{2}_)?/$",
+                                re.IGNORECASE)
+_ARCHIVE_GAP_RE = re.compile(r"[ \t]?\n?[ \t]?")  # one space or one line break (not a paragraph break)
 _TLD_RE = re.compile(r"^(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{2,59})$", re.IGNORECASE)
 _URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
@@ -191,8 +197,28 @@ def is_schemeless(url: str) -> bool:
 
 
 def capture_url(cited: str) -> str:
-    """The URL to capture for a URL as cited: ``http://`` + a scheme-less one, else itself."""
+    """The URL to capture for a URL as cited: ``http://`` + a scheme-less one; an archive prefix
+    and the original URL cited apart (``.../web/2016.../ http://x``) joined; else itself."""
+    if _ARCHIVE_PREFIX_RE.match(cited.split()[0]) and len(cited.split()) == 2:
+        prefix, original = cited.split()
+        return prefix + capture_url(original)
     return SCHEMELESS_SCHEME + cited if is_schemeless(cited) else cited
+
+
+def _join_archived_original(text: str, start: int, url: str) -> str:
+    """An archive prefix followed, after one space or line break, by a URL: both, as one
+    citation whose text keeps the white space between them (the span is the text as printed)."""
+    if not _ARCHIVE_PREFIX_RE.match(url):
+        return url
+    gap = _ARCHIVE_GAP_RE.match(text, start + len(url))
+    following = _URL_RE.match(text, gap.end()) if gap.end() > gap.start() else None
+    if following is None:
+        return url
+    original = _one_url(text, following)
+    if not (host_is_plausible(capture_url(original)) and (not is_schemeless(original)
+                                                          or _www_host_is_plausible(original))):
+        return url
+    return text[start:following.start() + len(original)]
 
 
 def _www_host_is_plausible(url: str) -> bool:
@@ -219,7 +245,7 @@ def _scan(text: str) -> Iterator[tuple[UrlSpan, bool]]:
     """Every http(s) candidate in ``text``, and whether its host is one a page could come from."""
     pos = 0
     while (match := _URL_RE.search(text, pos)) is not None:
-        url = _one_url(text, match)
+        url = _join_archived_original(text, match.start(), _one_url(text, match))
         if is_schemeless(url):
             if not _www_host_is_plausible(url):
                 pos = match.start() + len("www.")  # not a URL, and not reported as one either
