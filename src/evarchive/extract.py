@@ -377,6 +377,31 @@ class _Cite:
     note: str | None = None
 
 
+# Links pasted from a journal's web page that move around that page or site rather than cite
+# anything (the link-only furniture the HTML reader drops with the page's navigation): the label of
+# a reference entry linking back to where it is cited ("1" -> "...#back-bib1", Wikipedia's
+# "^" -> "#cite_ref-3"), and an author's name linking to the site's search for that author.
+_BACK_FRAGMENT_RE = re.compile(r"(?i)^(?:back|cite[-_]ref)|[-_]back(?:ref)?\d*$")
+_BACK_LABEL_MAX = 4  # "1", "12a", "^", "↑": a label, not a sentence
+_AUTHOR_SEARCH_RE = re.compile(r"(?i)(?:^|&)[^=&]*=authors?(?:&|$)|(?:^|&)(?:author|au)=|\[(?:author|au)\]")
+
+
+def is_navigation_link(url: str, shown: str) -> bool:
+    """True for a back-link from a reference entry or a link from an author's name to a search."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    if parts.fragment and _BACK_FRAGMENT_RE.search(parts.fragment) and len(shown.strip()) <= _BACK_LABEL_MAX:
+        return True
+    query = unquote(parts.query)
+    searches = "search" in (parts.path + query).lower() or "term=" in query.lower()
+    return (searches and bool(_AUTHOR_SEARCH_RE.search(query))
+            and not find_urls(shown))
+
+
 def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Cite]:
     """Bare URLs and hyperlinks of one text, without counting a linked URL twice.
 
@@ -388,6 +413,8 @@ def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Ci
     for link in _merge_links(text, links):
         if not is_web_url(link.url):
             continue  # mailto:, relative and internal links cite nothing we can capture
+        if is_navigation_link(link.url, text[link.start:link.end]):
+            continue
         shown = [u for u in bare if u.start < link.end and link.start < u.end]
         if not shown:
             cites.append(_Cite(link.url.strip(), link.start, link.end, "link"))
@@ -395,8 +422,22 @@ def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Ci
             # The text shows one URL and the link leads to another (an archived copy, or the
             # original behind an archive link): the reader follows the target, so both count.
             cites.append(_Cite(link.url.strip(), link.start, link.end, "link-target"))
+    cites = [c for c in cites if not _names_the_site_of_another(c, cites)]
     cites.sort(key=lambda c: (c.start, c.end))
     return cites
+
+
+def _host_of(url: str) -> str:
+    return re.split(r"[/?#:]", url.split("://", 1)[-1], maxsplit=1)[0].lower()
+
+
+def _names_the_site_of_another(cite: _Cite, cites: list[_Cite]) -> bool:
+    """``"Pacific Black Duck". www.wiresnr.org``: a scheme-less bare host printed beside a link to
+    a page of that site names the publication (a citation style's "website" field), not a source."""
+    if not is_schemeless(cite.url) or _host_of(cite.url) != cite.url.lower().rstrip("/"):
+        return False
+    return any(other is not cite and not is_schemeless(other.url) and _host_of(other.url) == _host_of(cite.url)
+               for other in cites)
 
 
 def _same_source(a: str, b: str) -> bool:
