@@ -392,3 +392,15 @@ def test_a_bare_host_beside_a_link_to_that_site_names_the_site_and_is_not_cited(
     doc = Document("html", [Block("Ducks dabble.", note_refs=[NoteRef("n1", 13)])], {"n1": note})
     cited = [x.url for c in segment(doc) for x in c.citations]
     assert cited == ["http://www.wiresnr.org/pacificblackduck.html", "www.fao.org/faostat"]
+
+
+def test_a_url_wrapped_after_an_underscore_is_one_citation_captured_whole() -> None:
+    from evarchive.extract import capture_url
+
+    printed = "www.unicef.org/files/Implementation_Handbook_for_the_Rights_\nof_the_Child_Part_1_of_3.pdf"
+    doc = Document("docx", [Block("The handbook says so.", note_refs=[NoteRef("fn:1", 21)])],
+                   {"fn:1": Note("footnote", "1", f"See \t\n{printed}.")})
+    cited = [x.url for c in segment(doc) for x in c.citations]
+    assert cited == [printed]
+    assert capture_url(printed) == ("http://www.unicef.org/files/Implementation_Handbook_for_the_Rights_"
+                                    "of_the_Child_Part_1_of_3.pdf")

@@ -199,10 +199,30 @@ def is_schemeless(url: str) -> bool:
 def capture_url(cited: str) -> str:
     """The URL to capture for a URL as cited: ``http://`` + a scheme-less one; an archive prefix
     and the original URL cited apart (``.../web/2016.../ http://x``) joined; else itself."""
-    if _ARCHIVE_PREFIX_RE.match(cited.split()[0]) and len(cited.split()) == 2:
-        prefix, original = cited.split()
-        return prefix + capture_url(original)
+    parts = cited.split()
+    if len(parts) == 2 and _ARCHIVE_PREFIX_RE.match(parts[0]):
+        return parts[0] + capture_url(parts[1])
+    if len(parts) > 1:
+        return capture_url("".join(parts))  # a URL wrapped at a line break (_join_wrapped_line)
     return SCHEMELESS_SCHEME + cited if is_schemeless(cited) else cited
+
+
+# The rest of a URL wrapped onto the next line: a run of URL characters with a character no word
+# of prose has ("of_the_Child_Part_1_of_3.pdf"), so a sentence on the next line is never taken.
+_WRAPPED_REST_RE = re.compile(r"[\w%~=&;+.,/-]*[_/=&%][\w%~=&;+.,/-]*")
+
+
+def _join_wrapped_line(text: str, start: int, url: str) -> str:
+    """A URL that ends in an underscore right before a line break, as Word breaks a long path
+    (".../Implementation_Handbook_for_the_Rights_" / "of_the_Child.pdf"), goes on on the next line:
+    one citation whose text keeps the line break (the span is the text as printed)."""
+    end = start + len(url)
+    if not url.endswith("_") or not text.startswith("\n", end):
+        return url
+    rest = _WRAPPED_REST_RE.match(text, end + 1)
+    if rest is None or rest.end() == end + 1:
+        return url
+    return url + "\n" + trim_url(rest.group(0))
 
 
 def _join_archived_original(text: str, start: int, url: str) -> str:
@@ -245,7 +265,8 @@ def _scan(text: str) -> Iterator[tuple[UrlSpan, bool]]:
     """Every http(s) candidate in ``text``, and whether its host is one a page could come from."""
     pos = 0
     while (match := _URL_RE.search(text, pos)) is not None:
-        url = _join_archived_original(text, match.start(), _one_url(text, match))
+        url = _join_wrapped_line(text, match.start(), _one_url(text, match))
+        url = _join_archived_original(text, match.start(), url)
         if is_schemeless(url):
             if not _www_host_is_plausible(url):
                 pos = match.start() + len("www.")  # not a URL, and not reported as one either
