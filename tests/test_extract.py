@@ -381,9 +381,11 @@ def test_link_only_furniture_pasted_from_a_journal_page_is_not_cited() -> None:
         Block(authors, links=[Link(search + "Dana+Loomis", 0, 11), Link(search + "Kurt+Straif", 13, 24)]),
         Block(entry, links=[Link(page + "#back-bib1", 0, 1), Link(pubmed, len(entry) - 6, len(entry))]),
         Block("^ Smith 2010.", links=[Link("https://en.wikipedia.org/wiki/Duck#cite_ref-3", 0, 1)]),
+        Block("The method is set out here.", links=[Link("https://example.org/paper#background", 22, 26)]),
     ])
     claims = segment(doc)
-    assert [(c.text, [x.url for x in c.citations]) for c in claims] == [(entry, [pubmed])]
+    assert [(c.text, [x.url for x in c.citations]) for c in claims] == [
+        (entry, [pubmed]), ("The method is set out here.", ["https://example.org/paper#background"])]
 
 
 def test_a_bare_host_beside_a_link_to_that_site_names_the_site_and_is_not_cited() -> None:

@@ -402,7 +402,7 @@ class _Cite:
 # anything (the link-only furniture the HTML reader drops with the page's navigation): the label of
 # a reference entry linking back to where it is cited ("1" -> "...#back-bib1", Wikipedia's
 # "^" -> "#cite_ref-3"), and an author's name linking to the site's search for that author.
-_BACK_FRAGMENT_RE = re.compile(r"(?i)^(?:back|cite[-_]ref)|[-_]back(?:ref)?\d*$")
+_BACK_FRAGMENT_RE = re.compile(r"(?i)^(?:back(?:ref)?(?:[-_]|\d|$)|cite[-_]ref)|[-_]back(?:ref)?\d*$")
 _BACK_LABEL_MAX = 4  # "1", "12a", "^", "↑": a label, not a sentence
 _AUTHOR_SEARCH_RE = re.compile(r"(?i)(?:^|&)[^=&]*=authors?(?:&|$)|(?:^|&)(?:author|au)=|\[(?:author|au)\]")
 
