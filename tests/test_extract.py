@@ -360,3 +360,49 @@ def test_a_note_that_no_marker_refers_to_is_a_claim_of_its_own(tmp_path: Path) -
         ("A sentence with a real marker.", "paragraph", 3, [("https://marked.example/two", "footnote", "2")]),
         ("See, e.g., Internet archive, \"https://leaks.example/\" (archive date Nov. 10, 2016).", "note", 5,
          [("https://leaks.example/", "footnote", "140")])]
+
+
+def test_scheme_less_www_urls_in_a_footnote_are_citations_of_the_sentence() -> None:
+    text = "The comment applies to adolescents.\u200f"
+    doc = Document("docx", [Block(text, note_refs=[NoteRef("fn:2", len(text))])],
+                   {"fn:2": Note("footnote", "2", "انظر www.who.int/maternal_child_adolescent/en/. و www.un.org")})
+    claims = segment(doc)
+    assert [(x.url, x.via, x.note) for c in claims for x in c.citations] == [
+        ("www.who.int/maternal_child_adolescent/en/", "footnote", "2"), ("www.un.org", "footnote", "2")]
+
+
+def test_link_only_furniture_pasted_from_a_journal_page_is_not_cited() -> None:
+    authors = "Dana Loomis, Kurt Straif, on behalf of the Working Group"
+    search = "http://www.thelancet.com/search/results?fieldName=Authors&searchTerm="
+    entry = "1 IARC. Polychlorinated biphenyls. Lyon: IARC, 2013. PubMed"
+    page = "http://www.thelancet.com/journals/lanonc/article/PIIS1470-2045(13)70104-9/fulltext"
+    pubmed = "http://www.ncbi.nlm.nih.gov/sites/entrez?db=pubmed&cmd=Search&term=IARC%5bJour%5d"
+    doc = Document("docx", [
+        Block(authors, links=[Link(search + "Dana+Loomis", 0, 11), Link(search + "Kurt+Straif", 13, 24)]),
+        Block(entry, links=[Link(page + "#back-bib1", 0, 1), Link(pubmed, len(entry) - 6, len(entry))]),
+        Block("^ Smith 2010.", links=[Link("https://en.wikipedia.org/wiki/Duck#cite_ref-3", 0, 1)]),
+        Block("The method is set out here.", links=[Link("https://example.org/paper#background", 22, 26)]),
+    ])
+    claims = segment(doc)
+    assert [(c.text, [x.url for x in c.citations]) for c in claims] == [
+        (entry, [pubmed]), ("The method is set out here.", ["https://example.org/paper#background"])]
+
+
+def test_a_bare_host_beside_a_link_to_that_site_names_the_site_and_is_not_cited() -> None:
+    text = '"Pacific Black Duck". www.wiresnr.org. Retrieved 2019. See also www.fao.org/faostat.'
+    note = Note("footnote", "1", text, links=[Link("http://www.wiresnr.org/pacificblackduck.html", 0, 20)])
+    doc = Document("html", [Block("Ducks dabble.", note_refs=[NoteRef("n1", 13)])], {"n1": note})
+    cited = [x.url for c in segment(doc) for x in c.citations]
+    assert cited == ["http://www.wiresnr.org/pacificblackduck.html", "www.fao.org/faostat"]
+
+
+def test_a_url_wrapped_after_an_underscore_is_one_citation_captured_whole() -> None:
+    from evarchive.extract import capture_url
+
+    printed = "www.unicef.org/files/Implementation_Handbook_for_the_Rights_\nof_the_Child_Part_1_of_3.pdf"
+    doc = Document("docx", [Block("The handbook says so.", note_refs=[NoteRef("fn:1", 21)])],
+                   {"fn:1": Note("footnote", "1", f"See \t\n{printed}.")})
+    cited = [x.url for c in segment(doc) for x in c.citations]
+    assert cited == [printed]
+    assert capture_url(printed) == ("http://www.unicef.org/files/Implementation_Handbook_for_the_Rights_"
+                                    "of_the_Child_Part_1_of_3.pdf")

@@ -832,3 +832,31 @@ def test_sentences_of_a_script_without_case_are_claims_of_their_own(tmp_path: Pa
     path = tmp_path / "r.md"
     path.write_text(f"{first} {second}[^1].\n\n[^1]: https://un.example/A/HRC/32/32\n", encoding="utf-8")
     assert claims_of(path) == [(f"{second}.", [("https://un.example/A/HRC/32/32", "footnote")])]
+
+
+def test_a_scheme_less_www_url_is_cited_as_written_and_captured_over_http(tmp_path: Path) -> None:
+    report = tmp_path / "r.txt"
+    report.write_text("The committee said so (see www.ohchr.org/EN/Pages/Home.aspx?id=1).\n\n"
+                      "The same page is cited again: http://www.ohchr.org/EN/Pages/Home.aspx?id=1\n\n"
+                      "Mail info@www.example.org or edit www.config.js: neither is a citation.\n",
+                      encoding="utf-8")
+    archive = Archive.open(tmp_path / "a")
+    result = import_report(archive.db, report)
+    assert (result.citations, result.sources, result.skipped_urls) == (2, 1, [])
+    cited = [r[0] for r in archive.db.execute("SELECT url FROM citations ORDER BY id")]
+    assert cited == ["www.ohchr.org/EN/Pages/Home.aspx?id=1", "http://www.ohchr.org/EN/Pages/Home.aspx?id=1"]
+    source = archive.db.execute("SELECT url FROM sources").fetchone()[0]
+    assert source == "http://www.ohchr.org/EN/Pages/Home.aspx?id=1"
+
+
+def test_an_archived_copy_printed_with_a_space_after_its_timestamp_is_one_citation(tmp_path: Path) -> None:
+    cited = "https://web.archive.org/web/20161030025331/ http://cftni.org/about/advisory-council/"
+    report = tmp_path / "r.md"
+    report.write_text(f"The council was listed.[^1]\n\n[^1]: Advisory council, available at {cited}; Simes 302.\n",
+                      encoding="utf-8")
+    archive = Archive.open(tmp_path / "a")
+    result = import_report(archive.db, report)
+    assert (result.citations, result.sources, result.skipped_urls) == (1, 1, [])
+    assert archive.db.execute("SELECT url FROM citations").fetchone()[0] == cited
+    source = archive.db.execute("SELECT url FROM sources").fetchone()[0]
+    assert source == "https://web.archive.org/web/20161030025331/http://cftni.org/about/advisory-council/"

@@ -39,7 +39,26 @@ from .urls import normalise_url
 _CJK_DELIMITERS = "\u3001\u3002\u3008-\u3011\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 _URL_CHARS = (r"[^\s<>\"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a"
               r"\u2039\u203a\u200b\u2060\ufeff\u2190-\u21ff\u27f0-\u27ff" + _CJK_DELIMITERS + r"]")
-_URL_RE = re.compile(r"(?<![0-9A-Za-z])https?://" + _URL_CHARS + "+", re.IGNORECASE)
+# A scheme-less URL starts at "www." at the start of a word, as linkifiers take it (GitHub,
+# linkify-it): not inside a host or path (".www.", "/www."), an e-mail address ("x@www.y.org")
+# or a Latin word ("awww."); like http(s), it may follow Chinese or Arabic text without a space.
+# Its host must then look like a real one (see _www_host_is_plausible).
+_WWW_START = r"(?<![0-9A-Za-z\u00c0-\u024f_.@/:\\-])www\."
+_URL_RE = re.compile(r"(?:(?<![0-9A-Za-z])https?://|" + _WWW_START + ")" + _URL_CHARS + "+", re.IGNORECASE)
+# A scheme-less URL is captured over plain http: the site redirects to https where it has it, and
+# the redirect is recorded; the citation keeps the text exactly as written.
+SCHEMELESS_SCHEME = "http://"
+# Name endings of files, not top-level domains a cited site uses: "www.config.js", "www.index.html".
+_FILE_ENDINGS = {"html", "htm", "php", "asp", "aspx", "jsp", "js", "css", "txt", "pdf", "doc", "docx",
+                 "xls", "xlsx", "json", "xml", "csv", "png", "jpg", "jpeg", "gif", "svg", "log",
+                 "conf", "cfg", "ini", "exe", "tar", "gz", "bak", "tmp", "md", "yml", "yaml"}
+# The prefix of an archived copy in a Wayback-style archive ("https://web.archive.org/web/20161030025331/",
+# "https://www.webarchive.org.uk/wayback/archive/20200101120000/"): alone it names no page. When
+# OCR or a line break puts white space between it and the original URL, the two are one citation.
+_ARCHIVE_PREFIX_RE = re.compile(r"^https?://[^/?#\s]+(?:/[^/?#\s]+)*?/(?:web|wayback)/(?:[\w-]+/)?\d{4,14}(?:[a-z]{2}_)?/$",
+                                re.IGNORECASE)
+_ARCHIVE_GAP_RE = re.compile(r"[ \t]?\n?[ \t]?")  # one space or one line break (not a paragraph break)
+_TLD_RE = re.compile(r"^(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{2,59})$", re.IGNORECASE)
 _URL_TAIL_RE = re.compile(_URL_CHARS + "*")
 # Prose punctuation that ends a sentence or clause right after a URL; a URL almost never ends so.
 _TRAILING = set(".,;:!?'*\u2026\u060c\u061b\u061f\u06d4")  # with Arabic comma, semicolon, question mark, full stop
@@ -172,6 +191,68 @@ def host_is_plausible(url: str) -> bool:
     return all(_LABEL_RE.match(_NON_ASCII.sub("a", label)) for label in labels)
 
 
+def is_schemeless(url: str) -> bool:
+    """True for a URL cited without its scheme (``www.example.org/a``)."""
+    return url[:4].lower() == "www."
+
+
+def capture_url(cited: str) -> str:
+    """The URL to capture for a URL as cited: ``http://`` + a scheme-less one; an archive prefix
+    and the original URL cited apart (``.../web/2016.../ http://x``) joined; else itself."""
+    parts = cited.split()
+    if len(parts) == 2 and _ARCHIVE_PREFIX_RE.match(parts[0]):
+        return parts[0] + capture_url(parts[1])
+    if len(parts) > 1:
+        return capture_url("".join(parts))  # a URL wrapped at a line break (_join_wrapped_line)
+    return SCHEMELESS_SCHEME + cited if is_schemeless(cited) else cited
+
+
+# The rest of a URL wrapped onto the next line: a run of URL characters with a character no word
+# of prose has ("of_the_Child_Part_1_of_3.pdf"), so a sentence on the next line is never taken.
+_WRAPPED_REST_RE = re.compile(r"[\w%~=&;+.,/-]*[_/=&%][\w%~=&;+.,/-]*")
+
+
+def _join_wrapped_line(text: str, start: int, url: str) -> str:
+    """A URL that ends in an underscore right before a line break, as Word breaks a long path
+    (".../Implementation_Handbook_for_the_Rights_" / "of_the_Child.pdf"), goes on on the next line:
+    one citation whose text keeps the line break (the span is the text as printed)."""
+    end = start + len(url)
+    if not url.endswith("_") or not text.startswith("\n", end):
+        return url
+    rest = _WRAPPED_REST_RE.match(text, end + 1)
+    if rest is None or rest.end() == end + 1:
+        return url
+    return url + "\n" + trim_url(rest.group(0))
+
+
+def _join_archived_original(text: str, start: int, url: str) -> str:
+    """An archive prefix followed, after one space or line break, by a URL: both, as one
+    citation whose text keeps the white space between them (the span is the text as printed)."""
+    if not _ARCHIVE_PREFIX_RE.match(url):
+        return url
+    gap = _ARCHIVE_GAP_RE.match(text, start + len(url))
+    following = _URL_RE.match(text, gap.end()) if gap.end() > gap.start() else None
+    if following is None:
+        return url
+    original = _one_url(text, following)
+    if not (host_is_plausible(capture_url(original)) and (not is_schemeless(original)
+                                                          or _www_host_is_plausible(original))):
+        return url
+    return text[start:following.start() + len(original)]
+
+
+def _www_host_is_plausible(url: str) -> bool:
+    """A scheme-less host is taken only when it cannot be a file name or an address: no user
+    part, www. + at least one more label, and a last label shaped like a top-level domain."""
+    netloc = re.split(r"[/?#]", url, maxsplit=1)[0]
+    host, _, port = netloc.partition(":")
+    if "@" in netloc or (port and not port.isdigit()):
+        return False
+    labels = host.split(".")
+    return (len(labels) >= 3 and bool(_TLD_RE.match(labels[-1]))
+            and labels[-1].lower() not in _FILE_ENDINGS)
+
+
 def _one_url(text: str, match: re.Match[str]) -> str:
     end = _extend_over_quotes(text, match.start(), match.end())
     url = text[match.start():end]
@@ -184,14 +265,23 @@ def _scan(text: str) -> Iterator[tuple[UrlSpan, bool]]:
     """Every http(s) candidate in ``text``, and whether its host is one a page could come from."""
     pos = 0
     while (match := _URL_RE.search(text, pos)) is not None:
-        url = _one_url(text, match)
-        yield UrlSpan(url, match.start(), match.start() + len(url)), host_is_plausible(url)
+        url = _join_wrapped_line(text, match.start(), _one_url(text, match))
+        url = _join_archived_original(text, match.start(), url)
+        if is_schemeless(url):
+            if not _www_host_is_plausible(url):
+                pos = match.start() + len("www.")  # not a URL, and not reported as one either
+                continue
+            plausible = host_is_plausible(capture_url(url))
+        else:
+            plausible = host_is_plausible(url)
+        yield UrlSpan(url, match.start(), match.start() + len(url)), plausible
         # Search again right after what was taken: a cut may have left the next URL behind.
         pos = match.start() + max(len(url), len("http://"))
 
 
 def find_urls(text: str) -> list[UrlSpan]:
-    """Every http(s) URL in ``text`` with its span, in order of appearance."""
+    """Every http(s) URL in ``text`` with its span, in order of appearance; a scheme-less
+    ``www.`` URL is given as written (``capture_url`` names what to capture)."""
     return [span for span, plausible in _scan(text) if plausible]
 
 
@@ -308,6 +398,31 @@ class _Cite:
     note: str | None = None
 
 
+# Links pasted from a journal's web page that move around that page or site rather than cite
+# anything (the link-only furniture the HTML reader drops with the page's navigation): the label of
+# a reference entry linking back to where it is cited ("1" -> "...#back-bib1", Wikipedia's
+# "^" -> "#cite_ref-3"), and an author's name linking to the site's search for that author.
+_BACK_FRAGMENT_RE = re.compile(r"(?i)^(?:back(?:ref)?(?:[-_]|\d|$)|cite[-_]ref)|[-_]back(?:ref)?\d*$")
+_BACK_LABEL_MAX = 4  # "1", "12a", "^", "↑": a label, not a sentence
+_AUTHOR_SEARCH_RE = re.compile(r"(?i)(?:^|&)[^=&]*=authors?(?:&|$)|(?:^|&)(?:author|au)=|\[(?:author|au)\]")
+
+
+def is_navigation_link(url: str, shown: str) -> bool:
+    """True for a back-link from a reference entry or a link from an author's name to a search."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    if parts.fragment and _BACK_FRAGMENT_RE.search(parts.fragment) and len(shown.strip()) <= _BACK_LABEL_MAX:
+        return True
+    query = unquote(parts.query)
+    searches = "search" in (parts.path + query).lower() or "term=" in query.lower()
+    return (searches and bool(_AUTHOR_SEARCH_RE.search(query))
+            and not find_urls(shown))
+
+
 def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Cite]:
     """Bare URLs and hyperlinks of one text, without counting a linked URL twice.
 
@@ -319,6 +434,8 @@ def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Ci
     for link in _merge_links(text, links):
         if not is_web_url(link.url):
             continue  # mailto:, relative and internal links cite nothing we can capture
+        if is_navigation_link(link.url, text[link.start:link.end]):
+            continue
         shown = [u for u in bare if u.start < link.end and link.start < u.end]
         if not shown:
             cites.append(_Cite(link.url.strip(), link.start, link.end, "link"))
@@ -326,13 +443,27 @@ def _dedupe_links(text: str, bare: list[UrlSpan], links: list[Link]) -> list[_Ci
             # The text shows one URL and the link leads to another (an archived copy, or the
             # original behind an archive link): the reader follows the target, so both count.
             cites.append(_Cite(link.url.strip(), link.start, link.end, "link-target"))
+    cites = [c for c in cites if not _names_the_site_of_another(c, cites)]
     cites.sort(key=lambda c: (c.start, c.end))
     return cites
 
 
+def _host_of(url: str) -> str:
+    return re.split(r"[/?#:]", url.split("://", 1)[-1], maxsplit=1)[0].lower()
+
+
+def _names_the_site_of_another(cite: _Cite, cites: list[_Cite]) -> bool:
+    """``"Pacific Black Duck". www.wiresnr.org``: a scheme-less bare host printed beside a link to
+    a page of that site names the publication (a citation style's "website" field), not a source."""
+    if not is_schemeless(cite.url) or _host_of(cite.url) != cite.url.lower().rstrip("/"):
+        return False
+    return any(other is not cite and not is_schemeless(other.url) and _host_of(other.url) == _host_of(cite.url)
+               for other in cites)
+
+
 def _same_source(a: str, b: str) -> bool:
     try:
-        return normalise_url(a) == normalise_url(b)
+        return normalise_url(capture_url(a)) == normalise_url(capture_url(b))
     except InputError:
         return a == b
 

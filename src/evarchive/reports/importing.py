@@ -10,7 +10,7 @@ from typing import Any
 
 from ..catalogue import insert, one, to_json, transaction, utc_now
 from ..errors import EvarchiveError, InputError, shown
-from ..extract import Claim, Document, find_non_urls, segment
+from ..extract import Claim, Document, capture_url, find_non_urls, segment
 from ..queries import latest_version
 from ..urls import normalise_url
 from .browsing import source_stats
@@ -89,7 +89,7 @@ def _check_urls(document: Document, claims: list[Claim]) -> tuple[dict[str, str]
             if url in normalised:
                 continue
             try:
-                normalised[url] = normalise_url(url)
+                normalised[url] = normalise_url(capture_url(url))  # www.x.org: as http://www.x.org
             except EvarchiveError as exc:
                 skipped.append({"url": url, "reason": exc.message,
                                 **_position(citation.paragraph, citation.page, claim.line)})
@@ -122,7 +122,7 @@ def _ensure_sources(db: Any, normalised: dict[str, str]) -> tuple[dict[str, int]
             ids[row[1]] = int(row[0])
     first_spelling = {}
     for url, norm in normalised.items():
-        first_spelling.setdefault(norm, url)  # the URL as first cited in this report
+        first_spelling.setdefault(norm, capture_url(url))  # the URL as first cited in this report
     now = utc_now()
     new = 0
     for norm in wanted:
