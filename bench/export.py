@@ -53,14 +53,15 @@ def add_page(archive: Archive, writer: WarcWriter, url: str, body: bytes, coding
     custody.append(db, "capture", url, {"capture_id": capture_id, "capture": row, "records": [response.as_row()]})
 
 
-def build(root: Path, pages: int, plain: bool) -> None:
+def build(root: Path, pages: int, plain: bool, scale: float = 1.0) -> None:
+    """An archive of ``pages`` pages of 100-300 kB of HTML (times ``scale``), gzip-coded unless ``plain``."""
     rng = random.Random(1)
     archive = Archive.open(root)
     writer = WarcWriter(archive.warcs_dir, archive.locks_dir, archive.db, max_size=100 << 20)
     for start in range(0, pages, 100):
         with transaction(archive.db):
             for i in range(start, min(pages, start + 100)):
-                html = evidence.html_body(rng, rng.randint(100_000, 300_000))
+                html = evidence.html_body(rng, int(rng.randint(100_000, 300_000) * scale))
                 body = html if plain else gzip.compress(html, compresslevel=6, mtime=0)
                 add_page(archive, writer, f"http://bench.example/page/{i}", body, None if plain else "gzip")
         writer.sync()

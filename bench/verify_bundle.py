@@ -32,9 +32,6 @@ import export as export_bench  # noqa: E402  (it puts tests/ on the path, for ev
 import evidence  # noqa: E402
 
 from evarchive import warcwriter  # noqa: E402
-from evarchive.archive import Archive  # noqa: E402
-from evarchive.catalogue import transaction  # noqa: E402
-from evarchive.warcwriter import WarcWriter  # noqa: E402
 
 BAR = 1.5
 
@@ -54,20 +51,7 @@ def gzip_scale() -> float:
 
 def build(root: Path, pages: int, plain: bool) -> None:
     """bench/export.py's archive of ``pages`` pages; coded pages scaled to the same record size."""
-    scale = 1.0 if plain else gzip_scale()
-    rng = random.Random(1)
-    archive = Archive.open(root)
-    writer = WarcWriter(archive.warcs_dir, archive.locks_dir, archive.db, max_size=100 << 20)
-    for start in range(0, pages, 100):
-        with transaction(archive.db):
-            for i in range(start, min(pages, start + 100)):
-                html = evidence.html_body(rng, int(rng.randint(100_000, 300_000) * scale))
-                body = html if plain else gzip.compress(html, compresslevel=6, mtime=0)
-                export_bench.add_page(archive, writer, f"http://bench.example/page/{i}", body,
-                                      None if plain else "gzip")
-        writer.sync()
-    writer.close()
-    archive.close()
+    export_bench.build(root, pages, plain, 1.0 if plain else gzip_scale())
 
 
 def bundle_for(root: Path, pages: int, plain: bool) -> Path:
