@@ -20,11 +20,11 @@ from ..catalogue import captures_of, find_source, source_summaries
 from ..errors import FindingsError, UsageError
 from ..queries import witnesses_of
 from .app import app, err, out
-from .common import (ArchiveOpt, JsonOpt, MementosOpt, QuietOpt, TimemapOpt, TitleOpt, TsaOpt, WitnessOpt,
-                     browsed_archive, claim_where, existing_archive, open_archive, print_json, shorten,
-                     timemaps_to_ask)
+from .common import (ArchiveOpt, JsonOpt, MementosOpt, TimemapOpt, TitleOpt, browsed_archive, claim_where,
+                     existing_archive, open_archive, print_json, shorten, timemaps_to_ask)
 from .integrity import anchor_run, tsa_config
-from .network import ENGINE, NETWORK, NetworkOptions, capture_settings, network_options
+from .network import (ENGINE, NETWORK, CaptureRunOptions, NetworkOptions, capture_run_options, capture_settings,
+                      network_options)
 from .reporting import check_report_before_creating_archive, claims_table
 from .watching import print_check_history
 from .witnessing import run_witnesses
@@ -96,17 +96,14 @@ def print_capture_summary(outcomes: list[Any], quiet: bool) -> None:
 
 @app.command()
 @network_options(NETWORK, ENGINE)
+@capture_run_options
 def capture(
     urls: Annotated[list[str] | None, typer.Argument(help="URLs to capture.", show_default=False)] = None,
     from_file: Annotated[Path | None, typer.Option("--from", help="File with one URL a line.")] = None,
     pending: Annotated[bool, typer.Option("--pending", help="Every known source without a good capture.")] = False,
     everything: Annotated[bool, typer.Option("--all", help="Every known source, captured anew.")] = False,
-    witness: WitnessOpt = None,
-    tsa: TsaOpt = None,
-    archive: ArchiveOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    run: CaptureRunOptions,
     net: NetworkOptions,
 ) -> None:
     """Capture URLs to WARC files and record every attempt in the catalogue.
@@ -120,17 +117,11 @@ def capture(
 
     if not (urls or from_file or pending or everything):
         raise UsageError("give URLs, --from FILE, --pending or --all")
-    settings = capture_settings(net)
-    witness_keys = _witness_keys(witness, archive)
+    job = CaptureJob(run, net, stream_json=True)
     given = read_url_list(urls or [], from_file)
-    arch = open_archive(archive) if given else existing_archive(archive, write=True)
-    anchors = tsa_config(arch, tsa)
-    chosen = select_urls(arch, given, None, pending, everything)
-    outcomes = run_captures(arch, chosen, settings, quiet, as_json, net.get("engine"), net.get("chromium"))
-    if not as_json:
-        print_capture_summary(outcomes, quiet)
-    unwitnessed = _witness_captured(arch, outcomes, witness_keys, as_json, quiet)
-    anchored = anchor_run(arch, anchors, as_json, quiet)
+    arch = job.attach(open_archive(run.archive) if given else existing_archive(run.archive, write=True))
+    outcomes = job.capture(select_urls(arch, given, None, pending, everything), summary_if_none=True)
+    unwitnessed, anchored = job.finish(outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
     if failed:
         raise FindingsError(f"{failed} of {len(outcomes)} captures failed")
@@ -141,6 +132,41 @@ def capture(
         raise FindingsError(f"{unaccounted} of {len(outcomes)} captures have unaccounted requests")
     if anchored is not None and anchored.failed:
         raise FindingsError("the captures are kept, but no TSA timestamped them (retried by the next run)")
+
+
+class CaptureJob:
+    """What capture and archive share, in order: the settings and the witness's keys, checked
+    before anything is written; the archive's TSAs; the captures with their summary; then the
+    witness and the timestamp. ``stream_json``: with --json, each outcome and the timestamp are
+    JSON lines as they come (capture); otherwise the command prints one document at the end."""
+
+    def __init__(self, run: CaptureRunOptions, net: NetworkOptions, stream_json: bool) -> None:
+        self.run, self.net = run, net
+        self.settings = capture_settings(net)
+        self.witness_keys = _witness_keys(run.witness, run.archive)
+        self.lines = run.as_json and stream_json  # JSON lines now, not one document later
+        self.silent = run.quiet or (run.as_json and not stream_json)
+        self.arch: Archive | None = None
+        self.anchors: Any = None
+
+    def attach(self, arch: Archive) -> Archive:
+        """Use ``arch``; its TSAs are read now, before the run (a bad one is a usage error)."""
+        self.arch, self.anchors = arch, tsa_config(arch, self.run.tsa)
+        return arch
+
+    def capture(self, urls: list[str], summary_if_none: bool) -> list[Any]:
+        assert self.arch is not None, "attach() an archive first"
+        outcomes = run_captures(self.arch, urls, self.settings, self.run.quiet, self.lines,
+                                self.net.get("engine"), self.net.get("chromium"))
+        if not self.run.as_json and (outcomes or summary_if_none):
+            print_capture_summary(outcomes, self.run.quiet)
+        return outcomes
+
+    def finish(self, outcomes: list[Any]) -> tuple[int, Any]:
+        """Ask the witness, then timestamp the log head: (witnesses not archived yet, Anchoring or None)."""
+        assert self.arch is not None, "attach() an archive first"
+        unwitnessed = _witness_captured(self.arch, outcomes, self.witness_keys, self.lines, self.silent)
+        return unwitnessed, anchor_run(self.arch, self.anchors, self.lines, self.silent)
 
 
 def _witness_keys(witness: str | None, archive: Path | None) -> tuple[str, str] | None:
@@ -332,15 +358,12 @@ def print_citing_claims(rows: list[dict[str, Any]]) -> None:
 
 @app.command("archive")
 @network_options(NETWORK, ENGINE)
+@capture_run_options
 def archive_cmd(
     report: Annotated[Path, typer.Argument(metavar="REPORT", help="Report file: .txt, .md, .html, .docx or .pdf.")],
     title: TitleOpt = None,
-    witness: WitnessOpt = None,
-    tsa: TsaOpt = None,
-    archive: ArchiveOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    run: CaptureRunOptions,
     net: NetworkOptions,
 ) -> None:
     """The main job: import a report, capture every source not yet preserved, report per claim.
@@ -352,21 +375,16 @@ def archive_cmd(
     """
     from ..reports import claims_of_version, import_report, sources_to_capture  # lazy: 35 ms
 
-    settings = capture_settings(net)
-    witness_keys = _witness_keys(witness, archive)
-    prepared = check_report_before_creating_archive(archive, report, None)
-    arch = open_archive(archive)
-    anchors = tsa_config(arch, tsa)
+    as_json, quiet = run.as_json, run.quiet
+    job = CaptureJob(run, net, stream_json=False)
+    prepared = check_report_before_creating_archive(run.archive, report, None)
+    arch = job.attach(open_archive(run.archive))
     result = import_report(arch.db, report, title, prepared=prepared)
     if not as_json and not quiet:
         err.print(escape(f"imported {result.title!r} version {result.version} ({result.status}): "
                          f"{result.claims} claims, {result.citations} citations, {result.sources} sources"))
-    outcomes = run_captures(arch, sources_to_capture(arch.db, result.version_id, arch.warcs_dir), settings,
-                            quiet, False, net.get("engine"), net.get("chromium"))
-    if not as_json and outcomes:
-        print_capture_summary(outcomes, quiet)
-    _witness_captured(arch, outcomes, witness_keys, False, quiet or as_json)
-    anchored = anchor_run(arch, anchors, False, quiet or as_json)
+    outcomes = job.capture(sources_to_capture(arch.db, result.version_id, arch.warcs_dir), summary_if_none=False)
+    _, anchored = job.finish(outcomes)
     claims = [{"report_id": result.report_id, **c}
               for c in claims_of_version(arch.db, result.version_id, arch.warcs_dir)]
     lost = [c for c in claims if not c["preserved"]]

@@ -3,7 +3,9 @@
 ``@network_options(...)`` adds the options to a command's signature (Typer reads it through
 ``inspect.signature``, which honours ``__signature__``) and hands the command one
 ``NetworkOptions``; ``capture_settings``/``check_settings`` turn that into the library's settings
-objects, which validate every value themselves (``UsageError``, exit 2).
+objects, which validate every value themselves (``UsageError``, exit 2). ``@capture_run_options``
+does the same for what the two capturing commands (capture, archive) share beyond the network:
+where they write, how they print, and what the run ends with (witness, timestamp).
 
 Defaults that legitimately differ between commands (a check gives a source 120 s, a capture
 300 s) are passed to the decorator; the help text is the same wherever the option is the same.
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import UsageError
+from .common import ArchiveOpt, JsonOpt, QuietOpt, TsaOpt, WitnessOpt
 
 if TYPE_CHECKING:  # the engines are imported only when a command runs (see capture_settings)
     from ..capture import CaptureSettings
@@ -34,8 +37,14 @@ class Declared:
     name: str
     type: Any
     default: Any
-    help: str
+    help: str = ""
     metavar: str | None = None
+
+    @classmethod
+    def shared(cls, name: str, annotated: Any, default: Any) -> Declared:
+        """An option whose Typer declaration (``Annotated``, help included) lives in ``common``
+        because commands outside this module take it too."""
+        return cls(name, annotated, default)
 
 
 # What one fetch uses: every command that fetches a URL takes these.
@@ -120,36 +129,69 @@ def parse_resolve(values: list[str]) -> dict[str, tuple[str, int]]:
     return mapping
 
 
+# What capture and archive share beyond the network: the run's archive and output, and what it
+# ends with. Declared in ``common`` (other commands take --archive, --json, --quiet and --tsa too).
+CAPTURE_RUN = (
+    Declared.shared("witness", WitnessOpt, None),
+    Declared.shared("tsa", TsaOpt, None),
+    Declared.shared("archive", ArchiveOpt, None),
+    Declared.shared("as_json", JsonOpt, False),
+    Declared.shared("quiet", QuietOpt, False),
+)
+
+
+@dataclass(frozen=True)
+class CaptureRunOptions:
+    """The ``CAPTURE_RUN`` options one capturing command was given."""
+
+    witness: str | None
+    tsa: list[str] | None
+    archive: Path | None
+    as_json: bool
+    quiet: bool
+
+
 def _parameter(option: Declared, default: Any) -> inspect.Parameter:
-    info = typer.Option(help=option.help, metavar=option.metavar)
-    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[option.type, info])
+    annotation = option.type if option.help == "" else Annotated[
+        option.type, typer.Option(help=option.help, metavar=option.metavar)]
+    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _inject(declared: list[Declared], defaults: dict[str, Any], into: str,
+            build: Callable[[dict[str, Any]], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``declared`` to a command's signature (before its own ``--archive``, if it has one) and
+    hand the command their values as one argument named ``into``, made by ``build``."""
+    unknown = set(defaults) - {o.name for o in declared}
+    if unknown:
+        raise TypeError(f"no such option: {sorted(unknown)}")
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != into]
+        at = next((i for i, p in enumerate(own) if p.name == "archive"), len(own))
+        added = [_parameter(o, defaults.get(o.name, o.default)) for o in declared]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            kwargs[into] = build({o.name: kwargs.pop(o.name) for o in declared})
+            return command(**kwargs)
+
+        run.__signature__ = inspect.Signature([*own[:at], *added, *own[at:]])  # type: ignore[attr-defined]
+        return run
+
+    return decorate
 
 
 def network_options(*groups: tuple[Declared, ...], **defaults: Any) -> Callable[[Callable[..., Any]],
                                                                                 Callable[..., Any]]:
     """Give a command the options of ``groups`` (before its ``--archive``), with per-command
     ``defaults``; the command receives them as one ``net: NetworkOptions`` argument."""
-    declared = [option for group in groups for option in group]
-    unknown = set(defaults) - {o.name for o in declared}
-    if unknown:
-        raise TypeError(f"no such network option: {sorted(unknown)}")
+    return _inject([o for group in groups for o in group], defaults, "net", NetworkOptions)
 
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-               for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "net"]
-        at = next((i for i, p in enumerate(own) if p.name == "archive"), len(own))
-        added = [_parameter(o, defaults.get(o.name, o.default)) for o in declared]
 
-        @functools.wraps(command)
-        def run(**kwargs: Any) -> Any:
-            net = NetworkOptions({o.name: kwargs.pop(o.name) for o in declared})
-            return command(**kwargs, net=net)
-
-        run.__signature__ = inspect.Signature([*own[:at], *added, *own[at:]])  # type: ignore[attr-defined]
-        return run
-
-    return decorate
+def capture_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a capturing command the ``CAPTURE_RUN`` options as one ``run: CaptureRunOptions``."""
+    return _inject(list(CAPTURE_RUN), {}, "run", lambda values: CaptureRunOptions(**values))(command)
 
 
 def capture_settings(net: NetworkOptions) -> CaptureSettings:
