@@ -410,6 +410,33 @@ def test_the_report_html_is_valid_and_every_robust_link_matches_the_catalogue(se
         assert link["data-versiondate"] == started_at[:10]
 
 
+def test_a_bare_www_citation_links_to_an_absolute_url_in_report_html_and_cite(
+        setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """A report that cites ``www.host/path`` (no scheme) must not turn it into a relative link:
+    the preserved one links to the URL its exhibit captured, the unpreserved one to http://www..."""
+    port = setup.server.http_port
+    preserved, unpreserved = f"www.bare-cite.test:{port}/export/a", "www.never-captured.test/page"
+    with open(setup.report, "a", encoding="utf-8") as fh:
+        fh.write(f"\nA fourth claim cites a bare name: {preserved} and {unpreserved} too.\n")
+    import_report(setup.arch.db, setup.report, TITLE)
+    settings = CaptureSettings(retries=0, total_timeout=20, resolve={"www.bare-cite.test": ("127.0.0.1", port)})
+    [outcome] = capture_urls(setup.arch, [f"http://{preserved}"], settings)
+    assert outcome.status == "captured"
+    out = setup.tmp / "bundle"
+    assert setup.export(out, "--report", TITLE) == 0  # the claim has one preserved source
+    tree = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse((out / "report.html").read_bytes())
+    [claim] = [p for p in tree.iter("p") if p.get("id") == "claim-4"]
+    assert [a.get("href") for a in claim.iter("a")] == [f"http://{preserved}", f"http://{unpreserved}"]
+    assert [a.get("data-originalurl") for a in claim.iter("a")] == [f"http://{preserved}", None]
+    assert run_verifier(out).returncode == 0  # the verifier renders the very same page
+    capsys.readouterr()
+    cli.main(["cite", "--report", TITLE, "--format", "html", "--archive", str(setup.archive_dir)])
+    fragment = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parseFragment(capsys.readouterr().out)
+    hrefs = [a.get("href") for a in fragment.iter("a")]
+    assert f"http://{preserved}" in hrefs and f"http://{unpreserved}" in hrefs
+    assert not [h for h in hrefs if h and not h.startswith(("http://", "https://"))]
+
+
 def test_hostile_claim_text_and_an_unpreserved_citation_keep_the_report_html_valid(
         setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     """Control characters and noncharacters from a pasted or PDF report are shown as U+FFFD (HTML

@@ -33,7 +33,9 @@ def report_citations(db: Any, warcs_dir: Path, report: str) -> list[dict[str, An
         for source in claim["sources"]:
             captured = _captured_at(db, source["capture_id"])
             witness = latest_public_copy(db, source["source_id"])
-            rows.append({"claim": claim["ordinal"], "text": claim["text"], "url": source["url"],
+            # the link goes to the source (scheme added to a bare www. citation, a URL broken across
+            # lines joined); the citation as written is in the catalogue and the exhibit index
+            rows.append({"claim": claim["ordinal"], "text": claim["text"], "url": source["source_url"],
                          "preserved": source["preserved"], "captured_at": captured,
                          "version_url": witness["memento_url"] if witness else None,
                          "version_date": (witness["archived_at"] if witness else captured or "")[:10] or None})

@@ -2173,6 +2173,13 @@ def witness_words(witness: dict[str, Any]) -> str:
     return f"{service} copy {witness.get('memento_url')}, archived {witness.get('archived_at')}: {found}"
 
 
+def cited_target(cited: str) -> str:
+    """Where a citation as written points: a URL broken across lines joined again, and http://
+    before a bare www. name (as an href either would be a broken or a relative link)."""
+    joined = "".join(cited.split())
+    return joined if "://" in joined else f"http://{joined}"
+
+
 def render_report(data: dict[str, Any]) -> str:
     """The report's claims with every citation as a Robust Link: href and data-originalurl the URL
     as cited, data-versionurl its exhibit in this bundle, data-versiondate the capture's date; a
@@ -2190,11 +2197,13 @@ def render_report(data: dict[str, Any]) -> str:
         for cit in claim["citations"]:
             number = next(iter(cit["exhibits"]), None)
             exhibit = exhibits.get(number) if number is not None else None
+            # the URL its exhibit captured (vouched by the capture's entry), else the citation's own
+            target = (exhibit or {}).get("url_requested") or cited_target(cit["url"])
             if exhibit:
-                links.append(robust_link(cit["url"], cit["url"], f"exhibits.html#exhibit-{number}",
+                links.append(robust_link(target, target, f"exhibits.html#exhibit-{number}",
                                          (exhibit["captured_at"] or "")[:10]))
             else:  # nothing preserved to point to: a plain link, not a Robust Link without a version
-                links.append(f"<a href=\"{_h(cit['url'])}\">{_h(cit['url'])}</a> (no intact capture in this bundle)")
+                links.append(f"<a href=\"{_h(target)}\">{_h(target)}</a> (no intact capture in this bundle)")
             copy = witnesses.get(cit["source_id"])
             if copy:
                 made = _h((copy["archived_at"] or "")[:10])

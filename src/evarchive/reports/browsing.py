@@ -52,6 +52,7 @@ def claims_of_version(db: Any, version_id: int, warcs_dir: Path | None = None) -
         "WHERE version_id = ? ORDER BY ordinal", [version_id])}
     rows = list(db.query("""
             SELECT c.claim_id, c.url, c.via, c.note, c.source_id,
+                   (SELECT s.url FROM sources s WHERE s.id = c.source_id) AS source_url,
                    (SELECT k.id FROM captures k WHERE k.source_id = c.source_id AND """ + supporting("k") + """
                      ORDER BY k.id DESC LIMIT 1) AS capture_id,
                    (SELECT k.id FROM captures k WHERE k.source_id = c.source_id AND k.status = 'ok'
@@ -62,7 +63,8 @@ def claims_of_version(db: Any, version_id: int, warcs_dir: Path | None = None) -
         claim = claims[row["claim_id"]]
         capture_id = intact[row["source_id"]] if intact is not None else row["capture_id"]
         preserved = capture_id is not None
-        claim["sources"].append({"url": row["url"], "source_id": row["source_id"], "via": row["via"],
+        claim["sources"].append({"url": row["url"], "source_url": row["source_url"],
+                                 "source_id": row["source_id"], "via": row["via"],
                                  "note": row["note"], "capture_id": capture_id, "preserved": preserved,
                                  "damaged": row["capture_id"] is not None and not preserved,
                                  "not_the_page": _not_the_page(db, row) if not preserved else None})
