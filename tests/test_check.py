@@ -966,3 +966,31 @@ def test_error_kind_walks_the_exception_chain() -> None:
         except OSError as outer:
             assert fetch.error_kind(outer) == "refused"
     assert fetch.error_kind(socket.gaierror(-2, "Name or service not known")) == "dns"
+
+
+def _big_page(n: int, word: str) -> bytes:
+    """A page of 1.1 MB (spooled to a file, not held in memory) with a short text to compare."""
+    padding = "x" * 1_100_000
+    return (f"<html><head><title>Big page {n}</title></head><body><p>The {word} page number {n} says "
+            f"{word} {word}.</p><!-- {padding} --></body></html>").encode()
+
+
+def test_a_long_check_run_releases_each_sources_bodies_once_judged(
+        local_server: LocalServer, arch: Archive, clock: FakeClock, sleeper: NoSleep) -> None:
+    """Bodies over 1 MiB are spooled to open files under archive/tmp. A cron check of thousands
+    of sources must hold only those in flight, not one per source until the run ends (which ran
+    out of file descriptors, or memory for bodies under 1 MiB)."""
+    urls = []
+    for i in range(12):
+        path = f"/check/release/{i}"
+        local_server.set_route(path, body=_big_page(i, "alpha"))
+        urls.append(local_server.url(path))
+    capture(arch, local_server, sleeper, *urls)
+    for i in range(12):  # every page drifts: its answer is written as evidence
+        local_server.set_route(f"/check/release/{i}", body=_big_page(i, "omega"))
+    open_files: list[int] = []
+    cfg = settings(local_server, clock, sleeper, net={"concurrency": 2, "per_host": 2}, probe=False)
+    report = check_sources(arch, select_sources(arch, urls), cfg,
+                           lambda _result: open_files.append(len(os.listdir("/proc/self/fd"))))
+    assert sorted(r.verdict for r in report.results) == ["drifted"] * 12
+    assert max(open_files) - min(open_files) <= 4  # in flight only: before, it grew by one per source

@@ -59,7 +59,9 @@ class LiveWeb:
         self.chains = {"GET": get, "HEAD": head}
         self.total = Slots(settings.concurrency)
         self.per_host: dict[str, Slots] = {}
-        self.open_hops: list[CapturedHop] = []  # spooled bodies, closed when the run ends
+        # spooled bodies not yet released (by id): a source's are released once its evidence is
+        # written, so a run of thousands of sources holds only those in flight and the probes
+        self.open_hops: dict[int, CapturedHop] = {}
 
     async def fetch(self, url: str, method: str = "GET", urgent: bool = False) -> Observation:
         """One URL, hop by hop; a failure becomes an observation with an error kind, never an
@@ -74,10 +76,10 @@ class LiveWeb:
                 async with asyncio.timeout(net.total_timeout):
                     await self.chains[method](url, hops)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError, StorageError):
-            self.open_hops.extend(hops)
+            self._hold(hops)
             raise
         except BaseException as exc:  # noqa: BLE001 - every other failure is a verdict
-            self.open_hops.extend(hops)
+            self._hold(hops)
             _, message = classify_exception(exc)
             obs = observation_of(url, hops)
             obs.error_kind = error_kind(exc)
@@ -85,16 +87,23 @@ class LiveWeb:
                 else redact_proxy(message, net.proxy)
             obs.elapsed_ms = (time.monotonic() - start) * 1000
             return obs
-        self.open_hops.extend(hops)
+        self._hold(hops)
         obs = observation_of(url, hops)
         obs.elapsed_ms = (time.monotonic() - start) * 1000
         return obs
 
+    def _hold(self, hops: list[CapturedHop]) -> None:
+        self.open_hops.update((id(hop), hop) for hop in hops)
+
+    def release(self, hops: list[CapturedHop]) -> None:
+        """Close the bodies of ``hops`` (their evidence is written, their verdict given)."""
+        for hop in hops:
+            if self.open_hops.pop(id(hop), None) is not None:
+                with contextlib.suppress(OSError):  # a spool on a full disk fails to flush: no matter
+                    hop.body.close()
+
     def close(self) -> None:
-        for hop in self.open_hops:
-            with contextlib.suppress(OSError):  # a spool on a full disk fails to flush: no matter
-                hop.body.close()
-        self.open_hops.clear()
+        self.release(list(self.open_hops.values()))
 
 
 class Slots:

@@ -94,8 +94,11 @@ class SourceChecker:
             obs.forget_page()
             verdict, probe, stable_digest = unjudged(obs, baseline, exc), None, None
         elapsed = (time.monotonic() - t0) * 1000
-        return self.store.add(source, host_key(source["url"]), started, obs, probe, baseline,
-                              verdict, elapsed, stable_digest)
+        result = self.store.add(source, host_key(source["url"]), started, obs, probe, baseline,
+                                verdict, elapsed, stable_digest)
+        # Written and judged: this source's bodies are done with (a probe is shared: kept to the end)
+        self.web.release([*obs.extra_raw_hops, *obs.raw_hops])
+        return result
 
     async def _judge(self, obs: Observation, baseline: Baseline | None,
                      capture_row: dict[str, Any] | None
@@ -111,6 +114,7 @@ class SourceChecker:
         if verdict.verdict == "drifted" and verdict.detail == "text" and self.settings.second_look:
             again = await self.web.fetch(obs.url, urgent=True)
             verdict, stable_digest = second_look_verdict(obs, again, baseline, verdict, threshold)
+            self.web.release(again.raw_hops)  # only its text counted: not written as evidence
         return verdict, probe, stable_digest
 
     async def _observe(self, url: str, capture_row: dict[str, Any] | None) -> Observation:
