@@ -168,3 +168,20 @@ def test_verify_deep_leaves_a_damaged_record_to_the_file_checks(setup: Setup, lo
     path.write_bytes(bytes(data))
     deep = verify_archive(setup.arch, deep=True)
     assert deep.failures and "decoded-hash-wrong" not in {p.kind for p in deep.failures}
+
+
+@pytest.mark.parametrize(("path", "forged"), [
+    ("/decoded/plain", (hashlib.sha256(b"another page").hexdigest(), None)),
+    ("/decoded/deflate-zlib", (hashlib.sha256(ARTICLE.upper()).hexdigest(), None)),
+    ("/decoded/br", (None, "not computed: the body does not decode as br")),
+    ("/decoded/corrupt-gzip", (hashlib.sha256(ARTICLE).hexdigest(), None)),
+    ("/decoded/gzip", (None, "not computed: the gzip stream is incomplete")),
+])
+def test_verify_deep_finds_each_kind_of_wrong_stored_value(setup: Setup, local_server: Any, path: str,
+                                                         forged: tuple[str | None, str | None]) -> None:
+    rec = main_records(setup)[local_server.url(path)]
+    edit(setup, "UPDATE decoded_contents SET decoded_sha256 = ?, decoded_note = ? WHERE member_sha256 = ?",
+         (*forged, rec["member_sha256"]))
+    [problem] = verify_archive(setup.arch, deep=True).failures
+    assert (problem.kind, problem.record_id) == ("decoded-hash-wrong", rec["record_id"])
+    assert f"is {forged[0] or forged[1]}, but the record's bytes give " in problem.message
