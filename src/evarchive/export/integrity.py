@@ -8,6 +8,8 @@ import hashlib
 import json
 import re
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from .. import custody, decoded
@@ -15,6 +17,8 @@ from ..archive import Archive
 from ..catalogue import to_json
 from ..decoded import read_span as read_span  # one reader of a record's span, shared with wacz
 from .model import HEAD_LIMIT, HEAD_STEP, Exhibit, Plan, Record
+
+DECODE_THREADS = 2  # pages decoded at once when no value is stored (measured: bench/bundle_times.py)
 
 # --------------------------------------------------------------------------- integrity
 
@@ -25,10 +29,11 @@ def check_integrity(archive: Archive, plan: Plan) -> None:
         exhibit.problems += _entry_problems(exhibit)
     known = decoded.stored(archive.db, [e.main_record.member_sha256 for e in plan.exhibits
                                         if e.kind == "capture" and not e.problems and e.main_record])
-    computed: dict[str, decoded.Decoded] = {}
+    to_decode: list[tuple[Path, Record]] = []
     for exhibit in plan.exhibits:  # bytes only for what the rows still vouch for
         if not exhibit.problems:
-            exhibit.problems += _byte_problems(archive, exhibit, known, computed)
+            exhibit.problems += _byte_problems(archive, exhibit, known, to_decode)
+    computed = _decode_all(to_decode)
     if computed and not archive.read_only:  # so that the next export of these pages is fast
         decoded.store(archive.db, computed)
     by_capture = {e.row["id"]: e for e in plan.exhibits if e.kind == "capture"}
@@ -77,10 +82,10 @@ def _check_entry_problems(exhibit: Exhibit, details: dict[str, Any]) -> list[str
 
 
 def _byte_problems(archive: Archive, exhibit: Exhibit, known: dict[str, decoded.Decoded],
-                   computed: dict[str, decoded.Decoded]) -> list[str]:
+                   to_decode: list[tuple[Path, Record]]) -> list[str]:
     """Hash every member as it is on disk now, and read the heads the index needs. The main
     record's decoded content is taken from ``known`` (stored under the member SHA-256 just
-    verified) or computed, and then added to ``computed``."""
+    verified), or the record is added to ``to_decode``."""
     problems = []
     by_file: dict[str, list[Record]] = {}
     for rec in exhibit.records:
@@ -97,7 +102,7 @@ def _byte_problems(archive: Archive, exhibit: Exhibit, known: dict[str, decoded.
                     else:
                         _parse_heads(rec, head)
                         if exhibit.kind == "capture" and rec is exhibit.main_record:
-                            _decoded_content(fh.fileno(), rec, known, computed)
+                            _decoded_content(path, rec, known, to_decode)
         except OSError as exc:
             problems.append(f"WARC file {name} cannot be read ({exc.strerror or exc})")
     return problems
@@ -147,19 +152,40 @@ def _parse_heads(rec: Record, data: bytes) -> None:
         rec.mime = "warc/revisit"
 
 
-def _decoded_content(fd: int, rec: Record, known: dict[str, decoded.Decoded],
-                     computed: dict[str, decoded.Decoded]) -> None:
+def _decoded_content(path: Path, rec: Record, known: dict[str, decoded.Decoded],
+                     to_decode: list[tuple[Path, Record]]) -> None:
     """The SHA-256 of the page as a browser (or someone saving it) sees it: the payload with its
     gzip/deflate coding undone, as stored at capture for these exact member bytes, or computed
-    now. Only content-coded responses are inflated: for the rest the decoded content is the
-    payload as served, whose SHA-256 the catalogue already has."""
-    coding = (rec.content_encoding or "").strip().lower() if rec.record_type == "response" else ""
+    (by ``_decode_all``) for a capture made before values were stored."""
     if rec.record_type == "response" and rec.member_sha256 in known:
         rec.decoded_sha256, rec.decoded_note = known[rec.member_sha256]
-        return
-    rec.decoded_sha256, rec.decoded_note = decoded.of_member(fd, rec.offset, rec.length, coding, rec.payload_sha256)
-    if rec.record_type == "response":
-        computed[rec.member_sha256] = (rec.decoded_sha256, rec.decoded_note)
+    else:
+        to_decode.append((path, rec))
+
+
+def _decode_all(to_decode: list[tuple[Path, Record]]) -> dict[str, decoded.Decoded]:
+    """Decode the pages that have no stored value, two at a time (zlib and hashlib let go of the
+    interpreter while they work); returns the values of the responses among them, to store."""
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        values = list(pool.map(_decode_one, to_decode))
+    computed: dict[str, decoded.Decoded] = {}
+    for (_, rec), value in zip(to_decode, values, strict=True):
+        rec.decoded_sha256, rec.decoded_note = value
+        if rec.record_type == "response":
+            computed[rec.member_sha256] = value
+    return computed
+
+
+def _decode_one(item: tuple[Path, Record]) -> decoded.Decoded:
+    """Only content-coded responses are inflated: for the rest the decoded content is the
+    payload as served, whose SHA-256 the catalogue already has."""
+    path, rec = item
+    coding = (rec.content_encoding or "").strip().lower() if rec.record_type == "response" else ""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            return decoded.of_member(fh.fileno(), rec.offset, rec.length, coding, rec.payload_sha256)
+    except OSError as exc:
+        return None, f"not computed: the record cannot be read ({exc.strerror or exc})"
 
 
 def _fields(lines: list[str]) -> dict[str, str]:
