@@ -134,6 +134,7 @@ def test_an_archive_without_stored_values_exports_the_same_index_and_gains_them(
     assert setup.export(without, "--report", TITLE) == 0
     assert decoded_fields(without) == decoded_fields(with_values)
     assert stored(setup) == before  # computed once more by the export, and kept
+    assert verify_archive(setup.arch, deep=True).intact
     result = run_verifier(with_values)
     assert result.returncode == 0, result.stdout
 

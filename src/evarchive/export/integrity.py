@@ -166,6 +166,8 @@ def _decoded_content(path: Path, rec: Record, known: dict[str, decoded.Decoded],
 def _decode_all(to_decode: list[tuple[Path, Record]]) -> dict[str, decoded.Decoded]:
     """Decode the pages that have no stored value, two at a time (zlib and hashlib let go of the
     interpreter while they work); returns the values of the responses among them, to store."""
+    if not to_decode:
+        return {}
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
         values = list(pool.map(_decode_one, to_decode))
     computed: dict[str, decoded.Decoded] = {}
