@@ -716,3 +716,28 @@ def test_a_body_cut_at_max_body_reaches_the_browser_cut(tmp_path, local_server, 
     # The page's script never saw a complete body: the browser was not handed the cut one as whole.
     text = next(iter(archive.db.query("SELECT * FROM capture_artefacts WHERE kind = 'text'")))
     assert b"pending" in artefact_bytes(archive, text)
+
+
+def test_a_gzip_page_stores_the_decoded_hash_of_its_own_response_only(tmp_path, local_server, chromium):
+    import gzip
+
+    from evarchive import verify_bundle
+
+    html = (b"<!DOCTYPE html><html><head><title>Coded page</title></head><body><h1>Coded page</h1>"
+            b"<img src=\"/browser/bg.png\">" + b"<p>The same words, many times.</p>" * 200 + b"</body></html>")
+    local_server.set_route("/browser/coded-page", body=gzip.compress(html, mtime=0),
+                           headers=[("Content-Encoding", "gzip")])
+    archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/coded-page")], chromium)
+    assert outcome.status == "captured"
+    responses = list(archive.db.query("SELECT * FROM capture_records WHERE record_type = 'response' ORDER BY offset"))
+    page = responses[-1]
+    assert page["target_uri"] == local_server.url("/browser/coded-page")
+    assert local_server.url("/browser/bg.png") in {r["target_uri"] for r in responses}
+    stored = {r["member_sha256"]: (r["decoded_sha256"], r["decoded_note"])
+              for r in archive.db.query("SELECT * FROM decoded_contents")}
+    assert stored == {page["member_sha256"]: (hashlib.sha256(html).hexdigest(), None)}
+    with open(tmp_path / "a" / "warcs" / page["warc_file"], "rb") as fh:  # what the clerk's verifier finds
+        fh.seek(page["offset"])
+        decoder = verify_bundle.ContentDecoder(verify_bundle.Budget(verify_bundle.UNBOUNDED))
+        assert verify_bundle.parse_member([fh.read(page["length"])], decoder)[3] is None
+    assert decoder.result() == stored[page["member_sha256"]]

@@ -584,6 +584,15 @@ def _migration_9_skipped_urls(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_10_decoded_contents(db: sqlite_utils.Database) -> None:
+    """The SHA-256 of each page's decoded content (or why it was not computed), computed once
+    and kept under the SHA-256 of its record's gzip member (see decoded.py). Derived data, not
+    evidence: no custody entry vouches for it and verify --deep recomputes it. Captures made
+    before this migration have none until an export (or the next one) computes it."""
+    db.execute("CREATE TABLE decoded_contents (member_sha256 TEXT PRIMARY KEY, decoded_sha256 TEXT, "
+               "decoded_note TEXT, CHECK ((decoded_sha256 IS NULL) != (decoded_note IS NULL)))")
+
+
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 # Each owner appends its own migration; versions are never renumbered or edited once released.
@@ -598,6 +607,7 @@ MIGRATIONS: list[Migration] = [
     (7, "captures: whether each holds the cited page (soft 404s, walls)", _migration_7_content_verdict),
     (8, "witnesses: independent archives' captures of a source (Save Page Now)", _migration_8_witnesses),
     (9, "reports: the cited URLs each version could not capture, with where they stand", _migration_9_skipped_urls),
+    (10, "decoded contents: each page's decoded-content SHA-256, derived once", _migration_10_decoded_contents),
 ]
 
 

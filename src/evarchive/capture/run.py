@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .. import __version__, client, custody, parallel
+from .. import __version__, client, custody, decoded, parallel
 from ..archive import Archive
 from ..catalogue import ensure_source, ensure_sources, format_time, insert, to_json, transaction, update, utc_now
 from ..errors import ArchiveWriteError, storage_failure
@@ -63,6 +63,7 @@ class PendingCapture:
     outcome: CaptureOutcome
     end_offset: int | None
     artefacts: list[dict[str, Any]] = field(default_factory=list)  # browser engine only
+    decoded_contents: dict[str, decoded.Decoded] = field(default_factory=dict)  # see decoded.py
 
 # --------------------------------------------------------------------------- the run
 
@@ -281,7 +282,9 @@ class CaptureRun:
             truncated=bool(row["truncated"]),
             findings=[f"{h.url}: {text}" for h in hops for text in h.findings])
         end = (records[-1].offset + records[-1].length) if records else None
-        self.pending.append(PendingCapture(row, records, outcome, end, artefacts or []))
+        # Computed now, while the page's body is still spooled: no export has to inflate it again.
+        self.pending.append(PendingCapture(row, records, outcome, end, artefacts or [],
+                                           decoded.at_capture(hops, records)))
         if (len(self.pending) >= self.settings.commit_every
                 or time.monotonic() - self._last_commit >= self.settings.commit_interval):
             self.commit_pending()
@@ -302,6 +305,7 @@ class CaptureRun:
                     insert(self.db, "capture_records", {"capture_id": capture_id, **record.as_row()})
                 for artefact in item.artefacts:
                     insert(self.db, "capture_artefacts", {"capture_id": capture_id, **artefact})
+                decoded.store(self.db, item.decoded_contents)
                 if item.end_offset is not None and item.row["warc_file"]:
                     self.db.execute(
                         "UPDATE warc_files SET referenced_size = MAX(referenced_size, ?) "

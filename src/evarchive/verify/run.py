@@ -25,6 +25,7 @@ from ..catalogue import find_source, insert, read_only_connection, to_json, tran
 from ..custody import catalogue_path
 from ..errors import CouldNotRunError, UsageError
 from .artefacts import ArtefactChecks
+from .decodedhashes import DecodedChecks
 from .files import FileChecks
 from .findings import Findings, Problem, VerifyResult, attach_claims
 from .log import LogChecks
@@ -60,6 +61,7 @@ class Verifier:
         self.artefacts = ArtefactChecks(self.db, self.scope, self.where, findings)
         self.file_checks = FileChecks(archive, self.scope, self.where, findings, self.artefacts, deep=deep,
                                       workers=workers, progress=progress)
+        self.decoded = DecodedChecks(self.db, archive.warcs_dir, self.scope, findings, workers)
 
     def load(self) -> None:
         self.scope.load(self.db, self.deep)
@@ -89,6 +91,7 @@ class Verifier:
                     self.file_checks.check_records_point_at_files()
                     if self.deep:
                         self.artefacts.rows()
+                        self.decoded.run()
                     log_problems = log_job.result()
                 self.result.problems.extend(log_problems)
                 self.result.log_head = log.log_head
