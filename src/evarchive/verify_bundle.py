@@ -69,10 +69,12 @@ OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini")  # file browsers add these
 
 
 class Report:
-    """Collects results; every failure is printed at once so a long run shows progress."""
+    """Collects results; every failure is printed at once so a long run shows progress (or, while
+    held, once the steps reported before it are)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.held: list | None = None  # lines of steps run early, printed after the steps before them
         self.failures = 0
         self.anchors: list = []  # facts from outside the bundle that the exhibits were checked against
         self.wacz_signature = ""  # what the WACZ's own signature says, for the verdict
@@ -85,15 +87,28 @@ class Report:
 
     def ok(self, text: str) -> None:
         if not self.quiet:
-            print("ok    " + text)
+            self._print("ok    " + text)
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            print("note  " + text)
+            self._print("note  " + text)
 
     def fail(self, text: str) -> None:
         self.failures += 1
-        print("FAIL  " + text)
+        self._print("FAIL  " + text)
+
+    def _print(self, line: str) -> None:
+        if self.held is None:
+            print(line)
+        else:
+            self.held.append(line)
+
+    def hold(self) -> None:
+        self.held = []
+
+    def release(self) -> list:  # type: ignore[type-arg]
+        lines, self.held = self.held or [], None
+        return lines
 
 
 # --------------------------------------------------------------------------- reading a hostile bundle
@@ -185,9 +200,21 @@ def file_kind(path: str) -> str | None:
 def sha256_file(root: str, name: str) -> str:
     digest = hashlib.sha256()
     with open_bundle_file(root, name) as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
+        hash_stream(fh, digest)
     return digest.hexdigest()
+
+
+def hash_stream(fh, digest, length: int | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Feed ``digest`` from the file's position, ``length`` bytes or to its end, through one
+    buffer (a fresh megabyte for every read costs page faults); returns the bytes fed."""
+    view, fed = memoryview(bytearray(CHUNK)), 0
+    while length is None or fed < length:
+        got = fh.readinto(view if length is None or length - fed >= CHUNK else view[:length - fed])
+        if not got:
+            break
+        digest.update(view[:got])
+        fed += got
+    return fed
 
 
 def read_at(fh, offset: int, length: int):  # type: ignore[no-untyped-def]
@@ -588,9 +615,8 @@ def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple
     compressed size (size -2: a bomb), and draws on the run's budget."""
     digest, size = hashlib.sha256(), 0
     if info.compress_type == zipfile.ZIP_STORED:
-        for chunk in read_at(fh, start, info.compress_size):
-            digest.update(chunk)
-            size += len(chunk)
+        fh.seek(start)
+        size = hash_stream(fh, digest, info.compress_size)
         return digest.hexdigest(), size
     try:
         with zipfile.ZipFile(fh) as zf, zf.open(info) as entry:
@@ -910,16 +936,18 @@ def check_chromium(fh, start: int, ex: dict, report: Report) -> None:  # type: i
                     f"{found} its metadata record gives")
 
 
-def check_decoded(ex: dict, rec: dict, decoder: ContentDecoder, report: Report) -> None:  # type: ignore[type-arg]
+def check_decoded(ex: dict, rec: dict, decoded: tuple, report: Report) -> None:  # type: ignore[type-arg]
     """The decoded-content hash the index shows is the one the record's own bytes give (a page
-    served without content coding: the payload hash itself)."""
+    served without content coding: the payload hash itself). ``decoded`` is (the coding the record
+    was served with, (decoded SHA-256, why not) when that coding had to be undone)."""
     where = f"exhibit {ex['exhibit']} ({rec['record_id']})"
     shown = (ex.get("decoded_sha256"), ex.get("decoded_note"))
-    if (ex.get("content_encoding") or "").strip().lower() != decoder.coding:
-        report.fail(f"{where}: the record was served with Content-Encoding {decoder.coding or 'none'!r}, "
+    coding, result = decoded
+    if (ex.get("content_encoding") or "").strip().lower() != coding:
+        report.fail(f"{where}: the record was served with Content-Encoding {coding or 'none'!r}, "
                     f"the index says {ex.get('content_encoding') or 'none'!r}")
         return
-    found = (rec["payload_sha256"], None) if decoder.coding in ("", "identity") else decoder.result()
+    found = (rec["payload_sha256"], None) if coding in ("", "identity") else result
     if found != shown:
         report.fail(f"{where}: the decoded content's SHA-256 is {found[0] or found[1]}, "
                     f"the index says {shown[0] or shown[1]}")
@@ -935,32 +963,33 @@ def _warc_fields(raw: bytes) -> dict:  # type: ignore[type-arg]
     return out
 
 
-def check_records(root: str, data: dict, entries: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+def check_records(root: str, data: dict, entries: dict, log: dict, report: Report,  # type: ignore[type-arg]
+                  inspected: Inspection | None = None) -> None:
+    """Every record against the index and the custody log. What each record's bytes say comes from
+    ``inspected`` (worker processes started by start_inspection) when given, else is read here."""
     wacz = data["wacz"]
     count, before = 0, report.failures
     stamps = token_times(root, data, report)
+    facts = inspected.results(entries, report) if inspected is not None else {}
     with open_bundle_file(root, wacz) as fh:
-        for ex in data["exhibits"]:
+        for number, (ex, rec, decode) in enumerate(_record_order(data)):
             entry = log.get(ex["custody_seq"])
-            for rec in ex["records"]:
-                count += 1
-                where = (f"exhibit {ex['exhibit']} record {rec['record_id']} ({rec['record_type']}) in "
-                         f"{data['wacz']} > {rec['bundle_file']} at offset {rec['bundle_offset']}")
-                main = rec is main_record(ex)
-                decoder = ContentDecoder() if main and ex["kind"] == "capture" and \
-                    rec["record_type"] == "response" else None
-                fields = _check_record(fh, entries, rec, where, report, decoder)
-                if fields is not None and rec["record_id"] == ex.get("main_record"):
-                    _check_record_date(ex, fields, where, report)
-                    _check_token_time(ex, fields, stamps, where, report)
-                if fields is not None and decoder is not None:
-                    check_decoded(ex, rec, decoder, report)
-                _check_vouched(ex, rec, entry, where, report)
-            _check_exhibit_fields(ex, entry, report)
-            shown_record = main_record(ex)
-            start = entries.get(shown_record["bundle_file"], (None,))[0]
-            if ex.get("engine") == "browser" and start is not None:
-                check_chromium(fh, start, ex, report)
+            count += 1
+            where = (f"exhibit {ex['exhibit']} record {rec['record_id']} ({rec['record_type']}) in "
+                     f"{data['wacz']} > {rec['bundle_file']} at offset {rec['bundle_offset']}")
+            start = entries.get(rec["bundle_file"], (None,))[0]
+            found = facts.get(number)
+            if found is None and start is not None:
+                found = inspect_record(fh, start + rec["bundle_offset"], rec["length"], decode)
+            fields = _check_record(start, found, rec, where, report)
+            if fields is not None and rec["record_id"] == ex.get("main_record"):
+                _check_record_date(ex, fields, where, report)
+                _check_token_time(ex, fields, stamps, where, report)
+            if fields is not None and decode:
+                check_decoded(ex, rec, found[1][4:], report)
+            _check_vouched(ex, rec, entry, where, report)
+            if rec is ex["records"][-1]:
+                _check_exhibit_record_facts(fh, entries, ex, entry, report)
         numbered = {ex["exhibit"]: ex for ex in data["exhibits"]}
         for ex in data["exhibits"]:  # a revisit's decoded content is its original's
             original = numbered.get(ex.get("revisit_of_exhibit"))
@@ -971,6 +1000,152 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
     _check_tiling((root, wacz), data, entries, report)
     if report.failures == before:
         report.ok(f"{count} exhibit records: bytes, WARC digests and custody entries agree")
+
+
+def _record_order(data: dict):  # type: ignore[no-untyped-def,type-arg]
+    """(exhibit, record, whether its decoded content is hashed) for every record, in index order:
+    the one order in which records are inspected, judged and numbered, in this process or in workers."""
+    for ex in data["exhibits"]:
+        main = main_record(ex)
+        for rec in ex["records"]:
+            yield ex, rec, rec is main and ex["kind"] == "capture" and rec["record_type"] == "response"
+
+
+def _check_exhibit_record_facts(fh, entries: dict, ex: dict, entry, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
+    _check_exhibit_fields(ex, entry, report)
+    start = entries.get(main_record(ex)["bundle_file"], (None,))[0]
+    if ex.get("engine") == "browser" and start is not None:
+        check_chromium(fh, start, ex, report)
+
+
+# --------------------------------------------------------------------------- records in worker processes
+# Inflating and hashing the records is most of a large bundle's run, so it is spread over worker
+# processes while this process checks the files, the custody log and the index. A worker opens the
+# WACZ itself, by the same safe opener, inspects batches of records given by offset and length, and
+# sends back only what their bytes say (digests, WARC fields); every judgement stays in this process,
+# in index order, so the findings and their order are those of a run in one process. A worker that
+# stops or fails costs nothing but time: its records are inspected here instead. Small bundles stay
+# in one process, where starting workers would cost more than it saves.
+
+PARALLEL_MIN_BYTES = 16 << 20  # records to inflate before worker processes pay for their start
+MAX_JOBS = 4
+BATCHES_PER_JOB = 8  # small batches: this process takes over the last ones when it is done first
+
+
+def default_jobs() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on macOS or Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
+
+
+def _worker_budget(limit: int) -> None:
+    """In a worker, first: its share of the run's inflation budget."""
+    global BUDGET
+    BUDGET = Budget(limit)
+
+
+def _inspect_batch(root: str, wacz: str, batch: list) -> tuple:  # type: ignore[type-arg]
+    """In a worker (or here): inspect_record for each (number, offset, length, decode) of the batch.
+    (number -> what it found, bytes inflated, whether the budget is spent)."""
+    used = BUDGET.used
+    with open_bundle_file(root, wacz) as fh:
+        found = {number: inspect_record(fh, offset, length, decode) for number, offset, length, decode in batch}
+    return found, BUDGET.used - used, BUDGET.exceeded
+
+
+def _pool_context():  # type: ignore[no-untyped-def]
+    """fork where it is safe and cheap (Linux); elsewhere the platform's default (spawn), for which
+    everything a worker runs is a top-level function of this file, guarded by ``__main__``."""
+    import multiprocessing
+
+    fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if fork else None)
+
+
+class Inspection:
+    """Batches of records being inspected by worker processes (start_inspection)."""
+
+    def __init__(self, root: str, data: dict, starts: dict, batches: list, jobs: int) -> None:  # type: ignore[type-arg]
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.root, self.wacz, self.starts, self.batches = root, data["wacz"], starts, batches
+        share = max(0, BUDGET.limit - BUDGET.used) // (jobs + 1)  # this process keeps a share too
+        self.reserved = share * jobs
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(),
+                                        initializer=_worker_budget, initargs=(share,))
+        try:
+            self.futures = [self.pool.submit(_inspect_batch, root, self.wacz, batch) for batch in batches]
+        except BaseException:
+            self.close()
+            raise
+        BUDGET.used += self.reserved
+
+    def results(self, entries: dict, report: Report) -> dict:  # type: ignore[type-arg]
+        """number -> what inspect_record found. Batches no worker has begun are inspected here; a
+        batch whose worker stopped or failed is left out, so check_records inspects it itself."""
+        found, used, spent, lost = {}, 0, False, []
+        try:
+            ours = [i for i in reversed(range(len(self.futures))) if self.futures[i].cancel()]
+            for i in ours:
+                found.update(_inspect_batch(self.root, self.wacz, self.batches[i])[0])
+            for i, future in enumerate(self.futures):
+                if i in ours:
+                    continue
+                try:
+                    part, cost, over = future.result()
+                except Exception as exc:  # a worker killed, out of memory, or failing: redone here
+                    lost.append((i, f"{type(exc).__name__}: {exc}".rstrip(": ")))
+                    continue
+                found.update(part)
+                used, spent = used + cost, spent or over
+        finally:
+            self.close()
+            BUDGET.used += used - self.reserved
+            BUDGET.exceeded = BUDGET.exceeded or spent
+            self.reserved = 0
+        if lost:
+            count = sum(len(self.batches[i]) for i, _ in lost)
+            report.note(f"records: a worker process could not finish ({lost[0][1]}); its {count} record(s) "
+                        "are inspected in this process instead")
+        if {name: start for name, (start, _) in entries.items()} != self.starts:
+            return {}  # the WACZ changed under the workers: every record is read again here
+        return found
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start_inspection(root: str, data: dict, jobs: int) -> Inspection | None:  # type: ignore[type-arg]
+    """Worker processes inspecting the bundle's records, or None when one process is to do it: a
+    small bundle, --jobs 1, or workers that cannot be started here (then nothing is lost: the
+    records step reads every record itself, and reports what it cannot read)."""
+    if jobs <= 1:
+        return None
+    try:
+        with open_bundle_file(root, data["wacz"]) as fh:
+            entries = data_offsets(fh)
+        work = []
+        for number, (_, rec, decode) in enumerate(_record_order(data)):
+            start = entries.get(rec["bundle_file"], (None,))[0]
+            if start is not None:
+                work.append((number, start + int(rec["bundle_offset"]), int(rec["length"]), bool(decode)))
+        total = sum(max(0, length) for _, _, length, _ in work)
+        if total < PARALLEL_MIN_BYTES:
+            return None
+        size = total // (jobs * BATCHES_PER_JOB) + 1
+        batches, batch, filled = [], [], 0
+        for item in work:
+            batch.append(item)
+            filled += max(0, item[2])
+            if filled >= size:
+                batches.append(batch)
+                batch, filled = [], 0
+        batches += [batch] if batch else []
+        return Inspection(root, data, {name: start for name, (start, _) in entries.items()}, batches, jobs)
+    except Exception:  # any reason at all: one process does the work, and names any problem itself
+        return None
 
 
 def _check_record_date(ex: dict, fields: dict, where: str, report: Report) -> None:  # type: ignore[type-arg]
@@ -1052,39 +1227,52 @@ def _check_token_time(ex: dict, fields: dict, stamps: list, where: str, report: 
                     "vouch for a capture made after it")
 
 
-def _check_record(fh, entries, rec, where, report, decoder=None):  # type: ignore[no-untyped-def]
-    """The record's bytes and WARC digests; its WARC header fields when they could be read (and
-    inflated within the run's budget). A response's content streams through ``decoder`` on the way."""
-    start = entries.get(rec["bundle_file"], (None,))[0]
+def inspect_record(fh, offset: int, length: int, decode: bool) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """What a record's bytes say, judged by nobody yet (so a worker process can do it): (SHA-256 of
+    the bytes as stored, None when they were not inflated because the run's budget is spent, else
+    (WARC header fields, block SHA-256, payload SHA-256, error, content coding, decoded result)).
+    One pass: the bytes are hashed as they stream into the inflater and a response's content coding
+    is undone on the way (``decode``), never held whole: a record may be as large as its page."""
+    digest = hashlib.sha256()
+
+    def hashed():  # type: ignore[no-untyped-def]
+        for chunk in read_at(fh, offset, length):
+            digest.update(chunk)
+            yield chunk
+
+    chunks, parsed = hashed(), None
+    decoder = ContentDecoder() if decode else None
+    if not BUDGET.exceeded:
+        try:
+            fields, block, payload, error = parse_member(chunks, decoder)
+            coding = decoded = None
+            if decoder is not None and not error:
+                coding = decoder.coding
+                decoded = None if coding in ("", "identity") else decoder.result()
+            parsed = (fields, block, payload, error, coding, decoded)
+        except OutOfBudget:
+            parsed = None
+    for _ in chunks:  # the bytes after the point where inflating stopped
+        pass
+    return digest.hexdigest(), parsed
+
+
+def _check_record(start, found, rec, where, report):  # type: ignore[no-untyped-def]
+    """The record's bytes and WARC digests, from what inspect_record found; its WARC header fields
+    when they could be read (and inflated within the run's budget)."""
     if start is None:
         report.fail(f"{where}: that WARC file is not in the package")
         return None
     if start + rec["bundle_offset"] != rec["wacz_offset"]:
         report.fail(f"{where}: bundle.json gives a different offset in the .wacz")
-    # One pass: the bytes as stored are hashed as they stream into the inflater (and the page's
-    # content coding is undone on the way), never held whole: a record may be as large as its page.
-    digest = hashlib.sha256()
-
-    def hashed():  # type: ignore[no-untyped-def]
-        for chunk in read_at(fh, start + rec["bundle_offset"], rec["length"]):
-            digest.update(chunk)
-            yield chunk
-
-    chunks, parsed = hashed(), None
-    if not BUDGET.exceeded:
-        try:
-            parsed = parse_member(chunks, decoder)
-        except OutOfBudget:
-            parsed = None
-    for _ in chunks:  # the bytes after the point where inflating stopped
-        pass
-    if digest.hexdigest() != rec["member_sha256"]:
+    member, parsed = found
+    if member != rec["member_sha256"]:
         report.fail(f"{where}: its bytes differ from the recorded SHA-256 {rec['member_sha256']}")
         return None
     if parsed is None:
         report.not_inflated += 1
         return None
-    fields, block, payload, error = parsed
+    fields, block, payload, error = parsed[:4]
     if error:
         report.fail(f"{where}: {error}")
     elif fields.get("warc-record-id") != rec["record_id"]:
@@ -1190,8 +1378,9 @@ def _warcinfo_length(fh, start: int, size: int, name: str, report: Report) -> in
 # --------------------------------------------------------------------------- 4. custody log
 
 def canonical_hash(entry: dict) -> str:  # type: ignore[type-arg]
+    details = entry["_details"] if "_details" in entry else json.loads(entry["details"])  # parsed once, by check_log
     body = {"seq": entry["seq"], "at": entry["at"], "event": entry["event"], "subject": entry["subject"],
-            "details": json.loads(entry["details"]), "prev_hash": entry["prev_hash"]}
+            "details": details, "prev_hash": entry["prev_hash"]}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -1479,7 +1668,27 @@ CSV_FIELDS = (("payload_sha256", lambda ex, rec: ex.get("payload_sha256") or "")
               ("live_now", lambda ex, rec: ex["live"]["text"]))
 
 
-TOKENS = re.compile(r"<urn:uuid:[0-9a-fA-F-]{36}>|(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+URN_TOKENS = re.compile(r"<urn:uuid:[0-9a-fA-F-]{36}>")
+_HEX_MASK = bytes(0x78 if chr(b) in "0123456789abcdef" else 0x20 for b in range(256))  # hex: "x", else " "
+_HEX_RUN = b"x" * 64
+
+
+def shown_tokens(text: str) -> set:  # type: ignore[type-arg]
+    """The record ids (<urn:uuid:...>) and SHA-256 values (64 hex digits, no hex digit on either
+    side) a text states. The SHA-256 values are found in a mask of the text (hex digit or not,
+    made by a byte table) with a substring search, not by a regular expression tried at every
+    position of a text of megabytes; a byte of UTF-8 above 0x7f is never a hex digit."""
+    raw = text.encode("utf-8", "surrogatepass")
+    mask = raw.translate(_HEX_MASK)
+    found = set(URN_TOKENS.findall(text))
+    at = mask.find(_HEX_RUN)
+    while at >= 0:  # ``at`` starts a run of hex digits: the search resumes after the previous run
+        end = mask.find(b" ", at + 64)
+        end = len(mask) if end < 0 else end
+        if end - at == 64:
+            found.add(raw[at:end].decode("ascii"))
+        at = mask.find(_HEX_RUN, end)
+    return found
 
 
 def csv_value(cell: str | None) -> str | None:
@@ -1547,7 +1756,7 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
             report.fail(f"claim {claim['claim']}: the index says it is {'' if claim.get('supported') else 'NOT '}"
                         f"supported, its exhibits say {'' if holding else 'NOT '}supported")
     for name in ("exhibits.html", "exhibits.txt"):
-        shown = set(TOKENS.findall(html.unescape(read_bundle_text(root, name))))  # one pass, not one per value
+        shown = shown_tokens(html.unescape(read_bundle_text(root, name)))  # one pass, not one per value
         for ex in data["exhibits"]:
             rec = main_record(ex)
             shots = [a["sha256"] for a in ex.get("artefacts") or []]
@@ -2089,7 +2298,10 @@ _NOT_IN_HTML = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\
 
 def html_text(value: Any) -> str:
     """Text escaped for HTML; code points HTML forbids shown as U+FFFD (bundle.json keeps them)."""
-    return html.escape(_NOT_IN_HTML.sub("\ufffd", "" if value is None else str(value)))
+    text = "" if value is None else str(value)
+    if not text.isprintable():  # every code point HTML forbids is unprintable: most text needs no scan
+        text = _NOT_IN_HTML.sub("\ufffd", text)
+    return html.escape(text)
 
 
 _h = html_text
@@ -2128,10 +2340,18 @@ def render_html(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+_HASH_LIKE = re.compile(r"^[0-9a-f]{64}$|^<urn:|sha256", re.I)
+
+
+def _hash_like(value: str) -> bool:
+    # Only a value of 64 characters (65 with a newline), one starting "<" or one holding "256" can
+    # match: the expression is tried on those alone.
+    return (len(value) in (64, 65) or value[:1] == "<" or "256" in value) and bool(_HASH_LIKE.search(value))
+
+
 def _html_table(rows: list[tuple[str, str]]) -> str:
-    hashes = re.compile(r"^[0-9a-f]{64}$|^<urn:|sha256", re.I)
     mono = ' class="hash"'
-    cells = "".join(f"<tr><th>{_h(k)}</th><td{mono if hashes.search(str(v)) else ''}>{_h(v)}</td></tr>"
+    cells = "".join(f"<tr><th>{_h(k)}</th><td{mono if _hash_like(str(v)) else ''}>{_h(v)}</td></tr>"
                     for k, v in rows)
     return f"<table>{cells}</table>"
 
@@ -2462,9 +2682,14 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--inflate-budget", type=int, metavar="MIB",
                         help=f"MiB the run may inflate in all (default: {BUDGET_FLOOR >> 20}, or {BUDGET_RATIO} "
                              "times the WACZ when more), so a hostile bundle cannot keep it busy for long")
+    parser.add_argument("--jobs", type=int, metavar="N", default=default_jobs(),
+                        help="processes that inflate and hash the records of a large bundle (default: "
+                             f"one per core, at most {MAX_JOBS}; 1: all in this process)")
     args = parser.parse_args(argv)
     if args.inflate_budget is not None and args.inflate_budget < 0:
         parser.error("--inflate-budget must be 0 or more (MiB)")
+    if args.jobs < 1:
+        parser.error("--jobs must be 1 or more")
     root = args.bundle
     try:
         kind = file_kind(root)
@@ -2529,7 +2754,7 @@ def _unreadable(message: str) -> int:
 def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) -> None:  # type: ignore[type-arg]
     """Each step on its own: a step that meets a file it cannot read fails with a reason, and the
     others still run, so a damaged bundle is described whole and always ends with a verdict."""
-    found = {"entries": {}, "log": {}}
+    found = {"entries": {}, "log": {}, "inspection": start_inspection(root, data, args.jobs)}
 
     def wacz() -> None:
         found["entries"] = check_wacz(root, data["wacz"], report)
@@ -2539,20 +2764,37 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
 
     def records() -> None:
         if found["entries"]:
-            check_records(root, data, found["entries"], found["log"], report)
+            check_records(root, data, found["entries"], found["log"], report, found["inspection"])
 
     def artefacts() -> None:
         if found["entries"]:
             check_artefacts(root, data, found["entries"], report)
 
-    steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
-             ("records", records), ("screenshots", artefacts),
-             ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
-             ("time anchors", lambda: check_time_anchors(data, report)),
-             ("claims", lambda: check_claims(data, found["log"], report)),
-             ("live state", lambda: check_live(data, found["log"], report)),
-             ("exhibit index", lambda: check_index(root, data, report)),
-             ("what the index shows", lambda: check_shown(root, data, found["log"], report)))
+    first = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log))
+    records_steps = (("records", records), ("screenshots", artefacts))
+    rest = (("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+            ("time anchors", lambda: check_time_anchors(data, report)),
+            ("claims", lambda: check_claims(data, found["log"], report)),
+            ("live state", lambda: check_live(data, found["log"], report)),
+            ("exhibit index", lambda: check_index(root, data, report)),
+            ("what the index shows", lambda: check_shown(root, data, found["log"], report)))
+    # The steps after the records run while workers inspect them, their lines held back, so the
+    # report reads in the same order however many processes did the work.
+    try:
+        _run_steps(first, report)
+        report.hold()
+        _run_steps(rest, report)
+        held = report.release()
+        _run_steps(records_steps, report)
+    finally:
+        report.release()
+        if found["inspection"] is not None:
+            found["inspection"].close()
+    for line in held:
+        print(line)
+
+
+def _run_steps(steps: tuple, report: Report) -> None:  # type: ignore[type-arg]
     for name, step in steps:
         try:
             step()
@@ -2585,6 +2827,7 @@ def _verify_zip(path: str, args: argparse.Namespace) -> int:
             rest += ["--tsa-root", args.tsa_root] if args.tsa_root else []
             rest += ["--require-anchor"] if args.require_anchor else []
             rest += ["--inflate-budget", str(args.inflate_budget)] if args.inflate_budget is not None else []
+            rest += ["--jobs", str(args.jobs)]
             return main([folder, *rest])
     except OSError as exc:
         return _unreadable(f"cannot unpack {path}: {exc}")
