@@ -1075,6 +1075,7 @@ class Inspection:
         self.reserved = share * jobs
         self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(),
                                         initializer=_worker_budget, initargs=(share,))
+        self.jobs = jobs
         try:
             self.futures = [self.pool.submit(_inspect_batch, root, self.wacz, batch) for batch in batches]
         except BaseException:
@@ -1087,8 +1088,8 @@ class Inspection:
         batch whose worker stopped or failed is left out, so check_records inspects it itself."""
         found, used, spent, lost = {}, 0, False, []
         try:
-            ours = [i for i in reversed(range(len(self.futures))) if self.futures[i].cancel()]
-            for i in ours:
+            ours = {i for i in reversed(range(len(self.futures))) if self.futures[i].cancel()}
+            for i in sorted(ours):
                 found.update(_inspect_batch(self.root, self.wacz, self.batches[i])[0])
             for i, future in enumerate(self.futures):
                 if i in ours:
@@ -1105,10 +1106,11 @@ class Inspection:
             BUDGET.used += used - self.reserved
             BUDGET.exceeded = BUDGET.exceeded or spent
             self.reserved = 0
+        report.note(f"records: inflated and hashed by {self.jobs} worker processes and this one")
         if lost:
             count = sum(len(self.batches[i]) for i, _ in lost)
-            report.note(f"records: a worker process could not finish ({lost[0][1]}); its {count} record(s) "
-                        "are inspected in this process instead")
+            report.note(f"records: a worker process could not finish ({lost[0][1]}); the {count} record(s) "
+                        "left to it are inspected in this process instead")
         if {name: start for name, (start, _) in entries.items()} != self.starts:
             return {}  # the WACZ changed under the workers: every record is read again here
         return found
@@ -1117,10 +1119,11 @@ class Inspection:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def start_inspection(root: str, data: dict, jobs: int) -> Inspection | None:  # type: ignore[type-arg]
-    """Worker processes inspecting the bundle's records, or None when one process is to do it: a
-    small bundle, --jobs 1, or workers that cannot be started here (then nothing is lost: the
-    records step reads every record itself, and reports what it cannot read)."""
+def start_inspection(root: str, data: dict, jobs: int | None) -> Inspection | None:  # type: ignore[type-arg]
+    """Worker processes inspecting the bundle's records, or None when one process is to do it:
+    --jobs 1, a small bundle when --jobs was not given, or workers that cannot be started here
+    (then nothing is lost: the records step reads every record itself, and reports what it cannot)."""
+    chosen, jobs = jobs is not None, jobs or default_jobs()
     if jobs <= 1:
         return None
     try:
@@ -1132,7 +1135,7 @@ def start_inspection(root: str, data: dict, jobs: int) -> Inspection | None:  # 
             if start is not None:
                 work.append((number, start + int(rec["bundle_offset"]), int(rec["length"]), bool(decode)))
         total = sum(max(0, length) for _, _, length, _ in work)
-        if total < PARALLEL_MIN_BYTES:
+        if not work or (total < PARALLEL_MIN_BYTES and not chosen):
             return None
         size = total // (jobs * BATCHES_PER_JOB) + 1
         batches, batch, filled = [], [], 0
@@ -2682,13 +2685,14 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--inflate-budget", type=int, metavar="MIB",
                         help=f"MiB the run may inflate in all (default: {BUDGET_FLOOR >> 20}, or {BUDGET_RATIO} "
                              "times the WACZ when more), so a hostile bundle cannot keep it busy for long")
-    parser.add_argument("--jobs", type=int, metavar="N", default=default_jobs(),
-                        help="processes that inflate and hash the records of a large bundle (default: "
-                             f"one per core, at most {MAX_JOBS}; 1: all in this process)")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help=f"worker processes that inflate and hash the records (default: one per core, at most "
+                             f"{MAX_JOBS}, for a bundle of more than {PARALLEL_MIN_BYTES >> 20} MiB of records; "
+                             "1: none, all in this process)")
     args = parser.parse_args(argv)
     if args.inflate_budget is not None and args.inflate_budget < 0:
         parser.error("--inflate-budget must be 0 or more (MiB)")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be 1 or more")
     root = args.bundle
     try:
@@ -2827,7 +2831,7 @@ def _verify_zip(path: str, args: argparse.Namespace) -> int:
             rest += ["--tsa-root", args.tsa_root] if args.tsa_root else []
             rest += ["--require-anchor"] if args.require_anchor else []
             rest += ["--inflate-budget", str(args.inflate_budget)] if args.inflate_budget is not None else []
-            rest += ["--jobs", str(args.jobs)]
+            rest += ["--jobs", str(args.jobs)] if args.jobs is not None else []
             return main([folder, *rest])
     except OSError as exc:
         return _unreadable(f"cannot unpack {path}: {exc}")
