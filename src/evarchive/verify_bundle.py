@@ -228,6 +228,10 @@ def read_at(fh, offset: int, length: int):  # type: ignore[no-untyped-def]
         yield chunk
 
 
+_B32_SHA256 = re.compile(r"[A-Z2-7]{52}====\Z")  # 256 bits in base32: 52 digits, 4 bits and "====" to spare
+_B32_AS_INT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv")
+
+
 def warc_digest_hex(value: str | None) -> str | None:
     """Hex SHA-256 from a WARC digest header (sha256:BASE32 or sha256:hex); None otherwise."""
     if not value or not value.lower().startswith("sha256:"):
@@ -235,6 +239,8 @@ def warc_digest_hex(value: str | None) -> str | None:
     text = value[7:].strip()
     if len(text) == 64:
         return text.lower()
+    if _B32_SHA256.match(text.upper()):  # the form every WARC writer uses, decoded without a loop in Python
+        return (int(text[:52].upper().translate(_B32_AS_INT), 32) >> 4).to_bytes(32, "big").hex()
     try:
         return base64.b32decode(text.upper() + "=" * (-len(text) % 8)).hex()
     except ValueError:
