@@ -9,10 +9,13 @@ import gzip
 import hashlib
 import json
 import multiprocessing
+import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +148,15 @@ def test_jobs_must_be_one_or_more(copy: Path) -> None:
 def test_a_small_bundle_stays_in_one_process_unless_jobs_are_given(copy: Path) -> None:
     data = json.loads((copy / "bundle.json").read_text())
     vb.set_budget(str(copy), data, None)
-    assert vb.start_inspection(str(copy), data, None) is None
-    assert vb.start_inspection(str(copy), data, 1) is None
-    inspection = vb.start_inspection(str(copy), data, 2)
-    assert inspection is not None
-    inspection.close()
+    assert vb.start_workers(str(copy), None) is None
+    assert vb.start_workers(str(copy), 1) is None
+    workers = vb.start_workers(str(copy), 2)
+    assert workers is not None
+    try:
+        assert vb.start_inspection(str(copy), data, None, workers) is None  # had they been started for more
+        assert vb.start_inspection(str(copy), data, 2, workers) is not None
+    finally:
+        workers.stop()
 
 
 def records_step(root: Path, inspection: vb.Inspection | None, capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -165,31 +172,69 @@ def records_step(root: Path, inspection: vb.Inspection | None, capsys: pytest.Ca
     return capsys.readouterr().out.splitlines()
 
 
-def test_a_killed_worker_costs_time_not_findings(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Both workers killed as soon as they start: their records are inspected in this process,
-    the findings (a flipped byte here) are those of a run without workers, and it ends."""
-    data = json.loads((copy / "bundle.json").read_text())
-    rec = main_response(data, 4)
-    wacz = bytearray((copy / "evidence.wacz").read_bytes())
-    wacz[rec["wacz_offset"] + 40] ^= 0x01
-    (copy / "evidence.wacz").write_bytes(bytes(wacz))
+def flip_in_record(bundle: Path, number: int, at: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    data = json.loads((bundle / "bundle.json").read_text())
+    rec = main_response(data, number)
+    wacz = bytearray((bundle / "evidence.wacz").read_bytes())
+    wacz[rec["wacz_offset"] + at] ^= 0x01
+    (bundle / "evidence.wacz").write_bytes(bytes(wacz))
+    return data, rec
+
+
+def test_workers_killed_before_their_work_cost_time_not_findings(copy: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Both workers stopped, then killed, before they take a batch: this process inspects every
+    record, the findings (a flipped byte here) are those of a run without workers, and it ends."""
+    data, rec = flip_in_record(copy, 4, 40)
     vb.set_budget(str(copy), data, None)
     alone = records_step(copy, None, capsys)
 
     before = set(multiprocessing.active_children())
-    inspection = vb.start_inspection(str(copy), data, 2)
-    assert inspection is not None
-    workers = set(multiprocessing.active_children()) - before
-    assert len(workers) == 2
-    for worker in workers:
-        worker.kill()
-    lines = records_step(copy, inspection, capsys)
-    notes = [line for line in lines if line.startswith("note  ")]
-    assert notes[0] == "note  records: inflated and hashed by 2 worker processes and this one"
-    assert notes[1].startswith("note  records: a worker process could not finish (BrokenProcessPool: ")
-    assert [line for line in lines if not line.startswith("note  ")] == alone
+    workers = vb.start_workers(str(copy), 2)
+    assert workers is not None
+    try:
+        started = set(multiprocessing.active_children()) - before
+        assert len(started) == 2
+        for worker in started:
+            os.kill(worker.pid, signal.SIGSTOP)
+        inspection = vb.start_inspection(str(copy), data, 2, workers)
+        assert inspection is not None
+        for worker in started:
+            worker.kill()
+        lines = records_step(copy, inspection, capsys)
+    finally:
+        workers.stop()
+    assert lines == ["note  records: inflated and hashed by 2 worker processes and this one", *alone]
     assert any(line.startswith(f"FAIL  exhibit {data['exhibits'][4]['exhibit']} record {rec['record_id']}")
                for line in alone)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_it_works_costs_time_not_findings(copy: Path) -> None:
+    """The clerk's run, one of its workers killed as soon as it exists: the verdict and every
+    finding are those of a run in one process, with no traceback."""
+    data, rec = flip_in_record(copy, 1, 60)
+    one = verify(copy, "--jobs", "1")
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(copy / "verify_bundle.py"), "--jobs", "2"],
+                            cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not children(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.001)  # polling for the worker to exist, not waiting for an outcome
+    killed = children(proc.pid)[:1]
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert killed and err == ""
+    lines = [line for line in out.splitlines() if not line.startswith("note  records: ")]
+    assert (proc.returncode, lines) == (one.returncode, one.stdout.splitlines())
+    assert f"record {rec['record_id']} (response)" in out
 
 
 # --------------------------------------------------------------------------- the faster scans find the same

@@ -1026,16 +1026,17 @@ def _check_exhibit_record_facts(fh, entries: dict, ex: dict, entry, report: Repo
 
 # --------------------------------------------------------------------------- records in worker processes
 # Inflating and hashing the records is most of a large bundle's run, so it is spread over worker
-# processes while this process checks the files, the custody log and the index. A worker opens the
-# WACZ itself, by the same safe opener, inspects batches of records given by offset and length, and
-# sends back only what their bytes say (digests, WARC fields); every judgement stays in this process,
-# in index order, so the findings and their order are those of a run in one process. A worker that
-# stops or fails costs nothing but time: its records are inspected here instead. Small bundles stay
-# in one process, where starting workers would cost more than it saves.
+# processes while this process checks the files, the custody log and the index. The workers start
+# before bundle.json is read (so they carry no copy of it); once it is, they get the records in
+# batches of (offset, length), take batches in turn from a shared counter, open the WACZ themselves
+# by the same safe opener, and send back only what each record's bytes say (digests, WARC fields).
+# This process takes batches from the same counter once its own steps are done. Every judgement
+# stays here, in index order, so the findings and their order are those of a run in one process.
+# A worker that stops or fails costs only time: the batch it held is inspected here instead.
 
-PARALLEL_MIN_BYTES = 16 << 20  # records to inflate before worker processes pay for their start
+PARALLEL_MIN_BYTES = 16 << 20  # a WACZ, and records, of this size pay for the workers' start
 MAX_JOBS = 4
-BATCHES_PER_JOB = 8  # small batches: this process takes over the last ones when it is done first
+BATCHES_PER_JOB = 8
 
 
 def default_jobs() -> int:
@@ -1046,19 +1047,45 @@ def default_jobs() -> int:
     return max(1, min(cores, MAX_JOBS))
 
 
-def _worker_budget(limit: int) -> None:
-    """In a worker, first: its share of the run's inflation budget."""
-    global BUDGET
-    BUDGET = Budget(limit)
-
-
 def _inspect_batch(root: str, wacz: str, batch: list) -> tuple:  # type: ignore[type-arg]
-    """In a worker (or here): inspect_record for each (number, offset, length, decode) of the batch.
-    (number -> what it found, bytes inflated, whether the budget is spent)."""
+    """inspect_record for each (number, offset, length, decode) of the batch: (number -> what it
+    found, bytes inflated, whether the budget is spent)."""
     used = BUDGET.used
     with open_bundle_file(root, wacz) as fh:
         found = {number: inspect_record(fh, offset, length, decode) for number, offset, length, decode in batch}
     return found, BUDGET.used - used, BUDGET.exceeded
+
+
+def _claim(counter, count: int) -> int | None:  # type: ignore[no-untyped-def]
+    """The next batch nobody has taken, or None."""
+    with counter.get_lock():
+        if counter.value >= count:
+            return None
+        counter.value += 1
+        return counter.value - 1
+
+
+def _worker(conn, counter) -> None:  # type: ignore[no-untyped-def]
+    """A worker process: waits for (bundle, WACZ, batches, its share of the inflation budget), then
+    inspects batches until none is left, announcing each before it starts (so that the batch of a
+    worker that dies is known) and sending what it found. Ends when this process closes the pipe."""
+    global BUDGET
+    try:
+        task = conn.recv()
+        if task is None:  # the bundle turned out too small for workers
+            return
+        root, wacz, batches, share = task
+        BUDGET = Budget(share)
+        while (number := _claim(counter, len(batches))) is not None:
+            conn.send(("start", number))
+            try:
+                conn.send(("done", number, *_inspect_batch(root, wacz, batches[number])))
+            except Exception as exc:  # reported as a failed batch; this process inspects it again
+                conn.send(("failed", number, f"{type(exc).__name__}: {exc}"))
+    except BaseException:  # this process is gone, or interrupted, or we failed: it inspects what is left
+        pass
+    finally:
+        conn.close()
 
 
 def _pool_context():  # type: ignore[no-untyped-def]
@@ -1070,67 +1097,148 @@ def _pool_context():  # type: ignore[no-untyped-def]
     return multiprocessing.get_context("fork" if fork else None)
 
 
-class Inspection:
-    """Batches of records being inspected by worker processes (start_inspection)."""
+class Workers:
+    """``jobs`` worker processes, started before the bundle is read, and what they were given."""
 
-    def __init__(self, root: str, data: dict, starts: dict, batches: list, jobs: int) -> None:  # type: ignore[type-arg]
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.root, self.wacz, self.starts, self.batches = root, data["wacz"], starts, batches
-        share = max(0, BUDGET.limit - BUDGET.used) // (jobs + 1)  # this process keeps a share too
-        self.reserved = share * jobs
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(),
-                                        initializer=_worker_budget, initargs=(share,))
-        self.jobs = jobs
+    def __init__(self, jobs: int) -> None:
+        context = _pool_context()
+        self.jobs, self.counter, self.batches = jobs, context.Value("i", 0), []
+        self.conns, self.procs, self.collector = [], [], None
         try:
-            self.futures = [self.pool.submit(_inspect_batch, root, self.wacz, batch) for batch in batches]
+            for _ in range(jobs):
+                ours, theirs = context.Pipe()
+                proc = context.Process(target=_worker, args=(theirs, self.counter), daemon=True)
+                proc.start()
+                theirs.close()
+                self.conns.append(ours)
+                self.procs.append(proc)
         except BaseException:
-            self.close()
+            self.stop()
             raise
-        BUDGET.used += self.reserved
 
-    def results(self, entries: dict, report: Report) -> dict:  # type: ignore[type-arg]
-        """number -> what inspect_record found. Batches no worker has begun are inspected here; a
-        batch whose worker stopped or failed is left out, so check_records inspects it itself."""
-        found, used, spent, lost = {}, 0, False, []
+    def give(self, root: str, wacz: str, batches: list) -> None:  # type: ignore[type-arg]
+        """The batches to inspect, each worker with its share of the run's budget (this process keeps
+        one share too; the workers' are set aside until they say what they spent). A thread takes
+        in what they send as they send it, so that no worker waits on a full pipe."""
+        import threading
+
+        share = max(0, BUDGET.limit - BUDGET.used) // (self.jobs + 1)
+        self.root, self.wacz, self.batches, self.reserved = root, wacz, batches, share * self.jobs
+        self.found, self.used, self.spent, self.why = {}, 0, False, []  # type: ignore[var-annotated]
+        for conn in self.conns:
+            try:
+                conn.send((root, wacz, batches, share))
+            except OSError:  # a worker already gone: the others and this process take its part
+                pass
+        BUDGET.used += self.reserved
+        self.collector = threading.Thread(target=self._collect, daemon=True)
+        self.collector.start()
+
+    def _collect(self) -> None:
+        from multiprocessing.connection import wait
+
+        held = {}  # worker -> the batch it said it started
+        running = {conn: worker for worker, conn in enumerate(self.conns)}
         try:
-            ours = {i for i in reversed(range(len(self.futures))) if self.futures[i].cancel()}
-            for i in sorted(ours):
-                found.update(_inspect_batch(self.root, self.wacz, self.batches[i])[0])
-            for i, future in enumerate(self.futures):
-                if i in ours:
-                    continue
-                try:
-                    part, cost, over = future.result()
-                except Exception as exc:  # a worker killed, out of memory, or failing: redone here
-                    lost.append((i, f"{type(exc).__name__}: {exc}".rstrip(": ")))
-                    continue
-                found.update(part)
-                used, spent = used + cost, spent or over
-        finally:
-            self.close()
-            BUDGET.used += used - self.reserved
-            BUDGET.exceeded = BUDGET.exceeded or spent
-            self.reserved = 0
+            while running:
+                for conn in wait(list(running)):
+                    worker = running[conn]
+                    try:
+                        message = conn.recv()
+                    except (EOFError, OSError):  # it ended: its work done, or killed
+                        del running[conn]
+                        self.procs[worker].join(5)
+                        if worker in held:
+                            self.why.append(f"exit code {self.procs[worker].exitcode}")
+                        continue
+                    if message[0] == "start":
+                        held[worker] = message[1]
+                    elif message[0] == "done":
+                        self.found.update(message[2])
+                        self.used, self.spent = self.used + message[3], self.spent or message[4]
+                        del held[worker]
+                    else:
+                        self.why.append(message[2])
+                        del held[worker]
+        except (OSError, ValueError):  # the pipes were closed under it: the run is ending
+            pass
+
+    def results(self, report: Report) -> dict:  # type: ignore[type-arg]
+        """number -> what inspect_record found, for every record of every batch that was inspected
+        (here, once this process has nothing else to do, or by a worker). The records of a batch
+        whose worker died or failed are left out: check_records inspects them itself."""
+        found = {}
+        while (number := _claim(self.counter, len(self.batches))) is not None:
+            found.update(_inspect_batch(self.root, self.wacz, self.batches[number])[0])
+        self.collector.join()
+        found.update(self.found)
+        BUDGET.used += self.used - self.reserved
+        BUDGET.exceeded = BUDGET.exceeded or self.spent
+        self.reserved = 0
         report.note(f"records: inflated and hashed by {self.jobs} worker processes and this one")
-        if lost:
-            count = sum(len(self.batches[i]) for i, _ in lost)
-            report.note(f"records: a worker process could not finish ({lost[0][1]}); the {count} record(s) "
-                        "left to it are inspected in this process instead")
-        if {name: start for name, (start, _) in entries.items()} != self.starts:
-            return {}  # the WACZ changed under the workers: every record is read again here
+        missing = sum(1 for batch in self.batches for item in batch if item[0] not in found)
+        if missing:
+            report.note(f"records: a worker process could not finish ({self.why[0] if self.why else 'it stopped'}); "
+                        f"the {missing} record(s) left to it are inspected in this process instead")
         return found
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def stop(self) -> None:
+        """No batch is taken after this; workers end after the one they hold (killed if they do not)."""
+        with self.counter.get_lock():
+            self.counter.value = 1 << 30
+        for conn in self.conns:
+            try:
+                conn.send(None)  # for a worker still waiting for its task
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if self.collector is not None:
+            self.collector.join(10)
+        for conn in self.conns:
+            conn.close()
+        self.conns, self.procs, self.collector = [], [], None
 
 
-def start_inspection(root: str, data: dict, jobs: int | None) -> Inspection | None:  # type: ignore[type-arg]
-    """Worker processes inspecting the bundle's records, or None when one process is to do it:
-    --jobs 1, a small bundle when --jobs was not given, or workers that cannot be started here
-    (then nothing is lost: the records step reads every record itself, and reports what it cannot)."""
+def start_workers(root: str, jobs: int | None) -> Workers | None:
+    """Worker processes for the records, started now, or None: --jobs 1, or --jobs not given and a
+    WACZ too small to need them (its size read without following a link), or a system where
+    processes cannot be started (one process then does everything)."""
     chosen, jobs = jobs is not None, jobs or default_jobs()
-    if jobs <= 1:
+    try:
+        if jobs <= 1 or (not chosen and os.lstat(os.path.join(root, WACZ_NAME)).st_size < PARALLEL_MIN_BYTES):
+            return None
+        return Workers(jobs)
+    except Exception:  # no WACZ, no processes or semaphores on this system: one process does it all
+        return None
+
+
+def stop_workers(workers: Workers | None) -> None:
+    if workers is not None:
+        workers.stop()
+
+
+class Inspection:
+    """The bundle's records handed to the workers in batches (start_inspection)."""
+
+    def __init__(self, workers: Workers, starts: dict) -> None:  # type: ignore[type-arg]
+        self.workers, self.starts = workers, starts
+
+    def results(self, entries: dict, report: Report) -> dict:  # type: ignore[type-arg]
+        """number -> what inspect_record found; empty when the WACZ's entries are not those the
+        workers were given (every record is then read again by check_records)."""
+        found = self.workers.results(report)
+        return found if {name: start for name, (start, _) in entries.items()} == self.starts else {}
+
+
+def start_inspection(root: str, data: dict, jobs: int | None,  # type: ignore[type-arg]
+                     workers: Workers | None) -> Inspection | None:
+    """The records handed to the workers of start_workers, in batches, or None when this process is
+    to read them all: no workers, or records too few for them (unless --jobs was given)."""
+    if workers is None:
         return None
     try:
         with open_bundle_file(root, data["wacz"]) as fh:
@@ -1141,9 +1249,9 @@ def start_inspection(root: str, data: dict, jobs: int | None) -> Inspection | No
             if start is not None:
                 work.append((number, start + int(rec["bundle_offset"]), int(rec["length"]), bool(decode)))
         total = sum(max(0, length) for _, _, length, _ in work)
-        if not work or (total < PARALLEL_MIN_BYTES and not chosen):
+        if not work or (total < PARALLEL_MIN_BYTES and jobs is None):
             return None
-        size = total // (jobs * BATCHES_PER_JOB) + 1
+        size = total // (workers.jobs * BATCHES_PER_JOB) + 1
         batches, batch, filled = [], [], 0
         for item in work:
             batch.append(item)
@@ -1152,8 +1260,9 @@ def start_inspection(root: str, data: dict, jobs: int | None) -> Inspection | No
                 batches.append(batch)
                 batch, filled = [], 0
         batches += [batch] if batch else []
-        return Inspection(root, data, {name: start for name, (start, _) in entries.items()}, batches, jobs)
-    except Exception:  # any reason at all: one process does the work, and names any problem itself
+        workers.give(root, data["wacz"], batches)
+        return Inspection(workers, {name: start for name, (start, _) in entries.items()})
+    except Exception:  # any reason at all: this process reads every record, and names any problem itself
         return None
 
 
@@ -2710,14 +2819,16 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     if kind != "a folder":
         return _unreadable(f"{root} is {kind}, not a bundle folder or .zip (refused, not opened)")
     report = Report(args.quiet)
+    workers = start_workers(root, args.jobs)  # before bundle.json is read: small workers
     try:
         data = json.loads(read_bundle_text(root, "bundle.json"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
     except (Unsafe, ValueError) as exc:
+        stop_workers(workers)
         return _unreadable(f"cannot read {os.path.join(root, 'bundle.json')}: {exc}")
     set_budget(root, data, args.inflate_budget)
-    run_checks(root, data, args, report)
+    run_checks(root, data, args, report, workers)
     signature = f" ({report.wacz_signature})" if report.wacz_signature else ""
     skipped = [f"{report.not_inflated} record(s) were checked only against their SHA-256, not inflated"] \
         if report.not_inflated else []
@@ -2761,10 +2872,12 @@ def _unreadable(message: str) -> int:
     return 2
 
 
-def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) -> None:  # type: ignore[type-arg]
+def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report,  # type: ignore[type-arg]
+               workers: Workers | None = None) -> None:
     """Each step on its own: a step that meets a file it cannot read fails with a reason, and the
-    others still run, so a damaged bundle is described whole and always ends with a verdict."""
-    found = {"entries": {}, "log": {}, "inspection": start_inspection(root, data, args.jobs)}
+    others still run, so a damaged bundle is described whole and always ends with a verdict.
+    ``workers`` (start_workers) inspect the records meanwhile, when the bundle is large enough."""
+    found = {"entries": {}, "log": {}, "inspection": start_inspection(root, data, args.jobs, workers)}
 
     def wacz() -> None:
         found["entries"] = check_wacz(root, data["wacz"], report)
@@ -2798,8 +2911,7 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
         _run_steps(records_steps, report)
     finally:
         report.release()
-        if found["inspection"] is not None:
-            found["inspection"].close()
+        stop_workers(workers)
     for line in held:
         print(line)
 
