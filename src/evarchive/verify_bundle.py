@@ -1036,7 +1036,7 @@ def _check_exhibit_record_facts(fh, entries: dict, ex: dict, entry, report: Repo
 
 PARALLEL_MIN_BYTES = 16 << 20  # a WACZ, and records, of this size pay for the workers' start
 MAX_JOBS = 4
-BATCHES_PER_JOB = 8
+BATCHES_PER_JOB = 16  # small batches: whoever is free takes the next, so all end together
 
 
 def default_jobs() -> int:
