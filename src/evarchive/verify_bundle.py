@@ -34,7 +34,8 @@ Exit status: 0 when everything matches (anchored or not; --require-anchor makes 
 bundle exit 1), 1 when anything does not (each failure names the file and record), 2 when the
 bundle cannot be read at all, 3 when the run spent its inflation budget (--inflate-budget) before
 every record was inflated and checked, and found nothing wrong in what it did check. Written
-for evarchive bundles; it does not import evarchive.
+for evarchive bundles; it does not import evarchive. A large bundle's records are inflated and
+hashed by worker processes (--jobs) while the other checks run; the findings are the same.
 """
 
 from __future__ import annotations
