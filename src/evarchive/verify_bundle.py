@@ -1038,6 +1038,7 @@ def _check_exhibit_record_facts(fh, entries: dict, ex: dict, entry, report: Repo
 PARALLEL_MIN_BYTES = 16 << 20  # a WACZ, and records, of this size pay for the workers' start
 MAX_JOBS = 4
 WORKER_HEAP = 8 << 20
+MAX_PARALLEL_RECORDS = 100_000  # each worker gets the list of records: past this, this process reads them
 BATCHES_PER_JOB = 16  # small batches: whoever is free takes the next, so all end together
 
 
@@ -1068,9 +1069,9 @@ def _claim(counter, count: int) -> int | None:  # type: ignore[no-untyped-def]
 
 
 def _worker(conn, counter) -> None:  # type: ignore[no-untyped-def]
-    """A worker process: waits for (bundle, WACZ, batches, its share of the inflation budget), then
-    inspects batches until none is left, announcing each before it starts (so that the batch of a
-    worker that dies is known) and sending what it found. Ends when this process closes the pipe."""
+    """A worker process: waits for (bundle, WACZ, batches, its share of the inflation budget), or
+    None, then inspects batches until none is left, announcing each before it starts (so that the
+    batch of a worker that dies is known) and sending what it found."""
     global BUDGET
     try:
         task = conn.recv()
@@ -1254,7 +1255,7 @@ def start_inspection(root: str, data: dict, jobs: int | None,  # type: ignore[ty
             if start is not None:
                 work.append((number, start + int(rec["bundle_offset"]), int(rec["length"]), bool(decode)))
         total = sum(max(0, length) for _, _, length, _ in work)
-        if not work or (total < PARALLEL_MIN_BYTES and jobs is None):
+        if not work or len(work) > MAX_PARALLEL_RECORDS or (total < PARALLEL_MIN_BYTES and jobs is None):
             return None
         size = total // (workers.jobs * BATCHES_PER_JOB) + 1
         batches, batch, filled = [], [], 0
