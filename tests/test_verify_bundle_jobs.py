@@ -257,3 +257,52 @@ def test_html_text_still_replaces_every_code_point_html_forbids() -> None:
     for text in ("plain", "tab\tand\nnew line\r", "nul\x00", "c1\x85", "lone \ud800 surrogate", "non\ufdd0char",
                  "plane\U0001fffe", "<&>\"'", "soft\u00adhyphen"):
         assert vb.html_text(text) == __import__("html").escape(vb._NOT_IN_HTML.sub("\ufffd", text)), text
+
+
+# --------------------------------------------------------------------------- the whole process tree's memory
+
+def tree_peak_rss(proc: subprocess.Popen[str]) -> int:
+    """The sum of the peak memory (VmHWM) of a process and each of its children, sampled until it
+    ends: an upper bound of the tree's peak, shared pages counted once per process."""
+    peaks: dict[int, int] = {}
+    while proc.poll() is None:
+        try:
+            pids = [proc.pid, *children(proc.pid)]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]) << 10)
+        time.sleep(0.005)  # sampling, not waiting for an outcome
+    return sum(peaks.values())
+
+
+@pytest.mark.slow
+def test_four_workers_and_the_verifier_stay_under_200_mb(tmp_path: Path, local_server: Any) -> None:
+    """A bundle past the size where workers start by default (six pages of 3 MiB), checked with
+    four workers: the peaks of all five processes together stay under 200 MB."""
+    rng = random.Random(3)
+    urls = []
+    for n in range(6):
+        local_server.set_route(f"/jobs-big/{n}", body=rng.randbytes(3 << 20),
+                               headers=[("Content-Type", "application/octet-stream")])
+        urls.append(local_server.url(f"/jobs-big/{n}"))
+    arch = Archive.open(tmp_path / "archive")
+    outcomes = capture_urls(arch, urls, CaptureSettings(retries=0, total_timeout=20))
+    assert {o.status for o in outcomes} == {"captured"}
+    arch.close()
+    out = tmp_path / "bundle"
+    assert cli.main(["export", str(out), "--archive", str(tmp_path / "archive"), *urls]) == 0
+    assert (out / "evidence.wacz").stat().st_size > vb.PARALLEL_MIN_BYTES
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(out / "verify_bundle.py"), "--jobs", "4"],
+                            cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = tree_peak_rss(proc)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr) == (0, "")
+    assert "note  records: inflated and hashed by 4 worker processes and this one" in stdout.splitlines()
+    assert peak < 200 << 20, peak
