@@ -139,10 +139,11 @@ def test_a_spent_budget_is_the_same_with_workers(copy: Path) -> None:
                                 "their SHA-256, not inflated.")
 
 
-def test_jobs_must_be_one_or_more(copy: Path) -> None:
-    run = verify(copy, "--jobs", "0")
-    assert run.returncode == 2
-    assert "--jobs must be 1 or more" in run.stderr
+@pytest.mark.parametrize("jobs", ["0", "17"])
+def test_jobs_must_be_from_1_to_16(copy: Path, jobs: str) -> None:
+    run = verify(copy, "--jobs", jobs)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr.strip().endswith("error: --jobs must be from 1 to 16")
 
 
 def test_a_small_bundle_stays_in_one_process_unless_jobs_are_given(copy: Path) -> None:

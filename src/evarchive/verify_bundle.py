@@ -1037,6 +1037,7 @@ def _check_exhibit_record_facts(fh, entries: dict, ex: dict, entry, report: Repo
 
 PARALLEL_MIN_BYTES = 16 << 20  # a WACZ, and records, of this size pay for the workers' start
 MAX_JOBS = 4
+MAX_GIVEN_JOBS = 16  # each worker is a process of its own, with its own memory
 WORKER_HEAP = 8 << 20
 MAX_PARALLEL_RECORDS = 100_000  # each worker gets the list of records: past this, this process reads them
 BATCHES_PER_JOB = 16  # small batches: whoever is free takes the next, so all end together
@@ -2813,8 +2814,8 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     args = parser.parse_args(argv)
     if args.inflate_budget is not None and args.inflate_budget < 0:
         parser.error("--inflate-budget must be 0 or more (MiB)")
-    if args.jobs is not None and args.jobs < 1:
-        parser.error("--jobs must be 1 or more")
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_GIVEN_JOBS:
+        parser.error(f"--jobs must be from 1 to {MAX_GIVEN_JOBS}")
     root = args.bundle
     try:
         kind = file_kind(root)
