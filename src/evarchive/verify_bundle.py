@@ -34,7 +34,8 @@ Exit status: 0 when everything matches (anchored or not; --require-anchor makes 
 bundle exit 1), 1 when anything does not (each failure names the file and record), 2 when the
 bundle cannot be read at all, 3 when the run spent its inflation budget (--inflate-budget) before
 every record was inflated and checked, and found nothing wrong in what it did check. Written
-for evarchive bundles; it does not import evarchive.
+for evarchive bundles; it does not import evarchive. A large bundle's records are inflated and
+hashed by worker processes (--jobs) while the other checks run; the findings are the same.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini")  # file browsers add these
 
 
 class Report:
-    """Collects results; every failure is printed at once so a long run shows progress."""
+    """Collects results; every failure is printed at once so a long run shows progress (or, while
+    held, once the steps reported before it are)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.held: list | None = None  # lines of steps run early, printed after the steps before them
         self.failures = 0
         self.anchors: list = []  # facts from outside the bundle that the exhibits were checked against
         self.wacz_signature = ""  # what the WACZ's own signature says, for the verdict
@@ -85,15 +88,28 @@ class Report:
 
     def ok(self, text: str) -> None:
         if not self.quiet:
-            print("ok    " + text)
+            self._print("ok    " + text)
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            print("note  " + text)
+            self._print("note  " + text)
 
     def fail(self, text: str) -> None:
         self.failures += 1
-        print("FAIL  " + text)
+        self._print("FAIL  " + text)
+
+    def _print(self, line: str) -> None:
+        if self.held is None:
+            print(line)
+        else:
+            self.held.append(line)
+
+    def hold(self) -> None:
+        self.held = []
+
+    def release(self) -> list:  # type: ignore[type-arg]
+        lines, self.held = self.held or [], None
+        return lines
 
 
 # --------------------------------------------------------------------------- reading a hostile bundle
@@ -185,9 +201,21 @@ def file_kind(path: str) -> str | None:
 def sha256_file(root: str, name: str) -> str:
     digest = hashlib.sha256()
     with open_bundle_file(root, name) as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
+        hash_stream(fh, digest)
     return digest.hexdigest()
+
+
+def hash_stream(fh, digest, length: int | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Feed ``digest`` from the file's position, ``length`` bytes or to its end, through one
+    buffer (a fresh megabyte for every read costs page faults); returns the bytes fed."""
+    view, fed = memoryview(bytearray(CHUNK)), 0
+    while length is None or fed < length:
+        got = fh.readinto(view if length is None or length - fed >= CHUNK else view[:length - fed])
+        if not got:
+            break
+        digest.update(view[:got])
+        fed += got
+    return fed
 
 
 def read_at(fh, offset: int, length: int):  # type: ignore[no-untyped-def]
@@ -201,6 +229,10 @@ def read_at(fh, offset: int, length: int):  # type: ignore[no-untyped-def]
         yield chunk
 
 
+_B32_SHA256 = re.compile(r"[A-Z2-7]{52}====\Z")  # 256 bits in base32: 52 digits, 4 bits and "====" to spare
+_B32_AS_INT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv")
+
+
 def warc_digest_hex(value: str | None) -> str | None:
     """Hex SHA-256 from a WARC digest header (sha256:BASE32 or sha256:hex); None otherwise."""
     if not value or not value.lower().startswith("sha256:"):
@@ -208,6 +240,8 @@ def warc_digest_hex(value: str | None) -> str | None:
     text = value[7:].strip()
     if len(text) == 64:
         return text.lower()
+    if _B32_SHA256.match(text.upper()):  # the form every WARC writer uses, decoded without a loop in Python
+        return (int(text[:52].upper().translate(_B32_AS_INT), 32) >> 4).to_bytes(32, "big").hex()
     try:
         return base64.b32decode(text.upper() + "=" * (-len(text) % 8)).hex()
     except ValueError:
@@ -588,9 +622,8 @@ def _entry_digest(fh, start: int, info: zipfile.ZipInfo, expected: int) -> tuple
     compressed size (size -2: a bomb), and draws on the run's budget."""
     digest, size = hashlib.sha256(), 0
     if info.compress_type == zipfile.ZIP_STORED:
-        for chunk in read_at(fh, start, info.compress_size):
-            digest.update(chunk)
-            size += len(chunk)
+        fh.seek(start)
+        size = hash_stream(fh, digest, info.compress_size)
         return digest.hexdigest(), size
     try:
         with zipfile.ZipFile(fh) as zf, zf.open(info) as entry:
@@ -910,16 +943,18 @@ def check_chromium(fh, start: int, ex: dict, report: Report) -> None:  # type: i
                     f"{found} its metadata record gives")
 
 
-def check_decoded(ex: dict, rec: dict, decoder: ContentDecoder, report: Report) -> None:  # type: ignore[type-arg]
+def check_decoded(ex: dict, rec: dict, decoded: tuple, report: Report) -> None:  # type: ignore[type-arg]
     """The decoded-content hash the index shows is the one the record's own bytes give (a page
-    served without content coding: the payload hash itself)."""
+    served without content coding: the payload hash itself). ``decoded`` is (the coding the record
+    was served with, (decoded SHA-256, why not) when that coding had to be undone)."""
     where = f"exhibit {ex['exhibit']} ({rec['record_id']})"
     shown = (ex.get("decoded_sha256"), ex.get("decoded_note"))
-    if (ex.get("content_encoding") or "").strip().lower() != decoder.coding:
-        report.fail(f"{where}: the record was served with Content-Encoding {decoder.coding or 'none'!r}, "
+    coding, result = decoded
+    if (ex.get("content_encoding") or "").strip().lower() != coding:
+        report.fail(f"{where}: the record was served with Content-Encoding {coding or 'none'!r}, "
                     f"the index says {ex.get('content_encoding') or 'none'!r}")
         return
-    found = (rec["payload_sha256"], None) if decoder.coding in ("", "identity") else decoder.result()
+    found = (rec["payload_sha256"], None) if coding in ("", "identity") else result
     if found != shown:
         report.fail(f"{where}: the decoded content's SHA-256 is {found[0] or found[1]}, "
                     f"the index says {shown[0] or shown[1]}")
@@ -935,32 +970,33 @@ def _warc_fields(raw: bytes) -> dict:  # type: ignore[type-arg]
     return out
 
 
-def check_records(root: str, data: dict, entries: dict, log: dict, report: Report) -> None:  # type: ignore[type-arg]
+def check_records(root: str, data: dict, entries: dict, log: dict, report: Report,  # type: ignore[type-arg]
+                  inspected: Inspection | None = None) -> None:
+    """Every record against the index and the custody log. What each record's bytes say comes from
+    ``inspected`` (worker processes started by start_inspection) when given, else is read here."""
     wacz = data["wacz"]
     count, before = 0, report.failures
     stamps = token_times(root, data, report)
+    facts = inspected.results(entries, report) if inspected is not None else {}
     with open_bundle_file(root, wacz) as fh:
-        for ex in data["exhibits"]:
+        for number, (ex, rec, decode) in enumerate(_record_order(data)):
             entry = log.get(ex["custody_seq"])
-            for rec in ex["records"]:
-                count += 1
-                where = (f"exhibit {ex['exhibit']} record {rec['record_id']} ({rec['record_type']}) in "
-                         f"{data['wacz']} > {rec['bundle_file']} at offset {rec['bundle_offset']}")
-                main = rec is main_record(ex)
-                decoder = ContentDecoder() if main and ex["kind"] == "capture" and \
-                    rec["record_type"] == "response" else None
-                fields = _check_record(fh, entries, rec, where, report, decoder)
-                if fields is not None and rec["record_id"] == ex.get("main_record"):
-                    _check_record_date(ex, fields, where, report)
-                    _check_token_time(ex, fields, stamps, where, report)
-                if fields is not None and decoder is not None:
-                    check_decoded(ex, rec, decoder, report)
-                _check_vouched(ex, rec, entry, where, report)
-            _check_exhibit_fields(ex, entry, report)
-            shown_record = main_record(ex)
-            start = entries.get(shown_record["bundle_file"], (None,))[0]
-            if ex.get("engine") == "browser" and start is not None:
-                check_chromium(fh, start, ex, report)
+            count += 1
+            where = (f"exhibit {ex['exhibit']} record {rec['record_id']} ({rec['record_type']}) in "
+                     f"{data['wacz']} > {rec['bundle_file']} at offset {rec['bundle_offset']}")
+            start = entries.get(rec["bundle_file"], (None,))[0]
+            found = facts.get(number)
+            if found is None and start is not None:
+                found = inspect_record(fh, start + rec["bundle_offset"], rec["length"], decode)
+            fields = _check_record(start, found, rec, where, report)
+            if fields is not None and rec["record_id"] == ex.get("main_record"):
+                _check_record_date(ex, fields, where, report)
+                _check_token_time(ex, fields, stamps, where, report)
+            if fields is not None and decode:
+                check_decoded(ex, rec, found[1][4:], report)
+            _check_vouched(ex, rec, entry, where, report)
+            if rec is ex["records"][-1]:
+                _check_exhibit_record_facts(fh, entries, ex, entry, report)
         numbered = {ex["exhibit"]: ex for ex in data["exhibits"]}
         for ex in data["exhibits"]:  # a revisit's decoded content is its original's
             original = numbered.get(ex.get("revisit_of_exhibit"))
@@ -971,6 +1007,270 @@ def check_records(root: str, data: dict, entries: dict, log: dict, report: Repor
     _check_tiling((root, wacz), data, entries, report)
     if report.failures == before:
         report.ok(f"{count} exhibit records: bytes, WARC digests and custody entries agree")
+
+
+def _record_order(data: dict):  # type: ignore[no-untyped-def,type-arg]
+    """(exhibit, record, whether its decoded content is hashed) for every record, in index order:
+    the one order in which records are inspected, judged and numbered, in this process or in workers."""
+    for ex in data["exhibits"]:
+        main = main_record(ex)
+        for rec in ex["records"]:
+            yield ex, rec, rec is main and ex["kind"] == "capture" and rec["record_type"] == "response"
+
+
+def _check_exhibit_record_facts(fh, entries: dict, ex: dict, entry, report: Report) -> None:  # type: ignore[no-untyped-def,type-arg]
+    _check_exhibit_fields(ex, entry, report)
+    start = entries.get(main_record(ex)["bundle_file"], (None,))[0]
+    if ex.get("engine") == "browser" and start is not None:
+        check_chromium(fh, start, ex, report)
+
+
+# --------------------------------------------------------------------------- records in worker processes
+# Inflating and hashing the records is most of a large bundle's run, so it is spread over worker
+# processes while this process checks the files, the custody log and the index. The workers start
+# before bundle.json is read (so they carry no copy of it); once it is, they get the records in
+# batches of (offset, length), take batches in turn from a shared counter, open the WACZ themselves
+# by the same safe opener, and send back only what each record's bytes say (digests, WARC fields).
+# This process takes batches from the same counter once its own steps are done. Every judgement
+# stays here, in index order, so the findings and their order are those of a run in one process.
+# A worker that stops or fails costs only time: the batch it held is inspected here instead.
+
+PARALLEL_MIN_BYTES = 16 << 20  # a WACZ, and records, of this size pay for the workers' start
+MAX_JOBS = 4
+MAX_GIVEN_JOBS = 16  # each worker is a process of its own, with its own memory
+WORKER_HEAP = 8 << 20
+MAX_PARALLEL_RECORDS = 100_000  # each worker gets the list of records: past this, this process reads them
+BATCHES_PER_JOB = 16  # small batches: whoever is free takes the next, so all end together
+
+
+def default_jobs() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on macOS or Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
+
+
+def _inspect_batch(root: str, wacz: str, batch: list) -> tuple:  # type: ignore[type-arg]
+    """inspect_record for each (number, offset, length, decode) of the batch: (number -> what it
+    found, bytes inflated, whether the budget is spent)."""
+    used = BUDGET.used
+    with open_bundle_file(root, wacz) as fh:
+        found = {number: inspect_record(fh, offset, length, decode) for number, offset, length, decode in batch}
+    return found, BUDGET.used - used, BUDGET.exceeded
+
+
+def _claim(counter, count: int) -> int | None:  # type: ignore[no-untyped-def]
+    """The next batch nobody has taken, or None."""
+    with counter.get_lock():
+        if counter.value >= count:
+            return None
+        counter.value += 1
+        return counter.value - 1
+
+
+def _worker(conn, counter) -> None:  # type: ignore[no-untyped-def]
+    """A worker process: waits for (bundle, WACZ, batches, its share of the inflation budget), or
+    None, then inspects batches until none is left, announcing each before it starts (so that the
+    batch of a worker that dies is known) and sending what it found."""
+    global BUDGET
+    try:
+        task = conn.recv()
+        if task is None:  # the bundle turned out too small for workers
+            return
+        root, wacz, batches, share = task
+        BUDGET = Budget(share)
+        # A fresh process's allocator (glibc's) hands freed megabytes back to the system and faults
+        # them in again for the next record; freeing one large block first makes it keep them.
+        bytes(WORKER_HEAP)
+        while (number := _claim(counter, len(batches))) is not None:
+            conn.send(("start", number))
+            try:
+                conn.send(("done", number, *_inspect_batch(root, wacz, batches[number])))
+            except Exception as exc:  # reported as a failed batch; this process inspects it again
+                conn.send(("failed", number, f"{type(exc).__name__}: {exc}"))
+    except BaseException:  # this process is gone, or interrupted, or we failed: it inspects what is left
+        pass
+    finally:
+        conn.close()
+
+
+def _pool_context():  # type: ignore[no-untyped-def]
+    """fork where it is safe and cheap (Linux); elsewhere the platform's default (spawn), for which
+    everything a worker runs is a top-level function of this file, guarded by ``__main__``."""
+    import multiprocessing
+
+    fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if fork else None)
+
+
+class Workers:
+    """``jobs`` worker processes, started before the bundle is read, and what they were given."""
+
+    def __init__(self, jobs: int) -> None:
+        context = _pool_context()
+        self.jobs, self.counter, self.batches = jobs, context.Value("i", 0), []
+        self.conns, self.procs, self.collector = [], [], None
+        try:
+            for _ in range(jobs):
+                ours, theirs = context.Pipe()
+                proc = context.Process(target=_worker, args=(theirs, self.counter), daemon=True)
+                proc.start()
+                theirs.close()
+                self.conns.append(ours)
+                self.procs.append(proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def give(self, root: str, wacz: str, batches: list) -> None:  # type: ignore[type-arg]
+        """The batches to inspect, each worker with its share of the run's budget (this process keeps
+        one share too; the workers' are set aside until they say what they spent). A thread takes
+        in what they send as they send it, so that no worker waits on a full pipe."""
+        import threading
+
+        share = max(0, BUDGET.limit - BUDGET.used) // (self.jobs + 1)
+        self.root, self.wacz, self.batches, self.reserved = root, wacz, batches, share * self.jobs
+        self.found, self.used, self.spent, self.why = {}, 0, False, []  # type: ignore[var-annotated]
+        for conn in self.conns:
+            try:
+                conn.send((root, wacz, batches, share))
+            except OSError:  # a worker already gone: the others and this process take its part
+                pass
+        BUDGET.used += self.reserved
+        self.collector = threading.Thread(target=self._collect, daemon=True)
+        self.collector.start()
+
+    def _collect(self) -> None:
+        from multiprocessing.connection import wait
+
+        held = {}  # worker -> the batch it said it started
+        running = {conn: worker for worker, conn in enumerate(self.conns)}
+        try:
+            while running:
+                for conn in wait(list(running)):
+                    worker = running[conn]
+                    try:
+                        message = conn.recv()
+                    except (EOFError, OSError):  # it ended: its work done, or killed
+                        del running[conn]
+                        self.procs[worker].join(5)
+                        if worker in held:
+                            self.why.append(f"exit code {self.procs[worker].exitcode}")
+                        continue
+                    if message[0] == "start":
+                        held[worker] = message[1]
+                    elif message[0] == "done":
+                        self.found.update(message[2])
+                        self.used, self.spent = self.used + message[3], self.spent or message[4]
+                        del held[worker]
+                    else:
+                        self.why.append(message[2])
+                        del held[worker]
+        except (OSError, ValueError):  # the pipes were closed under it: the run is ending
+            pass
+
+    def results(self, report: Report) -> dict:  # type: ignore[type-arg]
+        """number -> what inspect_record found, for every record of every batch that was inspected
+        (here, once this process has nothing else to do, or by a worker). The records of a batch
+        whose worker died or failed are left out: check_records inspects them itself."""
+        found = {}
+        while (number := _claim(self.counter, len(self.batches))) is not None:
+            found.update(_inspect_batch(self.root, self.wacz, self.batches[number])[0])
+        self.collector.join()
+        found.update(self.found)
+        BUDGET.used += self.used - self.reserved
+        BUDGET.exceeded = BUDGET.exceeded or self.spent
+        self.reserved = 0
+        report.note(f"records: inflated and hashed by {self.jobs} worker processes and this one")
+        missing = sum(1 for batch in self.batches for item in batch if item[0] not in found)
+        if missing:
+            report.note(f"records: a worker process could not finish ({self.why[0] if self.why else 'it stopped'}); "
+                        f"the {missing} record(s) left to it are inspected in this process instead")
+        return found
+
+    def stop(self) -> None:
+        """No batch is taken after this; workers end after the one they hold (killed if they do not)."""
+        with self.counter.get_lock():
+            self.counter.value = 1 << 30
+        for conn in self.conns:
+            try:
+                conn.send(None)  # for a worker still waiting for its task
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if self.collector is not None:
+            self.collector.join(10)
+        for conn in self.conns:
+            conn.close()
+        self.conns, self.procs, self.collector = [], [], None
+
+
+def start_workers(root: str, jobs: int | None) -> Workers | None:
+    """Worker processes for the records, started now, or None: --jobs 1, or --jobs not given and a
+    WACZ too small to need them (its size read without following a link), or a system where
+    processes cannot be started (one process then does everything)."""
+    chosen, jobs = jobs is not None, jobs or default_jobs()
+    try:
+        if jobs <= 1 or (not chosen and os.lstat(os.path.join(root, WACZ_NAME)).st_size < PARALLEL_MIN_BYTES):
+            return None
+        return Workers(jobs)
+    except Exception:  # no WACZ, no processes or semaphores on this system: one process does it all
+        return None
+
+
+def stop_workers(workers: Workers | None) -> None:
+    if workers is not None:
+        workers.stop()
+
+
+class Inspection:
+    """The bundle's records handed to the workers in batches (start_inspection)."""
+
+    def __init__(self, workers: Workers, starts: dict) -> None:  # type: ignore[type-arg]
+        self.workers, self.starts = workers, starts
+
+    def results(self, entries: dict, report: Report) -> dict:  # type: ignore[type-arg]
+        """number -> what inspect_record found; empty when the WACZ's entries are not those the
+        workers were given (every record is then read again by check_records)."""
+        found = self.workers.results(report)
+        return found if {name: start for name, (start, _) in entries.items()} == self.starts else {}
+
+
+def start_inspection(root: str, data: dict, jobs: int | None,  # type: ignore[type-arg]
+                     workers: Workers | None) -> Inspection | None:
+    """The records handed to the workers of start_workers, in batches, or None when this process is
+    to read them all: no workers, or records too few for them (unless --jobs was given)."""
+    if workers is None:
+        return None
+    try:
+        with open_bundle_file(root, data["wacz"]) as fh:
+            entries = data_offsets(fh)
+        work = []
+        for number, (_, rec, decode) in enumerate(_record_order(data)):
+            start = entries.get(rec["bundle_file"], (None,))[0]
+            if start is not None:
+                work.append((number, start + int(rec["bundle_offset"]), int(rec["length"]), bool(decode)))
+        total = sum(max(0, length) for _, _, length, _ in work)
+        if not work or len(work) > MAX_PARALLEL_RECORDS or (total < PARALLEL_MIN_BYTES and jobs is None):
+            return None
+        size = total // (workers.jobs * BATCHES_PER_JOB) + 1
+        batches, batch, filled = [], [], 0
+        for item in work:
+            batch.append(item)
+            filled += max(0, item[2])
+            if filled >= size:
+                batches.append(batch)
+                batch, filled = [], 0
+        batches += [batch] if batch else []
+        workers.give(root, data["wacz"], batches)
+        return Inspection(workers, {name: start for name, (start, _) in entries.items()})
+    except Exception:  # any reason at all: this process reads every record, and names any problem itself
+        return None
 
 
 def _check_record_date(ex: dict, fields: dict, where: str, report: Report) -> None:  # type: ignore[type-arg]
@@ -1052,39 +1352,52 @@ def _check_token_time(ex: dict, fields: dict, stamps: list, where: str, report: 
                     "vouch for a capture made after it")
 
 
-def _check_record(fh, entries, rec, where, report, decoder=None):  # type: ignore[no-untyped-def]
-    """The record's bytes and WARC digests; its WARC header fields when they could be read (and
-    inflated within the run's budget). A response's content streams through ``decoder`` on the way."""
-    start = entries.get(rec["bundle_file"], (None,))[0]
+def inspect_record(fh, offset: int, length: int, decode: bool) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """What a record's bytes say, judged by nobody yet (so a worker process can do it): (SHA-256 of
+    the bytes as stored, None when they were not inflated because the run's budget is spent, else
+    (WARC header fields, block SHA-256, payload SHA-256, error, content coding, decoded result)).
+    One pass: the bytes are hashed as they stream into the inflater and a response's content coding
+    is undone on the way (``decode``), never held whole: a record may be as large as its page."""
+    digest = hashlib.sha256()
+
+    def hashed():  # type: ignore[no-untyped-def]
+        for chunk in read_at(fh, offset, length):
+            digest.update(chunk)
+            yield chunk
+
+    chunks, parsed = hashed(), None
+    decoder = ContentDecoder() if decode else None
+    if not BUDGET.exceeded:
+        try:
+            fields, block, payload, error = parse_member(chunks, decoder)
+            coding = decoded = None
+            if decoder is not None and not error:
+                coding = decoder.coding
+                decoded = None if coding in ("", "identity") else decoder.result()
+            parsed = (fields, block, payload, error, coding, decoded)
+        except OutOfBudget:
+            parsed = None
+    for _ in chunks:  # the bytes after the point where inflating stopped
+        pass
+    return digest.hexdigest(), parsed
+
+
+def _check_record(start, found, rec, where, report):  # type: ignore[no-untyped-def]
+    """The record's bytes and WARC digests, from what inspect_record found; its WARC header fields
+    when they could be read (and inflated within the run's budget)."""
     if start is None:
         report.fail(f"{where}: that WARC file is not in the package")
         return None
     if start + rec["bundle_offset"] != rec["wacz_offset"]:
         report.fail(f"{where}: bundle.json gives a different offset in the .wacz")
-    # One pass: the bytes as stored are hashed as they stream into the inflater (and the page's
-    # content coding is undone on the way), never held whole: a record may be as large as its page.
-    digest = hashlib.sha256()
-
-    def hashed():  # type: ignore[no-untyped-def]
-        for chunk in read_at(fh, start + rec["bundle_offset"], rec["length"]):
-            digest.update(chunk)
-            yield chunk
-
-    chunks, parsed = hashed(), None
-    if not BUDGET.exceeded:
-        try:
-            parsed = parse_member(chunks, decoder)
-        except OutOfBudget:
-            parsed = None
-    for _ in chunks:  # the bytes after the point where inflating stopped
-        pass
-    if digest.hexdigest() != rec["member_sha256"]:
+    member, parsed = found
+    if member != rec["member_sha256"]:
         report.fail(f"{where}: its bytes differ from the recorded SHA-256 {rec['member_sha256']}")
         return None
     if parsed is None:
         report.not_inflated += 1
         return None
-    fields, block, payload, error = parsed
+    fields, block, payload, error = parsed[:4]
     if error:
         report.fail(f"{where}: {error}")
     elif fields.get("warc-record-id") != rec["record_id"]:
@@ -1190,8 +1503,9 @@ def _warcinfo_length(fh, start: int, size: int, name: str, report: Report) -> in
 # --------------------------------------------------------------------------- 4. custody log
 
 def canonical_hash(entry: dict) -> str:  # type: ignore[type-arg]
+    details = entry["_details"] if "_details" in entry else json.loads(entry["details"])  # parsed once, by check_log
     body = {"seq": entry["seq"], "at": entry["at"], "event": entry["event"], "subject": entry["subject"],
-            "details": json.loads(entry["details"]), "prev_hash": entry["prev_hash"]}
+            "details": details, "prev_hash": entry["prev_hash"]}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -1479,7 +1793,27 @@ CSV_FIELDS = (("payload_sha256", lambda ex, rec: ex.get("payload_sha256") or "")
               ("live_now", lambda ex, rec: ex["live"]["text"]))
 
 
-TOKENS = re.compile(r"<urn:uuid:[0-9a-fA-F-]{36}>|(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+URN_TOKENS = re.compile(r"<urn:uuid:[0-9a-fA-F-]{36}>")
+_HEX_MASK = bytes(0x78 if chr(b) in "0123456789abcdef" else 0x20 for b in range(256))  # hex: "x", else " "
+_HEX_RUN = b"x" * 64
+
+
+def shown_tokens(text: str) -> set:  # type: ignore[type-arg]
+    """The record ids (<urn:uuid:...>) and SHA-256 values (64 hex digits, no hex digit on either
+    side) a text states. The SHA-256 values are found in a mask of the text (hex digit or not,
+    made by a byte table) with a substring search, not by a regular expression tried at every
+    position of a text of megabytes; a byte of UTF-8 above 0x7f is never a hex digit."""
+    raw = text.encode("utf-8", "surrogatepass")
+    mask = raw.translate(_HEX_MASK)
+    found = set(URN_TOKENS.findall(text))
+    at = mask.find(_HEX_RUN)
+    while at >= 0:  # ``at`` starts a run of hex digits: the search resumes after the previous run
+        end = mask.find(b" ", at + 64)
+        end = len(mask) if end < 0 else end
+        if end - at == 64:
+            found.add(raw[at:end].decode("ascii"))
+        at = mask.find(_HEX_RUN, end)
+    return found
 
 
 def csv_value(cell: str | None) -> str | None:
@@ -1547,7 +1881,7 @@ def check_index(root: str, data: dict, report: Report) -> None:  # type: ignore[
             report.fail(f"claim {claim['claim']}: the index says it is {'' if claim.get('supported') else 'NOT '}"
                         f"supported, its exhibits say {'' if holding else 'NOT '}supported")
     for name in ("exhibits.html", "exhibits.txt"):
-        shown = set(TOKENS.findall(html.unescape(read_bundle_text(root, name))))  # one pass, not one per value
+        shown = shown_tokens(html.unescape(read_bundle_text(root, name)))  # one pass, not one per value
         for ex in data["exhibits"]:
             rec = main_record(ex)
             shots = [a["sha256"] for a in ex.get("artefacts") or []]
@@ -2089,7 +2423,10 @@ _NOT_IN_HTML = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\
 
 def html_text(value: Any) -> str:
     """Text escaped for HTML; code points HTML forbids shown as U+FFFD (bundle.json keeps them)."""
-    return html.escape(_NOT_IN_HTML.sub("\ufffd", "" if value is None else str(value)))
+    text = "" if value is None else str(value)
+    if not text.isprintable():  # every code point HTML forbids is unprintable: most text needs no scan
+        text = _NOT_IN_HTML.sub("\ufffd", text)
+    return html.escape(text)
 
 
 _h = html_text
@@ -2128,10 +2465,18 @@ def render_html(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+_HASH_LIKE = re.compile(r"^[0-9a-f]{64}$|^<urn:|sha256", re.I)
+
+
+def _hash_like(value: str) -> bool:
+    # Only a value of 64 characters (65 with a newline), one starting "<" or one holding "256" can
+    # match: the expression is tried on those alone.
+    return (len(value) in (64, 65) or value[:1] == "<" or "256" in value) and bool(_HASH_LIKE.search(value))
+
+
 def _html_table(rows: list[tuple[str, str]]) -> str:
-    hashes = re.compile(r"^[0-9a-f]{64}$|^<urn:|sha256", re.I)
     mono = ' class="hash"'
-    cells = "".join(f"<tr><th>{_h(k)}</th><td{mono if hashes.search(str(v)) else ''}>{_h(v)}</td></tr>"
+    cells = "".join(f"<tr><th>{_h(k)}</th><td{mono if _hash_like(str(v)) else ''}>{_h(v)}</td></tr>"
                     for k, v in rows)
     return f"<table>{cells}</table>"
 
@@ -2471,9 +2816,15 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--inflate-budget", type=int, metavar="MIB",
                         help=f"MiB the run may inflate in all (default: {BUDGET_FLOOR >> 20}, or {BUDGET_RATIO} "
                              "times the WACZ when more), so a hostile bundle cannot keep it busy for long")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help=f"worker processes that inflate and hash the records (default: one per core, at most "
+                             f"{MAX_JOBS}, for a bundle of more than {PARALLEL_MIN_BYTES >> 20} MiB of records; "
+                             "1: none, all in this process)")
     args = parser.parse_args(argv)
     if args.inflate_budget is not None and args.inflate_budget < 0:
         parser.error("--inflate-budget must be 0 or more (MiB)")
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_GIVEN_JOBS:
+        parser.error(f"--jobs must be from 1 to {MAX_GIVEN_JOBS}")
     root = args.bundle
     try:
         kind = file_kind(root)
@@ -2484,14 +2835,16 @@ def main(argv: list | None = None) -> int:  # type: ignore[type-arg]
     if kind != "a folder":
         return _unreadable(f"{root} is {kind}, not a bundle folder or .zip (refused, not opened)")
     report = Report(args.quiet)
+    workers = start_workers(root, args.jobs)  # before bundle.json is read: small workers
     try:
         data = json.loads(read_bundle_text(root, "bundle.json"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
     except (Unsafe, ValueError) as exc:
+        stop_workers(workers)
         return _unreadable(f"cannot read {os.path.join(root, 'bundle.json')}: {exc}")
     set_budget(root, data, args.inflate_budget)
-    run_checks(root, data, args, report)
+    run_checks(root, data, args, report, workers)
     signature = f" ({report.wacz_signature})" if report.wacz_signature else ""
     skipped = [f"{report.not_inflated} record(s) were checked only against their SHA-256, not inflated"] \
         if report.not_inflated else []
@@ -2535,10 +2888,12 @@ def _unreadable(message: str) -> int:
     return 2
 
 
-def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) -> None:  # type: ignore[type-arg]
+def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report,  # type: ignore[type-arg]
+               workers: Workers | None = None) -> None:
     """Each step on its own: a step that meets a file it cannot read fails with a reason, and the
-    others still run, so a damaged bundle is described whole and always ends with a verdict."""
-    found = {"entries": {}, "log": {}}
+    others still run, so a damaged bundle is described whole and always ends with a verdict.
+    ``workers`` (start_workers) inspect the records meanwhile, when the bundle is large enough."""
+    found = {"entries": {}, "log": {}, "inspection": start_inspection(root, data, args.jobs, workers)}
 
     def wacz() -> None:
         found["entries"] = check_wacz(root, data["wacz"], report)
@@ -2548,20 +2903,36 @@ def run_checks(root: str, data: dict, args: argparse.Namespace, report: Report) 
 
     def records() -> None:
         if found["entries"]:
-            check_records(root, data, found["entries"], found["log"], report)
+            check_records(root, data, found["entries"], found["log"], report, found["inspection"])
 
     def artefacts() -> None:
         if found["entries"]:
             check_artefacts(root, data, found["entries"], report)
 
-    steps = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log),
-             ("records", records), ("screenshots", artefacts),
-             ("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
-             ("time anchors", lambda: check_time_anchors(data, report)),
-             ("claims", lambda: check_claims(data, found["log"], report)),
-             ("live state", lambda: check_live(data, found["log"], report)),
-             ("exhibit index", lambda: check_index(root, data, report)),
-             ("what the index shows", lambda: check_shown(root, data, found["log"], report)))
+    first = (("files", lambda: check_manifest(root, report)), ("WACZ", wacz), ("custody log", log))
+    records_steps = (("records", records), ("screenshots", artefacts))
+    rest = (("timestamps", lambda: check_timestamps(root, data, found["log"], args.tsa_root, report)),
+            ("time anchors", lambda: check_time_anchors(data, report)),
+            ("claims", lambda: check_claims(data, found["log"], report)),
+            ("live state", lambda: check_live(data, found["log"], report)),
+            ("exhibit index", lambda: check_index(root, data, report)),
+            ("what the index shows", lambda: check_shown(root, data, found["log"], report)))
+    # The steps after the records run while workers inspect them, their lines held back, so the
+    # report reads in the same order however many processes did the work.
+    try:
+        _run_steps(first, report)
+        report.hold()
+        _run_steps(rest, report)
+        held = report.release()
+        _run_steps(records_steps, report)
+    finally:
+        report.release()
+        stop_workers(workers)
+    for line in held:
+        print(line)
+
+
+def _run_steps(steps: tuple, report: Report) -> None:  # type: ignore[type-arg]
     for name, step in steps:
         try:
             step()
@@ -2594,6 +2965,7 @@ def _verify_zip(path: str, args: argparse.Namespace) -> int:
             rest += ["--tsa-root", args.tsa_root] if args.tsa_root else []
             rest += ["--require-anchor"] if args.require_anchor else []
             rest += ["--inflate-budget", str(args.inflate_budget)] if args.inflate_budget is not None else []
+            rest += ["--jobs", str(args.jobs)] if args.jobs is not None else []
             return main([folder, *rest])
     except OSError as exc:
         return _unreadable(f"cannot unpack {path}: {exc}")

@@ -102,6 +102,8 @@ record of itself, the claims as the report's import recorded them, each independ
 record) and compares each file with what those facts give, naming the file, the exhibit or
 claim, and the fact that differ.
 It prints `FAIL` with the file and record for anything that does not match, and exits 1.
+On a large bundle it inflates and hashes the records in worker processes, one per core (at
+most 4); `--jobs 1` keeps it to one process, `--jobs N` sets how many.
 
 A bundle can only prove itself against facts from outside it: keys and timestamps inside it
 prove nothing against someone who rebuilt it whole. Without anchors the last line reads
