@@ -63,14 +63,15 @@ def of_member(fd: int, offset: int, length: int, coding: str, payload_sha256: st
         return None, f"not computed: the record cannot be read ({exc})"
 
 
-def recomputed(fd: int, offset: int, length: int, payload_sha256: str | None) -> Decoded:
+def recomputed(fd: int, offset: int, length: int, payload_sha256: str | None, inflate: Any = zlib) -> Decoded:
     """The decoded content of a response record, its coding read from the record itself (for
-    ``verify --deep``, which holds a stored value against the bytes)."""
-    payload = payload_and_coding(read_span(fd, offset, length), Budget(UNBOUNDED))
+    ``verify --deep``, which holds a stored value against the bytes). ``inflate``: zlib, or a
+    faster module with its interface (the same bytes out; its error messages may differ)."""
+    payload = payload_and_coding(read_span(fd, offset, length), Budget(UNBOUNDED), inflate)
     try:
         coding = next(payload, None)
-        return decoded_content(coding or "", payload_sha256, payload)
-    except (zlib.error, ValueError) as exc:
+        return decoded_content(coding or "", payload_sha256, payload, inflate)
+    except (zlib.error, inflate.error, ValueError) as exc:
         return None, f"not computed: the record cannot be read ({exc})"
 
 

@@ -702,11 +702,12 @@ BUDGET = Budget(BUDGET_FLOOR)  # set for each run by main(); functions below dra
 UNBOUNDED = 1 << 62  # for export, which decodes its own archive's pages, not a stranger's bundle
 
 
-def _inflate_bounded(chunks, limit_of, budget=None):  # type: ignore[no-untyped-def]
+def _inflate_bounded(chunks, limit_of, budget=None, inflate=zlib):  # type: ignore[no-untyped-def]
     """Inflate a stream piece by piece, never more than CHUNK at a time; raises ValueError once
     the output passes ``limit_of(bytes read so far)``. Yields (inflater, output). What it inflates
-    is drawn on ``budget``, by default the run's BUDGET."""
-    inflater = zlib.decompressobj(wbits=31)
+    is drawn on ``budget``, by default the run's BUDGET. ``inflate``: a module with zlib's
+    ``decompressobj`` (evarchive passes a faster one; the bytes out are the same)."""
+    inflater = inflate.decompressobj(wbits=31)
     read = produced = 0
     for chunk in chunks:
         read += len(chunk)
@@ -732,8 +733,9 @@ class ContentDecoder:
     it streams past (so a record is read and inflated once): the rules evarchive's export follows,
     so both reach the same hash or the same reason why not."""
 
-    def __init__(self, budget: Budget | None = None) -> None:
+    def __init__(self, budget: Budget | None = None, inflate=zlib) -> None:  # type: ignore[no-untyped-def]
         self.budget = budget  # None: the run's BUDGET, looked up when spent (main() replaces it)
+        self.inflate = inflate  # zlib, or a module with its interface (see _inflate_bounded)
         self.coding = ""
         self.digest = hashlib.sha256()
         self.decoder = None
@@ -762,7 +764,7 @@ class ContentDecoder:
         if self.coding == "deflate":
             zlib_header = len(start) >= 2 and start[0] & 0x0F == 8 and ((start[0] << 8) | start[1]) % 31 == 0
             wbits = 15 if zlib_header else -15
-        self.decoder = zlib.decompressobj(wbits)
+        self.decoder = self.inflate.decompressobj(wbits)
 
     def _decode(self, data: bytes) -> None:
         try:
@@ -778,7 +780,7 @@ class ContentDecoder:
                     self.why = f"not computed: larger than {DECODED_LIMIT >> 20} MiB decoded"
                     return
                 self.digest.update(out)
-        except zlib.error as exc:
+        except (zlib.error, self.inflate.error) as exc:
             self.why = f"not computed: the body does not decode as {self.coding} ({exc})"
 
     def result(self) -> tuple:  # type: ignore[type-arg]
@@ -859,11 +861,11 @@ def parse_member(chunks, decoder: ContentDecoder | None = None) -> tuple:  # typ
     return fields, block.hexdigest(), payload.hexdigest() if payload is not None else None, None
 
 
-def payload_and_coding(chunks, budget=None):  # type: ignore[no-untyped-def]
+def payload_and_coding(chunks, budget=None, inflate=zlib):  # type: ignore[no-untyped-def]
     """The Content-Encoding of a response record, then (as a generator) its HTTP payload."""
     head = b""
     left = -1
-    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read), budget):
+    for _, data in _inflate_bounded(chunks, lambda read: max(MAX_FLOOR, MAX_RATIO * read), budget, inflate):
         if left < 0:
             head += data
             warc_end = head.find(b"\r\n\r\n")
@@ -883,17 +885,17 @@ def payload_and_coding(chunks, budget=None):  # type: ignore[no-untyped-def]
             yield take
 
 
-def decoded_sha256(chunks, coding: str) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+def decoded_sha256(chunks, coding: str, inflate=zlib) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """(SHA-256 of the content with its gzip/deflate coding undone, None) or (None, why not), for
     export: the same decoder as the verifier's, outside the verifier's run budget."""
-    decoder = ContentDecoder(Budget(UNBOUNDED))
+    decoder = ContentDecoder(Budget(UNBOUNDED), inflate)
     decoder.coding = coding
     for chunk in chunks:
         decoder.feed(chunk)
     return decoder.result()
 
 
-def decoded_content(coding: str, payload_sha256, payload) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+def decoded_content(coding: str, payload_sha256, payload, inflate=zlib) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     """(SHA-256 of a response's decoded content, None) or (None, why not), given the coding it was
     served with and its payload's chunks (read only when the coding must be undone). Without a
     content coding the decoded content is the payload as served. evarchive's export uses this too."""
@@ -901,7 +903,7 @@ def decoded_content(coding: str, payload_sha256, payload) -> tuple:  # type: ign
         return payload_sha256, None
     if coding not in CONTENT_CODINGS:
         return None, f"not computed: evarchive does not decode the {coding!r} content coding"
-    return decoded_sha256(payload, coding)
+    return decoded_sha256(payload, coding, inflate)
 
 
 def record_block(chunks, limit: int = MAX_HEADER) -> bytes:  # type: ignore[no-untyped-def]

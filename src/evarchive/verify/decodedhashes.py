@@ -7,30 +7,24 @@ derived data: the finding says so, and how to have it recomputed. Records whose 
 are left to the file checks, which already report them.
 
 Decoding every page again with Python's zlib would triple the time of a deep run over an archive
-of compressed pages, so a value is first confirmed with the scan's faster inflater (the same
-bytes out, so the same SHA-256); only what that does not confirm (an error, a coding it does
-not take, a difference) is decided by verify_bundle.py's own rules, which give the reason too.
+of compressed pages, so a stored hash is first confirmed by verify_bundle.py's own rules run
+with the scan's faster inflater (the same bytes out, so the same SHA-256); what that does not
+confirm (a note, whose words are zlib's, or a difference) is decided again with zlib.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .. import decoded
 from ..records import member_sha256
-from ..verify_bundle import CONTENT_CODINGS, DECODED_LIMIT, MAX_FLOOR, MAX_RATIO
 from .findings import Findings
-from .scan import _INFLATE_ERRORS, MAX_HEAD, _inflate_mod
+from .scan import _inflate_mod
 from .scope import Scope
 from .sql import columns_of, dict_rows
-
-STEP = 1 << 20  # inflated bytes per call, WARC member and page alike: bounds memory
 
 _STORED = ("SELECT r.capture_id, r.warc_file, r.offset, r.length, r.record_id, r.payload_sha256, d.member_sha256, "
            "d.decoded_sha256, d.decoded_note FROM capture_records r "
@@ -66,10 +60,14 @@ class DecodedChecks:
         except OSError:
             return None  # a missing file is the file checks' finding
         try:
-            if _confirmed(fd, row):
-                return row["decoded_sha256"], row["decoded_note"]
+            stored = row["decoded_sha256"], row["decoded_note"]
+            fast = decoded.recomputed(fd, row["offset"], row["length"], row["payload_sha256"], _inflate_mod)
+            if fast == stored and fast[0] is not None:
+                return stored  # a hash agrees: the same bytes out of either inflater
+            # A note (its words may be the faster library's) or a difference: zlib decides, as the
+            # bundle's verifier would.
             value = decoded.recomputed(fd, row["offset"], row["length"], row["payload_sha256"])
-            if value == (row["decoded_sha256"], row["decoded_note"]):
+            if value == stored:
                 return value
             # Only a disagreement costs a second read: is it the stored value, or the bytes?
             with os.fdopen(os.dup(fd), "rb") as fh:
@@ -87,81 +85,3 @@ class DecodedChecks:
                  "the row (DELETE FROM decoded_contents WHERE member_sha256 = "
                  f"'{row['member_sha256']}') and the next export computes it again",
                  file=row["warc_file"], offset=row["offset"], record_id=row["record_id"], table="decoded_contents")
-
-
-# --------------------------------------------------------------------------- the fast path
-
-def _confirmed(fd: int, row: dict[str, Any]) -> bool:
-    """Does the record give the stored hash, decoded by the fast inflater? False decides nothing."""
-    try:
-        parts = _payload(fd, row["offset"], row["length"])
-        coding = next(parts)
-        if coding in ("", "identity"):
-            return (row["payload_sha256"], None) == (row["decoded_sha256"], row["decoded_note"])
-        if coding not in CONTENT_CODINGS or row["decoded_sha256"] is None:
-            return False
-        return _decoded_sha256(coding, parts) == row["decoded_sha256"]
-    except (*_INFLATE_ERRORS, ValueError, StopIteration):
-        return False
-
-
-def _payload(fd: int, offset: int, length: int) -> Iterator[Any]:
-    """The response's Content-Encoding (as verify_bundle reads it), then its payload's pieces."""
-    inflater = _inflate_mod.decompressobj(31)
-    head, left, produced, read = b"", -1, 0, 0
-    for chunk in decoded.read_span(fd, offset, length):
-        read += len(chunk)
-        while chunk:
-            data = inflater.decompress(chunk, STEP)
-            chunk = inflater.unconsumed_tail
-            produced += len(data)
-            if produced > max(MAX_FLOOR, MAX_RATIO * read):  # verify_bundle's bound on a member
-                raise ValueError("it inflates more than the verifier allows")
-            if left < 0:
-                head += data
-                warc_end = head.find(b"\r\n\r\n")
-                http_end = head.find(b"\r\n\r\n", warc_end + 4) if warc_end >= 0 else -1
-                if http_end < 0:
-                    if len(head) > 2 * MAX_HEAD:
-                        raise ValueError("no end of the heads")
-                    continue
-                block = int(_fields(head[:warc_end]).get("content-length", "0") or 0)
-                yield _fields(head[warc_end + 4:http_end]).get("content-encoding", "").strip().lower()
-                left = block - (http_end - warc_end)
-                data, head = head[http_end + 4:], b""
-            take = data[:left]
-            left -= len(take)
-            if take:
-                yield take
-            if inflater.eof:
-                return
-
-
-def _decoded_sha256(coding: str, parts: Iterator[bytes]) -> str | None:
-    """SHA-256 of the payload with its coding undone, or None unless it decodes cleanly in full."""
-    first = next(parts, b"")
-    wbits = 31
-    if coding == "deflate":  # a zlib header, or raw deflate: ContentDecoder's test
-        wbits = 15 if len(first) >= 2 and first[0] & 0x0F == 8 and ((first[0] << 8) | first[1]) % 31 == 0 else -15
-    inflater = _inflate_mod.decompressobj(wbits)
-    digest, produced = hashlib.sha256(), 0
-    for piece in itertools.chain((first,), parts):
-        while piece:
-            if inflater.eof:
-                return None  # bytes after the stream: the exact rules give the reason
-            out = inflater.decompress(piece, STEP)
-            piece = inflater.unconsumed_tail or inflater.unused_data
-            produced += len(out)
-            if produced > DECODED_LIMIT:
-                return None
-            digest.update(out)
-    return digest.hexdigest() if inflater.eof else None
-
-
-def _fields(raw: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in raw.decode("utf-8", "replace").split("\r\n")[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            out.setdefault(name.strip().lower(), value.strip())
-    return out
