@@ -12,15 +12,17 @@ that fetches JSON, and 12 images of which half are lazy. Prints:
 - peak RSS of the whole process tree during the capture (target: under 1.5 GB), sampled;
 - sub-resources recorded vs expected (target: all).
 
-Usage: python bench/browser.py [--pages 60] [--skip-naive]
+Usage: python bench/browser.py [--pages 60] [--skip-naive] [--breakdown N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -112,7 +114,7 @@ def run_evarchive(archive: Path, urls: list[str], workdir: Path) -> tuple[dict, 
     return json.loads(out), peak[0]
 
 
-async def unrecorded(urls: list[str], tabs: int) -> float:
+async def unrecorded(urls: list[str], tabs: int, timed_driver_for=None) -> float:
     """The same pages, same Chromium, same tabs and the same page steps (load, quiet, scroll,
     screenshots, PDF, DOM, text: evarchive's own page driver), straight to the server: no proxy,
     no DevTools accounting, no body comparison, no WARC."""
@@ -128,6 +130,8 @@ async def unrecorded(urls: list[str], tabs: int) -> float:
         async def _collect_bodies(self, result) -> None:  # accounting only
             return None
 
+    driver = timed_driver_for(UnrecordedDriver) if timed_driver_for else UnrecordedDriver
+
     args = [a for a in CHROMIUM_ARGS if not a.startswith("--proxy-bypass")]
     start = time.perf_counter()
     async with async_playwright() as pw:
@@ -138,7 +142,7 @@ async def unrecorded(urls: list[str], tabs: int) -> float:
 
         async def one(url: str) -> None:
             async with limit:
-                result = await UnrecordedDriver(browser, settings, None).capture(url, None)
+                result = await driver(browser, settings, None).capture(url, None)
                 assert "screenshot-full" in result.artefacts and "pdf" in result.artefacts, result.steps
 
         await asyncio.gather(*(one(u) for u in urls))
@@ -178,10 +182,176 @@ def recorded_subresources(archive: Path) -> int:
         db.close()
 
 
+# --------------------------------------------------------------------------- --breakdown
+
+GROUPS = ("python", "node", "browser", "renderer", "gpu", "utility")
+
+
+def tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds so far of ``root`` (this Python: page driver, recording proxy, records), of
+    Playwright's node driver, and of Chromium's processes by kind: the browser process, renderers
+    (with the ended ones their zygote reaped), the GPU process, utilities (network service...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        kind = re.search(rb"--type=([a-z-]+)", cmdline)
+        group = ("node" if stat[stat.index("(") + 1:].startswith("node") else
+                 "browser" if kind is None else
+                 {b"zygote": "renderer", b"renderer": "renderer", b"gpu-process": "gpu"}.get(
+                     kind.group(1), "utility"))
+        own = sum(int(f) for f in fields[11:13])
+        reaped = sum(int(f) for f in fields[13:15]) if kind is not None else 0  # a zygote's renderers
+        stats[int(entry.name)] = (int(fields[1]), group, (own + reaped) / tick)
+    out = dict.fromkeys(GROUPS, 0.0)
+    out["python"] = stats[root][2] if root in stats else 0.0
+    frontier = [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, (parent, group, cpu) in stats.items():
+            if parent == pid:
+                out[group] += cpu
+                frontier.append(child)
+    return out
+
+
+class StepClock:
+    """Wall and CPU (per process group) of each named step, summed over pages."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+
+    @contextlib.asynccontextmanager
+    async def step(self, name: str):
+        wall, cpu = time.perf_counter(), tree_cpu(os.getpid())
+        try:
+            yield
+        finally:
+            after = tree_cpu(os.getpid())
+            row = self.totals.setdefault(name, [0.0] * (1 + len(GROUPS)))
+            row[0] += time.perf_counter() - wall
+            for i, key in enumerate(GROUPS, 1):
+                row[i] += after[key] - cpu[key]
+
+    def timed(self, name: str, awaitable):
+        async def run():
+            async with self.step(name):
+                return await awaitable
+        return run()
+
+
+class TimedPage:
+    """A page whose artefact calls are timed one by one."""
+
+    def __init__(self, page, clock: StepClock) -> None:
+        self._page, self._clock = page, clock
+
+    def __getattr__(self, name: str):
+        return getattr(self._page, name)
+
+    def screenshot(self, **kw):
+        kind = "screenshot-full" if kw.get("full_page") else "screenshot-viewport"
+        return self._clock.timed(kind, self._page.screenshot(**kw))
+
+    def pdf(self, **kw):
+        return self._clock.timed("pdf", self._page.pdf(**kw))
+
+    def content(self):
+        return self._clock.timed("dom", self._page.content())
+
+    def title(self):
+        return self._clock.timed("title", self._page.title())
+
+    def evaluate(self, script, *args):
+        return self._clock.timed("text+height", self._page.evaluate(script, *args))
+
+
+def timed_driver(base, clock: StepClock):
+    class TimedDriver(base):
+        async def capture(self, url, proxy_port):
+            async with clock.step("page, all steps"):
+                return await super().capture(url, proxy_port)
+
+        async def _load(self, page, url, result):
+            async with clock.step("load (goto, load event)"):
+                await super()._load(page, url, result)
+
+        async def _scroll(self, page, result):
+            async with clock.step("scroll"):
+                return await super()._scroll(page, result)
+
+        async def _quiet(self, result, what):
+            async with clock.step("network-quiet wait"):
+                await super()._quiet(result, what)
+
+        async def _take_artefacts(self, page, result):
+            await super()._take_artefacts(TimedPage(page, clock), result)
+
+        async def _collect_bodies(self, result):
+            async with clock.step("bodies for accounting"):
+                await super()._collect_bodies(result)
+
+    return TimedDriver
+
+
+def breakdown(urls: list[str], workdir: Path) -> None:
+    """One page at a time, recorded then unrecorded: where wall and CPU time go per step."""
+    from evarchive.archive import Archive
+    from evarchive.browser import BrowserSettings, find_chromium
+    from evarchive.browser.run import BrowserCaptureRun
+    from evarchive.capture import CaptureSettings
+
+    recorded = StepClock()
+
+    class TimedRun(BrowserCaptureRun):
+        driver_class = timed_driver(BrowserCaptureRun.driver_class, recorded)
+
+        async def capture_page(self, *args):
+            async with recorded.step("capture_page: page + proxy + records"):
+                return await super().capture_page(*args)
+
+        def _record_page(self, *args):
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return super()._record_page(*args)
+            finally:
+                row = recorded.totals.setdefault("WARC records + catalogue", [0.0] * (1 + len(GROUPS)))
+                row[0] += time.perf_counter() - wall
+                row[1] += time.process_time() - cpu
+
+    settings = BrowserSettings(chromium=find_chromium(), tabs=1)
+    archive = Archive.open(workdir / "breakdown")
+    start, cpu0 = time.perf_counter(), time.process_time()
+    asyncio.run(TimedRun(archive, CaptureSettings(), settings).run(urls))
+    whole = ("whole run, launch included", [time.perf_counter() - start, time.process_time() - cpu0,
+                                            *[0.0] * (len(GROUPS) - 1)])
+    plain = StepClock()
+    asyncio.run(unrecorded(urls, 1, timed_driver_for=lambda base: timed_driver(base, plain)))
+    n = len(urls)
+    print(f"breakdown: {n} pages one at a time, seconds per page: wall, then CPU of this Python "
+          "(page driver, recording proxy, records), Playwright's node driver, and Chromium's "
+          "browser process, renderers, GPU process and utilities (the whole run line: this Python only)")
+    print(f"  {'step':38s} {'wall':>6s} " + " ".join(f"{g:>8s}" for g in GROUPS) + f" {'CPU':>6s}")
+    for title, clock in (("recorded (evarchive)", recorded), ("unrecorded", plain)):
+        print(f"  {title}")
+        for name, (wall, *cpu) in list(clock.totals.items()) + ([whole] if clock is recorded else []):
+            print(f"    {name:36s} {wall / n:6.3f} " + " ".join(f"{c / n:8.3f}" for c in cpu)
+                  + f" {sum(cpu) / n:6.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=60)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--breakdown", type=int, metavar="N", default=0,
+                        help="instead: N pages one at a time, wall and CPU per page step")
     args = parser.parse_args()
     from evarchive.browser import BrowserSettings
 
@@ -189,6 +359,13 @@ def main() -> None:
     port = info["hosts"][HOSTS[0]]["http"]
     urls = [f"http://{HOSTS[n % len(HOSTS)]}:{port}/browser/bench/{n}" for n in range(args.pages)]
     workdir = Path(tempfile.mkdtemp(prefix="evarchive-bench-browser-"))
+    if args.breakdown:
+        try:
+            breakdown(urls[:args.breakdown], workdir)
+        finally:
+            server.terminate()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     try:
         loads = [load()]
         result, peak = run_evarchive(workdir / "archive", urls, workdir)

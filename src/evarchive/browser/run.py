@@ -36,6 +36,8 @@ class BrowserOutcome(CaptureOutcome):
 class BrowserCaptureRun(CaptureRun):
     """A capture run whose pages are loaded by Chromium through the recording proxy."""
 
+    driver_class = PageDriver  # bench/browser.py --breakdown times each step with a subclass
+
     def __init__(self, archive: Archive, settings: CaptureSettings, browser_settings: BrowserSettings,
                  on_result: Callable[[CaptureOutcome], None] | None = None) -> None:
         super().__init__(archive, settings, on_result)
@@ -139,7 +141,7 @@ class BrowserCaptureRun(CaptureRun):
         session = ProxySession(client, self.settings, self.archive.tmp_dir, authority,
                                self.settings.clock)
         user_agent = None if self.settings.user_agent.startswith("evarchive/") else self.settings.user_agent
-        driver = PageDriver(browser, self.browser_settings, user_agent,
+        driver = self.driver_class(browser, self.browser_settings, user_agent,
                             lambda: comparable_bodies(session.exchanges))
         page = driver.result
         self.drivers.add(driver)
