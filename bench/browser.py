@@ -12,7 +12,7 @@ that fetches JSON, and 12 images of which half are lazy. Prints:
 - peak RSS of the whole process tree during the capture (target: under 1.5 GB), sampled;
 - sub-resources recorded vs expected (target: all).
 
-Usage: python bench/browser.py [--pages 60] [--skip-naive] [--breakdown N]
+Usage: python bench/browser.py [--pages 60] [--skip-naive] [--tabs N] [--breakdown N]
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ CHILD = textwrap.dedent("""
     urls = open(sys.argv[2]).read().split()
     archive = Archive.open(sys.argv[1])
     start = time.perf_counter()
-    outcomes = capture_with_browser(archive, urls, CaptureSettings(), BrowserSettings(chromium=find_chromium()))
+    settings = BrowserSettings(chromium=find_chromium())
+    if len(sys.argv) > 3:
+        settings.tabs = int(sys.argv[3])
+    outcomes = capture_with_browser(archive, urls, CaptureSettings(), settings)
     print(json.dumps({"seconds": time.perf_counter() - start,
                       "ok": sum(o.status != "failed" for o in outcomes),
                       "findings": sum(bool(o.findings) for o in outcomes)}))
@@ -94,10 +97,10 @@ def tree_rss_mb(root: int) -> tuple[float, float]:
     return pss / 2**20, sum(rss.get(pid, 0) for pid in tree) / 2**20
 
 
-def run_evarchive(archive: Path, urls: list[str], workdir: Path) -> tuple[dict, tuple[float, float]]:
+def run_evarchive(archive: Path, urls: list[str], workdir: Path, tabs: int) -> tuple[dict, tuple[float, float]]:
     url_file = workdir / "urls.txt"
     url_file.write_text("\n".join(urls))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), str(url_file)],
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), str(url_file), str(tabs)],
                             stdout=subprocess.PIPE, text=True)
     peak = [(0.0, 0.0)]
 
@@ -350,11 +353,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=60)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--tabs", type=int, default=None, help="pages at once (default: the engine's)")
     parser.add_argument("--breakdown", type=int, metavar="N", default=0,
                         help="instead: N pages one at a time, wall and CPU per page step")
     args = parser.parse_args()
     from evarchive.browser import BrowserSettings
 
+    tabs = args.tabs or BrowserSettings().tabs
     server, info = start_server()
     port = info["hosts"][HOSTS[0]]["http"]
     urls = [f"http://{HOSTS[n % len(HOSTS)]}:{port}/browser/bench/{n}" for n in range(args.pages)]
@@ -368,9 +373,9 @@ def main() -> None:
         return
     try:
         loads = [load()]
-        result, peak = run_evarchive(workdir / "archive", urls, workdir)
+        result, peak = run_evarchive(workdir / "archive", urls, workdir, tabs)
         loads.append(load())
-        plain = asyncio.run(unrecorded(urls, BrowserSettings().tabs))
+        plain = asyncio.run(unrecorded(urls, tabs))
         loads.append(load())
         naive_s = None if args.skip_naive else naive(urls, workdir)
         loads.append(load())
@@ -378,7 +383,7 @@ def main() -> None:
         print(f"machine                 {loads[0]} before; after each figure: " + "; ".join(loads[1:]))
         print(f"pages captured          {result['ok']} of {args.pages} ({result['findings']} with findings)")
         print(f"evarchive browser       {result['seconds']:.1f} s   "
-              f"({args.pages * 60 / result['seconds']:.1f} pages/min, {BrowserSettings().tabs} tabs)   [{loads[1]}]")
+              f"({args.pages * 60 / result['seconds']:.1f} pages/min, {tabs} tabs)   [{loads[1]}]")
         print(f"unrecorded, same tabs   {plain:.1f} s   (ratio {result['seconds'] / plain:.2f}x; "
               f"target within 1.3x)   [{loads[2]}]")
         if naive_s is not None:
