@@ -81,3 +81,38 @@ def test_a_capture_starts_one_renderer(tmp_path, local_server, chromium):  # noq
                                     local_server.url("/browser/cacheable?capture=2")]))
     assert [o.status for o in outcomes] == ["captured", "captured"]
     assert RendererCounter.seen == [1, 1]
+
+
+class OpenPages(PageDriver):
+    """How many pages were open at once, at most."""
+
+    now = 0
+    most = 0
+
+    async def capture(self, url: str, proxy_port: int | None) -> Any:
+        OpenPages.now += 1
+        OpenPages.most = max(OpenPages.most, OpenPages.now)
+        try:
+            return await super().capture(url, proxy_port)
+        finally:
+            OpenPages.now -= 1
+
+
+@pytest.mark.parametrize(("reading_mb", "most_open"), [(800, 1), (100, 3)])
+def test_another_page_opens_only_while_memory_leaves_room(tmp_path, local_server, chromium,  # noqa: F811
+                                                          reading_mb, most_open):
+    # The process tree's memory as the watchdog reads it, fixed: over 70% of the 1000 MB bound
+    # (but under it, so nothing is cut) pages open one at a time; well under it, three at once.
+    class Run(BrowserCaptureRun):
+        driver_class = OpenPages
+        measure_memory = staticmethod(lambda pid: reading_mb)
+
+    OpenPages.now = OpenPages.most = 0
+    urls = [local_server.url(f"/browser/cacheable?capture={n}") for n in range(3)]
+    run = Run(Archive.open(tmp_path / "a"), CaptureSettings(),
+              BrowserSettings(chromium=chromium, tabs=3, max_memory_mb=1000))
+    outcomes = asyncio.run(run.run(urls))
+    assert [(o.status, o.findings) for o in outcomes] == [("captured", [])] * 3
+    assert OpenPages.most == most_open
+    steps = [row["steps"] for row in run.archive.db.query("SELECT steps FROM captures")]
+    assert steps == [None] * 3  # no page was cut

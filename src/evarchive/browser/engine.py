@@ -42,7 +42,9 @@ class BrowserSettings:
     """The browser engine's own knobs; every one is written to the provenance."""
 
     chromium: str = ""
-    tabs: int = 4  # pages at once: a page mostly waits (network, quiet window), so 2 cores keep 4 busy
+    # Pages at once, while memory allows (run.ADMIT_SHARE): a page spends about a third of its
+    # time on a CPU and the rest waiting (network, scroll steps, quiet window), so 2 cores need 6.
+    tabs: int = 6
     viewport_width: int = 1280
     viewport_height: int = 800
     device_scale: float = 1.0
