@@ -251,17 +251,13 @@ class StepClock:
 
 
 class TimedPage:
-    """A page whose artefact calls are timed one by one."""
+    """A page whose artefact calls (PDF, DOM, title, text) are timed one by one."""
 
     def __init__(self, page, clock: StepClock) -> None:
         self._page, self._clock = page, clock
 
     def __getattr__(self, name: str):
         return getattr(self._page, name)
-
-    def screenshot(self, **kw):
-        kind = "screenshot-full" if kw.get("full_page") else "screenshot-viewport"
-        return self._clock.timed(kind, self._page.screenshot(**kw))
 
     def pdf(self, **kw):
         return self._clock.timed("pdf", self._page.pdf(**kw))
@@ -296,6 +292,12 @@ def timed_driver(base, clock: StepClock):
 
         async def _take_artefacts(self, page, result):
             await super()._take_artefacts(TimedPage(page, clock), result)
+
+        def _full_screenshot(self, *args):
+            return clock.timed("screenshot-full", super()._full_screenshot(*args))
+
+        def _viewport_screenshot(self, *args):
+            return clock.timed("screenshot-viewport", super()._viewport_screenshot(*args))
 
         async def _collect_bodies(self, result):
             async with clock.step("bodies for accounting"):
