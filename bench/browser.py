@@ -293,6 +293,9 @@ def timed_driver(base, clock: StepClock):
         async def _take_artefacts(self, page, result):
             await super()._take_artefacts(TimedPage(page, clock), result)
 
+        async def _devtools(self, page):
+            return await super()._devtools(page._page if isinstance(page, TimedPage) else page)
+
         def _full_screenshot(self, *args):
             return clock.timed("screenshot-full", super()._full_screenshot(*args))
 
