@@ -10,7 +10,12 @@ that fetches JSON, and 12 images of which half are lazy. Prints:
 - the time of the naive peer, ``chromium --headless --screenshot`` once per page in sequence,
   each with a fresh profile (target: evarchive at least 4x faster);
 - peak RSS of the whole process tree during the capture (target: under 1.5 GB), sampled;
-- sub-resources recorded vs expected (target: all).
+- sub-resources recorded vs expected (target: all);
+- with each time, the CPU seconds per page it cost (the wall times depend on the machine's load).
+
+``--breakdown N`` instead loads N pages one at a time, recorded and unrecorded, and prints the wall
+and CPU time of each page step per process kind (this Python, Playwright's node, Chromium's
+browser, renderer, GPU and utility processes).
 
 Usage: python bench/browser.py [--pages 60] [--skip-naive] [--tabs N] [--breakdown N]
 """
@@ -23,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -170,6 +176,13 @@ def naive(urls: list[str], workdir: Path) -> float:
     made = sum((workdir / f"naive-{n}.png").is_file() for n in range(len(urls)))
     assert made == len(urls), f"the naive peer made {made} of {len(urls)} screenshots"
     return seconds
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process, and of every child it has reaped (with their own reaped
+    children): the cost of each figure whatever else the machine runs, where the wall time is not."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def load() -> str:
@@ -377,23 +390,30 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
         return
     try:
-        loads = [load()]
+        loads, cpu = [load()], [cpu_seconds()]
         result, peak = run_evarchive(workdir / "archive", urls, workdir, tabs)
         loads.append(load())
+        cpu.append(cpu_seconds())
         plain = asyncio.run(unrecorded(urls, tabs))
         loads.append(load())
+        cpu.append(cpu_seconds())
         naive_s = None if args.skip_naive else naive(urls, workdir)
         loads.append(load())
+        cpu.append(cpu_seconds())
+        # evarchive and the naive peer run in children; the unrecorded reference in this process
+        # (the memory sampler's own CPU, during evarchive's run, is left out).
+        spent = [cpu[1][1] - cpu[0][1], sum(cpu[2]) - sum(cpu[1]), cpu[3][1] - cpu[2][1]]
+        per_page = [f"{seconds / args.pages:.2f} CPU-s/page" for seconds in spent]
         recorded = recorded_subresources(workdir / "archive")
         print(f"machine                 {loads[0]} before; after each figure: " + "; ".join(loads[1:]))
         print(f"pages captured          {result['ok']} of {args.pages} ({result['findings']} with findings)")
         print(f"evarchive browser       {result['seconds']:.1f} s   "
-              f"({args.pages * 60 / result['seconds']:.1f} pages/min, {tabs} tabs)   [{loads[1]}]")
+              f"({args.pages * 60 / result['seconds']:.1f} pages/min, {tabs} tabs; {per_page[0]})   [{loads[1]}]")
         print(f"unrecorded, same tabs   {plain:.1f} s   (ratio {result['seconds'] / plain:.2f}x; "
-              f"target within 1.3x)   [{loads[2]}]")
+              f"target within 1.3x; {per_page[1]})   [{loads[2]}]")
         if naive_s is not None:
             print(f"naive --screenshot      {naive_s:.1f} s   (evarchive {naive_s / result['seconds']:.1f}x "
-                  f"faster; target at least 4x)   [{loads[3]}]")
+                  f"faster; target at least 4x; {per_page[2]})   [{loads[3]}]")
         print(f"peak memory, tree (PSS) {peak[0]:.0f} MB   (target under 1536 MB; sum of RSS {peak[1]:.0f} MB "
               "counts shared pages once per process)")
         print(f"responses recorded      {recorded} of {args.pages * EXPECTED_PER_PAGE} expected")
