@@ -41,7 +41,7 @@ class BrowserOutcome(CaptureOutcome):
 class BrowserCaptureRun(CaptureRun):
     """A capture run whose pages are loaded by Chromium through the recording proxy."""
 
-    driver_class = PageDriver  # bench/browser.py --breakdown times each step with a subclass
+    driver_class = PageDriver  # a subclass may time or watch the steps (bench/browser.py --breakdown, tests)
 
     def __init__(self, archive: Archive, settings: CaptureSettings, browser_settings: BrowserSettings,
                  on_result: Callable[[CaptureOutcome], None] | None = None) -> None:
