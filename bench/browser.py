@@ -178,11 +178,41 @@ def naive(urls: list[str], workdir: Path) -> float:
     return seconds
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU time of this process, and of every child it has reaped (with their own reaped
-    children): the cost of each figure whatever else the machine runs, where the wall time is not."""
+def adopt_orphans() -> None:
+    """Make this process the reaper of every process started below it: Chromium's zygotes outlive
+    the browser process that started them, and a process nobody waits for takes the CPU time of
+    the renderers it reaped (most of Chromium's) out of RUSAGE_CHILDREN."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def cpu_seconds(keep: int) -> tuple[float, float]:
+    """CPU time of this process, and of every process below it that has ended (the server,
+    ``keep``, still runs): each figure's cost whatever else the machine runs, where its wall
+    time is not. Waits (at most 10 s) for the last of a figure's processes to end."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            parents = {int(p.name): p for p in Path("/proc").iterdir() if p.name.isdigit()}
+            if not any(_parent(entry) == os.getpid() and int(entry.name) != keep for entry in parents.values()):
+                break
+            time.sleep(0.05)
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _parent(entry: Path) -> int:
+    try:
+        stat = (entry / "stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 def load() -> str:
@@ -378,6 +408,7 @@ def main() -> None:
     from evarchive.browser import BrowserSettings
 
     tabs = args.tabs or BrowserSettings().tabs
+    adopt_orphans()
     server, info = start_server()
     port = info["hosts"][HOSTS[0]]["http"]
     urls = [f"http://{HOSTS[n % len(HOSTS)]}:{port}/browser/bench/{n}" for n in range(args.pages)]
@@ -390,16 +421,16 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
         return
     try:
-        loads, cpu = [load()], [cpu_seconds()]
+        loads, cpu = [load()], [cpu_seconds(server.pid)]
         result, peak = run_evarchive(workdir / "archive", urls, workdir, tabs)
         loads.append(load())
-        cpu.append(cpu_seconds())
+        cpu.append(cpu_seconds(server.pid))
         plain = asyncio.run(unrecorded(urls, tabs))
         loads.append(load())
-        cpu.append(cpu_seconds())
+        cpu.append(cpu_seconds(server.pid))
         naive_s = None if args.skip_naive else naive(urls, workdir)
         loads.append(load())
-        cpu.append(cpu_seconds())
+        cpu.append(cpu_seconds(server.pid))
         # evarchive and the naive peer run in children; the unrecorded reference in this process
         # (the memory sampler's own CPU, during evarchive's run, is left out).
         spent = [cpu[1][1] - cpu[0][1], sum(cpu[2]) - sum(cpu[1]), cpu[3][1] - cpu[2][1]]
