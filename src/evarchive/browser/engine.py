@@ -42,8 +42,9 @@ class BrowserSettings:
     """The browser engine's own knobs; every one is written to the provenance."""
 
     chromium: str = ""
-    # Pages at once, while memory allows (run.ADMIT_SHARE): a page spends about a third of its
-    # time on a CPU and the rest waiting (network, scroll steps, quiet window), so 2 cores need 6.
+    # Pages at once, while memory allows (run.ADMIT_SHARE): a page keeps a core busy about half of
+    # its time and waits the rest (network, scroll steps, quiet window), so 4 pages fill 2 cores;
+    # 6 keep them filled while pages start and end at different times.
     tabs: int = 6
     viewport_width: int = 1280
     viewport_height: int = 800
