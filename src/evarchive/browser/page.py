@@ -268,12 +268,12 @@ class PageDriver:
         return self.devtools
 
     def _full_screenshot(self, devtools: Any, content: dict[str, float], result: PageResult) -> Any:
-        height = math.ceil(content["height"])
+        width, height = math.ceil(content["width"]), math.ceil(content["height"])
         if height > self.settings.max_height:
             result.steps.append(f"full-page screenshot cut at {self.settings.max_height} px "
                                 f"(the page is {height} px tall)")
-            height = self.settings.max_height
-        clip = {"x": 0, "y": 0, "width": math.ceil(content["width"]), "height": height, "scale": 1}
+            width, height = self.settings.viewport_width, self.settings.max_height
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
         return _screenshot(devtools, {"clip": clip, "captureBeyondViewport": True})
 
     def _viewport_screenshot(self, devtools: Any) -> Any:
