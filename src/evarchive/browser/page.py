@@ -236,6 +236,9 @@ class PageDriver:
 
     async def _take_artefacts(self, page: Any, result: PageResult) -> None:
         bound = self.settings.artefact_timeout
+        # Web fonts are requests the quiet wait saw end; this lets the last of them be laid out.
+        await _safe(page.evaluate("document.fonts.ready.then(() => true)"), None, result,
+                    "waiting for the page's fonts", FONTS_BOUND)
         devtools = await _safe(self._devtools(page), None, result, "opening DevTools for the screenshots", bound)
         # The page's size as laid out, from the browser (no script of the page can change the answer).
         metrics = await _safe(devtools.send("Page.getLayoutMetrics"), None, result, "measuring the page",
@@ -307,6 +310,7 @@ class PageDriver:
 
 
 BODIES_BUDGET = 64 << 20  # bytes of the browser's bodies kept for comparison, per page
+FONTS_BOUND = 5.0  # seconds for document.fonts.ready before the screenshots, as Playwright waited
 SETTLE_ROUNDS = 3  # scroll-and-wait rounds for a page that keeps growing (each within the bounds)
 PAGE_HEIGHT = "Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)"
 SCROLL_SCRIPT = """
