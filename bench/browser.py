@@ -312,7 +312,7 @@ class TimedPage:
         return self._clock.timed("title", self._page.title())
 
     def evaluate(self, script, *args):
-        return self._clock.timed("text+height", self._page.evaluate(script, *args))
+        return self._clock.timed("fonts ready, text (evaluate)", self._page.evaluate(script, *args))
 
 
 def timed_driver(base, clock: StepClock):
