@@ -1343,10 +1343,29 @@ BROWSER_ASSETS: dict[str, tuple[str, bytes]] = {
 }
 
 
+# Sub-resources that any cache may keep for a day: a cache shared between captures would answer
+# them itself, so each capture of /browser/cacheable must still ask the server for every one.
+CACHEABLE_ASSETS: dict[str, tuple[str, bytes]] = {
+    "/browser/cached/style.css": ("text/css", b"h1 { color: #a01010; }\n"),
+    "/browser/cached/app.js": ("application/javascript", b"document.title += ' (scripted)';\n"),
+    "/browser/cached/figure.png": ("image/png", solid_png(30, 20, (90, 30, 160))),
+}
+
+
 def browser_page(req: Request) -> Response:
     if req.path in BROWSER_ASSETS:
         ctype, body = BROWSER_ASSETS[req.path]
         return Response(200, body, [(b"Content-Type", ctype.encode())])
+    if req.path in CACHEABLE_ASSETS:
+        ctype, body = CACHEABLE_ASSETS[req.path]
+        return Response(200, body, [(b"Content-Type", ctype.encode()),
+                                    (b"Cache-Control", b"public, max-age=86400, immutable"),
+                                    (b"ETag", b'"v1"'), (b"Last-Modified", b"Mon, 02 Jan 2006 15:04:05 GMT")])
+    if req.path == "/browser/cacheable":
+        return html_response(_html_page("Cacheable", (
+            '<link rel="stylesheet" href="/browser/cached/style.css"><h1>Cacheable</h1>'
+            '<img src="/browser/cached/figure.png" width="30" height="20" alt="figure">'
+            '<script src="/browser/cached/app.js"></script>')))
     pages = {
         "/browser/article": _browser_article,
         "/browser/alert": lambda: _html_page("Alert", "<h1>Alert page</h1><script>alert('hello')</script>"),

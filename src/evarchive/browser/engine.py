@@ -20,6 +20,10 @@ NO_BROWSER_LINE = ("Chromium not found: captured with the HTTP engine only, so n
 # Switches that keep the browser's own traffic (updates, safe browsing, metrics, sync, field
 # trials) out of the evidence and away from the network, and keep every exchange on HTTP/1.1
 # through the recording proxy.
+# The last three features cost CPU and nothing the page shows: headless Chromium gives every
+# context a window whose omnibox popups are WebUI pages, each in a renderer of its own, and keeps a
+# spare renderer per context that a context used for one page never needs. Without them a capture
+# starts one renderer instead of three (about half of Chromium's CPU per page on the benchmark).
 CHROMIUM_ARGS = [
     "--disable-quic", "--disable-http2", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
@@ -27,7 +31,8 @@ CHROMIUM_ARGS = [
     "--safebrowsing-disable-auto-update", "--disable-domain-reliability",
     "--disable-client-side-phishing-detection", "--no-pings", "--disable-features="
     "OptimizationHints,MediaRouter,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater,"
-    "InterestFeedContentSuggestions,NetworkTimeServiceQuerying,DialMediaRouteProvider",
+    "InterestFeedContentSuggestions,NetworkTimeServiceQuerying,DialMediaRouteProvider,"
+    "WebUIOmniboxPopup,WebUIOmniboxAimPopup,SpareRendererForSitePerProcess",
     "--proxy-bypass-list=<-loopback>", "--dns-prefetch-disable",
 ]
 
@@ -37,7 +42,10 @@ class BrowserSettings:
     """The browser engine's own knobs; every one is written to the provenance."""
 
     chromium: str = ""
-    tabs: int = 4  # pages at once: a page mostly waits (network, quiet window), so 2 cores keep 4 busy
+    # Pages at once, while memory allows (run.ADMIT_SHARE): a page keeps a core busy about half of
+    # its time and waits the rest (network, scroll steps, quiet window), so 4 pages fill 2 cores;
+    # 6 keep them filled while pages start and end at different times.
+    tabs: int = 6
     viewport_width: int = 1280
     viewport_height: int = 800
     device_scale: float = 1.0

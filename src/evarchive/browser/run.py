@@ -26,6 +26,11 @@ from .processes import PID_FILE, RUN_MARK, forget_mark, kill_all, processes_mark
 if TYPE_CHECKING:  # the proxy (and its X.509 machinery) loads only when the browser engine runs
     from ..mitm import ProxySession, RunAuthority
 
+# Share of the memory bound under which another page may open: a page of a heavy site adds a few
+# hundred MB, and a page cut at the bound loses what had not loaded yet.
+ADMIT_SHARE = 0.7
+
+
 @dataclass
 class BrowserOutcome(CaptureOutcome):
     engine: str = "browser"
@@ -36,6 +41,8 @@ class BrowserOutcome(CaptureOutcome):
 class BrowserCaptureRun(CaptureRun):
     """A capture run whose pages are loaded by Chromium through the recording proxy."""
 
+    driver_class = PageDriver  # a subclass may time or watch the steps (bench/browser.py --breakdown, tests)
+
     def __init__(self, archive: Archive, settings: CaptureSettings, browser_settings: BrowserSettings,
                  on_result: Callable[[CaptureOutcome], None] | None = None) -> None:
         super().__init__(archive, settings, on_result)
@@ -44,6 +51,9 @@ class BrowserCaptureRun(CaptureRun):
         self.run_mark = secrets.token_hex(8)
         self.evidence: PageEvidence | None = None  # once Chromium runs (its version is evidence)
         self.drivers: set[PageDriver] = set()
+        self.pages_open = 0
+        self.memory_mb = 0.0  # the watchdog's last sample
+        self.memory_sampled = asyncio.Condition()
 
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
         from playwright.async_api import async_playwright
@@ -65,10 +75,18 @@ class BrowserCaptureRun(CaptureRun):
                 self.evidence = PageEvidence(self.writer, self.settings, self.browser_settings,
                                              browser.version)
                 tabs = asyncio.Semaphore(self.browser_settings.tabs)
+                self.memory_mb = await asyncio.to_thread(self.measure_memory, os.getpid())
 
                 async def one_url(url: str) -> None:
                     async with tabs:
-                        outcome = await self.capture_page(browser, client, authority, url)
+                        await self._room_for_a_page()
+                        self.pages_open += 1
+                        try:
+                            outcome = await self.capture_page(browser, client, authority, url)
+                        finally:
+                            self.pages_open -= 1
+                            async with self.memory_sampled:  # the last page out lets the next in
+                                self.memory_sampled.notify_all()
                     outcomes.append(outcome)
                     if self.on_result:
                         self.on_result(outcome)
@@ -100,12 +118,23 @@ class BrowserCaptureRun(CaptureRun):
         order = {u: i for i, u in enumerate(urls)}
         return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 
+    measure_memory = staticmethod(tree_memory_mb)  # MB of a process tree; a test may read its own
+
+    async def _room_for_a_page(self) -> None:
+        """Another page opens only while the tree is under ADMIT_SHARE of the memory bound, so
+        that more tabs never mean pages cut at the bound. One page always runs."""
+        admit = self.browser_settings.max_memory_mb * ADMIT_SHARE
+        async with self.memory_sampled:
+            await self.memory_sampled.wait_for(lambda: self.pages_open == 0 or self.memory_mb <= admit)
+
     async def _watch_memory(self) -> None:
         """Keep the whole process tree under the memory bound by cutting the pages in progress."""
         limit = self.browser_settings.max_memory_mb
         while True:
             await asyncio.sleep(1.0)
-            used = await asyncio.to_thread(tree_memory_mb, os.getpid())
+            used = self.memory_mb = await asyncio.to_thread(self.measure_memory, os.getpid())
+            async with self.memory_sampled:
+                self.memory_sampled.notify_all()
             if used <= limit:
                 continue
             reason = (f"cut: evarchive and its browser used {used:.0f} MB, over the bound of "
@@ -139,7 +168,7 @@ class BrowserCaptureRun(CaptureRun):
         session = ProxySession(client, self.settings, self.archive.tmp_dir, authority,
                                self.settings.clock)
         user_agent = None if self.settings.user_agent.startswith("evarchive/") else self.settings.user_agent
-        driver = PageDriver(browser, self.browser_settings, user_agent,
+        driver = self.driver_class(browser, self.browser_settings, user_agent,
                             lambda: comparable_bodies(session.exchanges))
         page = driver.result
         self.drivers.add(driver)
