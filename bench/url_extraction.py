@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from evarchive.extract import find_urls  # noqa: E402
+from evarchive.citedurls import find_urls  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "urls"
 TARGET = 0.98

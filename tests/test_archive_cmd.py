@@ -17,7 +17,7 @@ import pytest
 
 from evarchive import cli
 from evarchive.archive import Archive
-from evarchive.extract import find_urls
+from evarchive.citedurls import find_urls
 
 SEED = Path(__file__).parent / "data" / "seed_report.txt"
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from evarchive.extract import Block, Document, Link, Note, NoteRef, find_urls, segment, trim_url
+from evarchive.citedurls import find_urls, trim_url
+
+from evarchive.extract import Block, Document, Link, Note, NoteRef, segment
 from evarchive.reports import read_markdown, text_blocks
 
 SEED = Path(__file__).parent / "data" / "seed_report.txt"
@@ -397,7 +399,7 @@ def test_a_bare_host_beside_a_link_to_that_site_names_the_site_and_is_not_cited(
 
 
 def test_a_url_wrapped_after_an_underscore_is_one_citation_captured_whole() -> None:
-    from evarchive.extract import capture_url
+    from evarchive.citedurls import capture_url
 
     printed = "www.unicef.org/files/Implementation_Handbook_for_the_Rights_\nof_the_Child_Part_1_of_3.pdf"
     doc = Document("docx", [Block("The handbook says so.", note_refs=[NoteRef("fn:1", 21)])],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evarchive.extract import find_urls
+from evarchive.citedurls import find_urls
 
 DATA = Path(__file__).parent / "data" / "urls"
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..catalogue import insert, one, to_json, transaction, utc_now
 from ..errors import EvarchiveError, InputError, shown
-from ..extract import Claim, Document, capture_url, find_non_urls, segment
+from ..citedurls import capture_url, find_non_urls
+from ..extract import Claim, Document, segment
 from ..queries import latest_version
 from ..urls import normalise_url
 from .browsing import source_stats

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ...extract import Document, find_urls
+from ...citedurls import find_urls
+
+from ...extract import Document
 from .docx import hyperlink_field_target, read_docx
 from .html import read_html
 from .markdown import read_markdown

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ...extract import Block, Document, Link, Note, NoteRef, find_urls, is_web_url
+from ...citedurls import find_urls, is_web_url
+from ...extract import Block, Document, Link, Note, NoteRef
 from .common import MARKER_TEXT, Builder, join_blocks
 
 _BLOCK_TAGS = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "td",

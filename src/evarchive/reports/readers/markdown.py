@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ...extract import Block, Document, Link, Note, NoteRef, find_urls
+from ...citedurls import find_urls
+from ...extract import Block, Document, Link, Note, NoteRef
 from .common import Builder
 from .html import read_html
 from .text import decode_text

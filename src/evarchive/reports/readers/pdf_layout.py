@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...extract import Link, find_urls, is_web_url
+from ...citedurls import find_urls, is_web_url
+
+from ...extract import Link
 from .common import MARKER_TEXT
 from .pdf_links import continues_url, url_incomplete_at_end
 

@@ -7,7 +7,9 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
-from ...extract import Link, find_urls, host_is_plausible, is_web_url, trim_url
+from ...citedurls import find_urls, host_is_plausible, is_web_url, trim_url
+
+from ...extract import Link
 
 if TYPE_CHECKING:
     from .pdf_layout import Frag, PdfBlock
