@@ -116,3 +116,37 @@ def test_another_page_opens_only_while_memory_leaves_room(tmp_path, local_server
     assert OpenPages.most == most_open
     steps = [row["steps"] for row in run.archive.db.query("SELECT steps FROM captures")]
     assert steps == [None] * 3  # no page was cut
+
+
+def test_the_watchdogs_memory_reading_reads_pss_again_only_for_a_process_that_moved():
+    # A real process that grows on demand: its PSS is read once, reused while its resident size
+    # stays put, read again once it grows (or the reading ages), and the sum follows the growth.
+    import subprocess
+    import sys
+
+    from evarchive.browser.processes import MAX_AGE, TreeMemory, tree_memory_mb
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys\nheld = []\nfor line in sys.stdin:\n"
+                              "    held.append(bytearray(int(line)) + b'x')\n    print('ok', flush=True)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        now = [0.0]
+        memory = TreeMemory(clock=lambda: now[0])
+        first = memory.mb(child.pid)
+        assert abs(first - tree_memory_mb(child.pid)) < 2
+        assert memory.pss_reads == 1
+        memory.mb(child.pid)
+        assert memory.pss_reads == 1  # unchanged: the last reading stands
+        child.stdin.write(f"{64 << 20}\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "ok\n"
+        grown = memory.mb(child.pid)
+        assert memory.pss_reads == 2
+        assert grown - first > 60
+        assert abs(grown - tree_memory_mb(child.pid)) < 2
+        now[0] += MAX_AGE
+        memory.mb(child.pid)
+        assert memory.pss_reads == 3  # aged: read again
+    finally:
+        child.kill()
+        child.wait()

@@ -21,7 +21,7 @@ from .accounting import account, comparable_bodies
 from .engine import CHROMIUM_ARGS, BrowserSettings, find_chromium
 from .evidence import PageEvidence, page_chain, page_failure, wall_of
 from .page import PageDriver, PageResult, close_quietly
-from .processes import PID_FILE, RUN_MARK, forget_mark, kill_all, processes_marked, tree_memory_mb, with_descendants
+from .processes import PID_FILE, RUN_MARK, forget_mark, kill_all, processes_marked, TreeMemory, with_descendants
 
 if TYPE_CHECKING:  # the proxy (and its X.509 machinery) loads only when the browser engine runs
     from ..mitm import ProxySession, RunAuthority
@@ -118,7 +118,8 @@ class BrowserCaptureRun(CaptureRun):
         order = {u: i for i, u in enumerate(urls)}
         return sorted(outcomes, key=lambda o: order.get(o.url, 0))
 
-    measure_memory = staticmethod(tree_memory_mb)  # MB of a process tree; a test may read its own
+    # MB of a process tree (readings keyed by process, so one for all runs); a test may read its own
+    measure_memory = staticmethod(TreeMemory().mb)
 
     async def _room_for_a_page(self) -> None:
         """Another page opens only while the tree is under ADMIT_SHARE of the memory bound, so
