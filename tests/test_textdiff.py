@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import time
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from evarchive import textdiff
 from evarchive.textdiff import PageText, decode_body, extract, similarity
 
@@ -131,3 +134,21 @@ def test_thousand_pages_are_fast() -> None:
     for _ in range(1000):
         similarity(extract(html), extract(edited))
     assert time.perf_counter() - start < 10  # generous for slow CI; ~2 s here
+
+
+_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x85\xa0\u1680\u2003\u2028\u3000"
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("aé1ß\ufb01-'") | st.sampled_from(_WHITESPACE), max_size=40),
+                max_size=30), st.integers(min_value=0, max_value=60))
+def test_fewer_words_than_agrees_with_the_word_count(paragraphs: list[str], limit: int) -> None:
+    """The classifier's early-stopping count must decide exactly as ``words < limit`` would."""
+    page = PageText(paragraphs=tuple(paragraphs))
+    assert page.fewer_words_than(limit) == (page.words < limit)
+
+
+@given(st.text(alphabet=st.sampled_from("ab\ufb01 ") | st.sampled_from(_WHITESPACE), max_size=80))
+def test_paragraph_cleaning_collapses_every_unicode_space_as_the_regex_did(text: str) -> None:
+    import re
+    import unicodedata
+    assert textdiff._clean(text) == re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()

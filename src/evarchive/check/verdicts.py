@@ -347,7 +347,7 @@ def _wall(obs: Observation) -> Verdict | None:
 
 
 def _short(obs: Observation) -> bool:
-    return obs.page().words < SHORT_PAGE_WORDS
+    return obs.page().fewer_words_than(SHORT_PAGE_WORDS)
 
 
 def _shown(match: re.Match[str]) -> str:
@@ -423,7 +423,7 @@ def _soft_404(obs: Observation, probe: Observation | None, baseline: Baseline | 
         low = text.casefold()
         if NOT_FOUND_RE.search(low) or TITLE_404_RE.search(low):
             return Verdict("soft-404", "phrase", f"200, but the {label} says {text[:80]!r}")
-    if page.words < SHORT_PAGE_WORDS and (m := NOT_FOUND_RE.search(page.text.casefold())):
+    if page.fewer_words_than(SHORT_PAGE_WORDS) and (m := NOT_FOUND_RE.search(page.text.casefold())):
         return Verdict("soft-404", "phrase", f"200, but the page says {m.group(0)!r}")
     if probe and probe.status and 200 <= probe.status < 300 and not probe.error_kind:
         if probe.payload_sha256 and probe.payload_sha256 == obs.payload_sha256:
