@@ -39,6 +39,7 @@ PAGES = {
     "/decoded/plain": (ARTICLE.replace(b"dawn", b"dusk"), None),
     "/decoded/br": (b"\x1b\x03\x00\xf8\xa5\x0c", "br"),
     "/decoded/unknown": (ARTICLE, "x-evidence"),
+    "/decoded/non-ascii-coding": (ARTICLE, "x-\u00e9vidence"),  # one byte 0xE9 on the wire
     "/decoded/corrupt-gzip": (gzip.compress(ARTICLE, mtime=0)[:40] + b"\x00" * 64, "gzip"),
     "/decoded/truncated-gzip": (gzip.compress(ARTICLE, mtime=0)[:-30], "gzip"),
 }

@@ -31,9 +31,10 @@ Decoded = tuple[str | None, str | None]  # (decoded SHA-256, None) or (None, why
 # --------------------------------------------------------------------------- computing
 
 def served_coding(http_head: bytes) -> str:
-    """The Content-Encoding a response was served with, read as export reads it from the
-    record: the first field of that name, lower-cased; "" when there is none."""
-    for line in http_head.decode("latin-1").split("\r\n")[1:]:
+    """The Content-Encoding a response was served with, read as the bundle's verifier reads it
+    from the record: the first field of that name, as UTF-8 (a stray byte replaced), lower-cased;
+    "" when there is none. Another reading would name an unknown coding otherwise in the note."""
+    for line in http_head.decode("utf-8", "replace").split("\r\n")[1:]:
         name, sep, value = line.partition(":")
         if sep and name.strip().lower() == "content-encoding":
             return value.strip().lower()
@@ -52,21 +53,18 @@ def read_span(fd: int, offset: int, length: int) -> Iterator[bytes]:
 
 def of_member(fd: int, offset: int, length: int, coding: str, payload_sha256: str | None) -> Decoded:
     """The decoded content of the response record whose gzip member is at ``offset`` of ``fd``,
-    served with ``coding``: its HTTP payload is inflated only when the coding must be undone."""
-    # the archive's own pages: drawn on no run budget (that bounds a stranger's bundle in the verifier)
-    payload = payload_and_coding(read_span(fd, offset, length), Budget(UNBOUNDED))
-    try:
-        if coding not in ("", "identity"):
-            next(payload, None)  # the coding, as read again from the record's own HTTP head
-        return decoded_content(coding, payload_sha256, payload)
-    except (zlib.error, ValueError) as exc:
-        return None, f"not computed: the record cannot be read ({exc})"
+    served with ``coding``: the record is read again only when a coding must be undone (and that
+    coding is then read from the record itself, as the verifier reads it)."""
+    if coding in ("", "identity"):
+        return payload_sha256, None
+    return recomputed(fd, offset, length, payload_sha256)
 
 
 def recomputed(fd: int, offset: int, length: int, payload_sha256: str | None, inflate: Any = zlib) -> Decoded:
     """The decoded content of a response record, its coding read from the record itself (for
     ``verify --deep``, which holds a stored value against the bytes). ``inflate``: zlib, or a
     faster module with its interface (the same bytes out; its error messages may differ)."""
+    # the archive's own pages: drawn on no run budget (that bounds a stranger's bundle in the verifier)
     payload = payload_and_coding(read_span(fd, offset, length), Budget(UNBOUNDED), inflate)
     try:
         coding = next(payload, None)

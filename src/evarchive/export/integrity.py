@@ -140,12 +140,13 @@ def _parse_heads(rec: Record, data: bytes) -> None:
     rec.payload_digest = fields.get("warc-payload-digest")
     rec.warc_content_type = fields.get("content-type")
     if rec.record_type in ("response", "revisit") and (rec.warc_content_type or "").startswith("application/http"):
-        http_head = block.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+        raw_head = block.partition(b"\r\n\r\n")[0]
+        http_head = raw_head.decode("latin-1").split("\r\n")
         parts = http_head[0].split(" ", 2)
         rec.http_status = parts[1] if len(parts) > 1 and parts[1].isdigit() else None
-        http_fields = _fields(http_head[1:])
-        rec.mime = _mime(http_fields.get("content-type"))
-        rec.content_encoding = http_fields.get("content-encoding")
+        rec.mime = _mime(_fields(http_head[1:]).get("content-type"))
+        # read as the bundle's verifier reads it (UTF-8, a stray byte replaced), which compares it
+        rec.content_encoding = _fields(raw_head.decode("utf-8", "replace").split("\r\n")[1:]).get("content-encoding")
     else:
         rec.mime = _mime(rec.warc_content_type)
     if rec.record_type == "revisit":
