@@ -41,6 +41,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, local_server: Any) -> Path:
         body = gzip.compress(f"<html><body><p>Page {n}: {words}</p></body></html>".encode(), mtime=0)
         local_server.set_route(f"/jobs/{n}", body=body, headers=[("Content-Encoding", "gzip")])
         urls.append(local_server.url(f"/jobs/{n}"))
+    return captured_bundle(root, urls)
+
+
+def captured_bundle(root: Path, urls: list[str]) -> Path:
+    """Capture ``urls`` into an archive under ``root`` and export them all to ``root``/bundle."""
     arch = Archive.open(root / "archive")
     outcomes = capture_urls(arch, urls, CaptureSettings(retries=0, total_timeout=20))
     assert {o.status for o in outcomes} == {"captured"}
@@ -293,12 +298,7 @@ def test_four_workers_and_the_verifier_stay_under_200_mb(tmp_path: Path, local_s
         local_server.set_route(f"/jobs-big/{n}", body=rng.randbytes(3 << 20),
                                headers=[("Content-Type", "application/octet-stream")])
         urls.append(local_server.url(f"/jobs-big/{n}"))
-    arch = Archive.open(tmp_path / "archive")
-    outcomes = capture_urls(arch, urls, CaptureSettings(retries=0, total_timeout=20))
-    assert {o.status for o in outcomes} == {"captured"}
-    arch.close()
-    out = tmp_path / "bundle"
-    assert cli.main(["export", str(out), "--archive", str(tmp_path / "archive"), *urls]) == 0
+    out = captured_bundle(tmp_path, urls)
     assert (out / "evidence.wacz").stat().st_size > vb.PARALLEL_MIN_BYTES
     proc = subprocess.Popen([sys.executable, "-I", "-S", str(out / "verify_bundle.py"), "--jobs", "4"],
                             cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
