@@ -391,10 +391,10 @@ def test_a_page_whose_judging_fails_gets_a_verdict_and_the_run_goes_on(
     local_server.set_route("/article/poisoned", body=article_page("poisoned", True, 1))
     real_extract = textdiff.extract
 
-    def extract(html: str | bytes) -> PageText:
+    def extract(html: str | bytes, words_enough: int = 0) -> PageText:
         if "Correction: an earlier version" in str(html):  # only the edited page says so
             raise MemoryError("forced")
-        return real_extract(html)
+        return real_extract(html, words_enough)
 
     monkeypatch.setattr(textdiff, "extract", extract)
     archive = Archive.open(archive_dir)

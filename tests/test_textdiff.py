@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import time
 
-from hypothesis import given
+import pytest
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evarchive import textdiff
@@ -152,3 +154,42 @@ def test_paragraph_cleaning_collapses_every_unicode_space_as_the_regex_did(text:
     import re
     import unicodedata
     assert textdiff._clean(text) == re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+
+
+_MARKUP = ["<p>", "</p>", "<div>", "</div>", "<br>", "<b>", "</b>", "<em>", "</em>", "<span>", "</span>",
+           "<li>", "<nav>", "</nav>", "<h1>", "</h1>", "<script>x y z</script>", "<aside>", "</aside>", "<td>"]
+# Letters, digits, CJK, a combining accent, NFKC-expanding ligatures, spaces of every kind
+_PIECES = st.sampled_from(["a", "é", "1", "一", "\u0301", "\ufb01", "\ufdfa", "_", "-", " ", "\xa0", "\u3000"])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.text(alphabet=_PIECES, min_size=1, max_size=8), st.sampled_from(_MARKUP)),
+                max_size=120), st.integers(min_value=1, max_value=40))
+def test_a_page_read_only_for_its_length_agrees_with_the_full_reading(parts: list[str], limit: int) -> None:
+    """``words_enough``: title, heading and cut as the full reading gives them, and "at least n
+    words" only where the full reading has them; otherwise the full reading itself."""
+    html = "<html><head><title>T</title></head><body><main>" + "".join(parts) + "</main></body></html>"
+    full, counted = extract(html), extract(html, words_enough=limit)
+    if counted.words_at_least:
+        assert counted.words_at_least == limit and full.words >= limit
+        assert (counted.title, counted.h1, counted.cut, counted.paragraphs) == (full.title, full.h1, full.cut, ())
+        assert counted.fewer_words_than(limit) is False
+    else:
+        assert counted == full
+
+
+def test_a_long_page_read_only_for_its_length_keeps_no_text_to_misread() -> None:
+    counted = extract(page(), words_enough=10)
+    assert counted.words_at_least == 10 and counted.title == "Raid on the village | The Paper"
+    assert counted.h1 == "Twelve killed in raid"
+    with pytest.raises(ValueError, match="only the length"):
+        _ = counted.text
+    short = extract("<html><body><main><p>Page not found</p></main></body></html>", words_enough=150)
+    assert short.words_at_least == 0 and short.text == "Page not found"
+
+
+@pytest.mark.parametrize(("nested", "cut"), [(textdiff.MAX_DEPTH, None), (textdiff.MAX_DEPTH + 1, "too deep")])
+def test_the_markup_scan_is_skipped_only_where_it_could_not_cut(nested: int, cut: str | None) -> None:
+    """Fewer opening tags than the depth limit cannot pass any limit; one more is scanned."""
+    found = textdiff._markup_end("<div>" * nested + "word")
+    assert (found is None) if cut is None else (cut in found[1])

@@ -82,6 +82,9 @@ _SHINGLE = 3
 MAX_ELEMENTS = 100_000
 MAX_DEPTH = 1024
 MAX_NESTING_WORK = 20_000_000
+# Below this many opening tags no limit can be passed: depth needs more than MAX_DEPTH of them,
+# and their sum of depths is at most n(n+1)/2 (524,800 here), far below MAX_NESTING_WORK.
+_OPENINGS_WITHIN_ALL_LIMITS = MAX_DEPTH
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
 # Elements that never hold others open: void ones, and those the next
 # sibling closes implicitly (a page of unclosed <p>s is one level deep).
@@ -100,9 +103,14 @@ class PageText:
     # Why only the page's start is here, in words ("" when it is all here):
     # it went on beyond a size, inflation, HTML or main-text limit.
     cut: str = ""
+    # Non-zero when the main text was only counted, not kept (``extract``'s ``words_enough``):
+    # it has at least this many words, and there are no paragraphs to read.
+    words_at_least: int = 0
 
     @property
     def text(self) -> str:
+        if self.words_at_least:
+            raise ValueError("only the length of this page's main text was read")
         return "\n\n".join(self.paragraphs)
 
     @property
@@ -112,8 +120,9 @@ class PageText:
     def fewer_words_than(self, limit: int) -> bool:
         """``words < limit``, without tokenising a long page to its end (the classifier asks
         this of every page a capture classifies)."""
-        normalised = unicodedata.normalize("NFKC", self.text).casefold()
-        return sum(1 for _ in itertools.islice(_TOKEN.finditer(normalised), limit)) < limit
+        if self.words_at_least:
+            return limit > self.words_at_least
+        return not _has_words(self.text, limit)
 
 
 def decode_body(body: bytes, content_type: str | None = None,
@@ -162,11 +171,11 @@ def inflate(body: bytes, encoding: str | None, limit: int = MAX_INFLATED) -> tup
 
 
 def page_of(body: bytes, content_type: str | None = None, content_encoding: str | None = None,
-            truncated: bool = False) -> PageText:
+            truncated: bool = False, words_enough: int = 0) -> PageText:
     """The main text of a body as received, within the bounds above;
-    ``truncated``: the body itself was cut at a size limit."""
+    ``truncated``: the body itself was cut at a size limit; ``words_enough``: as ``extract``."""
     raw, over = inflate(body, content_encoding, MAX_HTML_BYTES)
-    page = extract(_decode(raw[:MAX_HTML_BYTES], content_type))
+    page = extract(_decode(raw[:MAX_HTML_BYTES], content_type), words_enough)
     if over:
         return replace(page, cut=f"its {content_encoding} body inflates past {_mib(MAX_HTML_BYTES)}")
     if truncated:
@@ -190,9 +199,14 @@ def _sniff_meta_charset(body: bytes) -> str | None:
     return m.group(1).decode("ascii", "replace") if m else None
 
 
-def extract(html: str | bytes) -> PageText:
+def extract(html: str | bytes, words_enough: int = 0) -> PageText:
     """The page's main text, without navigation, headers, footers, asides,
-    scripts, styles, cookie banners and the like."""
+    scripts, styles, cookie banners and the like.
+
+    ``words_enough``: a caller that only asks whether the main text has fewer words than this
+    (a capture's classification) gets, for a page that has at least as many, its title and
+    heading with ``words_at_least`` set and no paragraphs: splitting a long page into
+    paragraphs is most of the cost of reading it."""
     if isinstance(html, bytes):
         html = decode_body(html)
     cut = f"over {_mib(MAX_HTML_BYTES)} of HTML" if len(html) > MAX_HTML_BYTES else ""
@@ -208,6 +222,8 @@ def extract(html: str | bytes) -> PageText:
     if root is None:
         return PageText(title=title, cut=cut)
     h1 = _clean(_first_text(root, "h1") or _first_text(tree, "h1"))[:MAX_TEXT_CHARS]
+    if words_enough and _reaches_words(root, words_enough):
+        return PageText(title=title, h1=h1, cut=cut, words_at_least=words_enough)
     paragraphs, full = _paragraphs(root)
     if not cut and not full:
         cut = f"over {_mib(MAX_TEXT_CHARS)} of main text"
@@ -224,6 +240,8 @@ def _markup_end(html: str) -> tuple[int, str] | None:
     (100,000 unclosed <div>s, 1 MB, took minutes), removing boilerplate walks
     up from each element, and each element costs memory (a million <p>s,
     4 MB, took 600 MB). Browsers cap the depth too."""
+    if html.count("<") - html.count("</") <= _OPENINGS_WITHIN_ALL_LIMITS:
+        return None  # too few opening tags to pass any limit: not worth a scan
     depth, pos, work, elements = 0, 0, 0, 0
     while (tag := _TAG.search(html, pos)) is not None:
         pos = tag.end()
@@ -311,7 +329,7 @@ def _main_root(tree: LexborHTMLParser) -> LexborNode | None:
         return None
     articles = scope.css("article") if scope is not None else []
     if articles:
-        best = max(articles, key=_text_len)
+        best = articles[0] if len(articles) == 1 else max(articles, key=_text_len)
         if main is None or _text_len(best) * 2 >= _text_len(main):
             return best
     return scope
@@ -342,6 +360,38 @@ def _paragraphs(root: LexborNode) -> tuple[tuple[str, ...], bool]:
         out.append(para)
         room -= len(para)
     return tuple(out), True
+
+
+def _reaches_words(root: LexborNode, limit: int) -> bool:
+    """Whether the main text under ``root`` has at least ``limit`` words, as ``_paragraphs``
+    would split and clean it, read from the text without paragraph breaks. Exact in this
+    direction: the breaks ``_paragraphs`` inserts are spaces, which only split words, never
+    join them; and a text this short is never cut at MAX_TEXT_CHARS (the breaks and NFKC per
+    paragraph add at most one character per element, and elements are bounded far below that)."""
+    text = unicodedata.normalize("NFKC", root.text(separator="", deep=True))
+    return len(text) <= MAX_TEXT_CHARS // 2 and _has_words(text, limit)
+
+
+def _has_words(text: str, limit: int) -> bool:
+    """At least ``limit`` word tokens, counted without tokenising the text to its end."""
+    if limit <= 0:
+        return True
+    normalised = unicodedata.normalize("NFKC", text)
+    # A long text usually has the words in its start, and a start never holds more words than
+    # the whole (a word cut at its end is still one word of the whole): read that first.
+    start = _PREFIX_CHARS_PER_WORD * limit
+    if len(normalised) > start and _count_reaches(normalised[:start], limit):
+        return True
+    return _count_reaches(normalised, limit)
+
+
+_PREFIX_CHARS_PER_WORD = 16
+
+
+def _count_reaches(normalised: str, limit: int) -> bool:
+    # islice runs in C to the limit-th match: no Python step per word
+    words = _TOKEN.finditer(normalised.casefold())
+    return next(itertools.islice(words, limit - 1, None), None) is not None
 
 
 def _clean(text: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -107,6 +107,9 @@ class Observation:
     # The wall decision for these exact bytes, when an earlier check made it
     # (False: not a wall); a pure function of the answer, so it is not redone.
     known_wall: Verdict | bool | None = None
+    # When set, the main text is read only as far as the rules that judge without a baseline
+    # or probe ask: a page with at least this many words keeps no paragraphs (textdiff.extract).
+    words_enough: int = 0
     _page: PageText | None = field(default=None, repr=False)
     _raw: str | None = field(default=None, repr=False)
     _raw_bytes: bytes | None = field(default=None, repr=False)
@@ -148,7 +151,7 @@ class Observation:
             final = self.final
             self._page = textdiff.page_of(
                 self.body, self.content_type, final.header("content-encoding") if final else None,
-                self.truncated) if self.is_html else PageText()
+                self.truncated, self.words_enough) if self.is_html else PageText()
         return self._page
 
     @property
@@ -264,7 +267,9 @@ def capture_verdict(obs: Observation) -> tuple[str | None, str]:
     so a soft 404 is caught by its status, title, heading or short text and by where a redirect
     led, not by comparison with a nonexistent path). The verdict is ``queries.PAGE`` or why the
     capture is not the cited page, in a clerk's words; ``wall`` keeps the browser engine's form."""
-    verdict = classify(obs)
+    # Without a baseline or probe, the rules ask of the main text only its title, heading and
+    # whether it is short: a long page is not split into paragraphs.
+    verdict = classify(replace(obs, words_enough=SHORT_PAGE_WORDS))
     if verdict.verdict == "blocked" and verdict.detail in ("captcha", "consent", "login"):
         return f"{verdict.detail}: {verdict.reason}", verdict.reason
     if verdict.verdict == "soft-404":
