@@ -573,3 +573,29 @@ def test_socks5_proxy_resolves_names_remotely(archive, settings, local_server):
     assert capture["proxy_used"] == 1 and capture["server_ip"] is None
     [metadata] = by_type(all_records(archive), "metadata")
     assert b"proxy: socks5" in metadata["raw"] and b"s3cret-pw" not in metadata["raw"]
+
+
+def test_the_next_request_to_a_host_leaves_before_the_last_page_is_recorded(
+        archive: Archive, settings: CaptureSettings, local_server: Any) -> None:
+    """A host's slot bounds requests in flight; writing and judging a page is local work. The
+    next request goes out first, so the host's latency and the recording overlap."""
+    import asyncio
+
+    from evarchive.capture import CaptureRun
+
+    events: list[tuple[str, str]] = []
+
+    class WatchedRun(CaptureRun):
+        async def fetch(self, fetcher: Any, url: str) -> Any:
+            events.append(("fetch", url))
+            return await super().fetch(fetcher, url)
+
+        def _record(self, fetched: Any) -> Any:
+            events.append(("record", fetched.url))
+            return super()._record(fetched)
+
+    a, b, c = (local_server.url(f"/article/{name}") for name in "abc")
+    one_at_a_time = CaptureSettings(**{**settings.__dict__, "per_host": 1, "concurrency": 1})
+    outcomes = asyncio.run(WatchedRun(archive, one_at_a_time).run([a, b, c]))
+    assert [o.status for o in outcomes] == ["captured"] * 3
+    assert events == [("fetch", a), ("fetch", b), ("record", a), ("fetch", c), ("record", b), ("record", c)]

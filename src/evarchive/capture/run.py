@@ -65,6 +65,22 @@ class PendingCapture:
     artefacts: list[dict[str, Any]] = field(default_factory=list)  # browser engine only
     decoded_contents: dict[str, decoded.Decoded] = field(default_factory=dict)  # see decoded.py
 
+@dataclass
+class Fetched:
+    """One URL's exchanges as fetched (bodies spooled, not yet written), or why they stopped."""
+
+    url: str
+    source_id: int
+    started: str
+    ended: str
+    hops: list[CapturedHop]
+    failure: tuple[str, str] | None  # (error class, message); None: the fetch ended normally
+
+
+def _close_bodies(hops: list[CapturedHop]) -> None:
+    for hop in hops:
+        hop.body.close()
+
 # --------------------------------------------------------------------------- the run
 
 class CaptureRun:
@@ -106,7 +122,8 @@ class CaptureRun:
                 limit = host_limits.setdefault(host, asyncio.Semaphore(self.settings.per_host))
                 # The host slot first: a task waiting for its host must not hold a global slot.
                 async with limit, global_limit:
-                    await self.capture_one(fetcher, url)
+                    fetched = await self.fetch(fetcher, url)
+                await self.record_when_sent_on(fetched)
 
             tasks = [asyncio.ensure_future(one_url(u)) for u in urls]
             try:
@@ -164,10 +181,10 @@ class CaptureRun:
         except (OSError, sqlite3.Error):
             pass
 
-    async def capture_one(self, fetcher: Fetcher, url: str) -> CaptureOutcome:
+    async def fetch(self, fetcher: Fetcher, url: str) -> Fetched:
+        """The URL's exchanges, hop by hop, or why they stopped; nothing is written yet."""
         source_id = self.source_ids.get(url) or ensure_source(self.db, url)
-        start = self.settings.clock()
-        started = format_time(start)
+        started = format_time(self.settings.clock())
         hops: list[CapturedHop] = []
         try:
             async with asyncio.timeout(self.settings.total_timeout):
@@ -176,32 +193,44 @@ class CaptureRun:
             if isinstance(exc, StorageError):
                 self._stopped = self._stopped or exc.__cause__ or exc
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError, StorageError)):
-                for hop in hops:
-                    hop.body.close()
+                _close_bodies(hops)
                 raise
             kind, message = classify_exception(exc)
             message = client.redact_proxy(message, self.settings.proxy)
             # The hops received before the failure are evidence too (the redirect that led there).
-            return self._record_safely(url, source_id, started, hops, failure=(kind, message))
-        return self._record_safely(url, source_id, started, hops, failure=None)
+            return Fetched(url, source_id, started, format_time(self.settings.clock()), hops,
+                           (kind, message))
+        return Fetched(url, source_id, started, format_time(self.settings.clock()), hops, None)
 
-    def _record_safely(self, url: str, source_id: int, started: str, hops: list[CapturedHop],
-                       failure: tuple[str, str] | None) -> CaptureOutcome:
+    async def record_when_sent_on(self, fetched: Fetched) -> CaptureOutcome:
+        """Record a fetched page once the tasks waiting for its host's slot have had their turn.
+
+        The slots bound the requests in flight, and this page's are over. Writing and judging the
+        page is this process's CPU; without the yield, every page of a wave of answers would be
+        recorded before any next request left, and the hosts' latency and the CPU would add up
+        instead of overlapping."""
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            _close_bodies(fetched.hops)
+            raise
+        return self._record_safely(fetched)
+
+    def _record_safely(self, fetched: Fetched) -> CaptureOutcome:
         if self._stopped is not None:  # a task that finishes after the failure records nothing
-            for hop in hops:
-                hop.body.close()
+            _close_bodies(fetched.hops)
             raise StorageError() from self._stopped
         try:
-            return self._record(url, source_id, started, hops, failure)
+            return self._record(fetched)
         except (OSError, sqlite3.Error) as exc:
             self._stopped = exc
             raise StorageError() from exc
 
     # ----------------------------------------------------------------- recording
-    def _record(self, url: str, source_id: int, started: str, hops: list[CapturedHop],
-                failure: tuple[str, str] | None) -> CaptureOutcome:
+    def _record(self, fetched: Fetched) -> CaptureOutcome:
+        url, source_id, started, ended = fetched.url, fetched.source_id, fetched.started, fetched.ended
+        hops, failure = fetched.hops, fetched.failure
         try:
-            ended = format_time(self.settings.clock())
             final = hops[-1] if hops else None
             if failure is None and final is not None and final.status >= 400:
                 failure = ("HTTPStatus", f"HTTP {final.status} {final.reason}".strip())
@@ -216,8 +245,7 @@ class CaptureRun:
             return self._queue(url, source_id, started, ended, hops, records, failure, revisit_of,
                                row_extra=extra)
         finally:
-            for hop in hops:
-                hop.body.close()
+            _close_bodies(hops)
 
     def _write_records(self, url: str, hops: list[CapturedHop], started: str, ended: str,
                        revisit_of: dict[str, Any] | None) -> list[WrittenRecord]:
