@@ -307,3 +307,22 @@ def test_four_workers_and_the_verifier_stay_under_200_mb(tmp_path: Path, local_s
     assert (proc.returncode, stderr) == (0, "")
     assert "note  records: inflated and hashed by 4 worker processes and this one" in stdout.splitlines()
     assert peak < 200 << 20, peak
+
+
+def test_workers_started_by_spawn_as_on_macos_and_windows_read_the_same(copy: Path, tmp_path: Path) -> None:
+    """Where fork is not used (spawn: the default on macOS and Windows), each worker imports the
+    script afresh: the run must still give one process's lines. The script is the bundle's own,
+    copied outside the bundle with the start method forced, and pointed at the bundle."""
+    source = (copy / "verify_bundle.py").read_text()
+    forced = source.replace('get_context("fork" if fork else None)', 'get_context("spawn")')
+    assert forced != source
+    script = tmp_path / "verify_bundle_spawn.py"
+    script.write_text(forced)
+    one = verify(copy, "--jobs", "1")
+    two = subprocess.run([sys.executable, "-I", "-S", str(script), str(copy), "--jobs", "2"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (one.stderr, two.stderr) == ("", "")
+    lines = two.stdout.splitlines()
+    assert WORKER_NOTE in lines
+    without_note = [line for line in lines if line != WORKER_NOTE]
+    assert (two.returncode, without_note) == (one.returncode, one.stdout.splitlines())
