@@ -6,6 +6,7 @@ No real TSA is ever contacted: tests.tsa.LocalTSA serves on 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import evidence
 from tsa import LocalTSA, TSAKeys
 
+from evarchive import custody
 from evarchive import timestamping as ts
 from evarchive.archive import Archive
 from evarchive.cli import main
@@ -164,3 +166,18 @@ def test_cli_timestamp_and_verify(tmp_path: Path, tsa: LocalTSA, capsys: pytest.
     assert "stamped by" in capsys.readouterr().out
     assert main(["verify", "-a", root, "--tsa-roots", str(roots)]) == 0
     assert main(["timestamp", "-a", root]) == 2  # no TSA configured
+
+
+def test_cli_timestamp_with_every_tsa_down_logs_the_attempt_and_exits_3(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cron job's `evarchive timestamp` that reaches no TSA leaves its attempt in the custody log,
+    as a capture run's does, and says where; the next stamp covers everything, that entry included."""
+    a = evidence.build(tmp_path / "archive", pages=2, seed=1)
+    before = custody.head(a.db)["seq"]
+    assert main(["timestamp", "-a", str(a.path), "--tsa", "http://127.0.0.1:9/none", "--timeout", "5"]) == 3
+    after = custody.head(a.db)
+    assert (after["seq"], after["event"]) == (before + 1, "timestamp-failed")
+    details = json.loads(after["details"])
+    assert details["tsa_urls"] == ["http://127.0.0.1:9/none"] and details["head_seq"] == before
+    assert f"recorded in log entry {after['seq']}" in capsys.readouterr().err
+    assert main(["verify", "-a", str(a.path)]) == 0

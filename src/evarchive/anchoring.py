@@ -55,6 +55,8 @@ class Anchoring:
             ts = self.timestamp
             return (f"timestamp {ts['id']}: log entries {self.uncovered_from} to {ts['covers_seq']} stamped by "
                     f"{ts['tsa_subject']} at {ts['gen_time']} via {ts['tsa_url']}")
+        if self.uncovered_from is None:  # an explicit stamp of a head an older token covers
+            return f"no timestamp: {self.error} (recorded in log entry {self.failure_seq})"
         return (f"no timestamp: {self.error} (recorded in log entry {self.failure_seq}; entries from "
                 f"{self.uncovered_from} on are not covered yet: the next capture, check or "
                 "`evarchive timestamp` stamps them)")
@@ -131,7 +133,24 @@ def anchor_head(archive: Any, config: AnchorConfig, uncovered_from: int | None =
                      tried=[{"tsa": u, "error": e} for u, e in row["failures"]])
 
 
-def _record_failure(db: Any, config: AnchorConfig, head: dict[str, Any], first: int, error: str) -> Anchoring:
+def stamp_now(archive: Any, config: AnchorConfig) -> Anchoring:
+    """Timestamp the log head now, covered or not (``evarchive timestamp``). As at the end of a run,
+    a failure of every TSA is logged (so the log shows the attempt, as cron made it) and returned."""
+    from .timestamping import TimestampError, stamp_head
+
+    db = archive.db
+    head = custody.head(db)
+    first = first_unanchored(db)
+    try:
+        row = stamp_head(archive, config.urls, config.roots, config.timeout)
+    except TimestampError as exc:
+        return _record_failure(db, config, head, first, str(exc))
+    return Anchoring("stamped", row["covers_seq"], first, timestamp=row,
+                     tried=[{"tsa": u, "error": e} for u, e in row["failures"]])
+
+
+def _record_failure(db: Any, config: AnchorConfig, head: dict[str, Any], first: int | None,
+                    error: str) -> Anchoring:
     entry = custody.append(db, FAILED_EVENT, config.urls[0], {
         "tsa_urls": config.urls, "error": error, "head_seq": head["seq"], "head_hash": head["entry_hash"],
         "uncovered_from_seq": first})

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..archive import Archive
-from ..errors import FindingsError, UsageError
+from ..errors import CouldNotRunError, FindingsError, UsageError
 from .app import app, err, out
 from .common import (ArchiveOpt, JsonOpt, QuietOpt, TsaOpt, TsaRootsOpt, browsed_archive, existing_archive,
                      open_archive, print_json, print_json_lines)
@@ -174,13 +174,17 @@ def timestamp(
     archive: ArchiveOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Get a trusted RFC 3161 timestamp over the custody-log head (covers every capture so far)."""
-    from ..timestamping import configured_roots, configured_tsas, stamp_archive
+    from ..anchoring import AnchorConfig, stamp_now
+    from ..timestamping import configured_roots, configured_tsas
 
     arch = existing_archive(archive, write=True)
     urls = configured_tsas(arch, tsa or [])
     if not urls:
         raise UsageError("no TSA configured: pass --tsa URL (or set EVARCHIVE_TSA)")
-    row = stamp_archive(arch, urls, configured_roots(arch, tsa_roots), timeout=timeout)
+    stamped = stamp_now(arch, AnchorConfig(urls, configured_roots(arch, tsa_roots), timeout))
+    if stamped.failed:
+        raise CouldNotRunError(stamped.message())
+    row = stamped.timestamp
     if as_json:
         print_json(row)
         return
