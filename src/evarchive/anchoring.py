@@ -118,33 +118,27 @@ def anchor_head(archive: Any, config: AnchorConfig, uncovered_from: int | None =
     """Timestamp the log head when some entry is not covered yet (from `uncovered_from`, when the
     caller knows better than the stored tokens, e.g. one of them no longer verifies); a failure is
     logged, not raised."""
-    from .timestamping import TimestampError, stamp_head
-
-    db = archive.db
-    head = custody.head(db)
-    first = uncovered_from if uncovered_from is not None else first_unanchored(db)
+    head = custody.head(archive.db)
+    first = uncovered_from if uncovered_from is not None else first_unanchored(archive.db)
     if head is None or first is None:
         return Anchoring("covered", head["seq"] if head else 0)
-    try:
-        row = stamp_head(archive, config.urls, config.roots, config.timeout)
-    except TimestampError as exc:
-        return _record_failure(db, config, head, first, str(exc))
-    return Anchoring("stamped", row["covers_seq"], first, timestamp=row,
-                     tried=[{"tsa": u, "error": e} for u, e in row["failures"]])
+    return _stamp(archive, config, head, first)
 
 
 def stamp_now(archive: Any, config: AnchorConfig) -> Anchoring:
     """Timestamp the log head now, covered or not (``evarchive timestamp``). As at the end of a run,
     a failure of every TSA is logged (so the log shows the attempt, as cron made it) and returned."""
+    return _stamp(archive, config, custody.head(archive.db), first_unanchored(archive.db))
+
+
+def _stamp(archive: Any, config: AnchorConfig, head: dict[str, Any] | None, first: int | None) -> Anchoring:
     from .timestamping import TimestampError, stamp_head
 
-    db = archive.db
-    head = custody.head(db)
-    first = first_unanchored(db)
     try:
-        row = stamp_head(archive, config.urls, config.roots, config.timeout)
+        row = stamp_head(archive, config.urls, config.roots, config.timeout)  # refuses an empty log
     except TimestampError as exc:
-        return _record_failure(db, config, head, first, str(exc))
+        assert head is not None
+        return _record_failure(archive.db, config, head, first, str(exc))
     return Anchoring("stamped", row["covers_seq"], first, timestamp=row,
                      tried=[{"tsa": u, "error": e} for u, e in row["failures"]])
 
