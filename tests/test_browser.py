@@ -222,6 +222,22 @@ def test_tall_page_screenshot_is_cut_at_the_cap_and_says_so(tmp_path, local_serv
     assert "full-page screenshot cut at 5000 px (the page is 30016 px tall)" in steps
 
 
+def test_viewport_screenshot_shows_the_page_before_the_full_page_capture_resizes_it(tmp_path, local_server,
+                                                                                     chromium):
+    # The full-page capture lays the page out in a window as tall as the page, and the page sees
+    # that resize (this one turns red): the viewport screenshot is what the reader saw, so it comes
+    # first.
+    url = local_server.url("/browser/resize")
+    archive, [outcome] = capture_api(tmp_path, [url], chromium)
+    assert outcome.status == "captured"
+    records = warc_records(archive.path)
+    viewport = next(r for r in records if r["uri"] == f"urn:evarchive:screenshot-viewport:{url}")
+    colours = {pixel[:3] for pixel in png_pixels(viewport["payload"], rows=4)[2]}
+    assert colours == {bytes((0, 0, 255))}
+    assert [r["uri"].split(":")[2] for r in records if r["type"] == "resource"] == [
+        "screenshot-full", "screenshot-viewport", "pdf", "dom", "title", "text", "provenance"]
+
+
 def test_page_that_never_goes_quiet_is_captured_within_the_bound_and_marked(tmp_path, local_server, chromium):
     archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/poll")], chromium,
                                      quiet_timeout=1.0, quiet_ms=300)
