@@ -207,6 +207,16 @@ def capture_api(tmp_path: Path, urls: list[str], chromium: str, **browser: Any) 
     return archive, capture_with_browser(archive, urls, CaptureSettings(insecure=True), settings)
 
 
+def test_each_page_is_reported_once_with_its_capture_id(tmp_path, local_server, chromium):
+    # What the CLI prints per page (--json lines, the progress bar) comes from these reports.
+    urls = [local_server.url("/browser/alert"), local_server.url("/browser/wall")]
+    reported: list[Any] = []
+    capture_with_browser(Archive.open(tmp_path / "a"), urls, CaptureSettings(),
+                         BrowserSettings(chromium=chromium), reported.append)
+    assert sorted((o.url, o.engine) for o in reported) == sorted((u, "browser") for u in urls)
+    assert all(o.capture_id is not None for o in reported)
+
+
 def test_alert_is_dismissed_and_said(tmp_path, local_server, chromium):
     archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/alert")], chromium)
     assert outcome.status == "captured"
