@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+from evarchive.browser.processes import TreeMemory
+
 ROOT = Path(__file__).resolve().parent.parent
 HOSTS = [f"127.0.0.{i}" for i in range(2, 6)]
 LATENCY = 0.05
@@ -69,38 +71,18 @@ def start_server() -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(proc.stdout.readline())
 
 
-def tree_rss_mb(root: int) -> tuple[float, float]:
-    """Memory of ``root`` and every descendant, from /proc: (sum of PSS, sum of RSS) in MB.
+def tree_memory(root: int, pss: TreeMemory) -> tuple[float, float]:
+    """Memory of ``root`` and every descendant: (sum of PSS, sum of RSS) in MB.
 
     Chromium's processes share most of their pages, so the RSS sum counts them many times; PSS
-    divides each shared page between its sharers and sums to what the tree really holds."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            parents[int(entry.name)] = int(fields[1])
-            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        for child, parent in parents.items():
-            if parent == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    pss = 0
-    for pid in tree:
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            pss += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:"))) * 1024
-        except (OSError, StopIteration, ValueError):
-            pss += rss.get(pid, 0)
-    return pss / 2**20, sum(rss.get(pid, 0) for pid in tree) / 2**20
+    divides each shared page between its sharers and sums to what the tree really holds. PSS comes
+    the way the engine's own watchdog reads it (``TreeMemory``: a process's page tables are walked
+    again only once its resident size moved): walking every page table four times a second slowed
+    the run it measured by about 0.05 CPU-s a page."""
+    from evarchive.browser.processes import _rss_kb, with_descendants
+
+    rss = sum(_rss_kb(pid) or 0 for pid in with_descendants([root]))
+    return pss.mb(root), rss / 1024
 
 
 def run_evarchive(archive: Path, urls: list[str], workdir: Path, tabs: int) -> tuple[dict, tuple[float, float]]:
@@ -109,10 +91,11 @@ def run_evarchive(archive: Path, urls: list[str], workdir: Path, tabs: int) -> t
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), str(url_file), str(tabs)],
                             stdout=subprocess.PIPE, text=True)
     peak = [(0.0, 0.0)]
+    pss = TreeMemory()
 
     def sample() -> None:
         while proc.poll() is None:
-            now = tree_rss_mb(proc.pid)
+            now = tree_memory(proc.pid, pss)
             peak[0] = (max(peak[0][0], now[0]), max(peak[0][1], now[1]))
             time.sleep(0.25)
 
@@ -235,10 +218,12 @@ GROUPS = ("python", "node", "browser", "renderer", "gpu", "utility")
 
 def tree_cpu(root: int) -> dict[str, float]:
     """CPU seconds so far of ``root`` (this Python: page driver, recording proxy, records), of
-    Playwright's node driver, and of Chromium's processes by kind: the browser process, renderers
-    (with the ended ones their zygote reaped), the GPU process, utilities (network service...)."""
+    Playwright's node driver, and of Chromium's processes by kind: the browser process, renderers,
+    the GPU process, utilities (network service...). Each Chromium process counts with what ended
+    below it (a zygote's renderers, the browser's utilities); the test server below ``root`` does
+    not count."""
     tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, str, float]] = {}
+    stats: dict[int, tuple[int, str | None, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -249,12 +234,13 @@ def tree_cpu(root: int) -> dict[str, float]:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         kind = re.search(rb"--type=([a-z-]+)", cmdline)
+        chromium = b"chrom" in cmdline.split(b"\0", 1)[0]
         group = ("node" if stat[stat.index("(") + 1:].startswith("node") else
-                 "browser" if kind is None else
+                 None if not chromium else "browser" if kind is None else
                  {b"zygote": "renderer", b"renderer": "renderer", b"gpu-process": "gpu"}.get(
                      kind.group(1), "utility"))
         own = sum(int(f) for f in fields[11:13])
-        reaped = sum(int(f) for f in fields[13:15]) if kind is not None else 0  # a zygote's renderers
+        reaped = sum(int(f) for f in fields[13:15]) if chromium else 0
         stats[int(entry.name)] = (int(fields[1]), group, (own + reaped) / tick)
     out = dict.fromkeys(GROUPS, 0.0)
     out["python"] = stats[root][2] if root in stats else 0.0
@@ -262,7 +248,7 @@ def tree_cpu(root: int) -> dict[str, float]:
     while frontier:
         pid = frontier.pop()
         for child, (parent, group, cpu) in stats.items():
-            if parent == pid:
+            if parent == pid and group is not None:
                 out[group] += cpu
                 frontier.append(child)
     return out
@@ -315,8 +301,47 @@ class TimedPage:
         return self._clock.timed("fonts ready, text (evaluate)", self._page.evaluate(script, *args))
 
 
+class TimedContext:
+    """A browser context whose setup calls and close are timed."""
+
+    def __init__(self, context, clock: StepClock) -> None:
+        self._context, self._clock = context, clock
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+    def new_page(self):
+        return self._clock.timed("context: new page", self._context.new_page())
+
+    def new_cdp_session(self, page):
+        return self._clock.timed("context: DevTools session", self._context.new_cdp_session(page))
+
+    def route_web_socket(self, *args):
+        return self._clock.timed("context: WebSocket route", self._context.route_web_socket(*args))
+
+    def close(self):
+        return self._clock.timed("context: close", self._context.close())
+
+
+class TimedBrowser:
+    """A browser whose new contexts are timed, and time their own setup and close."""
+
+    def __init__(self, browser, clock: StepClock) -> None:
+        self._browser, self._clock = browser, clock
+
+    def __getattr__(self, name: str):
+        return getattr(self._browser, name)
+
+    async def new_context(self, **kw):
+        async with self._clock.step("context: new"):
+            return TimedContext(await self._browser.new_context(**kw), self._clock)
+
+
 def timed_driver(base, clock: StepClock):
     class TimedDriver(base):
+        def __init__(self, browser, *args, **kw):
+            super().__init__(TimedBrowser(browser, clock), *args, **kw)
+
         async def capture(self, url, proxy_port):
             async with clock.step("page, all steps"):
                 return await super().capture(url, proxy_port)

@@ -1392,6 +1392,11 @@ def browser_page(req: Request) -> Response:
             "const ws = new WebSocket('ws://' + location.host + '/browser/ws');"
             "ws.onclose = e => { document.getElementById('ws').textContent = 'closed ' + e.code; };"
             "</script>")),
+        "/browser/resize": lambda: _html_page("Resize", (  # a page that changes when its window does
+            '<h1>Resize</h1><div style="height:2400px">spacer</div><script>'
+            "document.body.style.background = 'rgb(0, 0, 255)';"
+            "addEventListener('resize', () => { document.body.style.background = 'rgb(255, 0, 0)'; });"
+            "</script>")),
         "/browser/wall": lambda: _html_page("Before you continue", (
             '<div class="consent-wall"><h2>We value your privacy</h2><p>We use cookies.</p>'
             '<button>Accept all cookies</button></div>')),

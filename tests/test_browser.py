@@ -207,6 +207,16 @@ def capture_api(tmp_path: Path, urls: list[str], chromium: str, **browser: Any) 
     return archive, capture_with_browser(archive, urls, CaptureSettings(insecure=True), settings)
 
 
+def test_each_page_is_reported_once_with_its_capture_id(tmp_path, local_server, chromium):
+    # What the CLI prints per page (--json lines, the progress bar) comes from these reports.
+    urls = [local_server.url("/browser/alert"), local_server.url("/browser/wall")]
+    reported: list[Any] = []
+    capture_with_browser(Archive.open(tmp_path / "a"), urls, CaptureSettings(),
+                         BrowserSettings(chromium=chromium), reported.append)
+    assert sorted((o.url, o.engine) for o in reported) == sorted((u, "browser") for u in urls)
+    assert all(o.capture_id is not None for o in reported)
+
+
 def test_alert_is_dismissed_and_said(tmp_path, local_server, chromium):
     archive, [outcome] = capture_api(tmp_path, [local_server.url("/browser/alert")], chromium)
     assert outcome.status == "captured"
@@ -220,6 +230,22 @@ def test_tall_page_screenshot_is_cut_at_the_cap_and_says_so(tmp_path, local_serv
     assert (shot["width"], shot["height"]) == (1280, 5000)
     steps = json.loads(next(iter(archive.db.query("SELECT steps FROM captures")))["steps"])
     assert "full-page screenshot cut at 5000 px (the page is 30016 px tall)" in steps
+
+
+def test_viewport_screenshot_shows_the_page_before_the_full_page_capture_resizes_it(tmp_path, local_server,
+                                                                                     chromium):
+    # The full-page capture lays the page out in a window as tall as the page, and the page sees
+    # that resize (this one turns red): the viewport screenshot is what the reader saw, so it comes
+    # first.
+    url = local_server.url("/browser/resize")
+    archive, [outcome] = capture_api(tmp_path, [url], chromium)
+    assert outcome.status == "captured"
+    records = warc_records(archive.path)
+    viewport = next(r for r in records if r["uri"] == f"urn:evarchive:screenshot-viewport:{url}")
+    colours = {pixel[:3] for pixel in png_pixels(viewport["payload"], rows=4)[2]}
+    assert colours == {bytes((0, 0, 255))}
+    assert [r["uri"].split(":")[2] for r in records if r["type"] == "resource"] == [
+        "screenshot-full", "screenshot-viewport", "pdf", "dom", "title", "text", "provenance"]
 
 
 def test_page_that_never_goes_quiet_is_captured_within_the_bound_and_marked(tmp_path, local_server, chromium):

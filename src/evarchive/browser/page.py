@@ -245,9 +245,12 @@ class PageDriver:
                               bound) if devtools else None
         content = (metrics or {}).get("cssContentSize")
         result.page_height = math.ceil(content["height"]) if content else None
+        # The viewport first: the full-page capture lays the page out in a window as tall as the
+        # page, and the page sees that resize (its scripts may answer it), so after it the viewport
+        # would no longer be what the reader saw.
         shots = {
-            "screenshot-full": self._full_screenshot(devtools, content, result) if content else None,
             "screenshot-viewport": self._viewport_screenshot(devtools) if devtools else None,
+            "screenshot-full": self._full_screenshot(devtools, content, result) if content else None,
             "pdf": page.pdf(print_background=True),
             "dom": page.content(),
             "title": page.title(),
@@ -262,6 +265,8 @@ class PageDriver:
             if kind == "title":
                 result.title = value
             result.artefacts[kind] = value if isinstance(value, bytes) else value.encode("utf-8")
+        # The records keep their order (the full page first), whatever order they were taken in.
+        result.artefacts = {kind: result.artefacts[kind] for kind in ARTEFACT_ORDER if kind in result.artefacts}
         if "screenshot-full" in result.artefacts:
             result.screenshot_height = png_size(result.artefacts["screenshot-full"])[1]
 
@@ -309,6 +314,7 @@ class PageDriver:
         await asyncio.gather(*(body(index) for index in wanted))
 
 
+ARTEFACT_ORDER = ("screenshot-full", "screenshot-viewport", "pdf", "dom", "title", "text")
 BODIES_BUDGET = 64 << 20  # bytes of the browser's bodies kept for comparison, per page
 FONTS_BOUND = 5.0  # seconds for document.fonts.ready before the screenshots, as Playwright waited
 SETTLE_ROUNDS = 3  # scroll-and-wait rounds for a page that keeps growing (each within the bounds)
