@@ -83,6 +83,54 @@ def test_a_capture_starts_one_renderer(tmp_path, local_server, chromium):  # noq
     assert RendererCounter.seen == [1, 1]
 
 
+class SwitchReader(PageDriver):
+    """The features the run's browser process was started with, as Chromium reads them: from
+    the last --disable-features switch of its command line."""
+
+    run_mark = ""
+    disabled: set[str] = set()
+
+    async def _load(self, page: Any, url: str, result: Any) -> None:
+        await super()._load(page, url, result)
+        for pid in processes_marked(RUN_MARK + self.run_mark):
+            args = _cmdline(pid).split(b"\0")
+            if any(a.startswith(b"--type=") for a in args):
+                continue  # a child process: the browser process holds the switches
+            values = [a.split(b"=", 1)[1].decode() for a in args if a.startswith(b"--disable-features=")]
+            SwitchReader.disabled = set(values[-1].split(","))
+
+
+def playwright_disabled_features() -> set[str]:
+    """The features the installed Playwright disables, read from its driver's source."""
+    import re
+
+    import playwright
+
+    bundle = Path(playwright.__file__).parent / "driver" / "package" / "lib" / "coreBundle.js"
+    listing = re.search(r"disabledFeatures = \[(.*?)\]\.filter", bundle.read_text(), re.S)
+    assert listing is not None, "Playwright's disabled features are no longer where this test reads them"
+    names = set(re.findall(r'^\s*"(\w+)"', listing.group(1), re.M))
+    assert "HttpsUpgrades" in names
+    return names
+
+
+def test_the_browser_keeps_playwrights_disabled_features_and_ours(tmp_path, local_server, chromium):  # noqa: F811
+    # Chromium keeps the last copy of a switch: ours must not switch Playwright's features back on
+    # (HttpsUpgrades would try a cited http:// URL over https:// first).
+    from evarchive.browser.engine import OUR_DISABLED_FEATURES
+
+    class Run(BrowserCaptureRun):
+        driver_class = SwitchReader
+
+    SwitchReader.disabled = set()
+    run = Run(Archive.open(tmp_path / "a"), CaptureSettings(), BrowserSettings(chromium=chromium, tabs=1))
+    SwitchReader.run_mark = run.run_mark
+    outcomes = asyncio.run(run.run([local_server.url("/browser/cacheable?capture=1")]))
+    assert [o.status for o in outcomes] == ["captured"]
+    assert playwright_disabled_features() <= SwitchReader.disabled
+    assert set(OUR_DISABLED_FEATURES) <= SwitchReader.disabled
+
+
 class OpenPages(PageDriver):
     """How many pages were open at once, at most."""
 

@@ -24,15 +24,31 @@ NO_BROWSER_LINE = ("Chromium not found: captured with the HTTP engine only, so n
 # context a window whose omnibox popups are WebUI pages, each in a renderer of its own, and keeps a
 # spare renderer per context that a context used for one page never needs. Without them a capture
 # starts one renderer instead of three (about half of Chromium's CPU per page on the benchmark).
+OUR_DISABLED_FEATURES = (
+    "OptimizationHints", "MediaRouter", "Translate", "AutofillServerCommunication",
+    "CertificateTransparencyComponentUpdater", "InterestFeedContentSuggestions",
+    "NetworkTimeServiceQuerying", "DialMediaRouteProvider",
+    "WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "SpareRendererForSitePerProcess",
+)
+# Playwright passes a --disable-features switch of its own, and Chromium keeps only the last copy
+# of a switch: ours would silently switch its features back on. Among them HttpsUpgrades (a cited
+# http:// URL would be tried over https:// first, an exchange the citation never asked for) and
+# requests to the search engine at start-up. So ours carries them too (Playwright 1.65's list).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin",
+    "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+    "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+DISABLED_FEATURES = tuple(dict.fromkeys(OUR_DISABLED_FEATURES + PLAYWRIGHT_DISABLED_FEATURES))
 CHROMIUM_ARGS = [
     "--disable-quic", "--disable-http2", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
     "--metrics-recording-only", "--disable-field-trial-config", "--disable-breakpad",
     "--safebrowsing-disable-auto-update", "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection", "--no-pings", "--disable-features="
-    "OptimizationHints,MediaRouter,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater,"
-    "InterestFeedContentSuggestions,NetworkTimeServiceQuerying,DialMediaRouteProvider,"
-    "WebUIOmniboxPopup,WebUIOmniboxAimPopup,SpareRendererForSitePerProcess",
+    "--disable-client-side-phishing-detection", "--no-pings",
+    "--disable-features=" + ",".join(DISABLED_FEATURES),
     "--proxy-bypass-list=<-loopback>", "--dns-prefetch-disable",
 ]
 
