@@ -1,8 +1,9 @@
 """A capture run: URLs fetched under limits, their records written, then committed in groups.
 
 Flow for one URL: refuse what may not be fetched; fetch hop by hop (each redirect is its own
-request/response pair); spool each body to disk while hashing it; write the records; then,
-once the bytes are fsynced, commit the capture to the catalogue together with its custody-log
+request/response pair); spool each body to disk while hashing it; hand the page to the one task
+that records (its host's slot is then free for the next request); write the records; then, once
+the bytes are fsynced, commit the capture to the catalogue together with its custody-log
 entry. Captures are committed in small groups so that a run of a thousand pages does not pay a
 thousand fsyncs, and a kill at any moment leaves only an unreferenced tail, never a catalogue
 row that points at missing bytes.
@@ -81,6 +82,19 @@ def _close_bodies(hops: list[CapturedHop]) -> None:
     for hop in hops:
         hop.body.close()
 
+
+# Fetched pages waiting to be recorded, at most; past it a fetch keeps its host's slot until the
+# page has a place (so that spooled bodies cannot pile up when recording is the slower side).
+RECORD_BACKLOG = 16
+
+
+def _drop_backlog(backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]]) -> None:
+    """Pages a stopped run will not record: their spooled bodies are closed."""
+    while not backlog.empty():
+        fetched, recorded = backlog.get_nowait()
+        _close_bodies(fetched.hops)
+        recorded.cancel()
+
 # --------------------------------------------------------------------------- the run
 
 class CaptureRun:
@@ -116,6 +130,7 @@ class CaptureRun:
         host_limits: dict[str, asyncio.Semaphore] = {}
         async with build_client(self.settings) as client:
             fetcher = Fetcher(client, self.settings, self.archive.tmp_dir)
+            backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]] = asyncio.Queue(RECORD_BACKLOG)
 
             async def one_url(url: str) -> None:
                 host = host_of(url)
@@ -123,11 +138,19 @@ class CaptureRun:
                 # The host slot first: a task waiting for its host must not hold a global slot.
                 async with limit, global_limit:
                     fetched = await self.fetch(fetcher, url)
-                await self.record_when_sent_on(fetched)
+                    recorded = asyncio.get_running_loop().create_future()
+                    try:  # a full backlog holds the slot: fetching waits for recording
+                        await backlog.put((fetched, recorded))
+                    except BaseException:
+                        _close_bodies(fetched.hops)
+                        raise
+                await recorded  # the outcome, or the recording's storage failure
 
+            recorder = asyncio.ensure_future(self._record_in_turn(backlog))
             tasks = [asyncio.ensure_future(one_url(u)) for u in urls]
             try:
                 await asyncio.gather(*tasks)
+                await self._stop_recorder(recorder, backlog)
                 self._finish_or_stop()
             except StorageError as exc:
                 # Stop every other task before anything else: none may write after the failure.
@@ -135,9 +158,12 @@ class CaptureRun:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await self._stop_recorder(recorder, backlog)
                 self._abandon_storage()
                 raise self._stopped_error(self._stopped, len(urls)) from exc
             except BaseException:
+                recorder.cancel()
+                _drop_backlog(backlog)
                 self._finish()  # Ctrl-C: keep what is complete, close the file cleanly
                 raise
         order = {u: i for i, u in enumerate(urls)}
@@ -202,19 +228,34 @@ class CaptureRun:
                            (kind, message))
         return Fetched(url, source_id, started, format_time(self.settings.clock()), hops, None)
 
-    async def record_when_sent_on(self, fetched: Fetched) -> CaptureOutcome:
-        """Record a fetched page once the tasks waiting for its host's slot have had their turn.
+    async def _record_in_turn(self, backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]]) -> None:
+        """Write and judge the fetched pages one at a time, each in a turn of the event loop of its
+        own. A host's slot bounds its requests in flight, and a fetched page's are over; recording
+        is this process's CPU. Pages recorded as they arrive, a wave of answers at a time, would
+        hold back the reading of every other answer and the next requests, and the hosts' latency
+        and the CPU would add up. One page a turn lets the network's events and the requests that
+        waited for a slot go first, so they overlap instead."""
+        while True:
+            fetched, recorded = await backlog.get()
+            try:
+                await asyncio.sleep(0)
+            except BaseException:
+                _close_bodies(fetched.hops)
+                raise
+            try:
+                outcome = self._record_safely(fetched)
+            except Exception as exc:  # noqa: BLE001 - handed to the page's task, which raises it
+                if not recorded.done():
+                    recorded.set_exception(exc)
+            else:
+                if not recorded.done():
+                    recorded.set_result(outcome)
 
-        The slots bound the requests in flight, and this page's are over. Writing and judging the
-        page is this process's CPU; without the yield, every page of a wave of answers would be
-        recorded before any next request left, and the hosts' latency and the CPU would add up
-        instead of overlapping."""
-        try:
-            await asyncio.sleep(0)
-        except BaseException:
-            _close_bodies(fetched.hops)
-            raise
-        return self._record_safely(fetched)
+    async def _stop_recorder(self, recorder: asyncio.Future[None],
+                             backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]]) -> None:
+        recorder.cancel()
+        await asyncio.gather(recorder, return_exceptions=True)
+        _drop_backlog(backlog)
 
     def _record_safely(self, fetched: Fetched) -> CaptureOutcome:
         if self._stopped is not None:  # a task that finishes after the failure records nothing
