@@ -86,9 +86,11 @@ def _close_bodies(hops: list[CapturedHop]) -> None:
 # Fetched pages waiting to be recorded, at most; past it a fetch keeps its host's slot until the
 # page has a place (so that spooled bodies cannot pile up when recording is the slower side).
 RECORD_BACKLOG = 16
+# A fetched page, and the future its task waits on for the outcome of recording it
+Backlog = asyncio.Queue[tuple[Fetched, "asyncio.Future[CaptureOutcome]"]]
 
 
-def _drop_backlog(backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]]) -> None:
+def _drop_backlog(backlog: Backlog) -> None:
     """Pages a stopped run will not record: their spooled bodies are closed."""
     while not backlog.empty():
         fetched, recorded = backlog.get_nowait()
@@ -130,7 +132,7 @@ class CaptureRun:
         host_limits: dict[str, asyncio.Semaphore] = {}
         async with build_client(self.settings) as client:
             fetcher = Fetcher(client, self.settings, self.archive.tmp_dir)
-            backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]] = asyncio.Queue(RECORD_BACKLOG)
+            backlog: Backlog = asyncio.Queue(RECORD_BACKLOG)
 
             async def one_url(url: str) -> None:
                 host = host_of(url)
@@ -228,7 +230,7 @@ class CaptureRun:
                            (kind, message))
         return Fetched(url, source_id, started, format_time(self.settings.clock()), hops, None)
 
-    async def _record_in_turn(self, backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]]) -> None:
+    async def _record_in_turn(self, backlog: Backlog) -> None:
         """Write and judge the fetched pages one at a time, each in a turn of the event loop of its
         own. A host's slot bounds its requests in flight, and a fetched page's are over; recording
         is this process's CPU. Pages recorded as they arrive, a wave of answers at a time, would
@@ -239,8 +241,9 @@ class CaptureRun:
             fetched, recorded = await backlog.get()
             try:
                 await asyncio.sleep(0)
-            except BaseException:
+            except BaseException:  # the run is stopping: this page is not recorded
                 _close_bodies(fetched.hops)
+                recorded.cancel()
                 raise
             try:
                 outcome = self._record_safely(fetched)
@@ -251,8 +254,7 @@ class CaptureRun:
                 if not recorded.done():
                     recorded.set_result(outcome)
 
-    async def _stop_recorder(self, recorder: asyncio.Future[None],
-                             backlog: asyncio.Queue[tuple[Fetched, asyncio.Future[CaptureOutcome]]]) -> None:
+    async def _stop_recorder(self, recorder: asyncio.Future[None], backlog: Backlog) -> None:
         recorder.cancel()
         await asyncio.gather(recorder, return_exceptions=True)
         _drop_backlog(backlog)
