@@ -599,3 +599,27 @@ def test_the_next_request_to_a_host_leaves_before_the_last_page_is_recorded(
     outcomes = asyncio.run(WatchedRun(archive, one_at_a_time).run([a, b, c]))
     assert [o.status for o in outcomes] == ["captured"] * 3
     assert events == [("fetch", a), ("fetch", b), ("record", a), ("fetch", c), ("record", b), ("record", c)]
+
+
+def test_ctrl_c_ends_a_capture_with_exit_130_and_says_so(local_server: Any, tmp_path: Path) -> None:
+    """A script or cron job must never read an interrupted capture as a success: exit 130, the
+    documented message, and an archive that verifies."""
+    import signal
+
+    archive_dir = tmp_path / "archive"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evarchive.cli", "capture", "--archive", str(archive_dir), "--retries", "0",
+         "--read-timeout", "120", "--timeout", "120", local_server.url("/plain"), local_server.url("/hang")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    try:
+        local_server.wait_for_exchange("/hang", finished=False, timeout=30)  # at work
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "evarchive: interrupted; the archive is consistent, run the command again to finish" in stderr
+    assert "Traceback" not in stderr
+    verify = subprocess.run([sys.executable, "-m", "evarchive.cli", "verify", "--deep", "--archive", str(archive_dir)],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
-        app(args=argv, standalone_mode=False, prog_name="evarchive")
+        # Outside standalone mode typer hands back an exit code instead of exiting: Ctrl-C comes
+        # back as 130 (typer's Exit), which must not end the command as a success.
+        code = app(args=argv, standalone_mode=False, prog_name="evarchive")
     except EvarchiveError as exc:
         colour = "yellow" if exc.exit_code == 1 else "red"
         err.print(f"[{colour}]evarchive:[/] {exc.message}")
@@ -101,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, sqlite3.DatabaseError):
             return catalogue_failure(exc)
         raise
-    return 0
+    if code == 130:
+        err.print(INTERRUPTED)
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def entry() -> None:
