@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +182,18 @@ def test_cli_timestamp_with_every_tsa_down_logs_the_attempt_and_exits_3(
     assert details["tsa_urls"] == ["http://127.0.0.1:9/none"] and details["head_seq"] == before
     assert f"recorded in log entry {after['seq']}" in capsys.readouterr().err
     assert main(["verify", "-a", str(a.path)]) == 0
+
+
+def test_a_tsa_answering_200_with_no_body_is_a_failed_attempt_and_the_next_tsa_is_asked(
+        tmp_path: Path, tsa: LocalTSA, local_server: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty 200 made the ASN.1 decoder raise an error with no message: a traceback, exit 1, no
+    log entry, and the next TSA never asked. It is a TSA failure like any other."""
+    a = evidence.build(tmp_path / "archive", pages=2, seed=1)
+    empty = local_server.url("/drip?count=0")  # 200, empty body
+    assert main(["timestamp", "-a", str(a.path), "--tsa", empty, "--timeout", "5"]) == 3
+    failed = custody.head(a.db)
+    assert failed["event"] == "timestamp-failed"
+    assert "not a TimeStampResp: EndOfStreamError" in json.loads(failed["details"])["error"]
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["timestamp", "-a", str(a.path), "--tsa", empty, "--tsa", tsa.url, "--timeout", "5"]) == 0
+    assert custody.head(a.db)["event"] == "timestamp"

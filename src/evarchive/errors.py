@@ -88,3 +88,10 @@ class ArchiveLockedError(CouldNotRunError):
 def shown(path: object) -> str:
     """A path as it can be printed: bytes that are not UTF-8 appear as \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")  # type: ignore[arg-type]
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message for a one-line report; its class name when the
+    message is empty (ASN.1 decoders raise some errors with no message at all)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

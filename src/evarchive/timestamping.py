@@ -42,7 +42,7 @@ from pyasn1_modules import rfc2634, rfc3161, rfc5035, rfc5280, rfc5652
 from . import __version__, custody
 from .archive import Archive
 from .catalogue import insert, to_json, transaction, utc_now
-from .errors import CouldNotRunError, InputError, UsageError
+from .errors import CouldNotRunError, InputError, UsageError, first_line
 
 # Hash algorithms by OID: the name hashlib knows and the cryptography class.
 HASHES: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
@@ -151,7 +151,7 @@ def parse_response(der: bytes) -> bytes:
     try:
         resp, rest = der_decoder.decode(der, asn1Spec=rfc3161.TimeStampResp())
     except PyAsn1Error as exc:
-        raise TimestampError(f"not a TimeStampResp: {str(exc).splitlines()[0][:160]}") from exc
+        raise TimestampError(f"not a TimeStampResp: {first_line(exc)}") from exc
     if rest:
         raise TimestampError("trailing bytes after TimeStampResp")
     status = int(resp["status"]["status"])
@@ -236,7 +236,7 @@ def _decode(der: bytes, spec: univ.Asn1Item, what: str):  # type: ignore[no-unty
         value, rest = der_decoder.decode(der, asn1Spec=spec)
     except PyAsn1Error as exc:
         # pyasn1 messages dump whole schemas; keep the first line, shortened.
-        raise TokenInvalid(f"{what} does not parse: {str(exc).splitlines()[0][:160]}") from exc
+        raise TokenInvalid(f"{what} does not parse: {first_line(exc)}") from exc
     if rest:
         raise TokenInvalid(f"{what} has trailing bytes")
     return value

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import first_line
 from .accounting import BrowserRequest
 from .engine import BrowserSettings
 
@@ -172,7 +173,7 @@ class PageDriver:
         except PlaywrightTimeout:
             result.steps.append(f"the load event did not come within {self.settings.load_timeout:g} s")
         except PlaywrightError as exc:
-            message = str(exc).splitlines()[0]
+            message = first_line(exc, 10_000)
             if "Download is starting" in message:
                 result.download = True
                 result.steps.append("the browser treated the document as a download (no viewer): "
@@ -356,7 +357,7 @@ async def _safe(awaitable: Any, default: Any, result: PageResult, what: str, bou
     except TimeoutError:
         result.steps.append(f"{what} did not finish within {bound:g} s")
     except Exception as exc:  # noqa: BLE001 - a failed step is recorded, the capture goes on
-        result.steps.append(f"{what} failed: {str(exc).splitlines()[0][:300]}")
+        result.steps.append(f"{what} failed: {first_line(exc, 300)}")
     return default
 
 

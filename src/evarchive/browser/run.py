@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..archive import Archive
 from ..capture import CaptureOutcome, CaptureRun, CaptureSettings, StorageError, build_client
 from ..catalogue import ensure_source, ensure_sources, find_source, format_time, last_good_capture, to_json
-from ..errors import CouldNotRunError
+from ..errors import CouldNotRunError, first_line
 from ..urls import validate_url
 from ..warcwriter import WrittenRecord
 from .accounting import account, comparable_bodies
@@ -154,7 +154,7 @@ class BrowserCaptureRun(CaptureRun):
         except PlaywrightError as exc:
             self._finish()
             raise CouldNotRunError(f"Chromium ({self.browser_settings.chromium}) did not start: "
-                                   f"{str(exc).splitlines()[0][:300]}") from None
+                                   f"{first_line(exc, 300)}") from None
 
     def _chromium_args(self, authority: RunAuthority) -> list[str]:
         return [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={authority.leaf_spki_sha256_b64}",
@@ -182,7 +182,7 @@ class BrowserCaptureRun(CaptureRun):
                 page.steps.append(f"the capture was cut at the total timeout "
                                   f"({self.settings.total_timeout:g} s)")
             except Exception as exc:  # noqa: BLE001 - a crashed or cut tab: keep what was recorded
-                page.steps.append(f"the browser failed: {str(exc).splitlines()[0][:300]}")
+                page.steps.append(f"the browser failed: {first_line(exc, 300)}")
             finally:
                 self.drivers.discard(driver)
                 await session.close()
