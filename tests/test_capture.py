@@ -226,6 +226,7 @@ def test_slow_response_times_out(archive, settings, local_server):
     settings.retries = 0
     [outcome] = capture_urls(archive, [local_server.url("/slow?delay=3")], settings)
     assert outcome.status == "failed" and outcome.error_class == "ReadTimeout"
+    assert outcome.error_message == "ReadTimeout: the server sent nothing within the read timeout"
 
 
 def test_hanging_response_hits_total_timeout(archive, settings, local_server):

@@ -314,12 +314,21 @@ def classify_exception(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, asyncio.TimeoutError):
         return "TotalTimeout", "the capture took longer than the total timeout"
     if isinstance(exc, httpx.TimeoutException):
-        return type(exc).__name__, f"{type(exc).__name__}: {_root_message(exc) or 'timed out'}"
+        # The libraries' own words here name a cancel scope by its memory address: not evidence.
+        return type(exc).__name__, f"{type(exc).__name__}: {_TIMEOUT_WORDS.get(type(exc), 'timed out')}"
     if isinstance(exc, httpx.HTTPError):
         return type(exc).__name__, _root_message(exc) or type(exc).__name__
     if isinstance(exc, OSError):
         return "OSError", str(exc)
     return type(exc).__name__, str(exc)
+
+
+_TIMEOUT_WORDS = {
+    httpx.ConnectTimeout: "no connection within the connect timeout",
+    httpx.ReadTimeout: "the server sent nothing within the read timeout",
+    httpx.WriteTimeout: "the request could not be sent within the write timeout",
+    httpx.PoolTimeout: "no free connection within the timeout",
+}
 
 
 def _root_message(exc: BaseException) -> str:
