@@ -994,3 +994,26 @@ def test_a_long_check_run_releases_each_sources_bodies_once_judged(
                            lambda _result: open_files.append(len(os.listdir("/proc/self/fd"))))
     assert sorted(r.verdict for r in report.results) == ["drifted"] * 12
     assert max(open_files) - min(open_files) <= 4  # in flight only: before, it grew by one per source
+
+
+def test_check_recapture_json_links_each_new_capture_to_its_check(
+        local_server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The per-source lines are printed as checks are judged, before the recaptures exist: a line
+    per recapture follows with the ids that link them."""
+    archive_dir = tmp_path / "archive"
+    url = local_server.url("/article/json-recapture")
+    local_server.set_route("/article/json-recapture", body=article_page("json-recapture", False, 1))
+    assert main(["capture", url, "--archive", str(archive_dir), "--quiet"]) == 0
+    local_server.set_route("/article/json-recapture", body=article_page("json-recapture", True, 2))
+    capsys.readouterr()
+    main(["check", url, "--archive", str(archive_dir), "--recapture", "--json", "--retries", "0"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [checked] = [line for line in lines if line.get("url") == url]
+    [linked] = [line["recapture"] for line in lines if "recapture" in line]
+    arch = Archive.open(archive_dir)
+    try:
+        row = arch.db.execute("SELECT check_id, capture_id FROM check_recaptures").fetchone()
+    finally:
+        arch.close()
+    assert checked["verdict"] == "drifted"
+    assert linked == {"url": url, "check_id": row[0], "capture_id": row[1]}

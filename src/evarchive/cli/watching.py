@@ -138,6 +138,10 @@ def check(
                 sys.stdout.flush()
 
         report_ = check_sources(arch, choose, settings, on_result)
+    if as_json:  # the lines above were printed before the recaptures were made: these link them
+        for r in report_.results:
+            if r.recapture_id is not None:
+                print_json({"recapture": {"url": r.url, "check_id": r.check_id, "capture_id": r.recapture_id}})
     anchored = anchor_run(arch, anchors, as_json, quiet)
     if not report_.results and not quiet:
         err.print("nothing to check: the catalogue has no sources")
