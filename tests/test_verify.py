@@ -717,3 +717,24 @@ def test_every_report_option_finds_a_report_by_title_path_and_id(local_server: A
             assert main([command, "--report", ref, "-a", root, *args]) == found.get(command, 0), (command, ref)
     for command in taking_report:
         assert main([command, "--report", "No such report", "-a", root, *extra[command]]) == 2, command
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_file_still_open_is_counted_with_the_records_it_checks(tmp_path: Path, deep: bool) -> None:
+    """A WARC a crashed run left open is checked record by record; the summary counts it, instead
+    of saying "0 file(s), 0 records" about records it did check."""
+    from evarchive.warcwriter import WarcWriter
+
+    a = Archive.open(tmp_path / "open")
+    writer = WarcWriter(a.warcs_dir, a.locks_dir, a.db)
+    for n in range(2):
+        evidence.add_capture(a, writer, f"http://example.org/open/{n}", f"page {n}".encode() * 100)
+    # the writer is never closed: the file stays 'open', as after a kill
+    result = verify_archive(a, deep=deep, record=False)
+    assert result.intact and "file-open" in {n.kind for n in result.notes}
+    assert (result.files, result.records) == (1, 6 if deep else 0)  # records are counted by deep runs
+    assert result.bytes == sum(r["length"] for r in records(a))
+    rec = records(a, "response")[0]
+    flip(warc_path(a, rec), rec["offset"] + rec["length"] - 10)
+    assert "record-changed" in kinds(verify_archive(a, deep=deep, record=False))
+    a.close()

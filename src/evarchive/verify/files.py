@@ -125,6 +125,10 @@ class FileChecks:
         except OSError as exc:
             self.add("file-unreadable", f"{name}: {exc.strerror}", file=name)
             return
+        self.files += 1  # counted with what was read of it, as a sealed file is
+        self.bytes += sum(r["length"] for r in recs)
+        if self.deep:
+            self.records += len(recs)
         for rec in recs:
             got = hashes.get((rec["offset"], rec["length"]))
             if got is None:
