@@ -494,12 +494,14 @@ def test_step_5_recapture_keeps_the_old_capture(scenario: Scenario) -> None:
     s = scenario
     run = ran(s, "recapture")
     assert run.returncode == 0, str(run)  # the drift was reported last night: nothing new
-    (line,) = run.json_lines()
+    line, recaptured = run.json_lines()  # the source's check, then the capture made anew
     assert (line["verdict"], line["change"]) == ("drifted", None), line
     old, new = captures_of(s.archive, s.sources["drifting"])
     assert (old["status"], new["status"]) == ("ok", "ok")
-    linked = rows(s.archive, "SELECT capture_id FROM check_recaptures")
+    linked = rows(s.archive, "SELECT check_id, capture_id FROM check_recaptures")
     assert [r["capture_id"] for r in linked] == [new["id"]]
+    assert recaptured == {"recapture": {"url": line["url"], "check_id": linked[0]["check_id"],
+                                        "capture_id": new["id"]}}
     # The old capture is still the page as first served; the new one is the edited page.
     (first,) = s.served["drifting"]
     assert sha256(response_payload(s.archive, old)) == first.body_sha256
