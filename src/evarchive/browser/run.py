@@ -54,8 +54,6 @@ class BrowserCaptureRun(CaptureRun):
         self.pages_open = 0
         self.memory_mb = 0.0  # the watchdog's last sample
         self.memory_sampled = asyncio.Condition()
-        self._completing_page = False  # a page's outcome is being completed: its commit waits
-        self._commit_waiting = False
 
     async def run(self, urls: list[str]) -> list[CaptureOutcome]:
         from playwright.async_api import async_playwright
@@ -213,30 +211,13 @@ class BrowserCaptureRun(CaptureRun):
                 url, started, ended, session, chain, page, rows, findings, wall)
         extra = {"engine": "browser", "findings": to_json(findings) if findings else None,
                  "wall": wall, "content_verdict": verdict, "steps": to_json(page.steps) if page.steps else None}
-        self._completing_page = True
-        try:
-            outcome = self._queue(url, source_id, started, ended, hops, records, failure, None,
-                                  artefacts=artefact_rows, row_extra=extra)
-        finally:
-            self._completing_page = False
-        # The wire's findings (surplus bytes, conflicting framing) and the accounting's, together.
-        result = BrowserOutcome(**{**asdict(outcome), "findings": outcome.findings + findings}, wall=wall,
-                                artefacts=[a["kind"] for a in artefact_rows])
-        for item in self.pending:  # not yet committed: the commit fills in the capture id
-            if item.outcome is outcome:
-                item.outcome = result
-        if self._commit_waiting:
-            self._commit_waiting = False
-            self.commit_pending()
-        return result
+        def completed(outcome: CaptureOutcome) -> BrowserOutcome:
+            # The wire's findings (surplus bytes, conflicting framing) and the accounting's, together.
+            return BrowserOutcome(**{**asdict(outcome), "findings": outcome.findings + findings}, wall=wall,
+                                  artefacts=[a["kind"] for a in artefact_rows])
 
-    def commit_pending(self) -> None:
-        """Commits wait while a page's outcome is completed (engine, wall, artefacts, the
-        accounting's findings), so that what is committed and reported is the whole outcome."""
-        if self._completing_page:
-            self._commit_waiting = True
-            return
-        super().commit_pending()
+        return self._queue(url, source_id, started, ended, hops, records, failure, None,
+                           artefacts=artefact_rows, row_extra=extra, completed=completed)
 
 
 async def recapture_by_engine(archive: Archive, settings: CaptureSettings,

@@ -315,7 +315,10 @@ class CaptureRun:
     def _queue(self, url: str, source_id: int, started: str, ended: str, hops: list[CapturedHop],
                records: list[WrittenRecord], failure: tuple[str, str] | None,
                revisit_of: dict[str, Any] | None, artefacts: list[dict[str, Any]] | None = None,
-               row_extra: dict[str, Any] | None = None) -> CaptureOutcome:
+               row_extra: dict[str, Any] | None = None,
+               completed: Callable[[CaptureOutcome], CaptureOutcome] | None = None) -> CaptureOutcome:
+        """Queue the capture for the next commit; ``completed`` turns its outcome into the whole
+        one an engine reports (it is what the commit reports, so it must be whole by then)."""
         final = hops[-1] if hops else None
         tls = (final.tls if final else None) or {}
         status = "failed" if failure else ("revisited" if revisit_of else "captured")
@@ -352,6 +355,8 @@ class CaptureRun:
             error_class=row["error_class"], error_message=row["error_message"],
             truncated=bool(row["truncated"]),
             findings=[f"{h.url}: {text}" for h in hops for text in h.findings])
+        if completed is not None:
+            outcome = completed(outcome)
         end = (records[-1].offset + records[-1].length) if records else None
         # Computed now, while the page's body is still spooled: no export has to inflate it again.
         self.pending.append(PendingCapture(row, records, outcome, end, artefacts or [],
