@@ -122,7 +122,7 @@ class PageText:
         this of every page a capture classifies)."""
         if self.words_at_least:
             return limit > self.words_at_least
-        return not _has_words(self.text, limit)
+        return not _has_words(unicodedata.normalize("NFKC", self.text), limit)
 
 
 def decode_body(body: bytes, content_type: str | None = None,
@@ -372,11 +372,11 @@ def _reaches_words(root: LexborNode, limit: int) -> bool:
     return len(text) <= MAX_TEXT_CHARS // 2 and _has_words(text, limit)
 
 
-def _has_words(text: str, limit: int) -> bool:
-    """At least ``limit`` word tokens, counted without tokenising the text to its end."""
+def _has_words(normalised: str, limit: int) -> bool:
+    """At least ``limit`` word tokens in an NFKC-normalised text, counted without tokenising it
+    to its end."""
     if limit <= 0:
         return True
-    normalised = unicodedata.normalize("NFKC", text)
     # A long text usually has the words in its start, and a start never holds more words than
     # the whole (a word cut at its end is still one word of the whole): read that first.
     start = _PREFIX_CHARS_PER_WORD * limit
