@@ -178,6 +178,10 @@ def test_the_watchdogs_memory_reading_reads_pss_again_only_for_a_process_that_mo
                               "    held.append(bytearray(int(line)) + b'x')\n    print('ok', flush=True)"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        # Wait until the interpreter has started: before then its memory grows on its own.
+        child.stdin.write("0\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "ok\n"
         now = [0.0]
         memory = TreeMemory(clock=lambda: now[0])
         first = memory.mb(child.pid)
