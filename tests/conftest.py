@@ -17,6 +17,7 @@ Add new fixtures below the local-server section, grouped by concern.
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -128,3 +129,17 @@ def _http_engine_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     # With Chromium installed, `capture` would default to the browser engine; the tests of the
     # HTTP engine (everything outside test_browser.py) pin it. Browser tests pass --engine browser.
     monkeypatch.setenv("EVARCHIVE_ENGINE", "http")
+
+
+# --------------------------------------------------------------------------
+# Exported bundles
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def copy(bundle: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the requesting module's ``bundle`` fixture, for one test to tamper with
+    (links copied as links: a hostile bundle's symlinks must reach the verifier as they are)."""
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle, target, symlinks=True)
+    return target

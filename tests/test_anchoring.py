@@ -11,13 +11,12 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clerk import run_verifier
 from localserver import LocalServer
 from tsa import LocalTSA, TSAKeys
 
@@ -151,11 +150,6 @@ def test_archive_run_stamps_from_the_environment(local_server: LocalServer, tsa:
 
 
 # --------------------------------------------------------------------------- export
-
-def run_verifier(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-I", "-S", str(bundle / "verify_bundle.py"), *args],
-                          cwd=bundle, capture_output=True, text=True, timeout=120)
-
 
 @pytest.fixture
 def half_stamped(local_server: LocalServer, tsa: LocalTSA, tmp_path: Path) -> tuple[Path, dict[str, str]]:

@@ -9,12 +9,12 @@ import hashlib
 import html
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_export import TITLE, Setup, load, page, run_verifier
+from clerk import run_verifier
+from test_export import TITLE, Setup, load, page
 from test_witness import KEYS, Spn2
 
 from evarchive import cli
@@ -52,13 +52,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, local_server: Any) -> Path:
         local_server.set_route("/export/b", body=page("Page B"))
         setup.close()
     return out
-
-
-@pytest.fixture
-def copy(bundle: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "bundle"
-    shutil.copytree(bundle, target)
-    return target
 
 
 def resum(bundle: Path) -> None:

@@ -104,13 +104,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, local_server: Any) -> Path:
 
 
 @pytest.fixture
-def copy(bundle: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "bundle"
-    shutil.copytree(bundle, target, symlinks=True)
-    return target
-
-
-@pytest.fixture
 def scratch(tmp_path: Path) -> Path:
     path = tmp_path / "tmpdir"
     path.mkdir()

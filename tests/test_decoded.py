@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_export import TITLE, Setup, load, run_verifier
+from clerk import run_verifier
+from test_export import TITLE, Setup, load
 
 from evarchive import verify_bundle
 from evarchive.capture import capture_urls

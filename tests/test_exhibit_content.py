@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_export import TITLE, Setup, load, page, run_verifier
+from clerk import run_verifier
+from test_export import TITLE, Setup, load, page
 
 from evarchive.capture import capture_urls
 from evarchive.reports import import_report

@@ -20,6 +20,7 @@ from typing import Any
 
 import html5lib
 import pytest
+from clerk import run_verifier
 from thirdparty import pywb_collection, tool
 
 from evarchive import cli, publishing
@@ -77,12 +78,6 @@ def setup(tmp_path: Path, local_server: Any):  # type: ignore[no-untyped-def]
     s = Setup(tmp_path, local_server)
     yield s
     s.close()
-
-
-def run_verifier(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The bundle's own script, run as a clerk would: isolated from evarchive and site-packages."""
-    return subprocess.run([sys.executable, "-I", "-S", str(bundle / "verify_bundle.py"), *args],
-                          cwd=bundle, capture_output=True, text=True, timeout=120)
 
 
 def load(bundle: Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clerk import run_verifier
 from localserver import BROWSER_SCRIPT_TEXT
 from warcio.archiveiterator import ArchiveIterator
 
@@ -60,11 +61,6 @@ def replaywebpage() -> Path:
 def run_cli(*args: str, archive: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "evarchive.cli", *args, "--archive", str(archive)],
                           capture_output=True, text=True, timeout=180)
-
-
-def verify(bundle: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "verify_bundle.py"], cwd=bundle, capture_output=True, text=True,
-                          timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +117,7 @@ def test_exhibit_index_shows_the_screenshot_with_its_hashes_time_and_chromium(bu
         assert art["sha256"] in page and art["sha256"] in text
         assert f"{art['sha256']}  {art['file']}\n" in listed
     assert f"Engine: browser: Chromium {chromium_version}" in text
-    checked = verify(bundle)
+    checked = run_verifier(bundle)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "3 screenshots and PDFs: each is the block of its resource record in evidence.wacz" in checked.stdout
 
@@ -147,7 +143,7 @@ def test_a_swapped_screenshot_is_caught(bundle, tmp_path, index_too):
     forged = (copy / "artefacts" / "exhibit-1-screenshot-viewport.png").read_bytes()  # a real PNG of the page
     (copy / full["file"]).write_bytes(forged)
     _reseal(copy, full["file"], full["sha256"], hashlib.sha256(forged).hexdigest(), index_too=index_too)
-    checked = verify(copy)
+    checked = run_verifier(copy)
     assert checked.returncode == 1, checked.stdout
     assert f"FAIL  exhibit 1: {full['file']} (screenshot-full): its bytes are not the block of resource record " \
            f"{full['record_id']} in evidence.wacz (a swapped file?)" in checked.stdout
@@ -234,7 +230,7 @@ def test_the_bundle_replays_in_replaywebpage_from_its_own_folder(served, capture
     assert "http://127.0.0.1:8000/replay.html" in verify_md
     for name in ("ui.js", "sw.js", "LICENSE"):  # copied unchanged, with its licence
         assert (out / "viewer" / name).read_bytes() == (served_from / name).read_bytes()
-    checked = verify(out)  # the viewer's files are listed in SHA256SUMS like any other
+    checked = run_verifier(out)  # the viewer's files are listed in SHA256SUMS like any other
     assert checked.returncode == 0, checked.stdout + checked.stderr
     link = re.search(r'<a href="(replay\.html\?[^"]+)">Replay this exhibit</a>', (out / "exhibits.html").read_text())
     local_server.clear_log()

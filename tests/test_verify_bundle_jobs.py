@@ -11,7 +11,6 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clerk import run_verifier
 
 from evarchive import cli
 from evarchive import verify_bundle as vb
@@ -55,23 +55,10 @@ def captured_bundle(root: Path, urls: list[str]) -> Path:
     return out
 
 
-@pytest.fixture
-def copy(bundle: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "bundle"
-    shutil.copytree(bundle, target)
-    return target
-
-
-def verify(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The bundle's own script, as a clerk runs it."""
-    return subprocess.run([sys.executable, "-I", "-S", str(bundle / "verify_bundle.py"), *args],
-                          cwd=bundle, capture_output=True, text=True, timeout=60)
-
-
 def both(bundle: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The run with two workers, checked line for line against the run in one process; the lines
     the two have in common."""
-    one, two = verify(bundle, "--jobs", "1", *args), verify(bundle, "--jobs", "2", *args)
+    one, two = run_verifier(bundle, "--jobs", "1", *args), run_verifier(bundle, "--jobs", "2", *args)
     assert (one.stderr, two.stderr) == ("", "")
     assert WORKER_NOTE not in one.stdout.splitlines()
     lines = two.stdout.splitlines()
@@ -146,7 +133,7 @@ def test_a_spent_budget_is_the_same_with_workers(copy: Path) -> None:
 
 @pytest.mark.parametrize("jobs", ["0", "17"])
 def test_jobs_must_be_from_1_to_16(copy: Path, jobs: str) -> None:
-    run = verify(copy, "--jobs", jobs)
+    run = run_verifier(copy, "--jobs", jobs)
     assert (run.returncode, run.stdout) == (2, "")
     assert run.stderr.strip().endswith("error: --jobs must be from 1 to 16")
 
@@ -227,7 +214,7 @@ def test_a_worker_killed_while_it_works_costs_time_not_findings(copy: Path) -> N
     """The clerk's run, one of its workers killed as soon as it exists: the verdict and every
     finding are those of a run in one process, with no traceback."""
     data, rec = flip_in_record(copy, 1, 60)
-    one = verify(copy, "--jobs", "1")
+    one = run_verifier(copy, "--jobs", "1")
     proc = subprocess.Popen([sys.executable, "-I", "-S", str(copy / "verify_bundle.py"), "--jobs", "2"],
                             cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
@@ -318,7 +305,7 @@ def test_workers_started_by_spawn_as_on_macos_and_windows_read_the_same(copy: Pa
     assert forced != source
     script = tmp_path / "verify_bundle_spawn.py"
     script.write_text(forced)
-    one = verify(copy, "--jobs", "1")
+    one = run_verifier(copy, "--jobs", "1")
     two = subprocess.run([sys.executable, "-I", "-S", str(script), str(copy), "--jobs", "2"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert (one.stderr, two.stderr) == ("", "")

@@ -10,12 +10,12 @@ import json
 import shutil
 import stat
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clerk import run_verifier
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -150,11 +150,6 @@ def digest_of(bundle: Path) -> dict[str, Any]:
         return json.loads(zf.read("datapackage-digest.json"))
 
 
-def run_verifier(bundle: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-I", "-S", str(bundle / "verify_bundle.py"), str(bundle)],
-                          capture_output=True, text=True, timeout=120)
-
-
 def archive_key(archive: Path) -> ec.EllipticCurvePrivateKey:
     arch = Archive.existing(archive)
     try:
@@ -192,7 +187,7 @@ def test_the_archive_still_verifies_beside_the_new_key(exported: tuple[Path, Pat
 
 def test_verify_bundle_says_the_signature_is_valid_and_gives_the_fingerprint(exported: tuple[Path, Path]) -> None:
     archive, bundle = exported
-    result = run_verifier(bundle)
+    result = run_verifier(bundle, str(bundle))
     verdict = result.stdout.strip().splitlines()[-1]
     fingerprint = waczsigning.fingerprint(archive_key(archive).public_key())
     assert result.returncode == 0, result.stdout
@@ -259,7 +254,7 @@ def test_an_edited_datapackage_fails_with_the_digest_finding(bundle: Path) -> No
     package["title"] = "Edited"
     edited = json.dumps(package).encode()
     rewrite_wacz(bundle, {"datapackage.json": edited})
-    result = run_verifier(bundle)
+    result = run_verifier(bundle, str(bundle))
     assert result.returncode == 1
     assert failures(result) == [
         "FAIL  evidence.wacz: datapackage.json does not match datapackage-digest.json",
@@ -276,7 +271,7 @@ def test_an_edited_datapackage_with_a_recomputed_hash_fails_the_signature(bundle
     digest = digest_of(bundle)
     digest["hash"] = digest["signedData"]["hash"] = "sha256:" + hashlib.sha256(edited).hexdigest()
     rewrite_wacz(bundle, {"datapackage.json": edited, "datapackage-digest.json": json.dumps(digest).encode()})
-    result = run_verifier(bundle)
+    result = run_verifier(bundle, str(bundle))
     fingerprint = hashlib.sha256(base64.b64decode(digest["signedData"]["publicKey"])).hexdigest()
     assert result.returncode == 1
     assert f"FAIL  {WHERE}: the WACZ signature does not verify with its publicKey (P-384, fingerprint " \
@@ -292,7 +287,7 @@ def test_a_flipped_signature_byte_fails(bundle: Path) -> None:
     sig[10] ^= 0x01
     digest["signedData"]["signature"] = base64.b64encode(bytes(sig)).decode()
     rewrite_wacz(bundle, {"datapackage-digest.json": json.dumps(digest).encode()})
-    result = run_verifier(bundle)
+    result = run_verifier(bundle, str(bundle))
     fingerprint = hashlib.sha256(base64.b64decode(digest["signedData"]["publicKey"])).hexdigest()
     assert result.returncode == 1
     assert failures(result) == [f"FAIL  {WHERE}: the WACZ signature does not verify with its publicKey (P-384, "
@@ -303,7 +298,7 @@ def test_a_signature_that_is_not_base64_is_a_finding_not_a_crash(bundle: Path) -
     digest = digest_of(bundle)
     digest["signedData"]["signature"] = "not base64!"
     rewrite_wacz(bundle, {"datapackage-digest.json": json.dumps(digest).encode()})
-    result = run_verifier(bundle)
+    result = run_verifier(bundle, str(bundle))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert [f.split(": the WACZ signature")[0] for f in failures(result)] == [f"FAIL  {WHERE}"]
     assert "cannot be checked" in failures(result)[0]
